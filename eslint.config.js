@@ -1,0 +1,77 @@
+import { defineConfig } from "eslint/config";
+import tseslint from "typescript-eslint";
+
+export default defineConfig(
+  { ignores: ["dist/", "src/protocol/gen/", "node_modules/"] },
+  tseslint.configs.strictTypeChecked,
+  {
+    languageOptions: {
+      parserOptions: { projectService: { allowDefaultProject: ["*.js"] }, tsconfigRootDir: import.meta.dirname },
+    },
+    rules: {
+      "@typescript-eslint/switch-exhaustiveness-check": "error",
+      "@typescript-eslint/restrict-template-expressions": ["error", { allowNumber: true }],
+      "@typescript-eslint/no-floating-promises": [
+        "error",
+        {
+          allowForKnownSafeCalls: [
+            { from: "package", package: "node:test", name: ["describe", "it", "suite", "test", "before", "after"] },
+          ],
+        },
+      ],
+      "no-restricted-globals": [
+        "error",
+        { name: "DisposableStack", message: "not in Node 20" },
+        { name: "AsyncDisposableStack", message: "not in Node 20" },
+        { name: "SuppressedError", message: "not in Node 20" },
+      ],
+      "no-restricted-syntax": [
+        "error",
+        { selector: "CatchClause[body.body.length=0]", message: "empty catch: rethrow with context or explain" },
+      ],
+    },
+  },
+  {
+    files: ["src/guest/**"],
+    rules: {
+      "@typescript-eslint/no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            {
+              group: [
+                "**/shim/**",
+                "**/sandbox/**",
+                "**/hypervisor/**",
+                "**/factory/**",
+                "**/cli/**",
+                "**/storage/**",
+                "**/network/**",
+                "**/config/**",
+                "**/agent-client/**",
+                "**/image/**",
+              ],
+              message: "guest code may import only base, platform, oci and protocol",
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ["src/base/**", "src/platform/**", "src/oci/**", "src/protocol/**"],
+    rules: {
+      "@typescript-eslint/no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            {
+              group: ["**/hypervisor/**", "**/sandbox/**", "**/guest/**", "**/cli/**", "**/shim/**", "**/image/**"],
+              message: "lower layers never import higher ones",
+            },
+          ],
+        },
+      ],
+    },
+  },
+);

@@ -1,0 +1,60 @@
+// Small async helpers that Node 20 lacks (Promise.withResolvers) or that every layer needs.
+
+import { Code, KataError } from "./errors.js";
+
+export interface Deferred<T> {
+  readonly promise: Promise<T>;
+  resolve(value: T): void;
+  reject(reason: unknown): void;
+}
+
+export function deferred<T>(): Deferred<T> {
+  let resolve!: (v: T) => void;
+  let reject!: (r: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+/** The error an aborted signal stands for, as a KataError (CANCELLED or DEADLINE_EXCEEDED). */
+export function abortError(signal: AbortSignal, op: string): KataError {
+  const reason: unknown = signal.reason;
+  if (reason instanceof KataError) return reason;
+  const timedOut = reason instanceof Error && reason.name === "TimeoutError";
+  return new KataError(timedOut ? Code.DeadlineExceeded : Code.Cancelled, `${op}: ${timedOut ? "timed out" : "cancelled"}`);
+}
+
+/** Races `p` against `signal`; the loser is not cancelled, only abandoned. */
+export function raceAbort<T>(p: Promise<T>, signal: AbortSignal | undefined, op: string): Promise<T> {
+  if (signal === undefined) return p;
+  if (signal.aborted) return Promise.reject(abortError(signal, op));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => {
+      reject(abortError(signal, op));
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(e instanceof Error ? e : new Error(String(e)));
+      },
+    );
+  });
+}
+
+/** Sleeps `ms`, rejecting early when `signal` aborts. */
+export function delay(ms: number, signal?: AbortSignal): Promise<void> {
+  return raceAbort(
+    new Promise<void>((resolve) => {
+      setTimeout(resolve, ms).unref();
+    }),
+    signal,
+    "delay",
+  );
+}

@@ -1,0 +1,77 @@
+// The one error class of kata-ts and its closed set of codes. Codes follow gRPC status names so the
+// shim, the agent and the CLI map them losslessly (the wire mapping lives in protocol/ttrpc/status.ts).
+
+/** Failure kinds. */
+export const Code = {
+  InvalidArgument: "INVALID_ARGUMENT",
+  NotFound: "NOT_FOUND",
+  AlreadyExists: "ALREADY_EXISTS",
+  FailedPrecondition: "FAILED_PRECONDITION",
+  ResourceExhausted: "RESOURCE_EXHAUSTED",
+  Unavailable: "UNAVAILABLE",
+  DeadlineExceeded: "DEADLINE_EXCEEDED",
+  Cancelled: "CANCELLED",
+  Unimplemented: "UNIMPLEMENTED",
+  Internal: "INTERNAL",
+} as const;
+export type Code = (typeof Code)[keyof typeof Code];
+
+type Details = Readonly<Record<string, string | number | boolean>>;
+
+export class KataError extends Error {
+  override readonly name = "KataError";
+  readonly code: Code;
+  /** Facts for logs (ids, paths, pids). Never parsed for control flow. */
+  readonly details: Details;
+
+  constructor(code: Code, message: string, options: { cause?: unknown; details?: Details } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.details = options.details ?? {};
+  }
+}
+
+export function isKataError(e: unknown, code?: Code): e is KataError {
+  return e instanceof KataError && (code === undefined || e.code === code);
+}
+
+/** The code of `e`; an aborted operation is CANCELLED or DEADLINE_EXCEEDED, anything foreign INTERNAL. */
+export function codeOf(e: unknown): Code {
+  if (e instanceof KataError) return e.code;
+  if (e instanceof Error && e.name === "TimeoutError") return Code.DeadlineExceeded;
+  if (e instanceof Error && e.name === "AbortError") return Code.Cancelled;
+  return Code.Internal;
+}
+
+export function messageOf(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** Renders the cause chain: "start sandbox s1: boot vm: qmp connect /run/kata/s1/qmp.sock: ENOENT". */
+export function describeError(e: unknown): string {
+  const parts: string[] = [];
+  let cur: unknown = e;
+  while (cur !== undefined && parts.length < 16) {
+    const m = messageOf(cur);
+    if (m !== "" && parts.at(-1) !== m) parts.push(m);
+    cur = cur instanceof Error ? cur.cause : undefined;
+  }
+  return parts.join(": ");
+}
+
+/** Wraps `e` with our operation's name, keeping its code. */
+export function wrap(e: unknown, op: string, details?: Details): KataError {
+  return new KataError(codeOf(e), op, details === undefined ? { cause: e } : { cause: e, details });
+}
+
+/** For states only a bug can produce. Never use for bad input: that is InvalidArgument. */
+export function invariant(cond: unknown, what: string): asserts cond {
+  if (!cond) throw new KataError(Code.Internal, `invariant violated: ${what}`);
+}
+
+/** The errno code of a Node system error (ENOENT, EEXIST...), or undefined. */
+export function errnoOf(e: unknown): string | undefined {
+  if (typeof e !== "object" || e === null || !("code" in e)) return undefined;
+  const code: unknown = e.code;
+  return typeof code === "string" ? code : undefined;
+}

@@ -1,0 +1,181 @@
+// Every child process the runtime starts goes through this port, so tests can script it and so the
+// "binary not installed" error is written once (naming the package that provides it).
+
+import { spawn as nodeSpawn, type StdioOptions } from "node:child_process";
+import type { Readable, Writable } from "node:stream";
+import { Code, KataError, errnoOf } from "../base/errors.js";
+
+export interface ExitStatus {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+}
+
+export interface RunResult extends ExitStatus {
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+export interface RunOptions {
+  readonly signal?: AbortSignal;
+  readonly input?: string | Uint8Array;
+  readonly cwd?: string;
+  readonly env?: NodeJS.ProcessEnv;
+  /** Output beyond this many bytes per stream is dropped (the tail is kept). */
+  readonly maxOutputBytes?: number;
+}
+
+export interface SpawnOptions {
+  readonly cwd?: string;
+  readonly env?: NodeJS.ProcessEnv;
+  readonly stdio?: StdioOptions;
+  readonly detached?: boolean;
+}
+
+export interface Child {
+  readonly pid: number;
+  readonly exited: Promise<ExitStatus>;
+  readonly stdin: Writable | null;
+  readonly stdout: Readable | null;
+  readonly stderr: Readable | null;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+export interface ProcessRunner {
+  /** Run to completion, capturing output. Rejects only when the binary cannot start (NOT_FOUND). */
+  run(file: string, args: readonly string[], opts?: RunOptions): Promise<RunResult>;
+  /** Start a long-lived child such as qemu. Throws NOT_FOUND when the binary does not exist. */
+  spawn(file: string, args: readonly string[], opts?: SpawnOptions): Promise<Child>;
+}
+
+/** Debian packages that provide the binaries we start, for "not installed" errors. */
+const packageOf: Readonly<Record<string, string>> = {
+  "qemu-system-x86_64": "qemu-system-x86",
+  crun: "crun",
+  busybox: "busybox-static",
+  ip: "iproute2",
+  tc: "iproute2",
+  xz: "xz-utils",
+  "dpkg-deb": "dpkg",
+  "apt-get": "apt",
+  mount: "mount",
+  umount: "mount",
+  containerd: "containerd",
+  ctr: "containerd",
+};
+
+export function notInstalled(file: string, cause?: unknown): KataError {
+  const base = file.split("/").pop() ?? file;
+  const pkg = packageOf[base];
+  const hint = pkg === undefined ? "" : ` (install the Debian package ${pkg}: apt-get install -y ${pkg})`;
+  return new KataError(Code.NotFound, `${file} is not installed${hint}`, cause === undefined ? {} : { cause });
+}
+
+/** One line saying how a process ended: "exit code 3", "signal SIGKILL". */
+export function describeExit(s: ExitStatus): string {
+  return s.signal !== null ? `signal ${s.signal}` : `exit code ${String(s.code)}`;
+}
+
+/** Conventional shell exit status: the code, or 128 + signal number. */
+export function exitStatusNumber(s: ExitStatus, signalNumbers: Readonly<Record<string, number>>): number {
+  if (s.signal !== null) return 128 + (signalNumbers[s.signal] ?? 0);
+  return s.code ?? 255;
+}
+
+function startChild(file: string, args: readonly string[], opts: SpawnOptions): Promise<Child> {
+  return new Promise<Child>((resolve, reject) => {
+    const cp = nodeSpawn(file, args, {
+      stdio: opts.stdio ?? ["ignore", "pipe", "pipe"],
+      ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
+      ...(opts.env === undefined ? {} : { env: opts.env }),
+      ...(opts.detached === undefined ? {} : { detached: opts.detached }),
+    });
+    const exited = new Promise<ExitStatus>((res) => {
+      cp.once("exit", (code, signal) => {
+        res({ code, signal });
+      });
+    });
+    cp.once("error", (e) => {
+      reject(errnoOf(e) === "ENOENT" ? notInstalled(file, e) : e);
+    });
+    cp.once("spawn", () => {
+      // CAST: after 'spawn' the pid is always set.
+      const pid = cp.pid as number;
+      resolve({
+        pid,
+        exited,
+        stdin: cp.stdin,
+        stdout: cp.stdout,
+        stderr: cp.stderr,
+        kill(signal: NodeJS.Signals = "SIGTERM") {
+          if (cp.exitCode === null && cp.signalCode === null) cp.kill(signal);
+        },
+      });
+    });
+  });
+}
+
+export class NodeProcessRunner implements ProcessRunner {
+  spawn(file: string, args: readonly string[], opts: SpawnOptions = {}): Promise<Child> {
+    return startChild(file, args, opts);
+  }
+
+  async run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+    const max = opts.maxOutputBytes ?? 1 << 20;
+    const child = await startChild(file, args, {
+      stdio: [opts.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+      ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
+      ...(opts.env === undefined ? {} : { env: opts.env }),
+    });
+    const collect = (r: Readable | null): Promise<string> =>
+      new Promise((res) => {
+        if (r === null) {
+          res("");
+          return;
+        }
+        let chunks: Buffer[] = [];
+        let size = 0;
+        r.on("data", (d: Buffer) => {
+          chunks.push(d);
+          size += d.length;
+          if (size > 2 * max) {
+            const all = Buffer.concat(chunks);
+            chunks = [all.subarray(all.length - max)];
+            size = max;
+          }
+        });
+        r.on("close", () => {
+          const all = Buffer.concat(chunks);
+          res(all.subarray(Math.max(0, all.length - max)).toString("utf8"));
+        });
+      });
+    const onAbort = (): void => {
+      child.kill("SIGKILL");
+    };
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    if (opts.signal?.aborted === true) onAbort();
+    if (opts.input !== undefined && child.stdin !== null) {
+      child.stdin.on("error", () => {
+        // EPIPE: the child did not read its input; its exit status tells the story.
+      });
+      child.stdin.end(opts.input);
+    }
+    const [stdout, stderr, status] = await Promise.all([collect(child.stdout), collect(child.stderr), child.exited]);
+    opts.signal?.removeEventListener("abort", onAbort);
+    return { ...status, stdout, stderr };
+  }
+}
+
+/** Runs `file` and throws (naming the command, its exit and stderr) unless it exits 0. */
+export async function runChecked(
+  runner: ProcessRunner,
+  file: string,
+  args: readonly string[],
+  opts: RunOptions = {},
+): Promise<RunResult> {
+  const r = await runner.run(file, args, opts);
+  if (r.code !== 0) {
+    const err = r.stderr.trim().split("\n").slice(-5).join(" | ");
+    throw new KataError(Code.Internal, `${file} ${args.join(" ")}: ${describeExit(r)}${err === "" ? "" : `: ${err}`}`);
+  }
+  return r;
+}
