@@ -1,0 +1,83 @@
+// The host share directory with real bind mounts on a host whose `/` is a private mount: binds made
+// under mounts/ must appear in the read-only shared/ view, read-only volumes must be read-only there.
+
+import assert from "node:assert/strict";
+import { mkdtemp, mkdir, readFile, rm, writeFile, readdir } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { describe, it } from "node:test";
+import { CommandMounter } from "../../src/platform/mount.js";
+import { mountsUnder, parseMountInfo } from "../../src/platform/mountinfo.js";
+import { NodeProcessRunner } from "../../src/platform/process.js";
+import { SharedDir, readSelfMountInfo, sharedDirPaths } from "../../src/storage/shared-dir.js";
+import { requires } from "../helpers/requires.js";
+
+async function errnoOfWrite(file: string): Promise<string | undefined> {
+  try {
+    await writeFile(file, "x");
+    return undefined;
+  } catch (e) {
+    // CAST: fs errors carry an errno code.
+    return (e as NodeJS.ErrnoException).code;
+  }
+}
+
+describe("SharedDir (real mounts)", { skip: requires("root") }, () => {
+  it("shows later binds in the read-only view, keeps read-only volumes read-only, and leaves nothing", async () => {
+    const run = await mkdtemp(path.join(tmpdir(), "kata-ts-share-"));
+    const rootfs = path.join(run, "rootfs");
+    const volume = path.join(run, "volume");
+    await mkdir(rootfs);
+    await mkdir(volume);
+    await writeFile(path.join(rootfs, "hello"), "from host");
+    const share = new SharedDir(
+      { mounter: new CommandMounter(new NodeProcessRunner()), readMountInfo: readSelfMountInfo },
+      sharedDirPaths(path.join(run, "state"), "sb1"),
+    );
+    try {
+      await share.setup();
+      await share.bindDir(rootfs, "c1/rootfs", false);
+      await share.bindDir(volume, "c1-vol", true);
+
+      const viewRootfs = path.join(share.paths.shared, "c1", "rootfs");
+      assert.equal(await readFile(path.join(viewRootfs, "hello"), "utf8"), "from host");
+      assert.equal(await errnoOfWrite(path.join(share.paths.shared, "planted")), "EROFS");
+      assert.equal(await errnoOfWrite(path.join(viewRootfs, "written-by-guest")), undefined);
+      assert.equal(await errnoOfWrite(path.join(share.paths.shared, "c1-vol", "x")), "EROFS");
+      assert.equal(await errnoOfWrite(path.join(share.paths.mounts, "c1-vol", "x")), "EROFS");
+
+      await share.unbind("c1/rootfs");
+      await share.unbind("c1-vol");
+      await share.teardown();
+
+      assert.deepEqual(mountsUnder(parseMountInfo(await readSelfMountInfo()), run), []);
+      assert.deepEqual(await readdir(path.join(run, "state", "shared", "sandboxes")), []);
+      assert.equal(await readFile(path.join(rootfs, "hello"), "utf8"), "from host");
+    } finally {
+      await share.teardown();
+      await rm(run, { recursive: true, force: true });
+    }
+  });
+
+  it("teardown unmounts leftovers before removing anything", async () => {
+    const run = await mkdtemp(path.join(tmpdir(), "kata-ts-share-"));
+    const rootfs = path.join(run, "rootfs");
+    await mkdir(rootfs);
+    await writeFile(path.join(rootfs, "precious"), "keep me");
+    const share = new SharedDir(
+      { mounter: new CommandMounter(new NodeProcessRunner()), readMountInfo: readSelfMountInfo },
+      sharedDirPaths(path.join(run, "state"), "sb2"),
+    );
+    try {
+      await share.setup();
+      await share.bindDir(rootfs, "c2/rootfs", false);
+
+      await share.teardown();
+
+      assert.equal(await readFile(path.join(rootfs, "precious"), "utf8"), "keep me");
+      assert.deepEqual(mountsUnder(parseMountInfo(await readSelfMountInfo()), run), []);
+    } finally {
+      await rm(run, { recursive: true, force: true });
+    }
+  });
+});
