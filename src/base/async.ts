@@ -23,7 +23,10 @@ export function abortError(signal: AbortSignal, op: string): KataError {
   const reason: unknown = signal.reason;
   if (reason instanceof KataError) return reason;
   const timedOut = reason instanceof Error && reason.name === "TimeoutError";
-  return new KataError(timedOut ? Code.DeadlineExceeded : Code.Cancelled, `${op}: ${timedOut ? "timed out" : "cancelled"}`);
+  return new KataError(
+    timedOut ? Code.DeadlineExceeded : Code.Cancelled,
+    `${op}: ${timedOut ? "timed out" : "cancelled"}`,
+  );
 }
 
 /** Races `p` against `signal`; the loser is not cancelled, only abandoned. */

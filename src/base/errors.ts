@@ -75,3 +75,11 @@ export function errnoOf(e: unknown): string | undefined {
   const code: unknown = e.code;
   return typeof code === "string" ? code : undefined;
 }
+
+/** For `.catch()`: swallows only the named errno codes (the state we wanted), rethrows the rest. */
+export function ignoreErrno(...codes: string[]): (e: unknown) => undefined {
+  return (e: unknown) => {
+    if (codes.includes(errnoOf(e) ?? "")) return undefined;
+    throw e;
+  };
+}

@@ -9,7 +9,7 @@ export class OutputBuffer {
   readonly #chunks: Buffer[] = [];
   #size = 0;
   #ended = false;
-  #waiter: Deferred<void> | undefined;
+  #waiter: Deferred<undefined> | undefined;
   readonly #source: Readable | undefined;
   readonly #highWaterBytes: number;
 
@@ -38,7 +38,7 @@ export class OutputBuffer {
   #wake(): void {
     const w = this.#waiter;
     this.#waiter = undefined;
-    w?.resolve();
+    w?.resolve(undefined);
   }
 
   get ended(): boolean {
@@ -48,7 +48,7 @@ export class OutputBuffer {
   /** Up to `maxBytes` bytes; waits for data; an empty result means end of stream. */
   async read(maxBytes: number, signal?: AbortSignal): Promise<Uint8Array> {
     while (this.#size === 0 && !this.#ended) {
-      this.#waiter ??= deferred<void>();
+      this.#waiter ??= deferred<undefined>();
       await raceAbort(this.#waiter.promise, signal, "read stream");
     }
     if (this.#size === 0) return new Uint8Array(0);
@@ -65,6 +65,7 @@ export class OutputBuffer {
     }
     this.#size -= n;
     if (this.#size < this.#highWaterBytes && this.#source?.isPaused() === true) this.#source.resume();
+    // CAST: out has exactly one element in that branch.
     return out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out);
   }
 }

@@ -7,8 +7,6 @@ import net from "node:net";
 import path from "node:path";
 import { Code, KataError, errnoOf } from "../base/errors.js";
 
-export const agentPortName = "agent.channel.0";
-
 /** `/dev/vportNpM` of the port named `name`, or undefined when no such port exists (yet). */
 export async function findPort(name: string, sysfsDir = "/sys/class/virtio-ports"): Promise<string | undefined> {
   let entries: string[];

@@ -10,11 +10,12 @@ describe("mount tables", () => {
   it("parses /proc/mounts with an escaped space", () => {
     const text = "tmpfs /var/lib/kubelet/pods/u/volumes/kubernetes.io~empty-dir/my\\040vol tmpfs rw,size=10k 0 0\n";
 
-    const [e] = parseProcMounts(text);
+    const e = parseProcMounts(text)[0];
 
-    assert.equal(e?.mountPoint, "/var/lib/kubelet/pods/u/volumes/kubernetes.io~empty-dir/my vol");
-    assert.equal(e?.fstype, "tmpfs");
-    assert.deepEqual(e?.options, ["rw", "size=10k"]);
+    assert.ok(e);
+    assert.equal(e.mountPoint, "/var/lib/kubelet/pods/u/volumes/kubernetes.io~empty-dir/my vol");
+    assert.equal(e.fstype, "tmpfs");
+    assert.deepEqual(e.options, ["rw", "size=10k"]);
   });
 
   it("parses mountinfo propagation fields and skips garbage", () => {
@@ -26,11 +27,13 @@ describe("mount tables", () => {
 
     const entries = parseMountInfo(text);
 
+    const [first, second] = entries;
     assert.equal(entries.length, 2);
-    assert.equal(entries[0]?.mountPoint, "/mnt/a b");
-    assert.deepEqual(entries[0]?.propagation, ["master:1", "shared:2"]);
-    assert.equal(entries[0]?.fstype, "ext3");
-    assert.equal(entries[1]?.parentId, 36);
+    assert.ok(first && second);
+    assert.equal(first.mountPoint, "/mnt/a b");
+    assert.deepEqual(first.propagation, ["master:1", "shared:2"]);
+    assert.equal(first.fstype, "ext3");
+    assert.equal(second.parentId, 36);
   });
 
   it("lists mounts under a directory deepest first, not siblings with the same prefix", () => {

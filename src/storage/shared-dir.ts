@@ -9,7 +9,7 @@
 
 import { lstat, mkdir, readFile, rm, rmdir } from "node:fs/promises";
 import path from "node:path";
-import { Code, KataError, errnoOf, wrap } from "../base/errors.js";
+import { Code, KataError, ignoreErrno, wrap } from "../base/errors.js";
 import { CleanupStack } from "../base/cleanup.js";
 import type { Mounter } from "../platform/mount.js";
 import { mountsUnder, parseMountInfo } from "../platform/mountinfo.js";
@@ -100,11 +100,12 @@ export class SharedDir {
   /** Unmounts what bindDir mounted; the target lives under host-only mounts/, so no guest symlink is followed. */
   async unbind(relative: string): Promise<void> {
     const target = this.hostPath(relative);
-    const st = await lstat(target).catch((e: unknown) => (errnoOf(e) === "ENOENT" ? undefined : Promise.reject(e)));
+    const st = await lstat(target).catch(ignoreErrno("ENOENT"));
     if (st === undefined) return;
-    if (!st.isDirectory()) throw new KataError(Code.FailedPrecondition, `refusing to unmount ${target}: not a directory`);
+    if (!st.isDirectory())
+      throw new KataError(Code.FailedPrecondition, `refusing to unmount ${target}: not a directory`);
     await this.#deps.mounter.unmount(target);
-    await rmdir(target).catch((e: unknown) => (errnoOf(e) === "ENOENT" ? undefined : Promise.reject(e)));
+    await rmdir(target).catch(ignoreErrno("ENOENT"));
   }
 
   /**
@@ -113,11 +114,7 @@ export class SharedDir {
    */
   async teardown(): Promise<void> {
     const { root } = this.paths;
-    const rootExists = await lstat(root).then(
-      () => true,
-      (e: unknown) => (errnoOf(e) === "ENOENT" ? false : Promise.reject(e)),
-    );
-    if (!rootExists) return;
+    if ((await lstat(root).catch(ignoreErrno("ENOENT"))) === undefined) return;
     for (let pass = 0; pass < 8; pass++) {
       const left = mountsUnder(parseMountInfo(await this.#deps.readMountInfo()), root);
       if (left.length === 0) break;

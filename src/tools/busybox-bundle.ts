@@ -3,7 +3,7 @@
 
 import { copyFile, mkdir, rm, symlink, writeFile, chmod } from "node:fs/promises";
 import path from "node:path";
-import { Code, KataError, errnoOf } from "../base/errors.js";
+import { Code, KataError, errnoOf, ignoreErrno } from "../base/errors.js";
 import { defaultSpec } from "../oci/default-spec.js";
 import type { Spec } from "../oci/spec.js";
 import { runChecked, type ProcessRunner } from "../platform/process.js";
@@ -38,11 +38,12 @@ export async function makeBusyboxBundle(deps: { runner: ProcessRunner }, opts: B
   const list = await runChecked(deps.runner, busybox, ["--list"]);
   for (const applet of list.stdout.split("\n").map((s) => s.trim())) {
     if (applet === "" || applet === "busybox" || applet.includes("/")) continue;
-    await symlink("busybox", path.join(rootfs, "bin", applet)).catch((e: unknown) =>
-      errnoOf(e) === "EEXIST" ? undefined : Promise.reject(e),
-    );
+    await symlink("busybox", path.join(rootfs, "bin", applet)).catch(ignoreErrno("EEXIST"));
   }
-  await writeFile(path.join(rootfs, "etc", "passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n");
+  await writeFile(
+    path.join(rootfs, "etc", "passwd"),
+    "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+  );
   await writeFile(path.join(rootfs, "etc", "group"), "root:x:0:\nnobody:x:65534:\n");
   const spec = defaultSpec({ args: opts.args, terminal: false });
   spec.hostname = "busybox";

@@ -26,7 +26,9 @@ export const testImageDir = process.env["KATA_TS_IMAGE_DIR"] ?? defaultImageDir;
 
 const probes: Record<Capability, () => boolean> = {
   root: () => process.getuid?.() === 0,
-  kvm: () => canAccess("/dev/kvm", constants.R_OK | constants.W_OK),
+  kvm: () =>
+    canAccess("/dev/kvm", constants.R_OK | constants.W_OK) &&
+    (existsSync("/sys/module/kvm_intel") || existsSync("/sys/module/kvm_amd")),
   qemu: () => onPath("qemu-system-x86_64"),
   crun: () => onPath("crun"),
   netns: () => process.getuid?.() === 0 && onPath("ip"),

@@ -1,0 +1,48 @@
+#!/usr/bin/env node
+// Composition root of the `kata-ts` CLI: parses global flags, builds the real ports once, and maps
+// every failure to one line on stderr and a non-zero exit code.
+
+import { Command, CommanderError } from "commander";
+import path from "node:path";
+import { describeError } from "../base/errors.js";
+import { agentBundleRelPath } from "../image/bundle-agent.js";
+import { imageCommand } from "../image/image-command.js";
+import { NodeProcessRunner } from "../platform/process.js";
+import { registerRun } from "./commands/run.js";
+import { defaultRunDir, installRoot, makeContext, type GlobalFlags, type RuntimeContext } from "./runtime-context.js";
+
+const program = new Command("kata-ts")
+  .description("a secure container runtime: every pod runs in its own lightweight VM")
+  .option("--root <dir>", "directory for runtime state", defaultRunDir)
+  .option("--log <file>", "append logs to this file")
+  .option("--log-format <format>", "log format: text or json", "text")
+  .option("--debug", "debug logging")
+  .exitOverride()
+  .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+let context: RuntimeContext | undefined;
+const ctx = (): RuntimeContext => {
+  context ??= makeContext(program.opts<GlobalFlags>());
+  return context;
+};
+
+registerRun(program, ctx);
+program.addCommand(
+  imageCommand({
+    runner: new NodeProcessRunner(),
+    agentBundlePath: path.join(installRoot, agentBundleRelPath),
+    stderr: (t) => process.stderr.write(t),
+    stdout: (t) => process.stdout.write(t),
+  }),
+);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof CommanderError) {
+    process.exitCode = e.exitCode;
+  } else {
+    process.stderr.write(`kata-ts: ${describeError(e)}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,63 @@
+// What every CLI command shares: global flags, the logger, the real ports. Built once per process in
+// kata-ts-main.ts (the composition root).
+
+import { appendFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { JsonLogger, nullLogger, type Logger } from "../base/log.js";
+import { QemuHypervisor } from "../hypervisor/qemu/qemu.js";
+import { CommandMounter } from "../platform/mount.js";
+import { NodeProcessRunner, type ProcessRunner } from "../platform/process.js";
+import { RealHostProbe, type HostProbe } from "../platform/probe.js";
+import type { SandboxDeps } from "../sandbox/sandbox.js";
+import { readSelfMountInfo } from "../storage/shared-dir.js";
+
+export interface GlobalFlags {
+  readonly root: string;
+  readonly log?: string;
+  readonly logFormat: "text" | "json";
+  readonly debug?: boolean;
+}
+
+export const defaultRunDir = "/run/kata-ts";
+
+/** The repository (or install) root: dist/src/cli/ is three levels below it. */
+export const installRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
+
+export interface RuntimeContext {
+  readonly flags: GlobalFlags;
+  readonly logger: Logger;
+  readonly runner: ProcessRunner;
+  readonly probe: HostProbe;
+  sandboxDeps(): SandboxDeps;
+}
+
+export function makeContext(flags: GlobalFlags): RuntimeContext {
+  // Logs go to --log only: `run` prints nothing of its own on success, and there is no syslog here.
+  const logger =
+    flags.log === undefined
+      ? nullLogger
+      : new JsonLogger(
+          (line) => {
+            appendFileSync(flags.log as string, line);
+          },
+          { level: flags.debug === true ? "debug" : "info", format: flags.logFormat },
+        );
+  const runner = new NodeProcessRunner();
+  const probe = new RealHostProbe(process.env["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin");
+  return {
+    flags,
+    logger,
+    runner,
+    probe,
+    sandboxDeps() {
+      return {
+        hypervisor: new QemuHypervisor({ runner, probe, logger }, { binary: "qemu-system-x86_64" }),
+        mounter: new CommandMounter(runner),
+        readMountInfo: readSelfMountInfo,
+        logger,
+        now: () => performance.now(),
+      };
+    },
+  };
+}

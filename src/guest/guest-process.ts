@@ -1,0 +1,76 @@
+// A process the agent started (a container's init through `crun run`, or an exec): its stdio buffers
+// and its exit status, which is recorded once and then served to every WaitProcess.
+
+import type { Writable } from "node:stream";
+import { Code, KataError } from "../base/errors.js";
+import { raceAbort } from "../base/async.js";
+import type { Child, ExitStatus } from "../platform/process.js";
+import { OutputBuffer } from "./output-buffer.js";
+import { constants } from "node:os";
+
+/** Shell convention: the exit code, or 128 + the signal's number. */
+export function exitCodeOf(s: ExitStatus): number {
+  if (s.signal !== null) return 128 + constants.signals[s.signal];
+  return s.code ?? 255;
+}
+
+export class GuestProcess {
+  readonly execId: string;
+  readonly pid: number;
+  readonly stdout: OutputBuffer;
+  readonly stderr: OutputBuffer;
+  readonly exitCode: Promise<number>;
+  readonly #stdin: Writable | null;
+  readonly #child: Child;
+  #exited = false;
+
+  constructor(execId: string, child: Child) {
+    this.execId = execId;
+    this.#child = child;
+    this.pid = child.pid;
+    this.stdout = new OutputBuffer(child.stdout);
+    this.stderr = new OutputBuffer(child.stderr);
+    this.#stdin = child.stdin;
+    // A container that never reads its stdin makes writes fail with EPIPE once it exits: not our error.
+    this.#stdin?.on("error", () => undefined);
+    this.exitCode = child.exited.then((s) => {
+      this.#exited = true;
+      return exitCodeOf(s);
+    });
+  }
+
+  get exited(): boolean {
+    return this.#exited;
+  }
+
+  wait(signal?: AbortSignal): Promise<number> {
+    return raceAbort(this.exitCode, signal, `wait process ${this.execId}`);
+  }
+
+  async writeStdin(data: Uint8Array, signal?: AbortSignal): Promise<number> {
+    const stdin = this.#stdin;
+    if (stdin === null || stdin.writableEnded || stdin.destroyed) {
+      throw new KataError(Code.FailedPrecondition, `stdin of ${this.execId} is closed`);
+    }
+    await raceAbort(
+      new Promise<void>((resolve, reject) => {
+        stdin.write(data, (e) => {
+          if (e) reject(new KataError(Code.FailedPrecondition, `write stdin of ${this.execId}`, { cause: e }));
+          else resolve();
+        });
+      }),
+      signal,
+      "write stdin",
+    );
+    return data.length;
+  }
+
+  closeStdin(): void {
+    this.#stdin?.end();
+  }
+
+  /** Signals crun itself (used only when the container was never created by crun). */
+  killRuntime(): void {
+    this.#child.kill("SIGKILL");
+  }
+}

@@ -1,0 +1,72 @@
+// ttRPC adapters of the agent: each handler validates nothing itself and calls the Agent, so the wire
+// mapping stays in the ttRPC server (toWireStatus) and the logic in agent.ts.
+
+import { KataError, Code } from "../base/errors.js";
+import type { TtrpcServer } from "../protocol/ttrpc/server.js";
+import { AgentService } from "../protocol/gen/agent_pb.js";
+import { Health, HealthCheckResponse_ServingStatus } from "../protocol/gen/health_pb.js";
+import type { Agent } from "./agent.js";
+
+/** Largest chunk one ReadStdout/ReadStderr returns: well under the 4 MiB frame limit. */
+export const maxReadChunkBytes = 1 << 20;
+/** Largest WriteStdin payload accepted. */
+export const maxWriteChunkBytes = 1 << 20;
+
+export function registerAgentService(server: TtrpcServer, agent: Agent, version: string): void {
+  server.register(Health, {
+    check: () => Promise.resolve({ status: HealthCheckResponse_ServingStatus.SERVING }),
+    version: () => Promise.resolve({ grpcVersion: "ttrpc", agentVersion: version }),
+  });
+  server.register(AgentService, {
+    createSandbox: async (req) => {
+      await agent.createSandbox(req);
+      return {};
+    },
+    destroySandbox: async () => {
+      await agent.destroySandbox();
+      return {};
+    },
+    createContainer: async (req) => {
+      await agent.createContainer(req);
+      return {};
+    },
+    startContainer: async (req) => {
+      await agent.startContainer(req.containerId);
+      return {};
+    },
+    removeContainer: async (req) => {
+      await agent.removeContainer(req.containerId, req.timeout);
+      return {};
+    },
+    signalProcess: async (req) => {
+      await agent.signalProcess(req.containerId, req.execId, req.signal);
+      return {};
+    },
+    waitProcess: async (req, ctx) => ({
+      status: await agent.process(req.containerId, req.execId).wait(ctx.signal),
+    }),
+    readStdout: async (req, ctx) => ({
+      data: await agent.process(req.containerId, req.execId).stdout.read(readLength(req.len), ctx.signal),
+    }),
+    readStderr: async (req, ctx) => ({
+      data: await agent.process(req.containerId, req.execId).stderr.read(readLength(req.len), ctx.signal),
+    }),
+    writeStdin: async (req, ctx) => {
+      if (req.data.length > maxWriteChunkBytes) {
+        throw new KataError(
+          Code.ResourceExhausted,
+          `write stdin: ${req.data.length} bytes exceeds ${maxWriteChunkBytes}`,
+        );
+      }
+      return { len: await agent.process(req.containerId, req.execId).writeStdin(req.data, ctx.signal) };
+    },
+    closeStdin: (req) => {
+      agent.process(req.containerId, req.execId).closeStdin();
+      return Promise.resolve({});
+    },
+  });
+}
+
+function readLength(len: number): number {
+  return len === 0 ? maxReadChunkBytes : Math.min(len, maxReadChunkBytes);
+}

@@ -1,0 +1,45 @@
+// The hypervisor seam: small on purpose (kata's has 29 methods). A Vm is a running guest with an agent
+// socket; what runs inside is the sandbox layer's business.
+
+import type { ExitStatus } from "../platform/process.js";
+
+export type MachineType = "microvm" | "q35";
+
+export interface VmConfig {
+  readonly id: string;
+  /** Private directory for the VM's sockets and console log; created, and removed by stop(). */
+  readonly vmDir: string;
+  readonly machineType: MachineType;
+  readonly vcpus: number;
+  readonly memoryMiB: number;
+  readonly kernelPath: string;
+  readonly initrdPath: string;
+  /** Parameters after the machine-type defaults the driver adds itself (so these win). */
+  readonly kernelParams: readonly string[];
+  /** Host directory exported to the guest as the sandbox share (read-only view, see storage/shared-dir). */
+  readonly sharedDir?: string;
+  /** Run the hypervisor inside this network namespace (a path like /var/run/netns/x). */
+  readonly netnsPath?: string;
+}
+
+export interface Vm {
+  readonly id: string;
+  readonly pid: number;
+  /** The host end of the agent channel: a unix socket the hypervisor listens on. */
+  readonly agentSocketPath: string;
+  readonly consoleLogPath: string;
+  /** Resolves when the hypervisor process has exited, however it ended. */
+  readonly exited: Promise<ExitStatus>;
+  /** The last `lines` lines of the guest console, for errors. */
+  consoleTail(lines: number): Promise<string>;
+  pause(signal?: AbortSignal): Promise<void>;
+  resume(signal?: AbortSignal): Promise<void>;
+  /** Stops the VM (graceful quit, then SIGKILL) and removes its directory. Idempotent; never hangs. */
+  stop(): Promise<void>;
+}
+
+export interface Hypervisor {
+  readonly name: string;
+  /** Starts a VM; returns once the hypervisor answers its control socket (not when the guest is up). */
+  startVm(config: VmConfig, signal: AbortSignal): Promise<Vm>;
+}

@@ -1,0 +1,383 @@
+import assert from "node:assert/strict";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import { isKataError } from "../../base/errors.js";
+import {
+  agentPortName,
+  append,
+  bios,
+  blockdevRawFile,
+  chardevFile,
+  chardevSocket,
+  cpu,
+  deviceVirtio9p,
+  deviceVirtioBlk,
+  deviceVirtioSerial,
+  deviceVirtserialport,
+  displayNone,
+  fastKernelParams,
+  fsdevLocal,
+  incoming,
+  initrd,
+  kernel,
+  m,
+  machine,
+  noReboot,
+  nodefaults,
+  noUserConfig,
+  objectMemoryBackendFile,
+  pidfile,
+  planQemuArgs,
+  qemuValue,
+  qmp,
+  serial,
+  smp,
+  toArgv,
+  tscEarlyKhz,
+  type QemuVmConfig,
+} from "./args.js";
+
+/** The repository root: the nearest ancestor with a package.json (works from src/ under tsx and from dist/). */
+function repoRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, "package.json"))) {
+    const up = dirname(dir);
+    assert.notEqual(up, dir, "no package.json above the test file");
+    dir = up;
+  }
+  return dir;
+}
+
+/** Compares argv with test/fixtures/golden/<name>.args (one argument per line); UPDATE_GOLDEN=1 rewrites it. */
+function assertGolden(name: string, argv: readonly string[]): void {
+  for (const a of argv) assert.ok(!a.includes("\n"), `argument with a newline cannot be stored one per line: ${a}`);
+  const file = join(repoRoot(), "test", "fixtures", "golden", `${name}.args`);
+  const actual = argv.join("\n") + "\n";
+  if (process.env["UPDATE_GOLDEN"] === "1") writeFileSync(file, actual);
+  assert.equal(actual, readFileSync(file, "utf8"), `golden ${file} differs (UPDATE_GOLDEN=1 rewrites it)`);
+}
+
+/** The value that follows the first occurrence of `flag`, or undefined. */
+function valueOf(argv: readonly string[], flag: string): string | undefined {
+  const i = argv.indexOf(flag);
+  return i < 0 ? undefined : argv[i + 1];
+}
+
+function valuesOf(argv: readonly string[], flag: string): string[] {
+  return argv.flatMap((a, i) => (a === flag && argv[i + 1] !== undefined ? [argv[i + 1] ?? ""] : []));
+}
+
+const microvmNoBoot: QemuVmConfig = {
+  machineType: "microvm",
+  accel: "tcg",
+  cpuModel: "max",
+  vcpus: 1,
+  memoryMiB: 512,
+  kernelPath: "/opt/kata-ts/vmlinux",
+  kernelParams: [...fastKernelParams("microvm", "tcg", 2096013), "agent.log=debug"].join(" "),
+  consoleLogPath: "/run/kata-ts/sb1/console.log",
+  qmpSocketPath: "/run/kata-ts/sb1/qmp.sock",
+  agentSocketPath: "/run/kata-ts/sb1/agent.sock",
+  sharedDir: { path: "/run/kata-ts/sb1/shared", mountTag: "kataShared" },
+  pidfilePath: "/run/kata-ts/sb1/qemu.pid",
+};
+
+const microvmTcg: QemuVmConfig = { ...microvmNoBoot, initrdPath: "/opt/kata-ts/initrd.cpio" };
+
+// The pod directory holds a comma to show which switches escape it and which take it verbatim.
+const q35Kvm: QemuVmConfig = {
+  machineType: "q35",
+  accel: "kvm",
+  cpuModel: "host",
+  vcpus: 2,
+  memoryMiB: 2048,
+  kernelPath: "/opt/kata-ts/vmlinux",
+  imagePath: "/opt/kata-ts/root,fs.img",
+  kernelParams: [
+    ...fastKernelParams("q35", "kvm"),
+    "root=/dev/vda",
+    "ro",
+    "rootfstype=ext4",
+    "rootflags=data=ordered,errors=remount-ro",
+  ].join(" "),
+  consoleLogPath: "/run/kata-ts/pod,2/console.log",
+  qmpSocketPath: "/run/kata-ts/pod,2/qmp.sock",
+  agentSocketPath: "/run/kata-ts/pod,2/agent.sock",
+  pidfilePath: "/run/kata-ts/pod,2/qemu.pid",
+  firmware: "/usr/share/qemu/qboot.rom",
+};
+
+const microvmClone: QemuVmConfig = {
+  ...microvmTcg,
+  consoleLogPath: "/run/kata-ts/clone3/console.log",
+  qmpSocketPath: "/run/kata-ts/clone3/qmp.sock",
+  agentSocketPath: "/run/kata-ts/clone3/agent.sock",
+  sharedDir: { path: "/run/kata-ts/clone3/shared", mountTag: "kataShared" },
+  pidfilePath: "/run/kata-ts/clone3/qemu.pid",
+  memoryBackend: { memPath: "/dev/shm/kata-ts-template.mem", share: false },
+  incoming: "defer",
+};
+
+describe("planQemuArgs golden files", () => {
+  it("plans microvm + tcg + initrd + 9p", () => {
+    assertGolden("microvm-tcg-initrd-9p", planQemuArgs(microvmTcg));
+  });
+
+  it("plans q35 + kvm + read-only image", () => {
+    assertGolden("q35-kvm-image", planQemuArgs(q35Kvm));
+  });
+
+  it("plans a microvm template clone: memory backend + incoming defer", () => {
+    assertGolden("microvm-memory-backend-incoming", planQemuArgs(microvmClone));
+  });
+});
+
+describe("planQemuArgs", () => {
+  it("always disables defaults, user config, display and reboot", () => {
+    for (const config of [microvmTcg, q35Kvm, microvmClone]) {
+      const argv = planQemuArgs(config);
+
+      for (const flag of ["-nodefaults", "-no-user-config", "-no-reboot"]) assert.ok(argv.includes(flag), flag);
+      assert.equal(valueOf(argv, "-display"), "none");
+    }
+  });
+
+  it("uses virtio-mmio devices on microvm and PCI devices on q35", () => {
+    const mmio = valuesOf(planQemuArgs(microvmTcg), "-device").join(" ");
+    const pci = valuesOf(planQemuArgs(q35Kvm), "-device").join(" ");
+
+    assert.match(mmio, /virtio-serial-device/);
+    assert.match(mmio, /virtio-9p-device/);
+    assert.doesNotMatch(mmio, /-pci/);
+    assert.match(pci, /virtio-serial-pci/);
+    assert.match(pci, /virtio-blk-pci/);
+    assert.doesNotMatch(pci, /virtio-\w+-device/);
+  });
+
+  it("attaches the image read-only and passes no initrd", () => {
+    const argv = planQemuArgs(q35Kvm);
+
+    assert.match(valueOf(argv, "-blockdev") ?? "", /^driver=raw,.*read-only=on,/);
+    assert.equal(argv.includes("-initrd"), false);
+  });
+
+  it("names the agent port and lets QEMU listen on the agent socket", () => {
+    const argv = planQemuArgs(microvmTcg);
+
+    assert.ok(valuesOf(argv, "-device").some((d) => d.endsWith(`name=${agentPortName}`)));
+    assert.ok(
+      valuesOf(argv, "-chardev").includes("socket,id=agent,path=/run/kata-ts/sb1/agent.sock,server=on,wait=off"),
+    );
+  });
+
+  it("sizes the memory backend from memoryMiB, as QEMU requires it to equal -m", () => {
+    const argv = planQemuArgs(microvmClone);
+
+    assert.equal(valueOf(argv, "-m"), "512M");
+    assert.match(valueOf(argv, "-object") ?? "", /,size=512M,.*share=off$/);
+    assert.equal(valueOf(argv, "-machine"), "microvm,accel=tcg,memory-backend=mem0");
+  });
+
+  it("rejects neither initrd nor image, naming the fields", () => {
+    assert.throws(
+      () => planQemuArgs(microvmNoBoot),
+      (e) => isKataError(e, "INVALID_ARGUMENT") && e.message.includes("initrdPath, imagePath: exactly one"),
+    );
+  });
+
+  it("rejects both initrd and image", () => {
+    assert.throws(() => planQemuArgs({ ...microvmTcg, imagePath: "/x.img" }), /exactly one must be set/);
+  });
+
+  it("reports every issue at once: relative path, long socket path, long mount tag, bad sizes", () => {
+    const bad: QemuVmConfig = {
+      ...microvmTcg,
+      vcpus: 0,
+      memoryMiB: 1.5,
+      kernelPath: "vmlinux",
+      qmpSocketPath: "/" + "q".repeat(107),
+      sharedDir: { path: "/s", mountTag: "t".repeat(32) },
+    };
+
+    assert.throws(
+      () => planQemuArgs(bad),
+      (e) =>
+        isKataError(e, "INVALID_ARGUMENT") &&
+        ["vcpus", "memoryMiB", "kernelPath: not an absolute path", "qmpSocketPath: unix socket path is 108 bytes"]
+          .concat(["sharedDir.mountTag: 32 bytes"])
+          .every((s) => e.message.includes(s)),
+    );
+  });
+
+  it("accepts a 107-byte socket path and a 31-byte mount tag (the limits)", () => {
+    const argv = planQemuArgs({
+      ...microvmTcg,
+      qmpSocketPath: "/" + "q".repeat(106),
+      sharedDir: { path: "/s", mountTag: "t".repeat(31) },
+    });
+
+    assert.ok(argv.includes(`unix:/${"q".repeat(106)},server=on,wait=off`));
+  });
+});
+
+describe("QEMU switch builders", () => {
+  it("qemuValue doubles every comma", () => {
+    assert.equal(qemuValue("/a,b,,c"), "/a,,b,,,,c");
+    assert.equal(qemuValue("/plain"), "/plain");
+  });
+
+  it("machine puts accel and the memory backend in the machine options", () => {
+    assert.deepEqual(machine({ type: "q35", accel: "kvm" }), ["-machine", "q35,accel=kvm"]);
+    assert.deepEqual(machine({ type: "microvm", accel: "tcg", memoryBackend: "m,0" }), [
+      "-machine",
+      "microvm,accel=tcg,memory-backend=m,,0",
+    ]);
+  });
+
+  it("cpu, smp and m format their values", () => {
+    assert.deepEqual(cpu("max"), ["-cpu", "max"]);
+    assert.deepEqual(smp(2), ["-smp", "2,maxcpus=2"]);
+    assert.deepEqual(smp(1, 4), ["-smp", "1,maxcpus=4"]);
+    assert.deepEqual(m(512), ["-m", "512M"]);
+  });
+
+  it("kernel, initrd, append, bios and pidfile take their value verbatim (QEMU does not unescape them)", () => {
+    assert.deepEqual(kernel("/k,1"), ["-kernel", "/k,1"]);
+    assert.deepEqual(initrd("/i,1"), ["-initrd", "/i,1"]);
+    assert.deepEqual(append("rootflags=a,b"), ["-append", "rootflags=a,b"]);
+    assert.deepEqual(bios("/b,1"), ["-bios", "/b,1"]);
+    assert.deepEqual(pidfile("/p,1"), ["-pidfile", "/p,1"]);
+  });
+
+  it("chardevSocket escapes the path and renders server and wait", () => {
+    assert.deepEqual(chardevSocket({ id: "agent", path: "/r,1/a.sock", server: true, wait: false }), [
+      "-chardev",
+      "socket,id=agent,path=/r,,1/a.sock,server=on,wait=off",
+    ]);
+    assert.deepEqual(chardevSocket({ id: "c", path: "/c.sock", server: false, wait: false }), [
+      "-chardev",
+      "socket,id=c,path=/c.sock",
+    ]);
+  });
+
+  it("chardevFile and serial put the console on a file", () => {
+    assert.deepEqual(chardevFile({ id: "console", path: "/r,1/console.log" }), [
+      "-chardev",
+      "file,id=console,path=/r,,1/console.log",
+    ]);
+    assert.deepEqual(serial("console"), ["-serial", "chardev:console"]);
+  });
+
+  it("qmp listens on an escaped unix path without waiting for a client", () => {
+    assert.deepEqual(qmp("/r,1/qmp.sock"), ["-qmp", "unix:/r,,1/qmp.sock,server=on,wait=off"]);
+  });
+
+  it("virtio devices pick -device on mmio and -pci on pci", () => {
+    assert.deepEqual(deviceVirtioSerial("mmio", { id: "vs0" }), ["-device", "virtio-serial-device,id=vs0"]);
+    assert.deepEqual(deviceVirtioSerial("pci", { id: "vs0" }), ["-device", "virtio-serial-pci,id=vs0"]);
+    assert.deepEqual(deviceVirtio9p("mmio", { fsdev: "fs0", mountTag: "kataShared" }), [
+      "-device",
+      "virtio-9p-device,fsdev=fs0,mount_tag=kataShared",
+    ]);
+    assert.deepEqual(deviceVirtioBlk("pci", { id: "blk0", drive: "image0" }), [
+      "-device",
+      "virtio-blk-pci,id=blk0,drive=image0",
+    ]);
+  });
+
+  it("deviceVirtserialport names the bus, chardev and port", () => {
+    assert.deepEqual(deviceVirtserialport({ bus: "vs0.0", chardev: "agent", name: "a,b" }), [
+      "-device",
+      "virtserialport,bus=vs0.0,chardev=agent,name=a,,b",
+    ]);
+  });
+
+  it("fsdevLocal escapes the shared path", () => {
+    assert.deepEqual(fsdevLocal({ id: "fs0", path: "/s,1", securityModel: "none" }), [
+      "-fsdev",
+      "local,id=fs0,path=/s,,1,security_model=none",
+    ]);
+  });
+
+  it("blockdevRawFile always names the raw format and renders read-only", () => {
+    assert.deepEqual(blockdevRawFile({ nodeName: "image0", filename: "/i,1.img", readOnly: true }), [
+      "-blockdev",
+      "driver=raw,node-name=image0,read-only=on,file.driver=file,file.filename=/i,,1.img",
+    ]);
+    assert.match(blockdevRawFile({ nodeName: "d", filename: "/d", readOnly: false })[1] ?? "", /read-only=off/);
+  });
+
+  it("objectMemoryBackendFile renders size in MiB, the escaped path and share", () => {
+    assert.deepEqual(objectMemoryBackendFile({ id: "mem0", memPath: "/dev/shm/t,1", sizeMiB: 256, share: true }), [
+      "-object",
+      "memory-backend-file,id=mem0,size=256M,mem-path=/dev/shm/t,,1,share=on",
+    ]);
+  });
+
+  it("flag-only switches carry no value, and toArgv flattens them", () => {
+    const switches = [nodefaults(), noUserConfig(), displayNone(), noReboot(), incoming("defer")];
+
+    assert.deepEqual(toArgv(switches), [
+      "-nodefaults",
+      "-no-user-config",
+      "-display",
+      "none",
+      "-no-reboot",
+      "-incoming",
+      "defer",
+    ]);
+  });
+});
+
+describe("tscEarlyKhz", () => {
+  const cpuinfo = "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu MHz\t\t: 2096.013\ncache size\t: 36608 KB\n";
+
+  it("converts the first cpu MHz line to kHz exactly", () => {
+    // 2096.013 * 1000 is 2096012.9999999998 in floating point; truncating that would be off by one.
+    assert.equal(tscEarlyKhz(cpuinfo), 2096013);
+    assert.equal(tscEarlyKhz("cpu MHz : 2596.1\ncpu MHz : 1.0\n"), 2596100);
+    assert.equal(tscEarlyKhz("cpu MHz\t: 3000\n"), 3000000);
+    assert.equal(tscEarlyKhz("cpu MHz\t: 2096.0139\n"), 2096013);
+  });
+
+  it("returns undefined without a usable cpu MHz line", () => {
+    assert.equal(tscEarlyKhz("processor\t: 0\n"), undefined);
+    assert.equal(tscEarlyKhz("cpu MHz\t: 0.000\n"), undefined);
+    assert.equal(tscEarlyKhz("cpu MHz\t: unknown\n"), undefined);
+  });
+});
+
+describe("fastKernelParams", () => {
+  it("is the measured fast command line for microvm under TCG", () => {
+    // feasibility/fast-cmdline.txt, measured on this machine kind (~2.1 s to READY).
+    const measured =
+      "console=ttyS0 quiet loglevel=0 tsc=reliable no_timer_check rcupdate.rcu_expedited=1 i8042.direct=1 " +
+      "i8042.dumbkbd=1 i8042.nopnp=1 i8042.noaux=1 noreplace-smp reboot=k cryptomgr.notests mitigations=off " +
+      "nokaslr audit=0 apparmor=0 security=none random.trust_cpu=on tsc_early_khz=2096000";
+
+    assert.equal(fastKernelParams("microvm", "tcg", 2096000).join(" "), measured);
+  });
+
+  it("adds pci=lastbus=0 only on q35", () => {
+    assert.ok(fastKernelParams("q35", "tcg").includes("pci=lastbus=0"));
+    assert.ok(!fastKernelParams("microvm", "tcg").includes("pci=lastbus=0"));
+  });
+
+  it("adds tsc_early_khz only when given, and rejects a non-integer", () => {
+    assert.ok(!fastKernelParams("microvm", "tcg").some((p) => p.startsWith("tsc_early_khz")));
+    assert.throws(
+      () => fastKernelParams("microvm", "tcg", 2096.5),
+      (e) => isKataError(e, "INVALID_ARGUMENT"),
+    );
+  });
+
+  it("keeps mitigations and KASLR under KVM", () => {
+    const kvm = fastKernelParams("microvm", "kvm");
+
+    assert.ok(!kvm.includes("mitigations=off"));
+    assert.ok(!kvm.includes("nokaslr"));
+    assert.ok(kvm.includes("console=ttyS0"));
+  });
+});

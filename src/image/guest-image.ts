@@ -1,0 +1,242 @@
+// Builds the guest kernel (ELF vmlinux) and initrd (uncompressed newc cpio: gzip boots slower under
+// TCG) into an output directory, rebuilding only when the hash of the inputs changes.
+
+import { randomBytes } from "node:crypto";
+import { copyFile, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { abortError } from "../base/async.js";
+import { Code, KataError, errnoOf, wrap } from "../base/errors.js";
+import type { ProcessRunner } from "../platform/process.js";
+import { writeCpioFile } from "./cpio-writer.js";
+import { hashFiles } from "./file-hash.js";
+import { guestInitScript, guestInittab } from "./guest-init.js";
+import { busyboxApplets, ensureStrippedNode, inspectHost } from "./host-inputs.js";
+import { resolveKernelPackageCached } from "./kernel-package.js";
+import { collectModules, ensureKernelTree, ensureVmlinux, kernelRelease } from "./kernel.js";
+import { planInitrd } from "./layout.js";
+import {
+  computeInputsHash,
+  imageFormatVersion,
+  initrdFileName,
+  kernelFileName,
+  manifestFileName,
+  parseManifest,
+  renderManifest,
+  type ImageManifest,
+} from "./manifest.js";
+
+export const defaultImageDir = "/var/cache/kata-ts/image";
+export const defaultCacheDir = "/var/cache/kata-ts";
+
+/** Modules insmod'ed by /init (dependencies are added): virtio transports, agent port, 9p, disk, NIC, overlay. */
+export const guestModules = [
+  "virtio_pci",
+  "virtio_mmio",
+  "virtio_console",
+  "9pnet_virtio",
+  "9p",
+  "virtio_blk",
+  "virtio_net",
+  "overlay",
+] as const;
+
+export interface GuestImage {
+  readonly kernelPath: string;
+  readonly initrdPath: string;
+  readonly kernelRelease: string;
+  readonly inputsHash: string;
+}
+
+export interface ImageBuildOptions {
+  /** Holds vmlinux, initrd.img and manifest.json. */
+  readonly outputDir: string;
+  /** Long-lived downloads: the kernel package and tree (`kernel/`), the stripped node (`node/`). */
+  readonly cacheDir: string;
+  readonly agentBundlePath: string;
+  /** Rebuild even when the manifest says the outputs are current. */
+  readonly force?: boolean;
+  readonly signal?: AbortSignal;
+  /** One human-readable line per long step (the CLI prints them to stderr). */
+  readonly progress?: (line: string) => void;
+}
+
+export type ImageBuildResult = GuestImage & { readonly rebuilt: boolean; readonly timingsMs: Record<string, number> };
+
+async function readManifest(outputDir: string): Promise<ImageManifest | undefined> {
+  const path = join(outputDir, manifestFileName);
+  try {
+    return parseManifest(await readFile(path, "utf8"));
+  } catch (e) {
+    if (errnoOf(e) === "ENOENT") return undefined; // never built
+    throw wrap(e, `read ${path}`);
+  }
+}
+
+async function sizeOf(path: string): Promise<number | undefined> {
+  try {
+    return (await stat(path)).size;
+  } catch (e) {
+    if (errnoOf(e) === "ENOENT") return undefined; // absent: the image is incomplete
+    throw wrap(e, `stat ${path}`);
+  }
+}
+
+function imageOf(outputDir: string, m: ImageManifest): GuestImage {
+  return {
+    kernelPath: join(outputDir, kernelFileName),
+    initrdPath: join(outputDir, initrdFileName),
+    kernelRelease: m.kernelRelease,
+    inputsHash: m.inputsHash,
+  };
+}
+
+async function isComplete(outputDir: string, m: ImageManifest): Promise<boolean> {
+  for (const name of [kernelFileName, initrdFileName]) {
+    const recorded = m.files.find((f) => f.name === name);
+    if (recorded === undefined || (await sizeOf(join(outputDir, name))) !== recorded.sizeBytes) return false;
+  }
+  return true;
+}
+
+/** The image recorded in `<outputDir>/manifest.json`, or undefined when absent, unreadable or incomplete. */
+export async function readGuestImage(outputDir: string): Promise<GuestImage | undefined> {
+  const m = await readManifest(outputDir);
+  return m !== undefined && (await isComplete(outputDir, m)) ? imageOf(outputDir, m) : undefined;
+}
+
+function tempName(path: string): string {
+  return `${path}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
+}
+
+/**
+ * Builds (or confirms) the guest image. Throws NOT_FOUND for a missing tool or package (the message
+ * names what to install), FAILED_PRECONDITION when apt has no kernel or a directory is not writable,
+ * CANCELLED when `signal` aborts.
+ */
+export async function buildGuestImage(
+  deps: { readonly runner: ProcessRunner },
+  opts: ImageBuildOptions,
+): Promise<ImageBuildResult> {
+  try {
+    return await build(deps, opts);
+  } catch (e) {
+    const op = `build guest image in ${opts.outputDir}`;
+    const errno = errnoOf(e);
+    if (errno === "EACCES" || errno === "EPERM" || errno === "EROFS") {
+      const hint = "run as root, or pass --output and --cache directories you can write";
+      throw new KataError(Code.FailedPrecondition, `${op}: ${errno} (${hint})`, { cause: e });
+    }
+    throw wrap(e, op);
+  }
+}
+
+async function build(deps: { readonly runner: ProcessRunner }, opts: ImageBuildOptions): Promise<ImageBuildResult> {
+  const progress = opts.progress ?? ((): void => undefined);
+  const step = { runner: deps.runner, progress, ...(opts.signal === undefined ? {} : { signal: opts.signal }) };
+  const timingsMs: Record<string, number> = {};
+  const started = performance.now();
+  const timed = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    if (opts.signal?.aborted === true) throw abortError(opts.signal, `build guest image: ${name}`);
+    const t = performance.now();
+    try {
+      return await fn();
+    } finally {
+      timingsMs[name] = Math.round(performance.now() - t);
+    }
+  };
+
+  const pkg = await timed("resolveKernel", () => resolveKernelPackageCached(deps.runner, opts.cacheDir, opts.signal));
+  const host = await timed("inspectHost", () => inspectHost(step, process.execPath, opts.agentBundlePath));
+  const previous = await readManifest(opts.outputDir);
+  const sourcePaths = [host.busybox, host.crun, host.node, host.agentBundle, ...host.libraries.values()];
+  const hashes = await timed("hashInputs", () => hashFiles(sourcePaths, previous?.sourceHashes ?? {}));
+  const sha = (path: string): string => hashes[path]?.sha256 ?? "";
+  const size = (path: string): number => hashes[path]?.sizeBytes ?? 0;
+  const libraryHashes = [...host.libraries].map(([guest, real]): [string, string] => [`lib:${guest}`, sha(real)]);
+  const inputsHash = computeInputsHash({
+    kernelPackage: pkg.name,
+    kernelVersion: pkg.version,
+    modules: guestModules,
+    files: {
+      busybox: sha(host.busybox),
+      crun: sha(host.crun),
+      node: sha(host.node),
+      agent: sha(host.agentBundle),
+      ...Object.fromEntries(libraryHashes),
+    },
+    initScript: guestInitScript,
+    inittab: guestInittab,
+  });
+  const finish = (m: ImageManifest, rebuilt: boolean): ImageBuildResult => {
+    timingsMs["total"] = Math.round(performance.now() - started);
+    return { ...imageOf(opts.outputDir, m), rebuilt, timingsMs };
+  };
+  if (opts.force !== true && previous?.inputsHash === inputsHash && (await isComplete(opts.outputDir, previous))) {
+    progress(`image: up to date (${inputsHash.slice(0, 12)}) in ${opts.outputDir}`);
+    return finish(previous, false);
+  }
+
+  const root = await timed("kernelTree", () => ensureKernelTree(step, opts.cacheDir, pkg));
+  const release = await kernelRelease(root);
+  const vmlinux = await timed("vmlinux", () => ensureVmlinux(step, root, release));
+  const modules = await timed("modules", () => collectModules(root, release, guestModules));
+  const node = await timed("stripNode", () => ensureStrippedNode(step, opts.cacheDir, host.node, sha(host.node)));
+  const nodeSize = node === host.node ? size(node) : (await stat(node)).size;
+  const applets = await busyboxApplets(step, host.busybox);
+  const entries = planInitrd({
+    initScript: guestInitScript,
+    inittab: guestInittab,
+    imageInfo: { kernelRelease: release, kernelPackage: pkg.name, inputsHash },
+    modules,
+    busybox: { sourcePath: host.busybox, sizeBytes: size(host.busybox) },
+    applets,
+    crun: { sourcePath: host.crun, sizeBytes: size(host.crun) },
+    node: { sourcePath: node, sizeBytes: nodeSize },
+    libraries: [...host.libraries].map(([guestPath, real]) => ({ guestPath, sourcePath: real, sizeBytes: size(real) })),
+    agentBundle: { sourcePath: host.agentBundle, sizeBytes: size(host.agentBundle) },
+  });
+  progress(`modules: ${modules.map((m) => m.name).join(" ")}`);
+
+  await mkdir(opts.outputDir, { recursive: true });
+  const kernelPath = join(opts.outputDir, kernelFileName);
+  const initrdPath = join(opts.outputDir, initrdFileName);
+  const manifestPath = join(opts.outputDir, manifestFileName);
+  const [kernelTmp, initrdTmp, manifestTmp] = [tempName(kernelPath), tempName(initrdPath), tempName(manifestPath)];
+  try {
+    let nextReport = 0;
+    const initrd = await timed("initrd", () =>
+      writeCpioFile(initrdTmp, entries, {
+        ...(opts.signal === undefined ? {} : { signal: opts.signal }),
+        onProgress: (written, total) => {
+          if (written < nextReport && written < total) return;
+          progress(`initrd: ${((100 * written) / total).toFixed(0)}% of ${(total / 1e6).toFixed(1)} MB`);
+          nextReport = written + total / 4;
+        },
+      }),
+    );
+    await timed("copyKernel", () => copyFile(vmlinux, kernelTmp));
+    const manifest: ImageManifest = {
+      formatVersion: imageFormatVersion,
+      inputsHash,
+      kernelRelease: release,
+      kernelPackage: pkg.name,
+      kernelVersion: pkg.version,
+      files: [
+        { name: kernelFileName, sizeBytes: (await stat(kernelTmp)).size },
+        { name: initrdFileName, sizeBytes: initrd.sizeBytes },
+      ],
+      sourceHashes: hashes,
+    };
+    await writeFile(manifestTmp, renderManifest(manifest));
+    // Readers trust files only through the manifest: drop it first, publish the files, then the new one.
+    await rm(manifestPath, { force: true });
+    await rename(kernelTmp, kernelPath);
+    await rename(initrdTmp, initrdPath);
+    await rename(manifestTmp, manifestPath);
+    progress(`image: built ${initrdPath} (${(initrd.sizeBytes / 1e6).toFixed(1)} MB) and ${kernelPath}`);
+    return finish(manifest, true);
+  } finally {
+    await Promise.all([kernelTmp, initrdTmp, manifestTmp].map((p) => rm(p, { force: true })));
+  }
+}

@@ -1,0 +1,64 @@
+// `kata-ts image build [--output DIR] [--cache DIR] [--force]`: builds the guest kernel + initrd,
+// progress on stderr, the resulting paths at the end. Mounted on the root CLI by cli/.
+
+import { Command } from "commander";
+import type { ProcessRunner } from "../platform/process.js";
+import { buildGuestImage, defaultCacheDir, defaultImageDir } from "./guest-image.js";
+
+export interface ImageCommandDeps {
+  readonly runner: ProcessRunner;
+  /** The bundled guest agent (dist/agent/kata-ts-agent.mjs of this install). */
+  readonly agentBundlePath: string;
+  readonly stderr: (text: string) => void;
+  /** Final result lines; stderr when not given. */
+  readonly stdout?: (text: string) => void;
+  readonly signal?: AbortSignal;
+}
+
+interface BuildFlags {
+  readonly output: string;
+  readonly cache: string;
+  readonly force?: boolean;
+}
+
+export function imageCommand(deps: ImageCommandDeps): Command {
+  const image = new Command("image").description("build and inspect the guest VM image (kernel + initrd)");
+  image
+    .command("build")
+    .description("build the guest kernel and initrd (skipped when the inputs did not change)")
+    .option("--output <dir>", "directory for vmlinux, initrd.img and manifest.json", defaultImageDir)
+    .option("--cache <dir>", "cache for the kernel package and the stripped node binary", defaultCacheDir)
+    .option("--force", "rebuild even when the image is up to date")
+    .action(async (_opts: unknown, cmd: Command) => {
+      const flags = cmd.opts<BuildFlags>();
+      const out = deps.stdout ?? deps.stderr;
+      const r = await buildGuestImage(
+        { runner: deps.runner },
+        {
+          outputDir: flags.output,
+          cacheDir: flags.cache,
+          agentBundlePath: deps.agentBundlePath,
+          force: flags.force === true,
+          progress: (line) => {
+            deps.stderr(`${line}\n`);
+          },
+          ...(deps.signal === undefined ? {} : { signal: deps.signal }),
+        },
+      );
+      const timings = Object.entries(r.timingsMs)
+        .map(([k, v]) => `${k}=${v}ms`)
+        .join(" ");
+      out(
+        [
+          `kernel: ${r.kernelPath}`,
+          `initrd: ${r.initrdPath}`,
+          `kernelRelease: ${r.kernelRelease}`,
+          `inputsHash: ${r.inputsHash}`,
+          `rebuilt: ${r.rebuilt}`,
+          `timings: ${timings}`,
+          "",
+        ].join("\n"),
+      );
+    });
+  return image;
+}

@@ -1,0 +1,141 @@
+// The guest initrd's file tree as data: a pure planner from resolved inputs (host paths, sizes,
+// module order, applet names) to the cpio entry list. The applier is writeCpioFile.
+
+import { Code, KataError } from "../base/errors.js";
+import type { CpioEntry } from "./cpio.js";
+import { agentPathInGuest } from "./guest-init.js";
+
+/** Guest paths other components rely on (the agent's launcher, the image-info reader). */
+export const guestPaths = {
+  init: "/init",
+  inittab: "/etc/inittab",
+  modulesOrder: "/etc/modules.order",
+  modulesDir: "/lib/modules",
+  busybox: "/bin/busybox",
+  crun: "/usr/bin/crun",
+  node: "/usr/bin/node",
+  agent: agentPathInGuest,
+  imageInfo: "/etc/kata-ts-image.json",
+} as const;
+
+/** What /etc/kata-ts-image.json holds; deterministic (no build time) so equal inputs give equal bytes. */
+export interface ImageInfo {
+  readonly kernelRelease: string;
+  readonly kernelPackage: string;
+  readonly inputsHash: string;
+}
+
+export interface HostFile {
+  readonly sourcePath: string;
+  readonly sizeBytes: number;
+}
+
+export interface LayoutInputs {
+  readonly initScript: string;
+  readonly inittab: string;
+  readonly imageInfo: ImageInfo;
+  /** In load order. */
+  readonly modules: readonly (HostFile & { readonly name: string })[];
+  readonly busybox: HostFile;
+  /** `busybox --list`; "busybox" itself is dropped here (a symlink would replace the binary). */
+  readonly applets: readonly string[];
+  readonly crun: HostFile;
+  readonly node: HostFile;
+  /** Shared libraries of crun and node at their host paths (also their guest paths). */
+  readonly libraries: readonly (HostFile & { readonly guestPath: string })[];
+  readonly agentBundle: HostFile;
+}
+
+const baseDirs: Readonly<Record<string, number>> = {
+  "/proc": 0o555,
+  "/sys": 0o555,
+  "/sys/fs": 0o755,
+  "/sys/fs/cgroup": 0o755,
+  "/dev": 0o755,
+  "/run": 0o755,
+  "/tmp": 0o1777,
+  "/mnt": 0o755,
+  "/root": 0o700,
+  "/newroot": 0o755,
+  "/etc": 0o755,
+  "/var": 0o755,
+};
+
+/** Device nodes the kernel needs before devtmpfs: it opens /dev/console for /init's fds 0-2. */
+const devices = [
+  { path: "/dev/console", mode: 0o600, major: 5, minor: 1 },
+  { path: "/dev/null", mode: 0o666, major: 1, minor: 3 },
+] as const;
+
+function text(s: string): { readonly kind: "bytes"; readonly data: Uint8Array } {
+  return { kind: "bytes", data: Buffer.from(s, "utf8") };
+}
+
+function fromHost(f: HostFile): { readonly kind: "path"; readonly path: string; readonly sizeBytes: number } {
+  return { kind: "path", path: f.sourcePath, sizeBytes: f.sizeBytes };
+}
+
+function parentsOf(path: string): string[] {
+  const parts = path.split("/").filter((p) => p !== "");
+  return parts.slice(0, -1).map((_, i) => `/${parts.slice(0, i + 1).join("/")}`);
+}
+
+/** The JSON written to /etc/kata-ts-image.json. */
+export function imageInfoJson(info: ImageInfo): string {
+  const { kernelRelease, kernelPackage, inputsHash } = info;
+  return `${JSON.stringify({ kernelRelease, kernelPackage, inputsHash }, null, 2)}\n`;
+}
+
+/**
+ * Every entry of the initrd, parent directories included. Throws INVALID_ARGUMENT for a bad applet
+ * or module name, or when two inputs claim one guest path with different sources.
+ */
+export function planInitrd(inputs: LayoutInputs): CpioEntry[] {
+  const entries = new Map<string, CpioEntry>();
+  const add = (e: CpioEntry): void => {
+    const prev = entries.get(e.path);
+    if (prev !== undefined && JSON.stringify(prev) !== JSON.stringify(e)) {
+      throw new KataError(Code.InvalidArgument, `initrd path ${e.path} is claimed twice with different contents`);
+    }
+    entries.set(e.path, e);
+  };
+
+  add({ kind: "file", path: guestPaths.init, mode: 0o755, source: text(inputs.initScript) });
+  add({ kind: "file", path: guestPaths.inittab, mode: 0o644, source: text(inputs.inittab) });
+  add({ kind: "file", path: guestPaths.imageInfo, mode: 0o644, source: text(imageInfoJson(inputs.imageInfo)) });
+
+  for (const m of inputs.modules) {
+    if (!/^[A-Za-z0-9_]+$/.test(m.name)) throw new KataError(Code.InvalidArgument, `bad kernel module name ${m.name}`);
+    add({ kind: "file", path: `${guestPaths.modulesDir}/${m.name}.ko`, mode: 0o644, source: fromHost(m) });
+  }
+  const order = inputs.modules.map((m) => `${m.name}\n`).join("");
+  add({ kind: "file", path: guestPaths.modulesOrder, mode: 0o644, source: text(order) });
+
+  add({ kind: "file", path: guestPaths.busybox, mode: 0o755, source: fromHost(inputs.busybox) });
+  for (const applet of inputs.applets) {
+    if (applet === "busybox") continue;
+    if (!/^[^/\0\s]+$/.test(applet) || applet === "." || applet === "..") {
+      throw new KataError(Code.InvalidArgument, `bad busybox applet name ${JSON.stringify(applet)}`);
+    }
+    add({ kind: "symlink", path: `/bin/${applet}`, target: "busybox" });
+  }
+  add({ kind: "symlink", path: "/sbin/init", target: guestPaths.busybox });
+
+  add({ kind: "file", path: guestPaths.crun, mode: 0o755, source: fromHost(inputs.crun) });
+  add({ kind: "file", path: guestPaths.node, mode: 0o755, source: fromHost(inputs.node) });
+  // 0755 for libraries too: the kernel opens the dynamic loader (PT_INTERP) with exec permission.
+  for (const lib of inputs.libraries) add({ kind: "file", path: lib.guestPath, mode: 0o755, source: fromHost(lib) });
+  add({ kind: "file", path: guestPaths.agent, mode: 0o644, source: fromHost(inputs.agentBundle) });
+
+  for (const d of devices) add({ kind: "chardev", ...d });
+  for (const [path, mode] of Object.entries(baseDirs)) add({ kind: "dir", path, mode });
+  for (const path of [...entries.keys()].flatMap(parentsOf)) {
+    if (!entries.has(path)) add({ kind: "dir", path, mode: baseDirs[path] ?? 0o755 });
+  }
+  for (const [path, e] of entries) {
+    const clash = parentsOf(path).find((p) => entries.get(p)?.kind !== "dir");
+    if (clash !== undefined)
+      throw new KataError(Code.InvalidArgument, `initrd path ${e.path} is under non-directory ${clash}`);
+  }
+  return [...entries.values()];
+}

@@ -1,0 +1,105 @@
+// What identifies a built image: the hash of everything that goes into it, and manifest.json, which
+// records that hash next to the outputs (plus a stat-keyed cache of source file hashes).
+
+import { createHash } from "node:crypto";
+
+/** Bump when the builder's output changes for equal inputs (layout, stripping, cpio details). */
+export const imageFormatVersion = 1;
+
+export const manifestFileName = "manifest.json";
+export const kernelFileName = "vmlinux";
+export const initrdFileName = "initrd.img";
+
+export interface HashInputs {
+  readonly kernelPackage: string;
+  readonly kernelVersion: string;
+  readonly modules: readonly string[];
+  /** role ("busybox", "node", "lib:/lib/x86_64-linux-gnu/libc.so.6", ...) -> sha256 of the content. */
+  readonly files: Readonly<Record<string, string>>;
+  readonly initScript: string;
+  readonly inittab: string;
+}
+
+/** sha256 (hex) over the format version and every input; independent of object key order. */
+export function computeInputsHash(inputs: HashInputs): string {
+  const files = Object.entries(inputs.files).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const canonical = JSON.stringify([
+    imageFormatVersion,
+    inputs.kernelPackage,
+    inputs.kernelVersion,
+    [...inputs.modules],
+    files,
+    inputs.initScript,
+    inputs.inittab,
+  ]);
+  return createHash("sha256").update(canonical).digest("hex");
+}
+
+export interface SourceHash {
+  readonly sizeBytes: number;
+  readonly mtimeMs: number;
+  readonly sha256: string;
+}
+
+export interface ImageManifest {
+  readonly formatVersion: number;
+  readonly inputsHash: string;
+  readonly kernelRelease: string;
+  readonly kernelPackage: string;
+  readonly kernelVersion: string;
+  readonly files: readonly { readonly name: string; readonly sizeBytes: number }[];
+  /** host path -> content hash, reused while (size, mtime) are unchanged. */
+  readonly sourceHashes: Readonly<Record<string, SourceHash>>;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function parseSourceHash(v: unknown): SourceHash | undefined {
+  if (!isRecord(v)) return undefined;
+  const { sizeBytes, mtimeMs, sha256 } = v;
+  if (typeof sizeBytes !== "number" || typeof mtimeMs !== "number" || typeof sha256 !== "string") return undefined;
+  return { sizeBytes, mtimeMs, sha256 };
+}
+
+/**
+ * The manifest in `text`, or undefined when it is not one this builder wrote (corrupt, older format):
+ * the caller then rebuilds, so a bad manifest is never an error.
+ */
+export function parseManifest(text: string): ImageManifest | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return undefined; // not JSON: treated as absent, see above
+  }
+  if (!isRecord(v) || v["formatVersion"] !== imageFormatVersion) return undefined;
+  const { inputsHash, kernelRelease, kernelPackage, kernelVersion, files, sourceHashes } = v;
+  if (typeof inputsHash !== "string" || typeof kernelRelease !== "string") return undefined;
+  if (typeof kernelPackage !== "string" || typeof kernelVersion !== "string") return undefined;
+  if (!Array.isArray(files) || !isRecord(sourceHashes)) return undefined;
+  const parsedFiles: { name: string; sizeBytes: number }[] = [];
+  for (const f of files) {
+    if (!isRecord(f) || typeof f["name"] !== "string" || typeof f["sizeBytes"] !== "number") return undefined;
+    parsedFiles.push({ name: f["name"], sizeBytes: f["sizeBytes"] });
+  }
+  const hashes: Record<string, SourceHash> = {};
+  for (const [path, h] of Object.entries(sourceHashes)) {
+    const parsed = parseSourceHash(h);
+    if (parsed !== undefined) hashes[path] = parsed;
+  }
+  return {
+    formatVersion: imageFormatVersion,
+    inputsHash,
+    kernelRelease,
+    kernelPackage,
+    kernelVersion,
+    files: parsedFiles,
+    sourceHashes: hashes,
+  };
+}
+
+export function renderManifest(m: ImageManifest): string {
+  return `${JSON.stringify(m, null, 2)}\n`;
+}

@@ -1,0 +1,275 @@
+// ttRPC server: unary handlers for protobuf-es services, each request handled concurrently, over
+// any Duplex (https://github.com/containerd/ttrpc/blob/main/PROTOCOL.md). Stream-id rules follow
+// containerd's Go server: client ids must be odd and increasing; a violation answers that stream
+// with INVALID_ARGUMENT and the connection goes on.
+
+import type { Duplex } from "node:stream";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import type { DescMessage, DescMethod, Message, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
+import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
+import { deferred } from "../../base/async.js";
+import { Code, KataError, codeOf, messageOf } from "../../base/errors.js";
+import { errField, nullLogger } from "../../base/log.js";
+import type { Logger } from "../../base/log.js";
+import { RequestSchema, ResponseSchema } from "../gen/ttrpc/request_pb.js";
+import type { Request } from "../gen/ttrpc/request_pb.js";
+import { FrameDecoder, FrameType, defaultMaxFrameBytes, encodeFrame } from "./frame.js";
+import type { Frame } from "./frame.js";
+import { toWireStatus } from "./status.js";
+import type { WireStatus } from "./status.js";
+
+export interface CallContext {
+  /** Aborts at the request's deadline (timeout_nano) and when the connection closes. */
+  readonly signal: AbortSignal;
+  /** Request metadata; a key the client repeated has several values, in order. */
+  readonly metadata: ReadonlyMap<string, string[]>;
+}
+
+export type Handler<I extends DescMessage, O extends DescMessage> = (
+  request: MessageShape<I>,
+  ctx: CallContext,
+) => Promise<MessageInitShape<O>>;
+
+/** Handlers of a service, keyed as protobuf-es names its methods (camelCase). */
+export type ServiceImpl<S extends GenServiceMethods> = {
+  [K in keyof S]: Handler<S[K]["input"], S[K]["output"]>;
+};
+
+export interface TtrpcServerOptions {
+  /** Largest frame accepted or sent (default 4 MiB, the protocol maximum). */
+  readonly maxFrameBytes?: number;
+  readonly logger?: Logger;
+}
+
+interface Route {
+  readonly method: DescMethod;
+  call(request: Message, ctx: CallContext): Promise<unknown>;
+}
+
+/** Longest deadline a timer can hold; a request asking for more simply gets this much. */
+const maxTimerMs = 2 ** 31 - 1;
+
+export class TtrpcServer {
+  readonly #maxFrameBytes: number;
+  readonly #log: Logger;
+  /** "grpc.AgentService/CreateContainer" → handler. */
+  readonly #routes = new Map<string, Route>();
+  readonly #services = new Set<string>();
+
+  constructor(opts: TtrpcServerOptions = {}) {
+    this.#maxFrameBytes = opts.maxFrameBytes ?? defaultMaxFrameBytes;
+    this.#log = (opts.logger ?? nullLogger).child({ component: "ttrpc-server" });
+  }
+
+  /**
+   * Serves `impl` for `service`; methods without a handler answer UNIMPLEMENTED.
+   * Throws ALREADY_EXISTS when the service was registered before.
+   */
+  register<S extends GenServiceMethods>(service: GenService<S>, impl: Partial<ServiceImpl<S>>): void {
+    if (this.#services.has(service.typeName)) {
+      throw new KataError(Code.AlreadyExists, `register ttrpc service ${service.typeName}: already registered`);
+    }
+    this.#services.add(service.typeName);
+    // CAST: a Partial<ServiceImpl<S>> is a record of optional handlers keyed by method localName.
+    const handlers = impl as Readonly<Record<string, Handler<DescMessage, DescMessage> | undefined>>;
+    for (const method of service.methods) {
+      const handler = handlers[method.localName];
+      if (handler === undefined || method.methodKind !== "unary") continue;
+      this.#routes.set(`${service.typeName}/${method.name}`, {
+        method,
+        // `call` keeps `impl` as `this`, so class instances work as implementations.
+        call: (request, ctx) => handler.call(impl, request, ctx),
+      });
+    }
+  }
+
+  /**
+   * Serves one connection until it ends, then resolves; it never rejects. Peer misbehaviour (bad
+   * frames, oversize lengths) is logged and closes the connection. Handlers still running when the
+   * connection closes see `ctx.signal` abort; their results are dropped.
+   */
+  serve(stream: Duplex): Promise<void> {
+    return new ServerConnection(stream, this.#routes, this.#maxFrameBytes, this.#log).done;
+  }
+}
+
+class ServerConnection {
+  readonly done: Promise<void>;
+  readonly #stream: Duplex;
+  readonly #routes: ReadonlyMap<string, Route>;
+  readonly #maxFrameBytes: number;
+  readonly #log: Logger;
+  readonly #decoder: FrameDecoder;
+  readonly #closed = new AbortController();
+  readonly #done = deferred<undefined>();
+  #lastStreamId = 0;
+
+  constructor(stream: Duplex, routes: ReadonlyMap<string, Route>, maxFrameBytes: number, log: Logger) {
+    this.#stream = stream;
+    this.#routes = routes;
+    this.#maxFrameBytes = maxFrameBytes;
+    this.#log = log;
+    this.#decoder = new FrameDecoder({ maxFrameBytes });
+    this.done = this.#done.promise;
+
+    stream.on("data", (chunk: Buffer) => {
+      this.#onData(chunk);
+    });
+    // Like containerd's server: end of input means the client went away; in-flight work is cancelled.
+    stream.on("end", () => {
+      this.#shutdown("peer closed the connection");
+    });
+    stream.on("close", () => {
+      this.#shutdown("stream closed");
+    });
+    stream.on("error", (e: Error) => {
+      this.#log.debug("ttrpc: stream error", { err: errField(e) });
+      this.#shutdown("stream failed");
+    });
+    if (stream.destroyed) this.#shutdown("stream already destroyed");
+  }
+
+  #onData(chunk: Buffer): void {
+    try {
+      this.#decoder.push(chunk, (frame) => {
+        this.#onFrame(frame);
+      });
+    } catch (e) {
+      this.#log.warn("ttrpc: bad frame from client, closing the connection", { err: errField(e) });
+      this.#shutdown("protocol error");
+    }
+  }
+
+  #onFrame(frame: Frame): void {
+    const id = frame.streamId;
+    if (frame.type === FrameType.Response) {
+      this.#log.warn("ttrpc: ignoring a response frame from the client", { streamId: id });
+      return;
+    }
+    if (frame.type === FrameType.Data) {
+      this.#respondStatus(id, invalid(`ttrpc stream ${id}: data frames are not supported (unary calls only)`));
+      return;
+    }
+    if (id % 2 !== 1) {
+      this.#respondStatus(id, invalid(`ttrpc stream id ${id} must be odd for client-initiated streams`));
+      return;
+    }
+    if (id <= this.#lastStreamId) {
+      this.#respondStatus(id, invalid(`ttrpc stream id ${id} must be greater than ${this.#lastStreamId}`));
+      return;
+    }
+    this.#lastStreamId = id;
+    let request: Request;
+    try {
+      request = fromBinary(RequestSchema, frame.payload);
+    } catch (e) {
+      this.#respondStatus(id, invalid(`ttrpc stream ${id}: decode request: ${messageOf(e)}`));
+      return;
+    }
+    void this.#dispatch(id, request);
+  }
+
+  /** Never rejects: every outcome, including a throwing handler, becomes a response. */
+  async #dispatch(id: number, request: Request): Promise<void> {
+    const op = `${request.service}/${request.method}`;
+    const route = this.#routes.get(op);
+    if (route === undefined) {
+      this.#respondStatus(id, toWireStatus(new KataError(Code.Unimplemented, `${op}: not implemented`)));
+      return;
+    }
+    let input: Message;
+    try {
+      input = fromBinary(route.method.input, request.payload);
+    } catch (e) {
+      this.#respondStatus(id, invalid(`${op}: decode request: ${messageOf(e)}`));
+      return;
+    }
+
+    const deadline = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    if (request.timeoutNano > 0n) {
+      const ms = Math.min(maxTimerMs, Math.ceil(Number(request.timeoutNano) / 1e6));
+      timer = setTimeout(() => {
+        deadline.abort(new KataError(Code.DeadlineExceeded, `${op}: deadline of ${ms} ms exceeded`));
+      }, ms);
+    }
+    const signal = AbortSignal.any([deadline.signal, this.#closed.signal]);
+    const metadata = new Map<string, string[]>();
+    for (const { key, value } of request.metadata) metadata.set(key, [...(metadata.get(key) ?? []), value]);
+
+    const started = Date.now();
+    try {
+      const init = await route.call(input, { signal, metadata });
+      let payload: Uint8Array;
+      try {
+        // CAST: the handler's type (Handler<I, O>) guarantees an init shape of route.method.output.
+        payload = toBinary(route.method.output, create(route.method.output, init as MessageInitShape<DescMessage>));
+      } catch (e) {
+        throw new KataError(Code.Internal, `${op}: encode response: ${messageOf(e)}`);
+      }
+      this.#respond(id, op, { code: 0, message: "" }, payload);
+    } catch (e) {
+      // Failures are the caller's business (it gets the status); only a bug (INTERNAL) is worth a warning.
+      this.#log[codeOf(e) === Code.Internal ? "warn" : "debug"]("ttrpc: handler failed", {
+        op,
+        durationMs: Date.now() - started,
+        err: errField(e),
+      });
+      this.#respondStatus(id, toWireStatus(e));
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #respondStatus(id: number, status: WireStatus): void {
+    this.#respond(id, "", status, new Uint8Array(0));
+  }
+
+  /** Writes one Response frame; an oversize response becomes a RESOURCE_EXHAUSTED status instead. */
+  #respond(id: number, op: string, status: WireStatus, payload: Uint8Array): void {
+    if (this.#closed.signal.aborted) {
+      this.#log.debug("ttrpc: dropping a response, connection closed", { streamId: id, op });
+      return;
+    }
+    const encode = (st: WireStatus, data: Uint8Array): Buffer => {
+      const response = create(ResponseSchema, { status: st, payload: data });
+      const bytes = toBinary(ResponseSchema, response);
+      return encodeFrame({ streamId: id, type: FrameType.Response, flags: 0, payload: bytes }, this.#maxFrameBytes);
+    };
+    let frame: Buffer;
+    try {
+      try {
+        frame = encode(status, payload);
+      } catch (e) {
+        if (codeOf(e) !== Code.ResourceExhausted) throw e;
+        this.#log.warn("ttrpc: response too large", { streamId: id, op, err: errField(e) });
+        const limit = `exceeds the ttrpc frame limit of ${this.#maxFrameBytes} bytes`;
+        const tooLarge = new KataError(Code.ResourceExhausted, `${op}: response of ${payload.length} bytes ${limit}`);
+        frame = encode(toWireStatus(tooLarge), new Uint8Array(0));
+      }
+    } catch (e) {
+      // Only a bug gets here (ids come from a decoded u32, statuses are small); the call stays unanswered.
+      this.#log.error("ttrpc: cannot encode a response", { streamId: id, op, err: errField(e) });
+      return;
+    }
+    // One write per frame: the stream queues whole buffers, so concurrent responses never interleave.
+    this.#stream.write(frame, (e) => {
+      if (e != null) {
+        this.#log.debug("ttrpc: write failed", { err: errField(e) });
+        this.#shutdown("write failed");
+      }
+    });
+  }
+
+  #shutdown(why: string): void {
+    if (this.#closed.signal.aborted) return;
+    this.#log.debug("ttrpc: connection closed", { reason: why });
+    this.#closed.abort(new KataError(Code.Cancelled, `ttrpc connection closed: ${why}`));
+    this.#stream.destroy();
+    this.#done.resolve(undefined);
+  }
+}
+
+function invalid(message: string): WireStatus {
+  return toWireStatus(new KataError(Code.InvalidArgument, message));
+}

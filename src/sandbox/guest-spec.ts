@@ -1,0 +1,47 @@
+// The spec a container gets inside the guest is not the host's config.json: host paths, host
+// namespaces, hooks (they run on the host) and host security labels mean nothing in the VM.
+
+import { Code, KataError } from "../base/errors.js";
+import type { Mount, Spec } from "../oci/spec.js";
+import { guestRootfsPath } from "../protocol/guest-paths.js";
+
+/** Mount types the guest provides itself; anything else must come through storage planning. */
+const guestProvidedTypes = new Set(["proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2"]);
+
+export interface GuestSpecInput {
+  readonly containerId: string;
+  readonly spec: Spec;
+  /** Mounts already rewritten to guest paths (storage planning); others are taken from the spec. */
+  readonly mounts?: readonly Mount[];
+}
+
+export function guestSpec({ containerId, spec, mounts }: GuestSpecInput): Spec {
+  const out: Spec = structuredClone(spec);
+  out.root = { path: guestRootfsPath(containerId), readonly: spec.root?.readonly === true };
+  delete out.hooks;
+  if (mounts !== undefined) {
+    out.mounts = mounts.map((m) => ({ ...m }));
+  } else {
+    const unsupported = (spec.mounts ?? []).filter((m) => !guestProvidedTypes.has(m.type ?? "bind"));
+    if (unsupported.length > 0) {
+      throw new KataError(
+        Code.Unimplemented,
+        `container ${containerId}: mounts of type ${unsupported.map((m) => `${m.type ?? "bind"} at ${m.destination}`).join(", ")} need storage planning`,
+      );
+    }
+  }
+  if (out.process !== undefined) {
+    delete out.process.apparmorProfile;
+    delete out.process.selinuxLabel;
+  }
+  if (out.linux !== undefined) {
+    // The pod's network is the VM's: containers share the guest's network namespace.
+    out.linux.namespaces = (out.linux.namespaces ?? [])
+      .filter((n) => n.type !== "network")
+      .map((n) => ({ type: n.type }));
+    delete out.linux.devices;
+    delete out.linux.mountLabel;
+    out.linux.cgroupsPath = `/kata-ts/${containerId}`;
+  }
+  return out;
+}

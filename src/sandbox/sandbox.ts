@@ -1,0 +1,215 @@
+// A sandbox on the host: its share directory, its VM, its agent connection, and its containers. Every
+// step of creation registers its undo, so a failure leaves nothing behind (no QEMU, no mount, no
+// directory), and destroy() undoes the lot in reverse.
+
+import path from "node:path";
+import { abortError } from "../base/async.js";
+import { CleanupStack } from "../base/cleanup.js";
+import { Code, KataError, describeError, isKataError, wrap } from "../base/errors.js";
+import type { Logger } from "../base/log.js";
+import { AgentClient, type AgentApi } from "../agent-client/agent-client.js";
+import type { Hypervisor, MachineType, Vm } from "../hypervisor/hypervisor.js";
+import type { Bundle } from "../oci/bundle.js";
+import type { Mounter } from "../platform/mount.js";
+import { guestSharedDir, sharedFsTag } from "../protocol/guest-paths.js";
+import { ociToGrpcSpec } from "../protocol/oci-spec.js";
+import { SharedDir, sharedDirPaths } from "../storage/shared-dir.js";
+import { guestSpec } from "./guest-spec.js";
+
+export interface SandboxDeps {
+  readonly hypervisor: Hypervisor;
+  readonly mounter: Mounter;
+  readonly readMountInfo: () => Promise<string>;
+  readonly logger: Logger;
+  /** Monotonic milliseconds, for phase timings. */
+  readonly now: () => number;
+}
+
+export interface SandboxVmConfig {
+  readonly machineType: MachineType;
+  readonly vcpus: number;
+  readonly memoryMiB: number;
+  readonly kernelPath: string;
+  readonly initrdPath: string;
+  readonly kernelParams: readonly string[];
+  readonly bootTimeoutMs: number;
+  readonly msize9p: number;
+}
+
+export interface SandboxConfig {
+  readonly id: string;
+  /** <run>: state and share directories live below it. */
+  readonly runDir: string;
+  readonly hostname: string;
+  readonly vm: SandboxVmConfig;
+  readonly netnsPath?: string;
+}
+
+/** Phase name → milliseconds since the sandbox's creation began. */
+export type Timings = Record<string, number>;
+
+const destroyRpcTimeoutMs = 5000;
+
+export class Sandbox {
+  readonly id: string;
+  readonly timings: Timings;
+  readonly vm: Vm;
+  readonly agent: AgentApi;
+  readonly #share: SharedDir;
+  readonly #cleanup: CleanupStack;
+  readonly #log: Logger;
+  #destroying: Promise<void> | undefined;
+
+  private constructor(init: {
+    id: string;
+    timings: Timings;
+    vm: Vm;
+    client: AgentClient;
+    share: SharedDir;
+    cleanup: CleanupStack;
+    log: Logger;
+  }) {
+    this.id = init.id;
+    this.timings = init.timings;
+    this.vm = init.vm;
+    this.agent = init.client.agent;
+    this.#share = init.share;
+    this.#cleanup = init.cleanup;
+    this.#log = init.log;
+  }
+
+  /** Boots the VM and creates the sandbox in the agent. Throws with nothing left behind. */
+  static async create(deps: SandboxDeps, cfg: SandboxConfig, signal: AbortSignal): Promise<Sandbox> {
+    const t0 = deps.now();
+    const timings: Timings = {};
+    const mark = (phase: string): void => {
+      timings[phase] = deps.now() - t0;
+    };
+    const log = deps.logger.child({ sandboxId: cfg.id });
+    const undo = new CleanupStack();
+    try {
+      const share = new SharedDir(deps, sharedDirPaths(cfg.runDir, cfg.id));
+      undo.defer("remove share directory", () => share.teardown());
+      await share.setup();
+      mark("shareReady");
+
+      const vm = await deps.hypervisor.startVm(
+        {
+          id: cfg.id,
+          vmDir: path.join(cfg.runDir, "vm", cfg.id),
+          machineType: cfg.vm.machineType,
+          vcpus: cfg.vm.vcpus,
+          memoryMiB: cfg.vm.memoryMiB,
+          kernelPath: cfg.vm.kernelPath,
+          initrdPath: cfg.vm.initrdPath,
+          kernelParams: cfg.vm.kernelParams,
+          sharedDir: share.paths.shared,
+          ...(cfg.netnsPath === undefined ? {} : { netnsPath: cfg.netnsPath }),
+        },
+        signal,
+      );
+      undo.defer("stop vm", () => vm.stop());
+      mark("vmStarted");
+
+      const vmGone = new AbortController();
+      void vm.exited.then(() => {
+        vmGone.abort(new KataError(Code.Unavailable, "the VM exited during boot"));
+      });
+      const boot = AbortSignal.any([signal, AbortSignal.timeout(cfg.vm.bootTimeoutMs), vmGone.signal]);
+      let client: AgentClient;
+      try {
+        client = await AgentClient.connect(vm.agentSocketPath, { signal: boot, logger: log });
+        undo.defer("close agent connection", () => client.close());
+        await client.waitReady(boot);
+      } catch (e) {
+        if (signal.aborted) throw abortError(signal, "boot");
+        const reason = vmGone.signal.aborted
+          ? "the VM exited before its agent answered"
+          : isKataError(e, Code.DeadlineExceeded) || boot.aborted
+            ? `the guest agent did not answer within ${cfg.vm.bootTimeoutMs} ms`
+            : `the guest agent failed: ${describeError(e)}`;
+        throw new KataError(
+          Code.DeadlineExceeded,
+          `boot sandbox ${cfg.id}: ${reason}; guest console:\n${await vm.consoleTail(20)}`,
+        );
+      }
+      mark("agentReady");
+
+      undo.defer("destroy sandbox in guest", () =>
+        client.agent.destroySandbox({}, { timeoutMs: destroyRpcTimeoutMs }).then(
+          () => undefined,
+          (e: unknown) => {
+            // The VM is stopped next anyway; what the guest held goes with it.
+            log.debug("destroy sandbox in guest", { err: describeError(e) });
+          },
+        ),
+      );
+      await client.agent.createSandbox(
+        {
+          sandboxId: cfg.id,
+          hostname: cfg.hostname,
+          storages: [
+            {
+              driver: "9p",
+              source: sharedFsTag,
+              fstype: "9p",
+              options: ["trans=virtio", "version=9p2000.L", `msize=${cfg.vm.msize9p}`, "cache=mmap", "nodev"],
+              mountPoint: guestSharedDir,
+            },
+          ],
+        },
+        { signal },
+      );
+      mark("sandboxCreated");
+      const cleanup = new CleanupStack();
+      undo.transferTo(cleanup);
+      log.info("sandbox created", { timings });
+      return new Sandbox({ id: cfg.id, timings, vm, client, share, cleanup, log });
+    } catch (e) {
+      return undo.unwind(wrap(e, `create sandbox ${cfg.id}`));
+    }
+  }
+
+  /** Shares the bundle's rootfs with the guest and creates the container in the agent. */
+  async createContainer(containerId: string, bundle: Bundle, signal: AbortSignal): Promise<void> {
+    const undo = new CleanupStack();
+    const relative = `${containerId}/rootfs`;
+    try {
+      await this.#share.bindDir(bundle.rootfs, relative, bundle.spec.root?.readonly === true);
+      undo.defer(`unshare rootfs of ${containerId}`, () => this.#share.unbind(relative));
+      const spec = guestSpec({ containerId, spec: bundle.spec });
+      await this.agent.createContainer(
+        { containerId, execId: containerId, OCI: ociToGrpcSpec(spec), storages: [] },
+        { signal },
+      );
+      undo.transferTo(this.#cleanup);
+      this.#cleanup.defer(`remove container ${containerId}`, () => this.#removeInGuest(containerId));
+    } catch (e) {
+      await undo.unwind(wrap(e, `create container ${containerId}`));
+    }
+  }
+
+  async startContainer(containerId: string, signal: AbortSignal): Promise<void> {
+    await this.agent.startContainer({ containerId }, { signal });
+  }
+
+  async #removeInGuest(containerId: string): Promise<void> {
+    await this.agent
+      .removeContainer({ containerId, timeout: 5 }, { timeoutMs: destroyRpcTimeoutMs })
+      .catch((e: unknown) => {
+        // The VM is about to be stopped anyway; the guest side goes with it.
+        this.#log.debug("remove container in guest", { containerId, err: describeError(e) });
+      });
+  }
+
+  /** Stops everything this sandbox created. Idempotent; throws only if something could not be undone. */
+  destroy(): Promise<void> {
+    this.#destroying ??= this.#destroy();
+    return this.#destroying;
+  }
+
+  async #destroy(): Promise<void> {
+    await this.#cleanup.close(`destroy sandbox ${this.id}`);
+    this.#log.info("sandbox destroyed");
+  }
+}
