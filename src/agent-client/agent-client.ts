@@ -74,10 +74,7 @@ export class AgentClient {
   async waitReady(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       try {
-        const r = await this.health.check(
-          {},
-          { signal: AbortSignal.any([signal, AbortSignal.timeout(probeIntervalMs)]) },
-        );
+        const r = await this.health.check({}, { signal, timeoutMs: probeIntervalMs });
         if (r.status === HealthCheckResponse_ServingStatus.SERVING) return;
         await delay(100, signal);
       } catch (e) {

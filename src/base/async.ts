@@ -61,3 +61,37 @@ export function delay(ms: number, signal?: AbortSignal): Promise<void> {
     "delay",
   );
 }
+
+/**
+ * A signal that aborts when `parent` does or after `ms` (reason: a TimeoutError). Use this instead of
+ * AbortSignal.any([..., AbortSignal.timeout(ms)]): on Node 20 such composite signals can be garbage
+ * collected together with their timer, and the deadline then never fires. Call clear() when done.
+ */
+export function deadline(ms: number, ...parents: (AbortSignal | undefined)[]): { signal: AbortSignal; clear(): void } {
+  const ctl = new AbortController();
+  const timer = setTimeout(() => {
+    ctl.abort(new DOMException(`timed out after ${ms} ms`, "TimeoutError"));
+  }, ms);
+  const unlinks: (() => void)[] = [];
+  for (const p of parents) {
+    if (p === undefined) continue;
+    if (p.aborted) {
+      ctl.abort(p.reason);
+      break;
+    }
+    const onAbort = (): void => {
+      ctl.abort(p.reason);
+    };
+    p.addEventListener("abort", onAbort, { once: true });
+    unlinks.push(() => {
+      p.removeEventListener("abort", onAbort);
+    });
+  }
+  return {
+    signal: ctl.signal,
+    clear() {
+      clearTimeout(timer);
+      for (const u of unlinks) u();
+    },
+  };
+}

@@ -26,7 +26,11 @@ async function main(): Promise<number> {
     { runner },
     {
       dir: bundleDir,
-      args: ["sh", "-c", `echo "${greeting}"; echo "guest kernel: $(uname -r)"; echo "guest cpus: $(nproc), hostname: $(hostname)"`],
+      args: [
+        "sh",
+        "-c",
+        `echo "${greeting}"; echo "guest kernel: $(uname -r)"; echo "guest cpus: $(nproc), hostname: $(hostname)"`,
+      ],
     },
   );
   const bundleMs = performance.now() - t0;
@@ -37,7 +41,15 @@ async function main(): Promise<number> {
   const code = await new Promise<number>((resolve, reject) => {
     const child = spawn(
       process.execPath,
-      [path.join(installRoot, "dist/src/cli/kata-ts-main.js"), "run", "--bundle", bundleDir, "--timings-file", timingsFile, `demo-${process.pid}`],
+      [
+        path.join(installRoot, "dist/src/cli/kata-ts-main.js"),
+        "run",
+        "--bundle",
+        bundleDir,
+        "--timings-file",
+        timingsFile,
+        `demo-${process.pid}`,
+      ],
       { stdio: "inherit" },
     );
     child.once("error", reject);

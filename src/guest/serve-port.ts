@@ -6,7 +6,13 @@ import { delay } from "../base/async.js";
 import { describeError } from "../base/errors.js";
 import type { Logger } from "../base/log.js";
 import type { TtrpcServer } from "../protocol/ttrpc/server.js";
+import { readFile } from "node:fs/promises";
 import { findPort, openPort } from "./port.js";
+
+/** Seconds since the guest booted: boot phases appear in the console log with it. */
+async function uptimeSeconds(): Promise<number> {
+  return Number((await readFile("/proc/uptime", "utf8").catch(() => "0")).split(" ")[0]);
+}
 
 /** While the host end is closed the port reads as hung up at once: poll at this pace, not in a spin. */
 const reopenDelayMs = 50;
@@ -26,7 +32,7 @@ export async function servePort(
       await delay(findRetryMs, signal);
     }
   }
-  logger.info("serving", { port: portName, device });
+  logger.info("serving", { port: portName, device, uptimeS: await uptimeSeconds(), nodeUptimeS: process.uptime() });
   let quietReopens = 0;
   while (!signal.aborted) {
     const started = Date.now();

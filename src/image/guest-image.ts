@@ -2,11 +2,11 @@
 // TCG) into an output directory, rebuilding only when the hash of the inputs changes.
 
 import { randomBytes } from "node:crypto";
-import { copyFile, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { copyFile, link, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { abortError } from "../base/async.js";
-import { Code, KataError, errnoOf, wrap } from "../base/errors.js";
+import { Code, KataError, errnoOf, invariant, wrap } from "../base/errors.js";
 import type { ProcessRunner } from "../platform/process.js";
 import { writeCpioFile } from "./cpio-writer.js";
 import { hashFiles } from "./file-hash.js";
@@ -24,6 +24,7 @@ import {
   parseManifest,
   renderManifest,
   type ImageManifest,
+  type SourceHash,
 } from "./manifest.js";
 
 export const defaultImageDir = "/var/cache/kata-ts/image";
@@ -110,6 +111,20 @@ function tempName(path: string): string {
 }
 
 /**
+ * A hard link saves 66 MB per output dir; safe because nothing rewrites a published file in place
+ * (every writer renames a new file over it). Falls back to a copy across filesystems.
+ */
+async function linkOrCopy(from: string, to: string): Promise<void> {
+  try {
+    await link(from, to);
+  } catch (e) {
+    const errno = errnoOf(e);
+    if (errno !== "EXDEV" && errno !== "EPERM" && errno !== "EMLINK") throw wrap(e, `link ${from} to ${to}`);
+    await copyFile(from, to); // another filesystem, or links not allowed there
+  }
+}
+
+/**
  * Builds (or confirms) the guest image. Throws NOT_FOUND for a missing tool or package (the message
  * names what to install), FAILED_PRECONDITION when apt has no kernel or a directory is not writable,
  * CANCELLED when `signal` aborts.
@@ -125,7 +140,7 @@ export async function buildGuestImage(
     const errno = errnoOf(e);
     if (errno === "EACCES" || errno === "EPERM" || errno === "EROFS") {
       const hint = "run as root, or pass --output and --cache directories you can write";
-      throw new KataError(Code.FailedPrecondition, `${op}: ${errno} (${hint})`, { cause: e });
+      throw new KataError(Code.FailedPrecondition, `${op}: permission denied (${hint})`, { cause: e });
     }
     throw wrap(e, op);
   }
@@ -151,8 +166,13 @@ async function build(deps: { readonly runner: ProcessRunner }, opts: ImageBuildO
   const previous = await readManifest(opts.outputDir);
   const sourcePaths = [host.busybox, host.crun, host.node, host.agentBundle, ...host.libraries.values()];
   const hashes = await timed("hashInputs", () => hashFiles(sourcePaths, previous?.sourceHashes ?? {}));
-  const sha = (path: string): string => hashes[path]?.sha256 ?? "";
-  const size = (path: string): number => hashes[path]?.sizeBytes ?? 0;
+  const hashOf = (path: string): SourceHash => {
+    const h = hashes[path];
+    invariant(h !== undefined, `${path} was hashed`);
+    return h;
+  };
+  const sha = (path: string): string => hashOf(path).sha256;
+  const size = (path: string): number => hashOf(path).sizeBytes;
   const libraryHashes = [...host.libraries].map(([guest, real]): [string, string] => [`lib:${guest}`, sha(real)]);
   const inputsHash = computeInputsHash({
     kernelPackage: pkg.name,
@@ -215,7 +235,7 @@ async function build(deps: { readonly runner: ProcessRunner }, opts: ImageBuildO
         },
       }),
     );
-    await timed("copyKernel", () => copyFile(vmlinux, kernelTmp));
+    await timed("linkKernel", () => linkOrCopy(vmlinux, kernelTmp));
     const manifest: ImageManifest = {
       formatVersion: imageFormatVersion,
       inputsHash,

@@ -34,6 +34,7 @@ done </etc/modules.order
 # Every controller to the children, so crun can create container cgroups with limits.
 for c in $(cat /sys/fs/cgroup/cgroup.controllers); do echo "+$c" >/sys/fs/cgroup/cgroup.subtree_control; done 2>/dev/null
 hostname localhost
+echo "kata-ts init: modules loaded at $(cut -d' ' -f1 /proc/uptime)s" >/dev/console
 exec /sbin/init
 `;
 

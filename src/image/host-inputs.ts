@@ -65,8 +65,8 @@ export async function inspectHost(s: Step, nodePath: string, agentBundlePath: st
   for (const bin of [crun, node]) {
     for (const lib of await sharedLibraries(s.runner, bin, s.signal)) {
       // The content is the symlink's target; the guest path is the name the loader asks for.
-      if (!libraries.has(lib))
-        libraries.set(lib, await realFile(lib, () => new KataError(Code.NotFound, `${lib} vanished`)));
+      if (libraries.has(lib)) continue;
+      libraries.set(lib, await realFile(lib, () => new KataError(Code.NotFound, `${lib} (from ldd ${bin}) not found`)));
     }
   }
   return { busybox, crun, node, agentBundle, libraries };

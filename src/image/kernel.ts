@@ -5,7 +5,8 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { Code, KataError, errnoOf, wrap } from "../base/errors.js";
+import { abortError } from "../base/async.js";
+import { Code, KataError, errnoOf, invariant, isKataError, wrap } from "../base/errors.js";
 import { describeExit, runChecked, type ProcessRunner } from "../platform/process.js";
 import type { KernelPackage } from "./kernel-package.js";
 import { indexModules, moduleDepends, moduleName, resolveLoadOrder } from "./modules.js";
@@ -90,36 +91,54 @@ async function ensureDeb(s: Step, kernelDir: string, pkg: KernelPackage): Promis
   }
 }
 
+/** The version a tree was extracted from, recorded inside it so a published tree always has one. */
+const treeStampName = ".kata-ts-version";
+
+async function treeVersion(root: string): Promise<string | undefined> {
+  const stamp = join(root, treeStampName);
+  try {
+    return (await readFile(stamp, "utf8")).trim();
+  } catch (e) {
+    if (errnoOf(e) === "ENOENT") return undefined; // no tree yet
+    throw wrap(e, `read ${stamp}`);
+  }
+}
+
 /**
  * The extracted package tree `<cacheDir>/kernel/<pkg>/root`, downloading and extracting only when it is
- * absent or was extracted from another version (recorded in `<pkg>/version`).
+ * absent or was extracted from another version. The tree is extracted aside and renamed into place,
+ * so a tree that exists is complete.
  */
 export async function ensureKernelTree(s: Step, cacheDir: string, pkg: KernelPackage): Promise<string> {
   const kernelDir = join(cacheDir, "kernel");
   const pkgDir = join(kernelDir, pkg.name);
   const root = join(pkgDir, "root");
-  const stamp = join(pkgDir, "version");
-  const stamped = await readFile(stamp, "utf8").catch((e: unknown) => {
-    if (errnoOf(e) === "ENOENT") return undefined;
-    throw wrap(e, `read ${stamp}`);
-  });
-  if (stamped?.trim() === pkg.version && (await exists(root))) return root;
+  if ((await treeVersion(root)) === pkg.version) return root;
 
-  await mkdir(kernelDir, { recursive: true });
-  const deb = await ensureDeb(s, kernelDir, pkg);
-  await rm(pkgDir, { recursive: true, force: true }); // a tree of another version, vmlinux included
   await mkdir(pkgDir, { recursive: true });
+  const deb = await ensureDeb(s, kernelDir, pkg);
   const tmp = tempName(root);
   s.progress(`kernel: dpkg-deb -x ${deb}`);
   try {
     await runChecked(s.runner, "dpkg-deb", ["-x", deb, tmp], s.signal === undefined ? {} : { signal: s.signal });
+    await writeFile(join(tmp, treeStampName), `${pkg.version}\n`);
+    const present = await treeVersion(root);
+    if (present === pkg.version) return root; // a concurrent build published the same tree meanwhile
+    if (present !== undefined || (await exists(root))) {
+      // A tree of another version (or from an older builder): move it aside, with the vmlinux cut from it.
+      const old = tempName(`${root}.old`);
+      await rename(root, old);
+      await rm(join(pkgDir, "vmlinux"), { force: true });
+      await rm(join(pkgDir, "version"), { force: true }); // where the first builder kept its stamp
+      await rm(old, { recursive: true, force: true });
+    }
     await publish(tmp, root);
+    return root;
   } catch (e) {
-    await rm(tmp, { recursive: true, force: true });
     throw wrap(e, `extract ${deb}`);
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
   }
-  await writeFile(stamp, `${pkg.version}\n`);
-  return root;
 }
 
 /** The kernel release, from the single directory under `<root>/lib/modules` ("6.1.0-56-amd64"). */
@@ -179,7 +198,8 @@ export async function ensureVmlinux(s: Step, root: string, release: string): Pro
       const ok = await xzToFile(s, image.subarray(at), tmp).then(
         () => true,
         (e: unknown) => {
-          if (s.signal?.aborted === true) throw e;
+          if (s.signal?.aborted === true) throw abortError(s.signal, `extract vmlinux from ${bzImagePath}`);
+          if (isKataError(e, Code.NotFound)) throw e; // xz is not installed
           return false; // not a valid stream at this offset: try the next one
         },
       );
@@ -258,7 +278,7 @@ export async function collectModules(
   return resolveLoadOrder(wanted, dependsOf).map((name) => {
     const rel = index.get(name);
     const sizeBytes = loaded.get(name)?.sizeBytes;
-    if (rel === undefined || sizeBytes === undefined) throw new KataError(Code.Internal, `module ${name} vanished`);
+    invariant(rel !== undefined && sizeBytes !== undefined, `module ${name} in the load order was read`);
     return { name, sourcePath: join(base, rel), sizeBytes };
   });
 }

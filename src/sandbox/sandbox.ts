@@ -3,7 +3,7 @@
 // directory), and destroy() undoes the lot in reverse.
 
 import path from "node:path";
-import { abortError } from "../base/async.js";
+import { abortError, deadline } from "../base/async.js";
 import { CleanupStack } from "../base/cleanup.js";
 import { Code, KataError, describeError, isKataError, wrap } from "../base/errors.js";
 import type { Logger } from "../base/log.js";
@@ -115,7 +115,8 @@ export class Sandbox {
       void vm.exited.then(() => {
         vmGone.abort(new KataError(Code.Unavailable, "the VM exited during boot"));
       });
-      const boot = AbortSignal.any([signal, AbortSignal.timeout(cfg.vm.bootTimeoutMs), vmGone.signal]);
+      const bootDeadline = deadline(cfg.vm.bootTimeoutMs, signal, vmGone.signal);
+      const boot = bootDeadline.signal;
       let client: AgentClient;
       try {
         client = await AgentClient.connect(vm.agentSocketPath, { signal: boot, logger: log });
@@ -132,6 +133,8 @@ export class Sandbox {
           Code.DeadlineExceeded,
           `boot sandbox ${cfg.id}: ${reason}; guest console:\n${await vm.consoleTail(20)}`,
         );
+      } finally {
+        bootDeadline.clear();
       }
       mark("agentReady");
 

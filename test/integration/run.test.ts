@@ -6,6 +6,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { NodeProcessRunner } from "../../src/platform/process.js";
+import { CommandMounter } from "../../src/platform/mount.js";
+import { SharedDir, readSelfMountInfo, sharedDirPaths } from "../../src/storage/shared-dir.js";
 import { makeBusyboxBundle } from "../../src/tools/busybox-bundle.js";
 import type { Spec } from "../../src/oci/spec.js";
 import { leftovers, makeRunRoot, removeRunRoot, runCli } from "../helpers/cli.js";
@@ -88,7 +90,10 @@ describe("kata-ts run (real VM)", { skip }, () => {
 
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.length, 10 * 1024 * 1024 + 1);
-    assert.equal(r.stdout.subarray(0, -1).every((b) => b === 0x6b), true);
+    assert.equal(
+      r.stdout.subarray(0, -1).every((b) => b === 0x6b),
+      true,
+    );
     assert.equal(r.stderr, "done\n");
   });
 
@@ -101,24 +106,61 @@ describe("kata-ts run (real VM)", { skip }, () => {
     assert.equal(r.stdout.toString(), "HELLO STDIN\nSECOND LINE\n<eof>\n");
   });
 
-  it("tears the VM down when kata-ts run gets SIGTERM and the container ignores it", { timeout: vmTimeout }, async () => {
-    const dir = await bundle("forever", "echo started; while true; do sleep 1; done");
-    let signalled = false;
-    const running = runCli(["--root", root, "run", "--bundle", dir, "forever"], {
+  it(
+    "tears the VM down when kata-ts run gets SIGTERM and the container ignores it",
+    { timeout: vmTimeout },
+    async () => {
+      const dir = await bundle("forever", "echo started; while true; do sleep 1; done");
+      let signalled = false;
+      const running = runCli(["--root", root, "run", "--bundle", dir, "forever"], {
+        env,
+        timeoutMs: vmTimeout,
+        onStdout: (soFar, kill) => {
+          if (!signalled && soFar.includes("started")) {
+            signalled = true;
+            kill("SIGTERM");
+          }
+        },
+      });
+
+      const r = await running;
+
+      assert.equal(r.code, 143, r.stderr);
+      assert.match(r.stdout.toString(), /started/);
+      assert.deepEqual(await leftovers(root), []);
+    },
+  );
+
+  it("takes the VM down with it when kata-ts run is SIGKILLed", { timeout: vmTimeout }, async () => {
+    const dir = await bundle("killed", "echo started; while true; do sleep 1; done");
+    const killRoot = await makeRunRoot();
+    let killed = false;
+
+    const r = await runCli(["--root", killRoot, "run", "--bundle", dir, "killed"], {
       env,
       timeoutMs: vmTimeout,
       onStdout: (soFar, kill) => {
-        if (!signalled && soFar.includes("started")) {
-          signalled = true;
-          kill("SIGTERM");
+        if (!killed && soFar.includes("started")) {
+          killed = true;
+          kill("SIGKILL");
         }
       },
     });
 
-    const r = await running;
-
-    assert.equal(r.code, 143, r.stderr);
-    assert.match(r.stdout.toString(), /started/);
-    assert.deepEqual(await leftovers(root), []);
+    assert.equal(r.signal, "SIGKILL");
+    let qemu: string[] = [];
+    for (let i = 0; i < 50; i++) {
+      qemu = (await leftovers(killRoot)).filter((l) => l.startsWith("qemu process"));
+      if (qemu.length === 0) break;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    assert.deepEqual(qemu, []);
+    // Mounts made by the killed process stay until someone cleans its state up; do it here.
+    await new SharedDir(
+      { mounter: new CommandMounter(runner), readMountInfo: readSelfMountInfo },
+      sharedDirPaths(killRoot, "killed"),
+    ).teardown();
+    await rm(path.join(killRoot, "vm"), { recursive: true, force: true });
+    await removeRunRoot(killRoot);
   });
 });

@@ -87,11 +87,17 @@ export class QemuHypervisor implements Hypervisor {
     await mkdir(config.vmDir, { recursive: true, mode: 0o700 });
     let child: Child;
     try {
-      const [file, argv] =
-        config.netnsPath === undefined
-          ? [this.#opts.binary, args]
-          : ["nsenter", [`--net=${config.netnsPath}`, "--", this.#opts.binary, ...args]];
-      child = await this.#deps.runner.spawn(file, argv, { stdio: ["ignore", "ignore", "pipe"] });
+      // setpriv --pdeathsig: QEMU dies with the process that holds it, even if that one is SIGKILLed;
+      // nothing else could talk to the VM afterwards.
+      const guarded =
+        this.#deps.probe.which("setpriv") === undefined
+          ? [this.#opts.binary, ...args]
+          : ["setpriv", "--pdeathsig", "KILL", "--", this.#opts.binary, ...args];
+      const argv =
+        config.netnsPath === undefined ? guarded : ["nsenter", `--net=${config.netnsPath}`, "--", ...guarded];
+      const [file, ...rest] = argv;
+      // CAST: argv always starts with the program.
+      child = await this.#deps.runner.spawn(file as string, rest, { stdio: ["ignore", "ignore", "pipe"] });
     } catch (e) {
       await rm(config.vmDir, { recursive: true, force: true });
       throw e;

@@ -193,7 +193,15 @@ class ServerConnection {
         deadline.abort(new KataError(Code.DeadlineExceeded, `${op}: deadline of ${ms} ms exceeded`));
       }, ms);
     }
-    const signal = AbortSignal.any([deadline.signal, this.#closed.signal]);
+    // One controller per request, held by this frame: a composite AbortSignal.any() may be garbage
+    // collected on Node 20 while a handler still waits on it.
+    const closed = this.#closed.signal;
+    const onClosed = (): void => {
+      deadline.abort(closed.reason);
+    };
+    if (closed.aborted) onClosed();
+    else closed.addEventListener("abort", onClosed, { once: true });
+    const signal = deadline.signal;
     const metadata = new Map<string, string[]>();
     for (const { key, value } of request.metadata) metadata.set(key, [...(metadata.get(key) ?? []), value]);
 
@@ -218,6 +226,7 @@ class ServerConnection {
       this.#respondStatus(id, toWireStatus(e));
     } finally {
       clearTimeout(timer);
+      closed.removeEventListener("abort", onClosed);
     }
   }
 
