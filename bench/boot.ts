@@ -1,7 +1,8 @@
 // `npm run bench -- boot`: how long `kata-ts run` takes to the container's first output, split into
 // phases, against the floor (the same QEMU, kernel and machine type booting a busybox-only initrd that
-// only announces itself on the serial port) and the guest's own Node start. Runs are interleaved so
-// a noisy minute hits every variant alike.
+// only announces itself on the serial port) and the guest's own Node start; plus the guest's own
+// timeline of a plain agent boot (its console lines, on the guest clock). Runs are interleaved so a
+// noisy minute hits every variant alike.
 
 import { spawn } from "node:child_process";
 import { copyFile, mkdir, readFile, rm, writeFile, appendFile } from "node:fs/promises";
@@ -10,10 +11,11 @@ import path from "node:path";
 import { delay } from "../src/base/async.js";
 import { nullLogger } from "../src/base/log.js";
 import { QemuHypervisor } from "../src/hypervisor/qemu/qemu.js";
-import type { Vm } from "../src/hypervisor/hypervisor.js";
+import type { ReadonlyDisk, Vm } from "../src/hypervisor/hypervisor.js";
 import { encodeCpio, type CpioEntry } from "../src/image/cpio.js";
 import { buildFloorInitrd, floorAnnouncement } from "../src/image/floor-image.js";
 import { readGuestImage, type GuestImage } from "../src/image/guest-image.js";
+import { toolsDiskSerial } from "../src/image/guest-init.js";
 import { NodeProcessRunner } from "../src/platform/process.js";
 import { RealHostProbe } from "../src/platform/probe.js";
 import { makeBusyboxBundle } from "../src/tools/busybox-bundle.js";
@@ -27,14 +29,22 @@ export interface BootSample {
   readonly createStartMs: number;
   readonly startToOutputMs: number;
   readonly agentReadyFromSpawnMs: number;
+  /** Agent probe, guest clock: the kernel starts /init; /init is done (modules, tools disk); node starts. */
+  readonly guestInitMs: number;
+  readonly guestInitReadyMs: number;
+  readonly guestNodeStartMs: number;
+  /** Agent probe: the agent serves its port (guest clock), and the host sees that line (host clock). */
+  readonly guestAgentServingMs: number;
+  readonly probeSpawnToServingMs: number;
 }
 
 const runner = new NodeProcessRunner();
 const probe = new RealHostProbe(process.env["PATH"] ?? "/usr/bin:/bin");
 const hypervisor = new QemuHypervisor({ runner, probe, logger: nullLogger }, { binary: "qemu-system-x86_64" });
 
-/** The same VM shape `kata-ts run` uses (src/cli/vm-config.ts). */
-function vmConfig(work: string, kernelPath: string, initrdPath: string, name: string) {
+/** The same VM shape `kata-ts run` uses (src/cli/vm-config.ts); the floor gets no tools disk. */
+function vmConfig(work: string, kernelPath: string, initrdPath: string, name: string, toolsDisk?: string) {
+  const readonlyDisks: ReadonlyDisk[] = toolsDisk === undefined ? [] : [{ path: toolsDisk, serial: toolsDiskSerial }];
   return {
     id: name,
     vmDir: path.join(work, "vm", name),
@@ -43,6 +53,7 @@ function vmConfig(work: string, kernelPath: string, initrdPath: string, name: st
     memoryMiB: 2048,
     kernelPath,
     initrdPath,
+    readonlyDisks,
     kernelParams: ["panic=1"],
   };
 }
@@ -73,18 +84,22 @@ async function floorOnce(work: string, image: GuestImage, floorInitrd: string): 
   }
 }
 
-/** The guest image with /init replaced: it times `node -e 0` on the guest clock and powers off. */
+/**
+ * The guest image with the inittab replaced: after the real /init (modules, tools disk) it times
+ * `node -e 0` on the guest clock instead of starting the agent, and powers off.
+ */
 async function nodeProbeInitrd(work: string, image: GuestImage): Promise<string> {
-  const init = `#!/bin/sh
-mount -t proc proc /proc
-a=$(cut -d' ' -f1 /proc/uptime)
+  const probe = `#!/bin/sh
+read -r a _ </proc/uptime
 /usr/bin/node -e 0
-b=$(cut -d' ' -f1 /proc/uptime)
+read -r b _ </proc/uptime
 echo "kata-ts-bench: node $a $b" >/dev/console
 poweroff -f
 `;
+  const inittab = "::sysinit:/bin/sh /kata-ts-bench-probe\n";
   const overlay: CpioEntry[] = [
-    { kind: "file", path: "/init", mode: 0o755, source: { kind: "bytes", data: Buffer.from(init) } },
+    { kind: "file", path: "/kata-ts-bench-probe", mode: 0o755, source: { kind: "bytes", data: Buffer.from(probe) } },
+    { kind: "file", path: "/etc/inittab", mode: 0o644, source: { kind: "bytes", data: Buffer.from(inittab) } },
   ];
   const out = path.join(work, "node-probe-initrd.img");
   // The kernel unpacks concatenated cpio archives in order; later entries replace earlier ones.
@@ -95,7 +110,7 @@ poweroff -f
 
 async function nodeStartOnce(work: string, image: GuestImage, initrd: string): Promise<number> {
   const vm = await hypervisor.startVm(
-    vmConfig(work, image.kernelPath, initrd, "nodeprobe"),
+    vmConfig(work, image.kernelPath, initrd, "nodeprobe", image.toolsDiskPath),
     AbortSignal.timeout(60_000),
   );
   try {
@@ -106,12 +121,49 @@ async function nodeStartOnce(work: string, image: GuestImage, initrd: string): P
   }
 }
 
+/** The real image booted without a sandbox: the guest's own timeline up to the agent serving its port. */
+async function agentProbeOnce(
+  work: string,
+  image: GuestImage,
+): Promise<
+  Pick<
+    BootSample,
+    "guestInitMs" | "guestInitReadyMs" | "guestNodeStartMs" | "guestAgentServingMs" | "probeSpawnToServingMs"
+  >
+> {
+  const t0 = performance.now();
+  const vm = await hypervisor.startVm(
+    vmConfig(work, image.kernelPath, image.initrdPath, "agentprobe", image.toolsDiskPath),
+    AbortSignal.timeout(60_000),
+  );
+  try {
+    const serving = await waitConsole(vm, /"msg":"serving".*"uptimeS":([\d.]+),"nodeUptimeS":([\d.]+)/, 90_000);
+    const probeSpawnToServingMs = performance.now() - t0;
+    const init = await waitConsole(vm, /kata-ts init: started at ([\d.]+)s, ready at ([\d.]+)s/, 1000);
+    const uptime = Number(serving[1]) * 1000;
+    return {
+      guestInitMs: Number(init[1]) * 1000,
+      guestInitReadyMs: Number(init[2]) * 1000,
+      guestNodeStartMs: uptime - Number(serving[2]) * 1000,
+      guestAgentServingMs: uptime,
+      probeSpawnToServingMs,
+    };
+  } finally {
+    await vm.stop();
+  }
+}
+
 async function runOnce(
   cli: string,
   bundle: string,
   root: string,
   n: number,
-): Promise<Omit<BootSample, "floorMs" | "nodeStartGuestMs">> {
+): Promise<
+  Pick<
+    BootSample,
+    "runFirstOutputMs" | "hostStartMs" | "bootToAgentMs" | "createStartMs" | "startToOutputMs" | "agentReadyFromSpawnMs"
+  >
+> {
   const timingsFile = path.join(root, `timings-${n}.json`);
   const t0 = performance.now();
   let firstOutput = NaN;
@@ -167,8 +219,9 @@ export async function benchBoot(opts: { runs: number; cli: string; imageDir: str
     for (let i = 0; i < opts.runs; i++) {
       const floorMs = await floorOnce(work, image, floorInitrd);
       const nodeStartGuestMs = await nodeStartOnce(work, image, probeInitrd);
+      const probe = await agentProbeOnce(work, image);
       const run = await runOnce(opts.cli, bundle, root, i);
-      const s = { floorMs, nodeStartGuestMs, ...run };
+      const s = { floorMs, nodeStartGuestMs, ...probe, ...run };
       samples.push(s);
       process.stderr.write(
         `boot run ${i + 1}/${opts.runs}: ${JSON.stringify(Object.fromEntries(Object.entries(s).map(([k, v]) => [k, Math.round(v)])))}\n`,
@@ -197,8 +250,15 @@ export function renderBootReport(samples: readonly BootSample[], env: { date: st
     ["floor: QEMU spawn → busybox initrd announces itself", floor],
     ["guest Node start (`node -e 0`, guest clock, first run after boot)", nodeStart],
   ] as const;
+  const guestRows = [
+    ["kernel starts /init", med("guestInitMs")],
+    ["/init done (modules, tools disk), busybox init next", med("guestInitReadyMs")],
+    ["node starts (the agent's process)", med("guestNodeStartMs")],
+    ["agent serves its port", med("guestAgentServingMs")],
+    ["(host clock: QEMU spawn → that line seen on the console)", med("probeSpawnToServingMs")],
+  ] as const;
   return [
-    `Measured ${env.date} on ${env.host}, ${samples.length} interleaved runs (floor, node probe, kata-ts run), medians.`,
+    `Measured ${env.date} on ${env.host}, ${samples.length} interleaved runs (floor, node probe, agent probe, kata-ts run), medians.`,
     "",
     "| phase | median |",
     "|---|---|",
@@ -206,6 +266,12 @@ export function renderBootReport(samples: readonly BootSample[], env: { date: st
     "",
     `Agent ready is **${(ready / floor).toFixed(2)}×** the floor. Target (1.5 × floor + guest Node start): ` +
       `${sec(target)}; measured ${sec(ready)} (${ready <= target ? "met" : `${sec(ready - target)} over`}).`,
+    "",
+    "Agent probe (the image booted without a sandbox), guest clock from boot:",
+    "",
+    "| guest event | median |",
+    "|---|---|",
+    ...guestRows.map(([k, v]) => `| ${k} | ${sec(v)} |`),
   ].join("\n");
 }
 

@@ -51,15 +51,21 @@ export function raceAbort<T>(p: Promise<T>, signal: AbortSignal | undefined, op:
   });
 }
 
-/** Sleeps `ms`, rejecting early when `signal` aborts. */
+/** Sleeps `ms` (keeping the process alive meanwhile), rejecting early when `signal` aborts. */
 export function delay(ms: number, signal?: AbortSignal): Promise<void> {
-  return raceAbort(
-    new Promise<void>((resolve) => {
-      setTimeout(resolve, ms).unref();
-    }),
-    signal,
-    "delay",
-  );
+  if (signal?.aborted === true) return Promise.reject(abortError(signal, "delay"));
+  return new Promise<void>((resolve, reject) => {
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      // CAST: onAbort is only registered on a defined signal.
+      reject(abortError(signal as AbortSignal, "delay"));
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
 }
 
 /**

@@ -5,14 +5,14 @@ import { readFile, writeFile } from "node:fs/promises";
 import { JsonLogger } from "../base/log.js";
 import { describeError } from "../base/errors.js";
 import { CommandMounter } from "../platform/mount.js";
-import { NodeProcessRunner } from "../platform/process.js";
+import { NodeProcessRunner, runChecked } from "../platform/process.js";
 import { agentPortName } from "../protocol/guest-paths.js";
 import { TtrpcServer } from "../protocol/ttrpc/server.js";
 import { Agent } from "../guest/agent.js";
 import { Crun } from "../guest/crun.js";
 import { servePort } from "../guest/serve-port.js";
 import { registerAgentService } from "../guest/service.js";
-import { StorageManager, ninePHandler } from "../guest/storage.js";
+import { StorageManager, guestStorageHandlers } from "../guest/storage.js";
 
 async function imageVersion(): Promise<string> {
   try {
@@ -42,12 +42,17 @@ async function main(): Promise<void> {
   const mounter = new CommandMounter(runner);
   const agent = new Agent({
     crun: new Crun(runner, { binary: "/usr/bin/crun", stateDir: "/run/crun" }),
-    storage: new StorageManager({ mounter, logger }, [ninePHandler]),
+    storage: new StorageManager({ mounter, logger }, guestStorageHandlers),
     logger,
     setHostname: (name) => writeFile("/proc/sys/kernel/hostname", name),
   });
   const server = new TtrpcServer({ logger });
-  registerAgentService(server, agent, await imageVersion());
+  registerAgentService(server, agent, await imageVersion(), {
+    runPs: async () => (await runChecked(runner, "ps", ["-o", "pid,user,time,args"])).stdout,
+    setTime: async (sec) => {
+      await runChecked(runner, "date", ["-s", `@${sec.toString()}`]);
+    },
+  });
   const stop = new AbortController();
   process.on("SIGTERM", () => {
     stop.abort();

@@ -8,6 +8,10 @@ import { describeError } from "../base/errors.js";
 import { agentBundleRelPath } from "../image/bundle-agent.js";
 import { imageCommand } from "../image/image-command.js";
 import { NodeProcessRunner } from "../platform/process.js";
+import { registerCheck } from "./commands/check.js";
+import { registerExec } from "./commands/exec.js";
+import { registerInspect } from "./commands/inspect.js";
+import { registerLifecycle } from "./commands/lifecycle.js";
 import { registerRun } from "./commands/run.js";
 import { defaultRunDir, installRoot, makeContext, type GlobalFlags, type RuntimeContext } from "./runtime-context.js";
 
@@ -26,7 +30,11 @@ const ctx = (): RuntimeContext => {
   return context;
 };
 
+registerLifecycle(program, ctx);
 registerRun(program, ctx);
+registerExec(program, ctx);
+registerInspect(program, ctx);
+registerCheck(program, ctx);
 program.addCommand(
   imageCommand({
     runner: new NodeProcessRunner(),

@@ -1,26 +1,44 @@
 // The VM a sandbox gets. Until configuration.toml is read (a later issue), these are the defaults: the
 // image built by `kata-ts image build`, a microvm with one vCPU under KVM or TCG. KATA_TS_KERNEL,
-// KATA_TS_INITRD and KATA_TS_KERNEL_PARAMS override the image (tests and benchmarks use them).
+// KATA_TS_INITRD, KATA_TS_TOOLS_DISK and KATA_TS_KERNEL_PARAMS override the image (tests and benchmarks
+// use them). With both KATA_TS_KERNEL and KATA_TS_INITRD set the image is not read, and the VM gets a
+// tools disk only when KATA_TS_TOOLS_DISK names one (an initrd such as the boot floor needs none).
 
 import { Code, KataError } from "../base/errors.js";
+import { toolsDiskSerial } from "../image/guest-init.js";
 import { defaultImageDir, readGuestImage } from "../image/guest-image.js";
+import type { ReadonlyDisk } from "../hypervisor/hypervisor.js";
 import type { SandboxVmConfig } from "../sandbox/sandbox.js";
 import type { RuntimeContext } from "./runtime-context.js";
 
-async function imagePaths(): Promise<{ kernelPath: string; initrdPath: string }> {
+interface ImagePaths {
+  readonly kernelPath: string;
+  readonly initrdPath: string;
+  readonly readonlyDisks: readonly ReadonlyDisk[];
+}
+
+async function imagePaths(): Promise<ImagePaths> {
   const kernel = process.env["KATA_TS_KERNEL"];
   const initrd = process.env["KATA_TS_INITRD"];
-  if (kernel !== undefined && initrd !== undefined) return { kernelPath: kernel, initrdPath: initrd };
+  const toolsDisk = process.env["KATA_TS_TOOLS_DISK"];
+  const tools = (path: string): ReadonlyDisk[] => [{ path, serial: toolsDiskSerial }];
+  if (kernel !== undefined && initrd !== undefined) {
+    return { kernelPath: kernel, initrdPath: initrd, readonlyDisks: toolsDisk === undefined ? [] : tools(toolsDisk) };
+  }
   const imageDir = process.env["KATA_TS_IMAGE_DIR"] ?? defaultImageDir;
   const image = await readGuestImage(imageDir);
   if (image === undefined) {
     const flag = imageDir === defaultImageDir ? "" : ` --output ${imageDir}`;
     throw new KataError(
       Code.NotFound,
-      `no complete guest image (kernel and initrd) in ${imageDir}: build it with: kata-ts image build${flag}`,
+      `no complete guest image (kernel, initrd and tools disk) in ${imageDir}: build it with: kata-ts image build${flag}`,
     );
   }
-  return { kernelPath: kernel ?? image.kernelPath, initrdPath: initrd ?? image.initrdPath };
+  return {
+    kernelPath: kernel ?? image.kernelPath,
+    initrdPath: initrd ?? image.initrdPath,
+    readonlyDisks: tools(toolsDisk ?? image.toolsDiskPath),
+  };
 }
 
 export async function resolveVmConfig(ctx: RuntimeContext): Promise<SandboxVmConfig> {

@@ -9,14 +9,17 @@ import { KeyedLock } from "../base/lock.js";
 import type { Logger } from "../base/log.js";
 import { errField } from "../base/log.js";
 import type { Spec } from "../oci/spec.js";
-import type { CreateContainerRequest, CreateSandboxRequest } from "../protocol/gen/agent_pb.js";
+import type { CreateContainerRequest, CreateSandboxRequest, ExecProcessRequest } from "../protocol/gen/agent_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { SpecSchema, type LinuxResources as GrpcLinuxResources } from "../protocol/gen/oci_pb.js";
 import { guestBundlesDir, guestSharedDir } from "../protocol/guest-paths.js";
-import { grpcToOciSpec } from "../protocol/oci-spec.js";
+import { grpcToOciProcess, grpcToOciSpec } from "../protocol/oci-spec.js";
+import { readCgroupStats, type CgroupStatsInit } from "./cgroup-stats.js";
 import type { Crun } from "./crun.js";
 import { GuestProcess } from "./guest-process.js";
 import type { StorageManager } from "./storage.js";
 
-export type ContainerState = "created" | "running" | "stopped";
+export type ContainerState = "created" | "running" | "paused" | "stopped";
 
 interface GuestContainer {
   readonly id: string;
@@ -33,6 +36,8 @@ export interface AgentDeps {
   readonly logger: Logger;
   readonly setHostname: (name: string) => Promise<void>;
   readonly bundlesDir?: string;
+  /** The guest's cgroup v2 mount; containers live under kata-ts/<id>. */
+  readonly cgroupRoot?: string;
 }
 
 export class Agent {
@@ -129,6 +134,78 @@ export class Agent {
       );
     }
     return p;
+  }
+
+  /** Starts another process in a running container (crun exec), held like the init process. */
+  async execProcess(req: ExecProcessRequest): Promise<void> {
+    const execId = checkId("exec id", req.execId);
+    await this.#lock.with(req.containerId, async () => {
+      const c = this.#container(req.containerId);
+      if (c.state !== "running") {
+        throw new KataError(Code.FailedPrecondition, `container ${c.id} is ${c.state}: cannot exec in it`);
+      }
+      if (execId === c.id || c.execs.has(execId)) {
+        throw new KataError(Code.AlreadyExists, `process ${execId} already exists in container ${c.id}`);
+      }
+      if (req.process === undefined) throw new KataError(Code.InvalidArgument, `exec ${execId}: no process`);
+      const proc = grpcToOciProcess(req.process);
+      const file = path.join(c.bundleDir, `exec-${execId}.json`);
+      await writeFile(file, JSON.stringify(proc));
+      const child = await this.#deps.crun.exec(c.id, file, proc.terminal === true);
+      const p = new GuestProcess(execId, child);
+      c.execs.set(execId, p);
+      void p.exitCode.then(() => rm(file, { force: true }));
+      this.#deps.logger.info("exec started", { containerId: c.id, execId, pid: p.pid });
+    });
+  }
+
+  /** Guest pids of the container, as JSON, or a `ps` table of them ("table"). */
+  async listProcesses(containerId: string, format: string, runPs: () => Promise<string>): Promise<Uint8Array> {
+    const c = this.#container(containerId);
+    const pids = c.state === "stopped" || c.state === "created" ? [] : await this.#deps.crun.ps(containerId);
+    if (format === "json" || format === "") return Buffer.from(JSON.stringify(pids));
+    if (format !== "table") throw new KataError(Code.InvalidArgument, `unknown ps format ${JSON.stringify(format)}`);
+    const lines = (await runPs()).split("\n");
+    const wanted = new Set(pids.map(String));
+    const rows = lines.slice(1).filter((l) => wanted.has(l.trim().split(/\s+/)[0] ?? ""));
+    return Buffer.from([lines[0] ?? "", ...rows].join("\n") + "\n");
+  }
+
+  async pauseContainer(containerId: string): Promise<void> {
+    await this.#lock.with(containerId, async () => {
+      const c = this.#container(containerId);
+      if (c.state !== "running") throw new KataError(Code.FailedPrecondition, `container ${containerId} is ${c.state}, not running`);
+      await this.#deps.crun.pause(containerId);
+      c.state = "paused";
+    });
+  }
+
+  async resumeContainer(containerId: string): Promise<void> {
+    await this.#lock.with(containerId, async () => {
+      const c = this.#container(containerId);
+      if (c.state !== "paused") throw new KataError(Code.FailedPrecondition, `container ${containerId} is ${c.state}, not paused`);
+      await this.#deps.crun.resume(containerId);
+      c.state = "running";
+    });
+  }
+
+  async updateContainer(containerId: string, resources: GrpcLinuxResources | undefined): Promise<void> {
+    await this.#lock.with(containerId, async () => {
+      const c = this.#container(containerId);
+      if (c.state !== "running" && c.state !== "paused") {
+        throw new KataError(Code.FailedPrecondition, `container ${containerId} is ${c.state}: cannot update it`);
+      }
+      // The converter works on whole specs: wrap the resources in one.
+      const oci = grpcToOciSpec(create(SpecSchema, resources === undefined ? {} : { Linux: { Resources: resources } }));
+      const file = path.join(c.bundleDir, "update.json");
+      await writeFile(file, JSON.stringify(oci.linux?.resources ?? {}));
+      await this.#deps.crun.update(containerId, file);
+    });
+  }
+
+  async statsContainer(containerId: string): Promise<CgroupStatsInit> {
+    const c = this.#container(containerId);
+    return readCgroupStats(path.join(this.#deps.cgroupRoot ?? "/sys/fs/cgroup", "kata-ts", c.id));
   }
 
   async signalProcess(containerId: string, execId: string, signal: number): Promise<void> {

@@ -49,6 +49,10 @@ export class Crun {
     await runChecked(this.#runner, this.#opts.binary, this.#args("delete", "--force", containerId));
   }
 
+  async update(containerId: string, resourcesJsonPath: string): Promise<void> {
+    await runChecked(this.#runner, this.#opts.binary, this.#args("update", "--resources", resourcesJsonPath, containerId));
+  }
+
   async pause(containerId: string): Promise<void> {
     await runChecked(this.#runner, this.#opts.binary, this.#args("pause", containerId));
   }

@@ -12,7 +12,14 @@ export const maxReadChunkBytes = 1 << 20;
 /** Largest WriteStdin payload accepted. */
 export const maxWriteChunkBytes = 1 << 20;
 
-export function registerAgentService(server: TtrpcServer, agent: Agent, version: string): void {
+export interface ServiceDeps {
+  /** `ps` output of the whole guest (header line first), for ListProcesses "table". */
+  readonly runPs: () => Promise<string>;
+  /** Sets the guest clock (SetGuestDateTime): a VM restored from a template carries a stale one. */
+  readonly setTime: (sec: bigint, usec: bigint) => Promise<void>;
+}
+
+export function registerAgentService(server: TtrpcServer, agent: Agent, version: string, deps: ServiceDeps): void {
   server.register(Health, {
     check: () => Promise.resolve({ status: HealthCheckResponse_ServingStatus.SERVING }),
     version: () => Promise.resolve({ grpcVersion: "ttrpc", agentVersion: version }),
@@ -59,6 +66,30 @@ export function registerAgentService(server: TtrpcServer, agent: Agent, version:
         );
       }
       return { len: await agent.process(req.containerId, req.execId).writeStdin(req.data, ctx.signal) };
+    },
+    execProcess: async (req) => {
+      await agent.execProcess(req);
+      return {};
+    },
+    listProcesses: async (req) => ({
+      processList: await agent.listProcesses(req.containerId, req.format, deps.runPs),
+    }),
+    pauseContainer: async (req) => {
+      await agent.pauseContainer(req.containerId);
+      return {};
+    },
+    resumeContainer: async (req) => {
+      await agent.resumeContainer(req.containerId);
+      return {};
+    },
+    updateContainer: async (req) => {
+      await agent.updateContainer(req.containerId, req.resources);
+      return {};
+    },
+    statsContainer: async (req) => ({ cgroupStats: await agent.statsContainer(req.containerId) }),
+    setGuestDateTime: async (req) => {
+      await deps.setTime(req.Sec, req.Usec);
+      return {};
     },
     closeStdin: (req) => {
       agent.process(req.containerId, req.execId).closeStdin();

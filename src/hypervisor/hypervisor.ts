@@ -3,6 +3,12 @@
 
 import type { ExitStatus } from "../platform/process.js";
 
+/** A disk the guest may read but never write; `serial` is how the guest finds it (/sys/block/vdX/serial). */
+export interface ReadonlyDisk {
+  readonly path: string;
+  readonly serial: string;
+}
+
 export type MachineType = "microvm" | "q35";
 
 export interface VmConfig {
@@ -14,6 +20,8 @@ export interface VmConfig {
   readonly memoryMiB: number;
   readonly kernelPath: string;
   readonly initrdPath: string;
+  /** Disk images attached read-only, in order (the guest image's tools disk); see ReadonlyDisk. */
+  readonly readonlyDisks?: readonly ReadonlyDisk[];
   /** Parameters after the machine-type defaults the driver adds itself (so these win). */
   readonly kernelParams: readonly string[];
   /** Host directory exported to the guest as the sandbox share (read-only view, see storage/shared-dir). */

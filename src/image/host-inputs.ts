@@ -1,11 +1,13 @@
-// The host binaries the initrd carries (busybox-static, crun, node, their shared libraries, the agent
-// bundle), located and checked up front so a missing package is reported before any long step.
+// The host files the image carries (busybox-static, crun, node, their shared libraries, the agent
+// bundle) and the tools that build it (mkfs.erofs), located and checked up front so a missing package
+// is reported before any long step.
 
 import { randomBytes } from "node:crypto";
 import { mkdir, realpath, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { Code, KataError, describeError, errnoOf, isKataError, wrap } from "../base/errors.js";
 import { notInstalled, runChecked, type ProcessRunner } from "../platform/process.js";
+import { hostMkfsErofsPath, mkfsErofsMissing } from "./erofs.js";
 import { sharedLibraries } from "./ldd.js";
 
 /** Where Debian's busybox-static and crun put their binaries. */
@@ -18,6 +20,8 @@ export interface HostInputs {
   readonly crun: string;
   readonly node: string;
   readonly agentBundle: string;
+  /** Builds the tools disk; hashed like an input (another version may lay the disk out differently). */
+  readonly mkfsErofs: string;
   /** guest path (as ldd printed it) -> real host path, for crun's and node's libraries. */
   readonly libraries: ReadonlyMap<string, string>;
 }
@@ -44,7 +48,7 @@ async function realFile(path: string, missing: () => KataError): Promise<string>
 }
 
 /**
- * Finds every host input. Throws NOT_FOUND naming the package to install (busybox-static, crun) or the
+ * Finds every host input. Throws NOT_FOUND naming the package to install (busybox-static, crun, erofs-utils) or the
  * command to run (the agent bundle comes from `npm run build`), FAILED_PRECONDITION for a dynamic busybox.
  */
 export async function inspectHost(s: Step, nodePath: string, agentBundlePath: string): Promise<HostInputs> {
@@ -55,6 +59,7 @@ export async function inspectHost(s: Step, nodePath: string, agentBundlePath: st
     agentBundlePath,
     () => new KataError(Code.NotFound, `guest agent bundle ${agentBundlePath} not found (run npm run build)`),
   );
+  const mkfsErofs = await realFile(hostMkfsErofsPath, () => mkfsErofsMissing());
   if ((await sharedLibraries(s.runner, busybox, s.signal)).length > 0) {
     throw new KataError(
       Code.FailedPrecondition,
@@ -69,7 +74,7 @@ export async function inspectHost(s: Step, nodePath: string, agentBundlePath: st
       libraries.set(lib, await realFile(lib, () => new KataError(Code.NotFound, `${lib} (from ldd ${bin}) not found`)));
     }
   }
-  return { busybox, crun, node, agentBundle, libraries };
+  return { busybox, crun, node, agentBundle, mkfsErofs, libraries };
 }
 
 /** `busybox --list`: every applet name, "busybox" included (the planner drops it). */

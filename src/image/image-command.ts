@@ -1,4 +1,4 @@
-// `kata-ts image build [--output DIR] [--cache DIR] [--force]`: builds the guest kernel + initrd,
+// `kata-ts image build [--output DIR] [--cache DIR] [--force]`: builds the guest kernel, initrd and tools disk,
 // progress on stderr, the resulting paths at the end. Mounted on the root CLI by cli/.
 
 import { Command } from "commander";
@@ -22,11 +22,11 @@ interface BuildFlags {
 }
 
 export function imageCommand(deps: ImageCommandDeps): Command {
-  const image = new Command("image").description("build and inspect the guest VM image (kernel + initrd)");
+  const image = new Command("image").description("build and inspect the guest VM image (kernel, initrd, tools disk)");
   image
     .command("build")
-    .description("build the guest kernel and initrd (skipped when the inputs did not change)")
-    .option("--output <dir>", "directory for vmlinux, initrd.img and manifest.json", defaultImageDir)
+    .description("build the guest kernel, initrd and tools disk (skipped when the inputs did not change)")
+    .option("--output <dir>", "directory for vmlinux, initrd.img, tools.erofs and manifest.json", defaultImageDir)
     .option("--cache <dir>", "cache for the kernel package and the stripped node binary", defaultCacheDir)
     .option("--force", "rebuild even when the image is up to date")
     .action(async (_opts: unknown, cmd: Command) => {
@@ -52,6 +52,7 @@ export function imageCommand(deps: ImageCommandDeps): Command {
         [
           `kernel: ${r.kernelPath}`,
           `initrd: ${r.initrdPath}`,
+          `toolsDisk: ${r.toolsDiskPath}`,
           `kernelRelease: ${r.kernelRelease}`,
           `inputsHash: ${r.inputsHash}`,
           `rebuilt: ${r.rebuilt}`,

@@ -1,9 +1,15 @@
-// The guest initrd's file tree as data: a pure planner from resolved inputs (host paths, sizes,
-// module order, applet names) to the cpio entry list. The applier is writeCpioFile.
+// The guest's file trees as data: pure planners from resolved inputs (host paths, sizes, module order,
+// applet names) to the initrd's cpio entry list and the tools disk's file list. The appliers are
+// writeCpioFile and writeErofsImage.
+//
+// Why two trees: the kernel unpacks the whole initrd before /init runs (~14 ms per MB under TCG), while
+// a disk is read on demand. So the initrd keeps what boot needs first and is small (busybox, modules,
+// the agent bundle); node and crun, 87 MB, sit on a read-only erofs disk mounted at toolsMount, and the
+// initrd holds symlinks to them at their usual paths.
 
 import { Code, KataError } from "../base/errors.js";
 import type { CpioEntry } from "./cpio.js";
-import { agentPathInGuest } from "./guest-init.js";
+import { agentPathInGuest, toolsMountInGuest } from "./guest-init.js";
 
 /** Guest paths other components rely on (the agent's launcher, the image-info reader). */
 export const guestPaths = {
@@ -14,6 +20,8 @@ export const guestPaths = {
   busybox: "/bin/busybox",
   crun: "/usr/bin/crun",
   node: "/usr/bin/node",
+  /** Where /init mounts the tools disk (read-only). */
+  toolsMount: toolsMountInGuest,
   agent: agentPathInGuest,
   imageInfo: "/etc/kata-ts-image.json",
 } as const;
@@ -44,6 +52,13 @@ export interface LayoutInputs {
   /** Shared libraries of crun and node at their host paths (also their guest paths). */
   readonly libraries: readonly (HostFile & { readonly guestPath: string })[];
   readonly agentBundle: HostFile;
+}
+
+/** One file of the tools disk. `path` is its guest path; on the disk it is the same path under the root. */
+export interface DiskFile {
+  readonly path: string;
+  readonly mode: number;
+  readonly source: HostFile;
 }
 
 const baseDirs: Readonly<Record<string, number>> = {
@@ -87,6 +102,31 @@ export function imageInfoJson(info: ImageInfo): string {
 }
 
 /**
+ * The files of the tools disk: node, crun and every shared library they load. Libraries go with them
+ * (not into the initrd): only busybox, which is static, runs before the disk is mounted.
+ * 0755 for libraries too: the kernel opens the dynamic loader (PT_INTERP) with exec permission.
+ */
+export function planToolsDisk(inputs: LayoutInputs): DiskFile[] {
+  const files = new Map<string, DiskFile>();
+  const add = (f: DiskFile): void => {
+    if (!f.path.startsWith("/") || f.path.split("/").some((p) => p === "." || p === "..")) {
+      throw new KataError(Code.InvalidArgument, `tools disk path ${f.path} is not a normalized absolute path`);
+    }
+    const prev = files.get(f.path);
+    if (prev !== undefined && JSON.stringify(prev) !== JSON.stringify(f)) {
+      throw new KataError(Code.InvalidArgument, `tools disk path ${f.path} is claimed twice with different contents`);
+    }
+    files.set(f.path, f);
+  };
+  add({ path: guestPaths.crun, mode: 0o755, source: inputs.crun });
+  add({ path: guestPaths.node, mode: 0o755, source: inputs.node });
+  for (const lib of inputs.libraries) {
+    add({ path: lib.guestPath, mode: 0o755, source: { sourcePath: lib.sourcePath, sizeBytes: lib.sizeBytes } });
+  }
+  return [...files.values()];
+}
+
+/**
  * Every entry of the initrd, parent directories included. Throws INVALID_ARGUMENT for a bad applet
  * or module name, or when two inputs claim one guest path with different sources.
  */
@@ -121,10 +161,11 @@ export function planInitrd(inputs: LayoutInputs): CpioEntry[] {
   }
   add({ kind: "symlink", path: "/sbin/init", target: guestPaths.busybox });
 
-  add({ kind: "file", path: guestPaths.crun, mode: 0o755, source: fromHost(inputs.crun) });
-  add({ kind: "file", path: guestPaths.node, mode: 0o755, source: fromHost(inputs.node) });
-  // 0755 for libraries too: the kernel opens the dynamic loader (PT_INTERP) with exec permission.
-  for (const lib of inputs.libraries) add({ kind: "file", path: lib.guestPath, mode: 0o755, source: fromHost(lib) });
+  // Absolute targets: they resolve the same from any working directory and through the re-root.
+  for (const f of planToolsDisk(inputs)) {
+    add({ kind: "symlink", path: f.path, target: `${guestPaths.toolsMount}${f.path}` });
+  }
+  add({ kind: "dir", path: guestPaths.toolsMount, mode: 0o755 });
   add({ kind: "file", path: guestPaths.agent, mode: 0o644, source: fromHost(inputs.agentBundle) });
 
   for (const d of devices) add({ kind: "chardev", ...d });

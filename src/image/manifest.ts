@@ -2,19 +2,27 @@
 // records that hash next to the outputs (plus a stat-keyed cache of source file hashes).
 
 import { createHash } from "node:crypto";
+import { Code, KataError } from "../base/errors.js";
 
-/** Bump when the builder's output changes for equal inputs (layout, stripping, cpio details). */
-export const imageFormatVersion = 1;
+/** Bump when the builder's output changes for equal inputs (layout, stripping, cpio or erofs details). */
+export const imageFormatVersion = 2;
 
 export const manifestFileName = "manifest.json";
 export const kernelFileName = "vmlinux";
 export const initrdFileName = "initrd.img";
+/** The read-only erofs disk with node, crun and their libraries (see layout.ts). */
+export const toolsDiskFileName = "tools.erofs";
+/** Every file a complete image has next to its manifest. */
+export const imageFileNames = [kernelFileName, initrdFileName, toolsDiskFileName] as const;
 
 export interface HashInputs {
   readonly kernelPackage: string;
   readonly kernelVersion: string;
   readonly modules: readonly string[];
-  /** role ("busybox", "node", "lib:/lib/x86_64-linux-gnu/libc.so.6", ...) -> sha256 of the content. */
+  /**
+   * role ("busybox", "node", "lib:/lib/x86_64-linux-gnu/libc.so.6", "mkfs.erofs", ...) -> sha256 of the
+   * content. The builder's tools count too: another mkfs.erofs may lay the disk out differently.
+   */
   readonly files: Readonly<Record<string, string>>;
   readonly initScript: string;
   readonly inittab: string;
@@ -33,6 +41,18 @@ export function computeInputsHash(inputs: HashInputs): string {
     inputs.inittab,
   ]);
   return createHash("sha256").update(canonical).digest("hex");
+}
+
+/**
+ * The erofs volume UUID for an image: derived from its inputs hash, because mkfs.erofs otherwise picks a
+ * random one and equal inputs would no longer give equal bytes.
+ */
+export function toolsDiskUuid(inputsHash: string): string {
+  if (!/^[0-9a-f]{32,}$/.test(inputsHash)) {
+    throw new KataError(Code.InvalidArgument, `inputs hash is not 32+ lower-case hex digits: ${inputsHash}`);
+  }
+  const h = inputsHash.slice(0, 32);
+  return [h.slice(0, 8), h.slice(8, 12), h.slice(12, 16), h.slice(16, 20), h.slice(20, 32)].join("-");
 }
 
 export interface SourceHash {

@@ -22,6 +22,13 @@ export interface RunOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** Output beyond this many bytes per stream is dropped (the tail is kept). */
   readonly maxOutputBytes?: number;
+  /** argv[0] for the program (default: `file`), e.g. an OCI hook's args[0]. */
+  readonly argv0?: string;
+  /**
+   * Start the child as the leader of a new session and process group (setsid), and on abort SIGKILL the
+   * whole group: a grandchild that inherited the output pipes would otherwise keep run() waiting for EOF.
+   */
+  readonly killProcessGroup?: boolean;
 }
 
 export interface SpawnOptions {
@@ -29,6 +36,8 @@ export interface SpawnOptions {
   readonly env?: NodeJS.ProcessEnv;
   readonly stdio?: StdioOptions;
   readonly detached?: boolean;
+  /** argv[0] for the program (default: `file`). */
+  readonly argv0?: string;
 }
 
 export interface Child {
@@ -61,6 +70,7 @@ const packageOf: Readonly<Record<string, string>> = {
   umount: "mount",
   containerd: "containerd",
   ctr: "containerd",
+  nsenter: "util-linux",
 };
 
 export function notInstalled(file: string, cause?: unknown): KataError {
@@ -88,6 +98,7 @@ function startChild(file: string, args: readonly string[], opts: SpawnOptions): 
       ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
       ...(opts.env === undefined ? {} : { env: opts.env }),
       ...(opts.detached === undefined ? {} : { detached: opts.detached }),
+      ...(opts.argv0 === undefined ? {} : { argv0: opts.argv0 }),
     });
     const exited = new Promise<ExitStatus>((res) => {
       cp.once("exit", (code, signal) => {
@@ -114,6 +125,19 @@ function startChild(file: string, args: readonly string[], opts: SpawnOptions): 
   });
 }
 
+/**
+ * SIGKILLs the process group led by `pid`, also after the leader exited: run() still waits on the group's
+ * pipes then, and the kernel keeps the pid reserved as a group id while any member lives.
+ */
+function killProcessGroup(pid: number): void {
+  try {
+    process.kill(-pid, "SIGKILL");
+  } catch (e) {
+    // ESRCH: every member of the group is already gone, which is the state we wanted.
+    if (errnoOf(e) !== "ESRCH") throw e;
+  }
+}
+
 export class NodeProcessRunner implements ProcessRunner {
   spawn(file: string, args: readonly string[], opts: SpawnOptions = {}): Promise<Child> {
     return startChild(file, args, opts);
@@ -125,6 +149,8 @@ export class NodeProcessRunner implements ProcessRunner {
       stdio: [opts.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
       ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
       ...(opts.env === undefined ? {} : { env: opts.env }),
+      ...(opts.argv0 === undefined ? {} : { argv0: opts.argv0 }),
+      ...(opts.killProcessGroup === true ? { detached: true } : {}),
     });
     const collect = (r: Readable | null): Promise<string> =>
       new Promise((res) => {
@@ -149,7 +175,8 @@ export class NodeProcessRunner implements ProcessRunner {
         });
       });
     const onAbort = (): void => {
-      child.kill("SIGKILL");
+      if (opts.killProcessGroup === true) killProcessGroup(child.pid);
+      else child.kill("SIGKILL");
     };
     opts.signal?.addEventListener("abort", onAbort, { once: true });
     if (opts.signal?.aborted === true) onAbort();

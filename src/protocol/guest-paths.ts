@@ -10,9 +10,19 @@ export function guestRootfsPath(containerId: string): string {
   return `${guestSharedDir}/${containerId}/rootfs`;
 }
 
+/** A file or directory the host bound at mounts/<relative> of the sandbox share, as the guest sees it. */
+export function guestSharedPath(relative: string): string {
+  return `${guestSharedDir}/${relative}`;
+}
+
 export const guestSandboxDir = "/run/kata-containers/sandbox";
 export const guestEphemeralDir = `${guestSandboxDir}/ephemeral`;
 export const guestShmDir = `${guestSandboxDir}/shm`;
+
+/** Memory-backed (tmpfs or hugetlbfs) emptyDir created inside the VM. */
+export function guestEphemeralVolumePath(volume: string): string {
+  return `${guestEphemeralDir}/${volume}`;
+}
 
 /** Disk-backed emptyDir created inside the VM, in the sandbox's own storage. */
 export function guestLocalVolumePath(sandboxId: string, volume: string): string {

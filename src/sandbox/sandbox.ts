@@ -11,8 +11,10 @@ import { AgentClient, type AgentApi } from "../agent-client/agent-client.js";
 import type { Hypervisor, MachineType, Vm } from "../hypervisor/hypervisor.js";
 import type { Bundle } from "../oci/bundle.js";
 import type { Mounter } from "../platform/mount.js";
-import { guestSharedDir, sharedFsTag } from "../protocol/guest-paths.js";
 import { ociToGrpcSpec } from "../protocol/oci-spec.js";
+import type { MountEntry } from "../platform/mountinfo.js";
+import { applyHostBinds, inspectSources } from "../storage/apply.js";
+import { planContainerStorage, planSandboxStorages, sourcesToInspect } from "../storage/plan.js";
 import { SharedDir, sharedDirPaths } from "../storage/shared-dir.js";
 import { guestSpec } from "./guest-spec.js";
 
@@ -34,7 +36,11 @@ export interface SandboxVmConfig {
   readonly kernelParams: readonly string[];
   readonly bootTimeoutMs: number;
   readonly msize9p: number;
+  /** Size of the pod's /dev/shm in the guest (Kata's default: 64 MiB). */
+  readonly shmSizeBytes?: number;
 }
+
+export const defaultShmSizeBytes = 64 * 1024 * 1024;
 
 export interface SandboxConfig {
   readonly id: string;
@@ -55,7 +61,8 @@ export class Sandbox {
   readonly timings: Timings;
   readonly vm: Vm;
   readonly agent: AgentApi;
-  readonly #share: SharedDir;
+  readonly share: SharedDir;
+  readonly #containers = new Map<string, CleanupStack>();
   readonly #cleanup: CleanupStack;
   readonly #log: Logger;
   #destroying: Promise<void> | undefined;
@@ -73,7 +80,7 @@ export class Sandbox {
     this.timings = init.timings;
     this.vm = init.vm;
     this.agent = init.client.agent;
-    this.#share = init.share;
+    this.share = init.share;
     this.#cleanup = init.cleanup;
     this.#log = init.log;
   }
@@ -88,6 +95,7 @@ export class Sandbox {
     const log = deps.logger.child({ sandboxId: cfg.id });
     const undo = new CleanupStack();
     try {
+      const storages = planSandboxStorages({ shmSizeBytes: cfg.vm.shmSizeBytes ?? defaultShmSizeBytes, msize9p: cfg.vm.msize9p });
       const share = new SharedDir(deps, sharedDirPaths(cfg.runDir, cfg.id));
       undo.defer("remove share directory", () => share.teardown());
       await share.setup();
@@ -151,15 +159,7 @@ export class Sandbox {
         {
           sandboxId: cfg.id,
           hostname: cfg.hostname,
-          storages: [
-            {
-              driver: "9p",
-              source: sharedFsTag,
-              fstype: "9p",
-              options: ["trans=virtio", "version=9p2000.L", `msize=${cfg.vm.msize9p}`, "cache=mmap", "nodev"],
-              mountPoint: guestSharedDir,
-            },
-          ],
+          storages,
         },
         { signal },
       );
@@ -173,34 +173,63 @@ export class Sandbox {
     }
   }
 
-  /** Shares the bundle's rootfs with the guest and creates the container in the agent. */
-  async createContainer(containerId: string, bundle: Bundle, signal: AbortSignal): Promise<void> {
+  /**
+   * Shares the bundle's rootfs and volumes with the guest (storage planning decides what crosses and
+   * how) and creates the container in the agent. On failure nothing of it is left.
+   */
+  async createContainer(
+    c: { containerId: string; bundle: Bundle; isSandboxContainer: boolean; procMounts: readonly MountEntry[] },
+    signal: AbortSignal,
+  ): Promise<void> {
+    const { containerId, bundle } = c;
+    if (this.#containers.has(containerId)) {
+      throw new KataError(Code.AlreadyExists, `container ${containerId} already exists in sandbox ${this.id}`);
+    }
     const undo = new CleanupStack();
     const relative = `${containerId}/rootfs`;
     try {
-      await this.#share.bindDir(bundle.rootfs, relative, bundle.spec.root?.readonly === true);
-      undo.defer(`unshare rootfs of ${containerId}`, () => this.#share.unbind(relative));
-      const spec = guestSpec({ containerId, spec: bundle.spec });
+      const mounts = bundle.spec.mounts ?? [];
+      const plan = planContainerStorage({
+        sandboxId: this.id,
+        containerId,
+        isSandboxContainer: c.isSandboxContainer,
+        mounts,
+        procMounts: c.procMounts,
+        sources: await inspectSources(sourcesToInspect(mounts)),
+      });
+      // A read-only rootfs is read-only on the host too, except the sandbox container's: disk-backed
+      // emptyDirs (`local`) are created inside it by the guest. crun still mounts it read-only for the
+      // container itself.
+      await this.share.bindDir(bundle.rootfs, relative, bundle.spec.root?.readonly === true && !c.isSandboxContainer);
+      undo.defer(`unshare rootfs of ${containerId}`, () => this.share.unbind(relative));
+      await applyHostBinds(this.share, plan.binds, undo);
+      const spec = guestSpec({ containerId, spec: bundle.spec, mounts: plan.mounts });
       await this.agent.createContainer(
-        { containerId, execId: containerId, OCI: ociToGrpcSpec(spec), storages: [] },
+        { containerId, execId: containerId, OCI: ociToGrpcSpec(spec), storages: plan.storages },
         { signal },
       );
-      undo.transferTo(this.#cleanup);
-      this.#cleanup.defer(`remove container ${containerId}`, () => this.#removeInGuest(containerId));
+      undo.defer(`remove container ${containerId} in the guest`, () => this.#removeInGuest(containerId));
+      const stack = new CleanupStack();
+      undo.transferTo(stack);
+      this.#containers.set(containerId, stack);
     } catch (e) {
       await undo.unwind(wrap(e, `create container ${containerId}`));
     }
   }
 
-  async startContainer(containerId: string, signal: AbortSignal): Promise<void> {
-    await this.agent.startContainer({ containerId }, { signal });
+  /** Removes the container from the guest and unshares what it shared. Idempotent. */
+  async removeContainer(containerId: string): Promise<void> {
+    const stack = this.#containers.get(containerId);
+    if (stack === undefined) return;
+    this.#containers.delete(containerId);
+    await stack.close(`remove container ${containerId}`);
   }
 
   async #removeInGuest(containerId: string): Promise<void> {
     await this.agent
       .removeContainer({ containerId, timeout: 5 }, { timeoutMs: destroyRpcTimeoutMs })
       .catch((e: unknown) => {
-        // The VM is about to be stopped anyway; the guest side goes with it.
+        // The VM may be on its way down; whatever the guest held goes with it.
         this.#log.debug("remove container in guest", { containerId, err: describeError(e) });
       });
   }
@@ -212,7 +241,12 @@ export class Sandbox {
   }
 
   async #destroy(): Promise<void> {
-    await this.#cleanup.close(`destroy sandbox ${this.id}`);
+    const failures: string[] = [];
+    for (const id of [...this.#containers.keys()].reverse()) {
+      await this.removeContainer(id).catch((e: unknown) => failures.push(describeError(e)));
+    }
+    await this.#cleanup.close(`destroy sandbox ${this.id}`).catch((e: unknown) => failures.push(describeError(e)));
+    if (failures.length > 0) throw new KataError(Code.Internal, failures.join("; "));
     this.#log.info("sandbox destroyed");
   }
 }

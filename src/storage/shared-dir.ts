@@ -7,7 +7,7 @@
 // set up would not appear in `shared/` (a Kata 1.x failure). We make `mounts/` a shared mount of its
 // own and `shared/` its slave: new binds propagate one way, host to guest view.
 
-import { lstat, mkdir, readFile, rm, rmdir } from "node:fs/promises";
+import { lstat, mkdir, readFile, rm, rmdir, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { Code, KataError, ignoreErrno, wrap } from "../base/errors.js";
 import { CleanupStack } from "../base/cleanup.js";
@@ -83,29 +83,57 @@ export class SharedDir {
    */
   async bindDir(source: string, relative: string, readonly: boolean): Promise<string> {
     const target = this.hostPath(relative);
-    await mkdir(target, { recursive: true, mode: 0o755 });
-    await this.#deps.mounter.bind(source, target);
-    if (readonly) {
-      try {
-        await this.#deps.mounter.remountReadonly(target);
-        await this.#deps.mounter.remountReadonly(path.join(this.paths.shared, relative));
-      } catch (e) {
-        await this.#deps.mounter.unmount(target);
-        throw wrap(e, `make ${target} read-only`);
-      }
-    }
+    const created = await mkdir(target, { recursive: true, mode: 0o755 });
+    await this.#bind(source, relative, readonly, async () => {
+      if (created !== undefined) await rmdir(target).catch(ignoreErrno("ENOENT"));
+    });
     return target;
   }
 
-  /** Unmounts what bindDir mounted; the target lives under host-only mounts/, so no guest symlink is followed. */
+  /** Binds `source` (a regular file) at mounts/<relative>, over an empty file made for it; read-only as bindDir. */
+  async bindFile(source: string, relative: string, readonly: boolean): Promise<string> {
+    const target = this.hostPath(relative);
+    await mkdir(path.dirname(target), { recursive: true, mode: 0o755 });
+    // "a" creates the file or keeps an existing one; nothing under mounts/ is guest-made (CVE-2020-2026).
+    await writeFile(target, "", { flag: "a", mode: 0o644 });
+    await this.#bind(source, relative, readonly, () => unlink(target).catch(ignoreErrno("ENOENT")));
+    return target;
+  }
+
+  async #bind(source: string, relative: string, readonly: boolean, removeTarget: () => Promise<void>): Promise<void> {
+    const { mounter } = this.#deps;
+    const target = this.hostPath(relative);
+    try {
+      await mounter.bind(source, target);
+    } catch (e) {
+      await removeTarget();
+      throw wrap(e, `bind ${source} at ${target}`);
+    }
+    if (!readonly) return;
+    try {
+      await mounter.remountReadonly(target);
+      await mounter.remountReadonly(path.join(this.paths.shared, relative));
+    } catch (e) {
+      await mounter.unmount(target);
+      await removeTarget();
+      throw wrap(e, `make ${target} read-only`);
+    }
+  }
+
+  /**
+   * Unmounts what bindDir or bindFile mounted and removes its target; the target lives under host-only
+   * mounts/, so no guest symlink is followed.
+   */
   async unbind(relative: string): Promise<void> {
     const target = this.hostPath(relative);
     const st = await lstat(target).catch(ignoreErrno("ENOENT"));
     if (st === undefined) return;
-    if (!st.isDirectory())
-      throw new KataError(Code.FailedPrecondition, `refusing to unmount ${target}: not a directory`);
+    if (!st.isDirectory() && !st.isFile()) {
+      throw new KataError(Code.FailedPrecondition, `refusing to unmount ${target}: not a directory or regular file`);
+    }
     await this.#deps.mounter.unmount(target);
-    await rmdir(target).catch(ignoreErrno("ENOENT"));
+    if (st.isDirectory()) await rmdir(target).catch(ignoreErrno("ENOENT"));
+    else await unlink(target).catch(ignoreErrno("ENOENT"));
   }
 
   /**

@@ -23,13 +23,15 @@ export interface CliOptions {
   /** Called with all stdout so far after each chunk; `kill` signals the CLI process. */
   readonly onStdout?: (soFar: string, kill: (signal: NodeJS.Signals) => void) => void;
   readonly timeoutMs?: number;
+  /** Give the CLI this fd as stdout (a file), instead of a pipe read by the test. */
+  readonly stdoutFd?: number;
 }
 
 export function runCli(args: readonly string[], opts: CliOptions = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [cliPath, ...args], {
       env: opts.env ?? process.env,
-      stdio: [opts.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+      stdio: [opts.input === undefined ? "ignore" : "pipe", opts.stdoutFd ?? "pipe", "pipe"],
     });
     const out: Buffer[] = [];
     let err = "";

@@ -59,6 +59,43 @@ describe("SharedDir (real mounts)", { skip: requires("root") }, () => {
     }
   });
 
+  it("binds files, read-only ones read-only in both views, and unbind removes the file", async () => {
+    const run = await mkdtemp(path.join(tmpdir(), "kata-ts-share-"));
+    const hosts = path.join(run, "hosts");
+    const log = path.join(run, "termination-log");
+    await writeFile(hosts, "127.0.0.1 localhost\n");
+    await writeFile(log, "");
+    const share = new SharedDir(
+      { mounter: new CommandMounter(new NodeProcessRunner()), readMountInfo: readSelfMountInfo },
+      sharedDirPaths(path.join(run, "state"), "sb3"),
+    );
+    try {
+      await share.setup();
+      await share.bindFile(hosts, "c3-aa-hosts", true);
+      await share.bindFile(log, "c3-bb-termination-log", false);
+
+      assert.equal(await readFile(path.join(share.paths.shared, "c3-aa-hosts"), "utf8"), "127.0.0.1 localhost\n");
+      assert.equal(await errnoOfWrite(path.join(share.paths.shared, "c3-aa-hosts")), "EROFS");
+      assert.equal(await errnoOfWrite(path.join(share.paths.mounts, "c3-aa-hosts")), "EROFS");
+      assert.equal(await errnoOfWrite(path.join(share.paths.shared, "c3-bb-termination-log")), undefined);
+      assert.equal(await readFile(log, "utf8"), "x");
+
+      await share.unbind("c3-aa-hosts");
+      await share.unbind("c3-bb-termination-log");
+
+      assert.deepEqual(await readdir(share.paths.mounts), []);
+      assert.deepEqual(mountsUnder(parseMountInfo(await readSelfMountInfo()), share.paths.mounts), [
+        share.paths.mounts,
+      ]);
+      assert.equal(await readFile(hosts, "utf8"), "127.0.0.1 localhost\n");
+      await share.teardown();
+      assert.deepEqual(mountsUnder(parseMountInfo(await readSelfMountInfo()), run), []);
+    } finally {
+      await share.teardown();
+      await rm(run, { recursive: true, force: true });
+    }
+  });
+
   it("teardown unmounts leftovers before removing anything", async () => {
     const run = await mkdtemp(path.join(tmpdir(), "kata-ts-share-"));
     const rootfs = path.join(run, "rootfs");

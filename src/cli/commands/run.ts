@@ -1,18 +1,20 @@
-// `kata-ts run [--bundle DIR] ID`: create a sandbox for the bundle, run its container in the
-// foreground with the caller's stdio, exit with the container's code, and tear everything down.
-// SIGINT/SIGTERM are forwarded to the container; if it has not exited a few seconds later (or on a
-// second signal) the sandbox is torn down.
+// `kata-ts run [--bundle DIR] ID`: create + start + wait + delete, in the foreground, with the caller's
+// stdio; exits with the container's exit code. A sandbox's service is hosted in this process (other
+// CLI commands reach it on its socket as usual). SIGINT/SIGTERM are forwarded to the container; if it
+// has not exited a few seconds later it is killed, and a second signal tears the sandbox down at once.
 
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { constants } from "node:os";
 import type { Command } from "commander";
-import { checkId } from "../../base/ids.js";
 import { describeError } from "../../base/errors.js";
+import { checkId } from "../../base/ids.js";
+import { containerRole } from "../../oci/annotations.js";
 import { loadBundle } from "../../oci/bundle.js";
-import { ContainerRun } from "../../sandbox/run.js";
+import { StateStore } from "../../sandbox/persist.js";
 import type { RuntimeContext } from "../runtime-context.js";
-import { resolveVmConfig } from "../vm-config.js";
+import { callerStdio, connectTask, type TaskConnection } from "../service-client.js";
+import { hostService, type HostedService } from "../service-host.js";
 
 const forwardGraceMs = 3000;
 
@@ -21,59 +23,91 @@ interface RunFlags {
   readonly timingsFile?: string;
 }
 
+export async function runContainer(ctx: RuntimeContext, containerId: string, flags: RunFlags): Promise<number> {
+  const t0 = performance.now();
+  const mark: Record<string, number> = {};
+  const at = (phase: string): void => {
+    mark[phase] = performance.now() - t0;
+  };
+  const id = checkId("container id", containerId);
+  const bundle = await loadBundle(flags.bundle);
+  const role = containerRole(bundle.spec, id);
+  const store = new StateStore(ctx.flags.root);
+  let service: HostedService | undefined;
+  let conn: TaskConnection | undefined;
+  let signals = 0;
+  let started = false;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    signals++;
+    const task = conn?.task;
+    if (!started || signals > 1 || task === undefined) {
+      // Not running yet (or asked twice): stop everything now. Closing our connection cancels a
+      // create in progress; the hosted service then tears down what it made.
+      void conn?.close();
+      void service?.pod.shutdown().catch((e: unknown) => {
+        ctx.logger.warn("teardown after signal failed", { err: describeError(e) });
+      });
+      return;
+    }
+    void task.kill({ id, signal: constants.signals[sig], all: false }).catch(() => undefined);
+    setTimeout(() => {
+      void task.kill({ id, signal: 9, all: true }).catch(() => undefined);
+    }, forwardGraceMs).unref();
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  try {
+    if (role.type === "sandbox") service = await hostService(ctx, role.sandboxId);
+    conn = await connectTask(service?.socketPath ?? store.socketPath(role.sandboxId));
+    const task = conn.task;
+    await task.create({ id, bundle: bundle.dir, terminal: false, ...callerStdio() });
+    at("containerCreated");
+    await task.start({ id });
+    started = true;
+    at("containerStarted");
+    const { exitStatus } = await task.wait({ id });
+    at("exited");
+    await task.delete({ id });
+    await conn.close();
+    conn = undefined;
+    if (service !== undefined) {
+      await service.ended;
+      await service.close();
+    }
+    at("destroyed");
+    if (flags.timingsFile !== undefined) {
+      const sandboxPhases = Object.entries(service?.pod.timings ?? {}).map(([k, v]) => [k, v - t0]);
+      const timings = { ...Object.fromEntries(sandboxPhases), ...mark };
+      await writeFile(path.resolve(flags.timingsFile), JSON.stringify(timings, null, 2) + "\n");
+    }
+    return exitStatus;
+  } catch (e) {
+    await conn?.close();
+    if (service !== undefined) {
+      await service.pod.shutdown().catch((err: unknown) => {
+        ctx.logger.warn("teardown after failure", { err: describeError(err) });
+      });
+      await service.close();
+    }
+    if (signals > 0) {
+      process.stderr.write(`kata-ts: ${describeError(e)}\n`);
+      return 128 + constants.signals.SIGTERM;
+    }
+    throw e;
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+}
+
 export function registerRun(program: Command, ctx: () => RuntimeContext): void {
   program
     .command("run")
-    .description("create and start a container in a new VM, wait for it, and delete it")
+    .description("create and start a container (in a new VM for a sandbox), wait for it, and delete it")
     .argument("<container-id>", "container id")
     .option("-b, --bundle <dir>", "OCI bundle directory", ".")
     .option("--timings-file <file>", "write phase timings (JSON, milliseconds) to this file")
     .action(async (containerId: string, flags: RunFlags) => {
-      const c = ctx();
-      const id = checkId("container id", containerId);
-      const bundle = await loadBundle(flags.bundle);
-      const vm = await resolveVmConfig(c);
-      const run = new ContainerRun(c.sandboxDeps(), {
-        sandbox: { id, runDir: c.flags.root, hostname: bundle.spec.hostname ?? id, vm },
-        containerId: id,
-        bundle,
-        stdin: process.stdin,
-        stdout: process.stdout,
-        stderr: process.stderr,
-      });
-      let signals = 0;
-      const onSignal = (sig: NodeJS.Signals): void => {
-        signals++;
-        if (signals > 1) {
-          run.abort(`second ${sig}`);
-          return;
-        }
-        run.signal(sig).catch((e: unknown) => {
-          c.logger.warn("signal forwarding failed", { err: describeError(e) });
-          run.abort(sig);
-        });
-        setTimeout(() => {
-          run.abort(`${sig}: the container did not exit within ${forwardGraceMs} ms`);
-        }, forwardGraceMs).unref();
-      };
-      process.on("SIGINT", onSignal);
-      process.on("SIGTERM", onSignal);
-      try {
-        const r = await run.done;
-        if (flags.timingsFile !== undefined) {
-          await writeFile(path.resolve(flags.timingsFile), JSON.stringify(r.timings, null, 2) + "\n");
-        }
-        process.exitCode = r.exitCode;
-      } catch (e) {
-        if (signals > 0) {
-          process.stderr.write(`kata-ts: ${describeError(e)}\n`);
-          process.exitCode = 128 + constants.signals.SIGTERM;
-          return;
-        }
-        throw e;
-      } finally {
-        process.off("SIGINT", onSignal);
-        process.off("SIGTERM", onSignal);
-      }
+      process.exitCode = await runContainer(ctx(), containerId, flags);
     });
 }

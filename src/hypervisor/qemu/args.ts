@@ -133,11 +133,18 @@ export function blockdevRawFile(opts: { nodeName: string; filename: string; read
   ];
 }
 
-/** virtio-blk frontend; a read-only node makes the guest see a read-only disk. */
-export function deviceVirtioBlk(transport: VirtioTransport, opts: { id: string; drive: string }): QemuSwitch {
+/**
+ * virtio-blk frontend; a read-only node makes the guest see a read-only disk. `serial` is what the guest
+ * reads from /sys/block/vdX/serial, so it can find a disk by name rather than by position.
+ */
+export function deviceVirtioBlk(
+  transport: VirtioTransport,
+  opts: { id: string; drive: string; serial?: string },
+): QemuSwitch {
+  const serial = opts.serial === undefined ? "" : `,serial=${qemuValue(opts.serial)}`;
   return [
     "-device",
-    `${virtioDevice("virtio-blk", transport)},id=${qemuValue(opts.id)},drive=${qemuValue(opts.drive)}`,
+    `${virtioDevice("virtio-blk", transport)},id=${qemuValue(opts.id)},drive=${qemuValue(opts.drive)}${serial}`,
   ];
 }
 
@@ -196,6 +203,13 @@ export function toArgv(switches: readonly QemuSwitch[]): string[] {
 
 // ---- the planner ------------------------------------------------------------------------------------------
 
+/** A disk image the guest may read but never write, such as the guest image's tools disk. */
+export interface ReadonlyDisk {
+  readonly path: string;
+  /** virtio-blk serial (1..20 bytes, the virtio limit), how the guest tells the disks apart. */
+  readonly serial: string;
+}
+
 export interface QemuVmConfig {
   readonly machineType: MachineType;
   readonly accel: Accel;
@@ -208,6 +222,11 @@ export interface QemuVmConfig {
   readonly initrdPath?: string;
   /** Root image, always attached read-only (CVE-2020-2023/2025: the guest must not write the shared image). */
   readonly imagePath?: string;
+  /**
+   * Data disks next to the initrd or root image, attached read-only for the same reason, after the root
+   * image, in order. Raw images: the format is never probed.
+   */
+  readonly readonlyDisks?: readonly ReadonlyDisk[];
   /** Already assembled by the caller (see fastKernelParams). */
   readonly kernelParams: string;
   /** The guest serial console (ttyS0) is written to this file. */
@@ -240,10 +259,17 @@ export const qemuIds = {
   memory: "mem0",
 } as const;
 
+/** Block node and device ids of readonlyDisks[i]. */
+export function readonlyDiskIds(i: number): { readonly node: string; readonly device: string } {
+  return { node: `rodisk${i}`, device: `roblk${i}` };
+}
+
 /** sun_path is 108 bytes including the terminating NUL; QEMU and Node both refuse longer paths. */
 const maxUnixPathBytes = 107;
 /** QEMU 7.2: "mount tag ... is longer than maximum (31 bytes)". */
 const maxMountTagBytes = 31;
+/** VIRTIO_BLK_ID_BYTES: QEMU 7.2 refuses a longer virtio-blk serial. */
+const maxBlkSerialBytes = 20;
 
 function configIssues(c: QemuVmConfig): string[] {
   const issues: string[] = [];
@@ -268,6 +294,15 @@ function configIssues(c: QemuVmConfig): string[] {
   path("kernelPath", c.kernelPath);
   path("initrdPath", c.initrdPath);
   path("imagePath", c.imagePath);
+  const serials = new Set<string>();
+  for (const [i, d] of (c.readonlyDisks ?? []).entries()) {
+    path(`readonlyDisks[${i}].path`, d.path);
+    const n = Buffer.byteLength(d.serial);
+    if (n < 1 || n > maxBlkSerialBytes)
+      issues.push(`readonlyDisks[${i}].serial: ${n} bytes, must be 1..${maxBlkSerialBytes}`);
+    if (serials.has(d.serial)) issues.push(`readonlyDisks[${i}].serial: ${d.serial} is used twice`);
+    serials.add(d.serial);
+  }
   path("consoleLogPath", c.consoleLogPath);
   socket("qmpSocketPath", c.qmpSocketPath);
   socket("agentSocketPath", c.agentSocketPath);
@@ -334,6 +369,13 @@ export function planQemuArgs(config: QemuVmConfig): string[] {
     s.push(
       blockdevRawFile({ nodeName: ids.image, filename: config.imagePath, readOnly: true }),
       deviceVirtioBlk(bus, { id: ids.imageDevice, drive: ids.image }),
+    );
+  }
+  for (const [i, d] of (config.readonlyDisks ?? []).entries()) {
+    const { node, device } = readonlyDiskIds(i);
+    s.push(
+      blockdevRawFile({ nodeName: node, filename: d.path, readOnly: true }),
+      deviceVirtioBlk(bus, { id: device, drive: node, serial: d.serial }),
     );
   }
   if (config.sharedDir !== undefined) {

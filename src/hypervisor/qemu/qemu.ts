@@ -60,6 +60,7 @@ export class QemuHypervisor implements Hypervisor {
   async startVm(config: VmConfig, signal: AbortSignal): Promise<Vm> {
     await requireFile("guest kernel", config.kernelPath);
     await requireFile("guest initrd", config.initrdPath);
+    for (const d of config.readonlyDisks ?? []) await requireFile("guest disk", d.path);
     const accel = this.accel();
     const tsc = accel === "tcg" ? tscEarlyKhz(this.#deps.probe.cpuinfo()) : undefined;
     const paths = {
@@ -76,6 +77,7 @@ export class QemuHypervisor implements Hypervisor {
       memoryMiB: config.memoryMiB,
       kernelPath: config.kernelPath,
       initrdPath: config.initrdPath,
+      ...(config.readonlyDisks === undefined ? {} : { readonlyDisks: config.readonlyDisks }),
       kernelParams: [...fastKernelParams(config.machineType, accel, tsc), ...config.kernelParams].join(" "),
       consoleLogPath: paths.console,
       qmpSocketPath: paths.qmp,

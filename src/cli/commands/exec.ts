@@ -1,0 +1,80 @@
+// `kata-ts exec`: run another process in a running container, with the caller's stdio, and exit with
+// its status. The process spec is the container's own process with the flags applied (as runc does),
+// or a whole process.json with --process.
+
+import { randomBytes } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import type { Command } from "commander";
+import { Code, KataError } from "../../base/errors.js";
+import { loadBundle } from "../../oci/bundle.js";
+import type { Process } from "../../oci/spec.js";
+import { StateStore } from "../../sandbox/persist.js";
+import { anyTypes, jsonAny } from "../../shim/task-service.js";
+import type { RuntimeContext } from "../runtime-context.js";
+import { callerStdio, withTask } from "../service-client.js";
+import { ociState } from "./lifecycle.js";
+
+interface ExecFlags {
+  readonly tty?: boolean;
+  readonly env: string[];
+  readonly cwd?: string;
+  readonly user?: string;
+  readonly process?: string;
+  readonly detach?: boolean;
+}
+
+function parseUser(s: string): { uid: number; gid: number } {
+  const m = /^(\d+)(?::(\d+))?$/.exec(s);
+  if (m === null) throw new KataError(Code.InvalidArgument, `--user ${JSON.stringify(s)}: expected UID[:GID]`);
+  return { uid: Number(m[1]), gid: Number(m[2] ?? 0) };
+}
+
+/** The process to exec: --process FILE as is, or the container's process with args and flags applied. */
+export async function execProcessSpec(base: Process | undefined, args: string[], flags: ExecFlags): Promise<Process> {
+  if (flags.process !== undefined) {
+    const text = await readFile(flags.process, "utf8");
+    // CAST: JSON from the user's file; the guest validates it as a runtime-spec process.
+    return JSON.parse(text) as Process;
+  }
+  if (args.length === 0) throw new KataError(Code.InvalidArgument, "exec: no command given (or use --process FILE)");
+  const p: Process = {
+    ...(base ?? { user: { uid: 0, gid: 0 }, cwd: "/" }),
+    args,
+    terminal: flags.tty === true,
+  };
+  if (flags.env.length > 0) p.env = [...(p.env ?? []), ...flags.env];
+  if (flags.cwd !== undefined) p.cwd = flags.cwd;
+  if (flags.user !== undefined) p.user = { ...p.user, ...parseUser(flags.user) };
+  return p;
+}
+
+export function registerExec(program: Command, ctx: () => RuntimeContext): void {
+  program
+    .command("exec")
+    .description("run a new process in a running container")
+    .argument("<container-id>")
+    .argument("[command...]", "command and arguments")
+    .option("-t, --tty", "allocate a terminal (not supported yet)")
+    .option("-e, --env <KEY=VALUE>", "set an environment variable (repeatable)", (v: string, acc: string[]) => [...acc, v], [])
+    .option("--cwd <dir>", "working directory in the container")
+    .option("-u, --user <uid[:gid]>", "user to run as")
+    .option("-p, --process <file>", "process.json with the whole process spec")
+    .option("-d, --detach", "do not wait for the process")
+    .action(async (id: string, args: string[], flags: ExecFlags) => {
+      const c = ctx();
+      const state = await ociState(c, id);
+      if (state.status !== "running") throw new KataError(Code.FailedPrecondition, `container ${id} is ${state.status}, not running`);
+      const base = (await loadBundle(state.bundle)).spec.process;
+      const spec = await execProcessSpec(base, args, flags);
+      if (spec.terminal === true) throw new KataError(Code.Unimplemented, "exec --tty: terminal processes are not supported yet");
+      const execId = `exec-${randomBytes(6).toString("hex")}`;
+      process.exitCode = await withTask(new StateStore(c.flags.root), id, async (task) => {
+        await task.exec({ id, execId, terminal: false, ...callerStdio(), spec: jsonAny(anyTypes.process, spec) });
+        await task.start({ id, execId });
+        if (flags.detach === true) return 0;
+        const { exitStatus } = await task.wait({ id, execId });
+        await task.delete({ id, execId });
+        return exitStatus;
+      });
+    });
+}

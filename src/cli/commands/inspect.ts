@@ -1,0 +1,140 @@
+// Read-mostly verbs: ps, list, events, and the small state changes pause, resume, update, plus spec.
+
+import { access, readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import type { Command } from "commander";
+import { Code, KataError, errnoOf } from "../../base/errors.js";
+import { delay } from "../../base/async.js";
+import { defaultSpec } from "../../oci/default-spec.js";
+import { StateStore } from "../../sandbox/persist.js";
+import { anyTypes, fromJsonAny, jsonAny } from "../../shim/task-service.js";
+import type { RuntimeContext } from "../runtime-context.js";
+import { withTask } from "../service-client.js";
+import { ociState } from "./lifecycle.js";
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return errnoOf(e) === "EPERM";
+  }
+}
+
+async function readResources(file: string): Promise<unknown> {
+  const text = file === "-" ? await new Promise<string>((resolve) => {
+    let s = "";
+    process.stdin.setEncoding("utf8").on("data", (d: string) => (s += d)).on("end", () => resolve(s));
+  }) : await readFile(file, "utf8");
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new KataError(Code.InvalidArgument, `--resources ${file}: not valid JSON`, { cause: e });
+  }
+}
+
+export function registerInspect(program: Command, ctx: () => RuntimeContext): void {
+  const store = (): StateStore => new StateStore(ctx().flags.root);
+
+  program
+    .command("ps")
+    .description("list the processes of a container (guest pids)")
+    .argument("<container-id>")
+    .option("-f, --format <format>", "table or json", "table")
+    .action(async (id: string, flags: { format: string }) => {
+      const r = await withTask(store(), id, (task) => task.pids({ id }));
+      if (flags.format === "json") {
+        process.stdout.write(JSON.stringify(r.processes.map((p) => p.pid)) + "\n");
+        return;
+      }
+      if (flags.format !== "table") throw new KataError(Code.InvalidArgument, `unknown format ${flags.format}`);
+      const rows = r.processes.map((p) => (p.info === undefined ? String(p.pid) : Buffer.from(p.info.value).toString()));
+      process.stdout.write(["PID   USER     TIME  COMMAND", ...rows].join("\n") + "\n");
+    });
+
+  program
+    .command("list")
+    .description("list containers")
+    .option("-f, --format <format>", "table or json", "table")
+    .option("-q, --quiet", "print only the ids")
+    .action(async (flags: { format: string; quiet?: boolean }) => {
+      const s = store();
+      const rows: { id: string; pid: number; status: string; bundle: string; created: string; sandbox: string }[] = [];
+      for (const sid of await s.sandboxIds()) {
+        const saved = await s.load(sid).catch(() => undefined);
+        if (saved === undefined) continue;
+        const up = alive(saved.servicePid);
+        for (const c of saved.containers) {
+          rows.push({ id: c.id, pid: saved.servicePid, status: up ? c.status : "stopped", bundle: c.bundle, created: c.createdAt, sandbox: sid });
+        }
+      }
+      if (flags.quiet === true) {
+        process.stdout.write(rows.map((r) => r.id + "\n").join(""));
+      } else if (flags.format === "json") {
+        process.stdout.write(JSON.stringify(rows, null, 2) + "\n");
+      } else {
+        const header = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "SANDBOX"];
+        const table = [header, ...rows.map((r) => [r.id, String(r.pid), r.status, r.bundle, r.created, r.sandbox])];
+        const widths = header.map((_h, i) => Math.max(...table.map((row) => (row[i] ?? "").length)));
+        process.stdout.write(table.map((row) => row.map((c, i) => c.padEnd(widths[i] ?? 0)).join("  ").trimEnd()).join("\n") + "\n");
+      }
+    });
+
+  program
+    .command("pause")
+    .description("freeze every process of a container")
+    .argument("<container-id>")
+    .action(async (id: string) => {
+      await withTask(store(), id, (task) => task.pause({ id }));
+    });
+
+  program
+    .command("resume")
+    .description("thaw a paused container")
+    .argument("<container-id>")
+    .action(async (id: string) => {
+      await withTask(store(), id, (task) => task.resume({ id }));
+    });
+
+  program
+    .command("update")
+    .description("update a container's resource limits")
+    .argument("<container-id>")
+    .requiredOption("-r, --resources <file>", "LinuxResources JSON (runtime-spec linux.resources), or - for stdin")
+    .action(async (id: string, flags: { resources: string }) => {
+      const resources = await readResources(flags.resources);
+      await withTask(store(), id, (task) => task.update({ id, resources: jsonAny(anyTypes.resources, resources) }));
+    });
+
+  program
+    .command("events")
+    .description("print resource usage of a container as JSON events")
+    .argument("<container-id>")
+    .option("--stats", "print one stats event and exit")
+    .option("--interval <seconds>", "seconds between stats events", "5")
+    .action(async (id: string, flags: { stats?: boolean; interval: string }) => {
+      const intervalMs = Math.max(0.1, Number(flags.interval)) * 1000;
+      for (;;) {
+        const r = await withTask(store(), id, (task) => task.stats({ id }));
+        const data = fromJsonAny(r.stats, anyTypes.stats, "stats");
+        process.stdout.write(JSON.stringify({ type: "stats", id, data }) + "\n");
+        if (flags.stats === true) return;
+        await delay(intervalMs);
+        if ((await ociState(ctx(), id)).status === "stopped") return;
+      }
+    });
+
+  program
+    .command("spec")
+    .description("write a default config.json")
+    .option("-b, --bundle <dir>", "directory to write it in", ".")
+    .action(async (flags: { bundle: string }) => {
+      const file = path.join(flags.bundle, "config.json");
+      const exists = await access(file).then(
+        () => true,
+        () => false,
+      );
+      if (exists) throw new KataError(Code.AlreadyExists, `${file} already exists`);
+      await writeFile(file, JSON.stringify(defaultSpec(), null, 2) + "\n");
+    });
+}

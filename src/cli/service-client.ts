@@ -1,0 +1,107 @@
+// The CLI's side of the per-sandbox service: start one (as `shim start` would), find the one that holds
+// a container (through the ID mapping), and call the containerd task API on it.
+
+import { spawn } from "node:child_process";
+import { existsSync, openSync } from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import type { GenService } from "@bufbuild/protobuf/codegenv2";
+import { Code, KataError, errnoOf } from "../base/errors.js";
+import { Task } from "../protocol/gen/containerd/runtime/v2/task/shim_pb.js";
+import { TtrpcConnection, createClient, type TtrpcClient } from "../protocol/ttrpc/client.js";
+import type { StateStore } from "../sandbox/persist.js";
+import { installRoot, type RuntimeContext } from "./runtime-context.js";
+
+type MethodsOf<T> = T extends GenService<infer S> ? S : never;
+export type TaskApi = TtrpcClient<MethodsOf<typeof Task>>;
+
+export interface TaskConnection {
+  readonly task: TaskApi;
+  close(): Promise<void>;
+}
+
+const serviceStartTimeoutMs = 30_000;
+
+/** Starts the service for a new sandbox; resolves with its socket once it listens. */
+export function startService(ctx: RuntimeContext, sandboxId: string): Promise<string> {
+  const args = [path.join(installRoot, "dist/src/cli/shim-main.js"), "serve", "--root", ctx.flags.root, "--id", sandboxId];
+  if (ctx.flags.log !== undefined) args.push("--log", ctx.flags.log, "--log-format", ctx.flags.logFormat);
+  if (ctx.flags.debug === true) args.push("--debug");
+  // The service outlives this command: its own session, no terminal, stderr into the log (or nowhere).
+  const stderr = ctx.flags.log === undefined ? "ignore" : openSync(ctx.flags.log, "a");
+  const child = spawn(process.execPath, args, { detached: true, stdio: ["ignore", "pipe", stderr] });
+  const stdout = child.stdout;
+  if (stdout === null) throw new KataError(Code.Internal, "the sandbox service has no stdout pipe");
+  return new Promise<string>((resolve, reject) => {
+    let out = "";
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new KataError(Code.DeadlineExceeded, `the sandbox service for ${sandboxId} did not start within ${serviceStartTimeoutMs} ms`));
+    }, serviceStartTimeoutMs);
+    stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+      const nl = out.indexOf("\n");
+      if (nl < 0) return;
+      clearTimeout(timer);
+      const line = out.slice(0, nl);
+      stdout.destroy();
+      child.unref();
+      if (line.startsWith("ready ")) resolve(line.slice("ready ".length));
+      else reject(new KataError(Code.Internal, `start the sandbox service: ${line.replace(/^error /, "")}`));
+    });
+    child.once("error", (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      if (out.indexOf("\n") < 0) reject(new KataError(Code.Internal, `the sandbox service exited with code ${String(code)} before it was ready`));
+    });
+  });
+}
+
+export async function connectTask(socketPath: string): Promise<TaskConnection> {
+  const socket = await new Promise<net.Socket>((resolve, reject) => {
+    const s = net.connect(socketPath);
+    s.once("connect", () => {
+      resolve(s);
+    });
+    s.once("error", (e) => {
+      const errno = errnoOf(e);
+      reject(
+        errno === "ENOENT" || errno === "ECONNREFUSED"
+          ? new KataError(Code.Unavailable, `the sandbox service at ${socketPath} is not running`, { cause: e })
+          : e,
+      );
+    });
+  });
+  const conn = new TtrpcConnection(socket);
+  return { task: createClient(Task, conn), close: () => conn.close() };
+}
+
+/** The sandbox holding `containerId`; NOT_FOUND when there is none. */
+export async function sandboxOf(store: StateStore, containerId: string): Promise<string> {
+  const sid = await store.sandboxOf(containerId);
+  if (sid === undefined) throw new KataError(Code.NotFound, `container ${containerId} does not exist`);
+  return sid;
+}
+
+/** Runs `fn` with a task client of the service holding `containerId`. */
+export async function withTask<T>(store: StateStore, containerId: string, fn: (task: TaskApi, sandboxId: string) => Promise<T>): Promise<T> {
+  const sid = await sandboxOf(store, containerId);
+  const c = await connectTask(store.socketPath(sid));
+  try {
+    return await fn(c.task, sid);
+  } finally {
+    await c.close();
+  }
+}
+
+/** This process's stdio as paths the service can open (the container's stdio is the caller's). */
+export function callerStdio(): { stdin: string; stdout: string; stderr: string } {
+  const fd = (n: number): string => {
+    const p = `/proc/${process.pid}/fd/${n}`;
+    return existsSync(p) ? p : "";
+  };
+  return { stdin: fd(0), stdout: fd(1), stderr: fd(2) };
+}

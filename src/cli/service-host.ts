@@ -1,0 +1,81 @@
+// Hosts a sandbox's service in this process: the pod state machine and the containerd task API on the
+// sandbox's socket. The service binary (shim-main) does this for `create`; `run` does it in-process,
+// so other CLI commands (state, exec, kill) reach a running `run` the same way.
+
+import { mkdir, rm } from "node:fs/promises";
+import net from "node:net";
+import path from "node:path";
+import { NetnsManager } from "../network/netns.js";
+import { TtrpcServer } from "../protocol/ttrpc/server.js";
+import { StateStore } from "../sandbox/persist.js";
+import { Pod, readHostProcMounts } from "../sandbox/pod.js";
+import { registerTaskService } from "../shim/task-service.js";
+import type { RuntimeContext } from "./runtime-context.js";
+import { resolveVmConfig } from "./vm-config.js";
+
+export interface HostedService {
+  readonly pod: Pod;
+  readonly socketPath: string;
+  /** Resolves when the service should end (Shutdown, or a failed first create). */
+  readonly ended: Promise<void>;
+  /** Stops listening and removes the socket. */
+  close(): Promise<void>;
+}
+
+export async function hostService(ctx: RuntimeContext, sandboxId: string): Promise<HostedService> {
+  const store = new StateStore(ctx.flags.root);
+  const socketPath = store.socketPath(sandboxId);
+  await mkdir(path.dirname(socketPath), { recursive: true, mode: 0o700 });
+  const pod = new Pod(
+    {
+      ...ctx.sandboxDeps(),
+      runner: ctx.runner,
+      netns: new NetnsManager({ runner: ctx.runner }),
+      store,
+      readProcMounts: readHostProcMounts,
+      resolveVm: () => resolveVmConfig(ctx),
+    },
+    { sandboxId, runDir: ctx.flags.root, pid: process.pid, socketPath },
+  );
+  const server = new TtrpcServer({ logger: ctx.logger });
+  const listener = net.createServer((socket) => {
+    void server.serve(socket);
+  });
+  let end!: () => void;
+  const ended = new Promise<void>((r) => {
+    end = r;
+  });
+  registerTaskService(server, pod, {
+    pid: process.pid,
+    onShutdown: () => {
+      end();
+    },
+    onIdle: () => {
+      void pod.shutdown().finally(() => {
+        end();
+      });
+    },
+  });
+  void pod.done.then(() => {
+    end();
+  });
+  await new Promise<void>((resolve, reject) => {
+    listener.once("error", reject);
+    listener.listen(socketPath, () => {
+      resolve();
+    });
+  });
+  return {
+    pod,
+    socketPath,
+    ended,
+    async close() {
+      await new Promise<void>((r) => {
+        listener.close(() => {
+          r();
+        });
+      });
+      await rm(socketPath, { force: true });
+    },
+  };
+}

@@ -1,0 +1,55 @@
+#!/usr/bin/env node
+// Composition root of the per-sandbox service (`containerd-shim-kata-ts-v2`). One process per pod holds
+// the VM, the agent connection and the containers' state, and serves the containerd task API on a unix
+// socket. `serve` is how the OCI CLI starts it: it prints "ready <socket>" (or "error <message>") on
+// stdout once, then serves until the sandbox is deleted.
+
+import { parseArgs } from "node:util";
+import { describeError } from "../base/errors.js";
+import { checkId } from "../base/ids.js";
+import { defaultRunDir, makeContext } from "./runtime-context.js";
+import { hostService } from "./service-host.js";
+
+async function serve(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      root: { type: "string", default: defaultRunDir },
+      id: { type: "string" },
+      log: { type: "string" },
+      "log-format": { type: "string", default: "json" },
+      debug: { type: "boolean", default: false },
+    },
+  });
+  const sandboxId = checkId("sandbox id", values.id ?? "");
+  const ctx = makeContext({
+    root: values.root,
+    ...(values.log === undefined ? {} : { log: values.log }),
+    logFormat: values["log-format"] === "text" ? "text" : "json",
+    debug: values.debug,
+  });
+  const service = await hostService(ctx, sandboxId);
+  for (const sig of ["SIGTERM", "SIGINT"] as const) {
+    process.on(sig, () => {
+      ctx.logger.info("signal: tearing the sandbox down", { signal: sig });
+      void service.pod.shutdown().catch((e: unknown) => {
+        ctx.logger.error("teardown failed", { err: describeError(e) });
+      });
+    });
+  }
+  process.stdout.write(`ready ${service.socketPath}\n`);
+  await service.ended;
+  // Let the last response reach its caller before the socket goes.
+  await new Promise((r) => setTimeout(r, 50));
+  await service.close();
+  process.exit(0);
+}
+
+const [mode, ...rest] = process.argv.slice(2);
+try {
+  if (mode !== "serve") throw new Error(`unknown mode ${String(mode)} (this build supports: serve)`);
+  await serve(rest);
+} catch (e) {
+  process.stdout.write(`error ${describeError(e)}\n`);
+  process.exitCode = 1;
+}

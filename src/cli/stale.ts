@@ -1,0 +1,17 @@
+// `delete --force` when the sandbox's service is gone.
+
+import { NetnsManager } from "../network/netns.js";
+import type { StateStore } from "../sandbox/persist.js";
+import { cleanupStale } from "../sandbox/stale.js";
+import type { RuntimeContext } from "./runtime-context.js";
+import { sandboxOf } from "./service-client.js";
+
+export async function forceCleanup(ctx: RuntimeContext, store: StateStore, containerId: string): Promise<void> {
+  const sid = await sandboxOf(store, containerId);
+  const d = ctx.sandboxDeps();
+  await cleanupStale(
+    { store, mounter: d.mounter, readMountInfo: d.readMountInfo, netns: new NetnsManager({ runner: ctx.runner }), logger: ctx.logger },
+    sid,
+    containerId,
+  );
+}

@@ -1,0 +1,150 @@
+// State that must outlive the per-sandbox service (for `list`, `state` of a dead service, `delete
+// --force` after a crash): one directory per sandbox under <root>/sbs/, written atomically, and the
+// container-to-sandbox ID mapping under <root>/containers-mapping/<cid>/<sid> (Kata's layout).
+
+import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat } from "node:fs/promises";
+import path from "node:path";
+import { Code, KataError, errnoOf, ignoreErrno } from "../base/errors.js";
+import { checkId } from "../base/ids.js";
+
+export type ContainerStatus = "creating" | "created" | "running" | "paused" | "stopped";
+
+export interface PersistedContainer {
+  readonly id: string;
+  readonly bundle: string;
+  readonly type: "sandbox" | "container";
+  status: ContainerStatus;
+  readonly createdAt: string;
+  readonly annotations: Readonly<Record<string, string>>;
+  exitStatus?: number;
+  exitedAt?: string;
+}
+
+export interface PersistedSandbox {
+  readonly version: 1;
+  readonly id: string;
+  /** The service process that holds the VM. */
+  readonly servicePid: number;
+  readonly socket: string;
+  readonly createdAt: string;
+  netns?: { readonly path: string; readonly created: boolean };
+  vmPid?: number;
+  containers: PersistedContainer[];
+}
+
+/** A state file larger than this is not ours (a few KiB per container). */
+const maxStateBytes = 4 << 20;
+
+export class StateStore {
+  readonly root: string;
+
+  constructor(root: string) {
+    this.root = root;
+  }
+
+  sandboxDir(sandboxId: string): string {
+    return path.join(this.root, "sbs", checkId("sandbox id", sandboxId));
+  }
+
+  socketPath(sandboxId: string): string {
+    return path.join(this.sandboxDir(sandboxId), "shim.sock");
+  }
+
+  async save(s: PersistedSandbox): Promise<void> {
+    const dir = this.sandboxDir(s.id);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const file = path.join(dir, "state.json");
+    const tmp = `${file}.tmp-${process.pid}`;
+    const fh = await open(tmp, "w", 0o600);
+    try {
+      await fh.writeFile(JSON.stringify(s, null, 2) + "\n");
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, file);
+  }
+
+  async load(sandboxId: string): Promise<PersistedSandbox | undefined> {
+    const file = path.join(this.sandboxDir(sandboxId), "state.json");
+    let text: string;
+    try {
+      const st = await stat(file);
+      if (st.size > maxStateBytes) throw new KataError(Code.Internal, `${file}: ${st.size} bytes, more than ${maxStateBytes}`);
+      text = await readFile(file, "utf8");
+    } catch (e) {
+      if (errnoOf(e) === "ENOENT") return undefined;
+      throw e;
+    }
+    return parseState(text, file, sandboxId);
+  }
+
+  async sandboxIds(): Promise<string[]> {
+    const entries = await readdir(path.join(this.root, "sbs")).catch(ignoreErrno("ENOENT"));
+    return (entries ?? []).filter((e) => /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/.test(e)).sort();
+  }
+
+  async removeSandbox(sandboxId: string): Promise<void> {
+    await rm(this.sandboxDir(sandboxId), { recursive: true, force: true });
+  }
+
+  #mappingDir(containerId: string): string {
+    return path.join(this.root, "containers-mapping", checkId("container id", containerId));
+  }
+
+  async addMapping(containerId: string, sandboxId: string): Promise<void> {
+    const dir = this.#mappingDir(containerId);
+    try {
+      await mkdir(path.dirname(dir), { recursive: true, mode: 0o700 });
+      await mkdir(dir, { mode: 0o700 });
+    } catch (e) {
+      if (errnoOf(e) === "EEXIST") throw new KataError(Code.AlreadyExists, `container ${containerId} already exists`);
+      throw e;
+    }
+    const fh = await open(path.join(dir, checkId("sandbox id", sandboxId)), "wx", 0o600);
+    await fh.close();
+  }
+
+  /** The sandbox of `containerId`, or undefined when there is no mapping. */
+  async sandboxOf(containerId: string): Promise<string | undefined> {
+    const dir = this.#mappingDir(containerId);
+    const entries = await readdir(dir).catch(ignoreErrno("ENOENT"));
+    if (entries === undefined || entries.length === 0) return undefined;
+    if (entries.length > 1) throw new KataError(Code.Internal, `too many files (${entries.length}) in ${dir}`);
+    // CAST: length checked above.
+    return checkId("sandbox id", entries[0] as string);
+  }
+
+  async removeMapping(containerId: string): Promise<void> {
+    const dir = this.#mappingDir(containerId);
+    for (const e of (await readdir(dir).catch(ignoreErrno("ENOENT"))) ?? []) {
+      await rm(path.join(dir, e), { force: true });
+    }
+    await rmdir(dir).catch(ignoreErrno("ENOENT"));
+  }
+}
+
+function parseState(text: string, file: string, sandboxId: string): PersistedSandbox {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw new KataError(Code.Internal, `${file}: not valid JSON`, { cause: e });
+  }
+  const ok =
+    typeof v === "object" &&
+    v !== null &&
+    "version" in v &&
+    v.version === 1 &&
+    "id" in v &&
+    v.id === sandboxId &&
+    "servicePid" in v &&
+    typeof v.servicePid === "number" &&
+    "containers" in v &&
+    Array.isArray(v.containers);
+  if (!ok) throw new KataError(Code.Internal, `${file}: not a kata-ts sandbox state (version 1, id ${sandboxId})`);
+  // CAST: shape checked above; the file is written only by StateStore.save.
+  const s = v as PersistedSandbox;
+  for (const c of s.containers) checkId("container id", c.id);
+  return s;
+}

@@ -1,0 +1,141 @@
+// One process of a pod as the host sees it (a container's init, or an exec): where its stdio goes, and
+// its exit status once it has one. Stdio paths are opened by the service itself: containerd's fifos,
+// or /proc/<pid>/fd/N of the CLI that asked (the container's stdio is the caller's, as with runc).
+
+import { createReadStream, createWriteStream, type WriteStream } from "node:fs";
+import { deferred } from "../base/async.js";
+import { Code, describeError, isKataError } from "../base/errors.js";
+import type { Logger } from "../base/log.js";
+import type { AgentApi } from "../agent-client/agent-client.js";
+import { pumpInput, pumpOutput } from "./io.js";
+
+export interface StdioPaths {
+  /** "" when the process has no such stream. */
+  readonly stdin: string;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly terminal: boolean;
+}
+
+export type ProcessStatus = "created" | "running" | "stopped";
+
+export interface ExitInfo {
+  readonly exitStatus: number;
+  readonly exitedAt: Date;
+}
+
+/** After the process exits, how long its output may take to drain. */
+const drainAfterExitMs = 10_000;
+/** Exit status reported when the VM (and so the process) is gone without a status. */
+export const lostExitStatus = 255;
+
+function openWriter(p: string): Promise<WriteStream> {
+  return new Promise((resolve, reject) => {
+    // Append, never truncate: /proc/<pid>/fd/1 of a caller may be a file it redirected to.
+    const w = createWriteStream(p, { flags: "a" });
+    w.once("open", () => {
+      resolve(w);
+    });
+    w.once("error", reject);
+  });
+}
+
+export class PodProcess {
+  readonly containerId: string;
+  readonly execId: string;
+  readonly stdio: StdioPaths;
+  status: ProcessStatus = "created";
+  exit: ExitInfo | undefined;
+  readonly #exited = deferred<ExitInfo>();
+  readonly #log: Logger;
+  #closeStdin: (() => void) | undefined;
+
+  constructor(containerId: string, execId: string, stdio: StdioPaths, log: Logger) {
+    this.containerId = containerId;
+    this.execId = execId;
+    this.stdio = stdio;
+    this.#log = log;
+  }
+
+  get exited(): Promise<ExitInfo> {
+    return this.#exited.promise;
+  }
+
+  /** Records an exit that did not come from the guest (killed before it started, VM gone). */
+  markStopped(exitStatus: number): void {
+    if (this.exit !== undefined) return;
+    this.status = "stopped";
+    this.exit = { exitStatus, exitedAt: new Date() };
+    this.#exited.resolve(this.exit);
+  }
+
+  /**
+   * Called once the process runs in the guest: copies its stdio and waits for its exit. `onExit`
+   * runs after the output has drained, before waiters are released.
+   */
+  async attach(agent: AgentApi, onExit: (exit: ExitInfo) => Promise<void>): Promise<void> {
+    this.status = "running";
+    const ids = { containerId: this.containerId, execId: this.execId === this.containerId ? "" : this.execId };
+    const stop = new AbortController();
+    const outputs: Promise<void>[] = [];
+    const writers: WriteStream[] = [];
+    for (const which of ["stdout", "stderr"] as const) {
+      const p = this.stdio[which];
+      if (p === "") continue;
+      const w = await openWriter(p);
+      writers.push(w);
+      outputs.push(
+        pumpOutput(agent, which, ids, w, stop.signal).catch((e: unknown) => {
+          if (!stop.signal.aborted) this.#log.warn(`${which} copy stopped`, { containerId: this.containerId, err: describeError(e) });
+        }),
+      );
+    }
+    if (this.stdio.stdin !== "") {
+      const input = createReadStream(this.stdio.stdin);
+      this.#closeStdin = () => {
+        input.destroy();
+        void agent.closeStdin(ids, { timeoutMs: 5000 }).catch(() => undefined);
+      };
+      void pumpInput(agent, ids, input, stop.signal).catch((e: unknown) => {
+        this.#log.warn("stdin copy stopped", { containerId: this.containerId, err: describeError(e) });
+      });
+    }
+    void this.#wait(agent, ids, outputs, writers, stop, onExit);
+  }
+
+  async #wait(
+    agent: AgentApi,
+    ids: { containerId: string; execId: string },
+    outputs: Promise<void>[],
+    writers: WriteStream[],
+    stop: AbortController,
+    onExit: (exit: ExitInfo) => Promise<void>,
+  ): Promise<void> {
+    let exitStatus: number;
+    try {
+      exitStatus = (await agent.waitProcess(ids)).status;
+    } catch (e) {
+      // The connection is gone: the VM died or is being torn down. The process is gone with it.
+      if (!isKataError(e, Code.Unavailable)) this.#log.warn("wait failed", { containerId: this.containerId, err: describeError(e) });
+      exitStatus = lostExitStatus;
+    }
+    const drained = Promise.all(outputs).then(() => true);
+    const timer = new Promise<boolean>((r) => setTimeout(() => r(false), drainAfterExitMs).unref());
+    if (!(await Promise.race([drained, timer]))) this.#log.warn("output did not drain after exit", { containerId: this.containerId });
+    stop.abort();
+    this.#closeStdin?.();
+    for (const w of writers) w.end();
+    const exit = { exitStatus, exitedAt: new Date() };
+    this.status = "stopped";
+    this.exit = exit;
+    await onExit(exit).catch((e: unknown) => {
+      this.#log.warn("exit handling failed", { containerId: this.containerId, err: describeError(e) });
+    });
+    this.#exited.resolve(exit);
+  }
+
+  /** Closes the process's stdin (CloseIO): the copier stops and the guest sees end of input. */
+  closeStdin(): void {
+    this.#closeStdin?.();
+  }
+}

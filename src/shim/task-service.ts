@@ -1,0 +1,164 @@
+// The containerd task API (containerd.task.v2.Task) over ttRPC, backed by the pod's state machine.
+// containerd calls it through the shim; the OCI CLI calls it too: one state machine, two front doors.
+// Handlers only translate messages; the wire mapping of errors is the ttRPC server's.
+
+import { create } from "@bufbuild/protobuf";
+import { AnySchema, timestampFromDate, type Any } from "@bufbuild/protobuf/wkt";
+import { Code, KataError } from "../base/errors.js";
+import type { LinuxResources, Process } from "../oci/spec.js";
+import type { ContainerStatus } from "../sandbox/persist.js";
+import type { Pod } from "../sandbox/pod.js";
+import type { ExitInfo } from "../sandbox/pod-process.js";
+import { Task } from "../protocol/gen/containerd/runtime/v2/task/shim_pb.js";
+import { Status } from "../protocol/gen/containerd/api/types/task/task_pb.js";
+import type { TtrpcServer } from "../protocol/ttrpc/server.js";
+
+/** Type URLs of the JSON payloads we put in Any fields (containerd uses bare names; these are ours). */
+export const anyTypes = {
+  process: "types.containerd.io/opencontainers/runtime-spec/1/Process",
+  resources: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources",
+  stats: "kata-ts/cgroup-stats+json",
+  psRow: "kata-ts/ps-row",
+} as const;
+
+/** Largest JSON payload accepted in an Any (a process spec, resources). */
+const maxAnyJsonBytes = 1 << 20;
+
+const statusOf: Record<ContainerStatus, Status> = {
+  creating: Status.UNKNOWN,
+  created: Status.CREATED,
+  running: Status.RUNNING,
+  paused: Status.PAUSED,
+  stopped: Status.STOPPED,
+};
+
+export function jsonAny(typeUrl: string, value: unknown): Any {
+  return create(AnySchema, { typeUrl, value: Buffer.from(JSON.stringify(value)) });
+}
+
+/** The JSON inside an Any, checked for its type and size. */
+export function fromJsonAny(a: Any | undefined, typeUrl: string, what: string): unknown {
+  if (a === undefined) throw new KataError(Code.InvalidArgument, `${what}: missing`);
+  if (a.typeUrl !== typeUrl && !a.typeUrl.endsWith("/" + typeUrl.split("/").pop())) {
+    throw new KataError(Code.InvalidArgument, `${what}: type ${JSON.stringify(a.typeUrl)}, expected ${typeUrl}`);
+  }
+  if (a.value.length > maxAnyJsonBytes) {
+    throw new KataError(Code.InvalidArgument, `${what}: ${a.value.length} bytes, more than ${maxAnyJsonBytes}`);
+  }
+  try {
+    return JSON.parse(Buffer.from(a.value).toString("utf8"));
+  } catch (e) {
+    throw new KataError(Code.InvalidArgument, `${what}: not valid JSON`, { cause: e });
+  }
+}
+
+function exitFields(exit: ExitInfo | undefined): { exitStatus: number; exitedAt?: ReturnType<typeof timestampFromDate> } {
+  return exit === undefined ? { exitStatus: 0 } : { exitStatus: exit.exitStatus, exitedAt: timestampFromDate(exit.exitedAt) };
+}
+
+export interface TaskServiceHooks {
+  /** After Shutdown (or when the pod is gone): the process may exit. */
+  readonly onShutdown: () => void;
+  /** A create failed and left the service without a sandbox: nothing to serve. */
+  readonly onIdle: () => void;
+  readonly pid: number;
+}
+
+export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskServiceHooks): void {
+  server.register(Task, {
+    create: async (req, ctx) => {
+      if (req.rootfs.length > 0) {
+        throw new KataError(Code.Unimplemented, `create ${req.id}: rootfs mounts from containerd are not supported yet`);
+      }
+      try {
+        const pid = await pod.create(
+          {
+            id: req.id,
+            bundle: req.bundle,
+            stdio: { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal },
+          },
+          ctx.signal,
+        );
+        return { pid };
+      } catch (e) {
+        if (pod.sandbox === undefined) hooks.onIdle();
+        throw e;
+      }
+    },
+    start: async (req) => ({ pid: await pod.start(req.id, req.execId) }),
+    state: (req) => {
+      const s = pod.state(req.id, req.execId);
+      return Promise.resolve({
+        id: s.id,
+        bundle: s.bundle,
+        pid: s.pid,
+        status: statusOf[s.status],
+        stdin: s.stdio.stdin,
+        stdout: s.stdio.stdout,
+        stderr: s.stdio.stderr,
+        terminal: s.stdio.terminal,
+        execId: req.execId,
+        ...exitFields(s.exit),
+      });
+    },
+    kill: async (req) => {
+      await pod.kill(req.id, req.execId, req.signal, req.all);
+      return {};
+    },
+    wait: async (req) => exitFields(await pod.wait(req.id, req.execId)),
+    delete: async (req) => {
+      const { exit } = await pod.delete(req.id, req.execId);
+      return { pid: hooks.pid, ...exitFields(exit) };
+    },
+    exec: async (req) => {
+      // CAST: fromJsonAny returns parsed JSON; Pod.exec validates what it uses.
+      const process = fromJsonAny(req.spec, anyTypes.process, `exec ${req.execId}: spec`) as Process;
+      await pod.exec(req.id, req.execId, process, {
+        stdin: req.stdin,
+        stdout: req.stdout,
+        stderr: req.stderr,
+        terminal: req.terminal,
+      });
+      return {};
+    },
+    closeIO: (req) => {
+      if (req.stdin) pod.closeIO(req.id, req.execId);
+      return Promise.resolve({});
+    },
+    pause: async (req) => {
+      await pod.pause(req.id);
+      return {};
+    },
+    resume: async (req) => {
+      await pod.resume(req.id);
+      return {};
+    },
+    update: async (req) => {
+      // CAST: JSON from the caller; the guest's crun validates the resources.
+      await pod.update(req.id, fromJsonAny(req.resources, anyTypes.resources, `update ${req.id}: resources`) as LinuxResources);
+      return {};
+    },
+    stats: async (req) => {
+      const s = await pod.stats(req.id);
+      return { stats: jsonAny(anyTypes.stats, JSON.parse(JSON.stringify(s, (_k, v: unknown) => (typeof v === "bigint" ? Number(v) : v)))) };
+    },
+    pids: async (req) => {
+      const table = await pod.ps(req.id, "table");
+      const rows = table.split("\n").slice(1).filter((l) => l.trim() !== "");
+      return {
+        processes: rows.map((row) => ({
+          pid: Number(row.trim().split(/\s+/)[0]),
+          info: create(AnySchema, { typeUrl: anyTypes.psRow, value: Buffer.from(row) }),
+        })),
+      };
+    },
+    connect: () => Promise.resolve({ shimPid: hooks.pid, taskPid: hooks.pid, version: "kata-ts" }),
+    shutdown: async (req) => {
+      if (req.now || pod.containerIds().length === 0) {
+        await pod.shutdown();
+        hooks.onShutdown();
+      }
+      return {};
+    },
+  });
+}
