@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs what kata-ts needs on a Debian 12 host, idempotently, and fast when nothing is missing:
-# Debian packages, npm dependencies, the TypeScript build, and the guest image (kernel + initrd).
+# Debian packages, npm dependencies, the TypeScript build, and the guest image (kernel, initrd, tools disk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the runtime and its tests use. The guest kernel is NOT installed: the image builder
 # downloads Debian's linux-image .deb and extracts it into its cache.
-PACKAGES=(qemu-system-x86 busybox-static crun cpio xz-utils iproute2 util-linux)
+PACKAGES=(qemu-system-x86 busybox-static crun cpio xz-utils erofs-utils iproute2 util-linux)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -9,6 +9,7 @@ import { agentBundleRelPath } from "../image/bundle-agent.js";
 import { imageCommand } from "../image/image-command.js";
 import { NodeProcessRunner } from "../platform/process.js";
 import { registerCheck } from "./commands/check.js";
+import { registerEnv } from "./commands/env.js";
 import { registerExec } from "./commands/exec.js";
 import { registerInspect } from "./commands/inspect.js";
 import { registerLifecycle } from "./commands/lifecycle.js";
@@ -18,6 +19,7 @@ import { defaultRunDir, installRoot, makeContext, type GlobalFlags, type Runtime
 const program = new Command("kata-ts")
   .description("a secure container runtime: every pod runs in its own lightweight VM")
   .option("--root <dir>", "directory for runtime state", defaultRunDir)
+  .option("--config <file>", "configuration.toml (default: /etc/kata-ts/configuration.toml, then /usr/share/defaults/kata-ts/configuration.toml)")
   .option("--log <file>", "append logs to this file")
   .option("--log-format <format>", "log format: text or json", "text")
   .option("--debug", "debug logging")
@@ -35,10 +37,12 @@ registerRun(program, ctx);
 registerExec(program, ctx);
 registerInspect(program, ctx);
 registerCheck(program, ctx);
+registerEnv(program, ctx);
 program.addCommand(
   imageCommand({
     runner: new NodeProcessRunner(),
     agentBundlePath: path.join(installRoot, agentBundleRelPath),
+    hypervisor: () => ctx().sandboxDeps().hypervisor,
     stderr: (t) => process.stderr.write(t),
     stdout: (t) => process.stdout.write(t),
   }),

@@ -10,10 +10,14 @@ import { CommandMounter } from "../platform/mount.js";
 import { NodeProcessRunner, type ProcessRunner } from "../platform/process.js";
 import { RealHostProbe, type HostProbe } from "../platform/probe.js";
 import type { SandboxDeps } from "../sandbox/sandbox.js";
+import { loadConfig, type LoadedConfig } from "../config/load.js";
+import { installFileTracing } from "../platform/tracing.js";
 import { readSelfMountInfo } from "../storage/shared-dir.js";
 
 export interface GlobalFlags {
   readonly root: string;
+  /** configuration.toml to use instead of the search path. */
+  readonly config?: string;
   readonly log?: string;
   readonly logFormat: "text" | "json";
   readonly debug?: boolean;
@@ -30,6 +34,8 @@ export interface RuntimeContext {
   readonly runner: ProcessRunner;
   readonly probe: HostProbe;
   sandboxDeps(): SandboxDeps;
+  /** configuration.toml (lookup order, drop-ins), loaded once; warnings are logged. */
+  config(): Promise<LoadedConfig>;
 }
 
 export function makeContext(flags: GlobalFlags): RuntimeContext {
@@ -45,11 +51,22 @@ export function makeContext(flags: GlobalFlags): RuntimeContext {
         );
   const runner = new NodeProcessRunner();
   const probe = new RealHostProbe(process.env["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin");
+  let loaded: Promise<LoadedConfig> | undefined;
   return {
     flags,
     logger,
     runner,
     probe,
+    config() {
+      loaded ??= loadConfig(flags.config === undefined ? {} : { configPath: flags.config }).then((l) => {
+        for (const w of l.warnings) logger.debug("configuration", { warning: w });
+        if (l.config.runtime.enableTracing && l.config.runtime.tracingExporter.kind === "file") {
+          installFileTracing(l.config.runtime.tracingExporter.path);
+        }
+        return l;
+      });
+      return loaded;
+    },
     sandboxDeps() {
       return {
         hypervisor: new QemuHypervisor({ runner, probe, logger }, { binary: "qemu-system-x86_64" }),

@@ -2,7 +2,7 @@
 // a container (through the ID mapping), and call the containerd task API on it.
 
 import { spawn } from "node:child_process";
-import { existsSync, openSync } from "node:fs";
+import { openSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import type { GenService } from "@bufbuild/protobuf/codegenv2";
@@ -26,6 +26,7 @@ const serviceStartTimeoutMs = 30_000;
 export function startService(ctx: RuntimeContext, sandboxId: string): Promise<string> {
   const args = [path.join(installRoot, "dist/src/cli/shim-main.js"), "serve", "--root", ctx.flags.root, "--id", sandboxId];
   if (ctx.flags.log !== undefined) args.push("--log", ctx.flags.log, "--log-format", ctx.flags.logFormat);
+  if (ctx.flags.config !== undefined) args.push("--config", path.resolve(ctx.flags.config));
   if (ctx.flags.debug === true) args.push("--debug");
   // The service outlives this command: its own session, no terminal, stderr into the log (or nowhere).
   const stderr = ctx.flags.log === undefined ? "ignore" : openSync(ctx.flags.log, "a");
@@ -95,13 +96,4 @@ export async function withTask<T>(store: StateStore, containerId: string, fn: (t
   } finally {
     await c.close();
   }
-}
-
-/** This process's stdio as paths the service can open (the container's stdio is the caller's). */
-export function callerStdio(): { stdin: string; stdout: string; stderr: string } {
-  const fd = (n: number): string => {
-    const p = `/proc/${process.pid}/fd/${n}`;
-    return existsSync(p) ? p : "";
-  };
-  return { stdin: fd(0), stdout: fd(1), stderr: fd(2) };
 }

@@ -5,6 +5,7 @@
 import { mkdir, rm } from "node:fs/promises";
 import net from "node:net";
 import path from "node:path";
+import { Code, KataError } from "../base/errors.js";
 import { NetnsManager } from "../network/netns.js";
 import { TtrpcServer } from "../protocol/ttrpc/server.js";
 import { StateStore } from "../sandbox/persist.js";
@@ -26,6 +27,7 @@ export async function hostService(ctx: RuntimeContext, sandboxId: string): Promi
   const store = new StateStore(ctx.flags.root);
   const socketPath = store.socketPath(sandboxId);
   await mkdir(path.dirname(socketPath), { recursive: true, mode: 0o700 });
+  await removeStaleSocket(socketPath, sandboxId);
   const pod = new Pod(
     {
       ...ctx.sandboxDeps(),
@@ -78,4 +80,20 @@ export async function hostService(ctx: RuntimeContext, sandboxId: string): Promi
       await rm(socketPath, { force: true });
     },
   };
+}
+
+/** A socket nobody listens on is left over from a dead service; a live one means the sandbox exists. */
+async function removeStaleSocket(socketPath: string, sandboxId: string): Promise<void> {
+  const live = await new Promise<boolean>((resolve) => {
+    const s = net.connect(socketPath);
+    s.once("connect", () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once("error", () => {
+      resolve(false);
+    });
+  });
+  if (live) throw new KataError(Code.AlreadyExists, `sandbox ${sandboxId} already exists (its service is running)`);
+  await rm(socketPath, { force: true });
 }

@@ -17,6 +17,7 @@ async function serve(argv: string[]): Promise<void> {
       root: { type: "string", default: defaultRunDir },
       id: { type: "string" },
       log: { type: "string" },
+      config: { type: "string" },
       "log-format": { type: "string", default: "json" },
       debug: { type: "boolean", default: false },
     },
@@ -25,6 +26,7 @@ async function serve(argv: string[]): Promise<void> {
   const ctx = makeContext({
     root: values.root,
     ...(values.log === undefined ? {} : { log: values.log }),
+    ...(values.config === undefined ? {} : { config: values.config }),
     logFormat: values["log-format"] === "text" ? "text" : "json",
     debug: values.debug,
   });

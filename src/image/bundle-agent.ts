@@ -1,13 +1,16 @@
 // Bundles the guest agent (tsc output, entry dist/src/cli/agent-main.js) with its npm dependencies into
-// one ESM file for the initrd, where there is no node_modules.
+// one file for the initrd, where there is no node_modules: ESM, which the guest runs as is, and
+// CommonJS, the only format `node --build-snapshot` takes (Node 20), for the agent's startup snapshot.
 
 import { stat } from "node:fs/promises";
-import { build } from "esbuild";
+import { build, type BuildOptions } from "esbuild";
 import { Code, KataError, errnoOf, wrap } from "../base/errors.js";
 
 /** Agent entry and bundle, relative to the package root. */
 export const agentEntryRelPath = "dist/src/cli/agent-main.js";
 export const agentBundleRelPath = "dist/agent/kata-ts-agent.mjs";
+/** The CommonJS bundle, next to the ESM one. */
+export const agentSnapshotEntryRelPath = "dist/agent/kata-ts-agent.cjs";
 
 // esbuild turns a dependency's CommonJS `require("x")` into a call that needs a global `require`, which
 // ESM lacks; this gives it one (harmless when nothing uses it).
@@ -19,12 +22,17 @@ const requireShim = [
 export interface BundleResult {
   readonly outFile: string;
   readonly sizeBytes: number;
+  readonly cjsOutFile: string;
 }
 
-/** Throws NOT_FOUND when `entryPath` does not exist (tsc has not produced it), INTERNAL when esbuild fails. */
+/**
+ * Writes `outFile` (ESM) and `cjsOutFile` (CommonJS). Throws NOT_FOUND when `entryPath` does not exist
+ * (tsc has not produced it), INTERNAL when esbuild fails.
+ */
 export async function bundleAgent(opts: {
   readonly entryPath: string;
   readonly outFile: string;
+  readonly cjsOutFile: string;
 }): Promise<BundleResult> {
   try {
     await stat(opts.entryPath);
@@ -34,21 +42,20 @@ export async function bundleAgent(opts: {
     }
     throw wrap(e, `stat ${opts.entryPath}`);
   }
+  const common: BuildOptions = {
+    entryPoints: [opts.entryPath],
+    bundle: true,
+    platform: "node",
+    target: "node20",
+    minify: false,
+    sourcemap: false,
+    logLevel: "silent",
+  };
   try {
-    await build({
-      entryPoints: [opts.entryPath],
-      outfile: opts.outFile,
-      bundle: true,
-      platform: "node",
-      target: "node20",
-      format: "esm",
-      minify: false,
-      sourcemap: false,
-      banner: { js: requireShim },
-      logLevel: "silent",
-    });
+    await build({ ...common, outfile: opts.outFile, format: "esm", banner: { js: requireShim } });
+    await build({ ...common, outfile: opts.cjsOutFile, format: "cjs" });
   } catch (e) {
     throw new KataError(Code.Internal, `bundle guest agent ${opts.entryPath}`, { cause: e });
   }
-  return { outFile: opts.outFile, sizeBytes: (await stat(opts.outFile)).size };
+  return { outFile: opts.outFile, sizeBytes: (await stat(opts.outFile)).size, cjsOutFile: opts.cjsOutFile };
 }

@@ -1,6 +1,7 @@
 // Builds the guest kernel (ELF vmlinux), initrd (uncompressed newc cpio: gzip boots slower under TCG) and
 // tools disk (read-only erofs: node, crun, their libraries; see layout.ts) into an output directory,
-// rebuilding only when the hash of the inputs changes.
+// rebuilding only when the hash of the inputs changes. Given a hypervisor, it also boots the new image
+// once to build the agent's startup snapshot (agent-snapshot.ts), which goes into the initrd.
 
 import { randomBytes } from "node:crypto";
 import { copyFile, link, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
@@ -8,15 +9,17 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { abortError } from "../base/async.js";
 import { Code, KataError, errnoOf, invariant, wrap } from "../base/errors.js";
+import type { Hypervisor } from "../hypervisor/hypervisor.js";
 import type { ProcessRunner } from "../platform/process.js";
+import { buildAgentSnapshot, removeSnapshotWork } from "./agent-snapshot.js";
 import { writeCpioFile } from "./cpio-writer.js";
 import { hashFiles } from "./file-hash.js";
-import { guestInitScript, guestInittab } from "./guest-init.js";
-import { busyboxApplets, ensureStrippedNode, inspectHost } from "./host-inputs.js";
+import { agentStartScript, guestInitScript, guestInittab, snapshotBuildScript } from "./guest-init.js";
+import { busyboxApplets, ensureStrippedNode, findAgentSnapshotEntry, inspectHost } from "./host-inputs.js";
 import { resolveKernelPackageCached } from "./kernel-package.js";
 import { collectModules, ensureKernelTree, ensureVmlinux, kernelRelease } from "./kernel.js";
 import { writeErofsImage } from "./erofs.js";
-import { planInitrd, planToolsDisk } from "./layout.js";
+import { planInitrd, planToolsDisk, type AgentLayout, type LayoutInputs } from "./layout.js";
 import {
   computeInputsHash,
   imageFileNames,
@@ -28,6 +31,7 @@ import {
   renderManifest,
   toolsDiskFileName,
   toolsDiskUuid,
+  type AgentStartKind,
   type ImageManifest,
   type SourceHash,
 } from "./manifest.js";
@@ -61,6 +65,8 @@ export interface GuestImage {
   readonly toolsDiskPath: string;
   readonly kernelRelease: string;
   readonly inputsHash: string;
+  /** Whether the agent starts from a V8 startup snapshot (falling back to its bundle) or its bundle. */
+  readonly agentStart: AgentStartKind;
 }
 
 export interface ImageBuildOptions {
@@ -69,6 +75,8 @@ export interface ImageBuildOptions {
   /** Long-lived downloads: the kernel package and tree (`kernel/`), the stripped node (`node/`). */
   readonly cacheDir: string;
   readonly agentBundlePath: string;
+  /** The agent's CommonJS bundle: with a hypervisor, the image gets a startup snapshot built from it. */
+  readonly agentSnapshotEntryPath?: string;
   /** Rebuild even when the manifest says the outputs are current. */
   readonly force?: boolean;
   readonly signal?: AbortSignal;
@@ -104,6 +112,7 @@ function imageOf(outputDir: string, m: ImageManifest): GuestImage {
     toolsDiskPath: join(outputDir, toolsDiskFileName),
     kernelRelease: m.kernelRelease,
     inputsHash: m.inputsHash,
+    agentStart: m.agentStart,
   };
 }
 
@@ -144,10 +153,13 @@ async function linkOrCopy(from: string, to: string): Promise<void> {
  * names what to install), FAILED_PRECONDITION when apt has no kernel or a directory is not writable,
  * CANCELLED when `signal` aborts.
  */
-export async function buildGuestImage(
-  deps: { readonly runner: ProcessRunner },
-  opts: ImageBuildOptions,
-): Promise<ImageBuildResult> {
+export interface ImageBuildDeps {
+  readonly runner: ProcessRunner;
+  /** Boots the snapshot build VM; without it the agent starts from its bundle. */
+  readonly hypervisor?: Hypervisor;
+}
+
+export async function buildGuestImage(deps: ImageBuildDeps, opts: ImageBuildOptions): Promise<ImageBuildResult> {
   try {
     return await build(deps, opts);
   } catch (e) {
@@ -161,7 +173,7 @@ export async function buildGuestImage(
   }
 }
 
-async function build(deps: { readonly runner: ProcessRunner }, opts: ImageBuildOptions): Promise<ImageBuildResult> {
+async function build(deps: ImageBuildDeps, opts: ImageBuildOptions): Promise<ImageBuildResult> {
   const progress = opts.progress ?? ((): void => undefined);
   const step = { runner: deps.runner, progress, ...(opts.signal === undefined ? {} : { signal: opts.signal }) };
   const timingsMs: Record<string, number> = {};
@@ -178,6 +190,11 @@ async function build(deps: { readonly runner: ProcessRunner }, opts: ImageBuildO
 
   const pkg = await timed("resolveKernel", () => resolveKernelPackageCached(deps.runner, opts.cacheDir, opts.signal));
   const host = await timed("inspectHost", () => inspectHost(step, process.execPath, opts.agentBundlePath));
+  const snapshotEntry =
+    deps.hypervisor === undefined || opts.agentSnapshotEntryPath === undefined
+      ? undefined
+      : await findAgentSnapshotEntry(opts.agentSnapshotEntryPath);
+  const agentStart: AgentStartKind = snapshotEntry === undefined ? "bundle" : "snapshot";
   const previous = await readManifest(opts.outputDir);
   const sourcePaths = [
     host.busybox,
@@ -186,6 +203,7 @@ async function build(deps: { readonly runner: ProcessRunner }, opts: ImageBuildO
     host.agentBundle,
     host.mkfsErofs,
     ...host.libraries.values(),
+    ...(snapshotEntry === undefined ? [] : [snapshotEntry]),
   ];
   const hashes = await timed("hashInputs", () => hashFiles(sourcePaths, previous?.sourceHashes ?? {}));
   const hashOf = (path: string): SourceHash => {
@@ -206,10 +224,15 @@ async function build(deps: { readonly runner: ProcessRunner }, opts: ImageBuildO
       node: sha(host.node),
       agent: sha(host.agentBundle),
       "mkfs.erofs": sha(host.mkfsErofs),
+      ...(snapshotEntry === undefined ? {} : { "agent-snapshot-entry": sha(snapshotEntry) }),
       ...Object.fromEntries(libraryHashes),
     },
-    initScript: guestInitScript,
-    inittab: guestInittab,
+    scripts: {
+      init: guestInitScript,
+      inittab: guestInittab(agentStart),
+      ...(agentStart === "snapshot" ? { agentStart: agentStartScript, snapshotBuild: snapshotBuildScript } : {}),
+    },
+    agentStart,
   });
   const finish = (m: ImageManifest, rebuilt: boolean): ImageBuildResult => {
     timingsMs["total"] = Math.round(performance.now() - started);
@@ -227,9 +250,8 @@ async function build(deps: { readonly runner: ProcessRunner }, opts: ImageBuildO
   const node = await timed("stripNode", () => ensureStrippedNode(step, opts.cacheDir, host.node, sha(host.node)));
   const nodeSize = node === host.node ? size(node) : (await stat(node)).size;
   const applets = await busyboxApplets(step, host.busybox);
-  const layout = {
+  const layout = (agent: AgentLayout): LayoutInputs => ({
     initScript: guestInitScript,
-    inittab: guestInittab,
     imageInfo: { kernelRelease: release, kernelPackage: pkg.name, inputsHash },
     modules,
     busybox: { sourcePath: host.busybox, sizeBytes: size(host.busybox) },
@@ -238,9 +260,9 @@ async function build(deps: { readonly runner: ProcessRunner }, opts: ImageBuildO
     node: { sourcePath: node, sizeBytes: nodeSize },
     libraries: [...host.libraries].map(([guestPath, real]) => ({ guestPath, sourcePath: real, sizeBytes: size(real) })),
     agentBundle: { sourcePath: host.agentBundle, sizeBytes: size(host.agentBundle) },
-  };
-  const entries = planInitrd(layout);
-  const diskFiles = planToolsDisk(layout);
+    agent,
+  });
+  const diskFiles = planToolsDisk(layout({ start: "bundle" }));
   progress(`modules: ${modules.map((m) => m.name).join(" ")}`);
 
   await mkdir(opts.outputDir, { recursive: true });
@@ -250,28 +272,39 @@ async function build(deps: { readonly runner: ProcessRunner }, opts: ImageBuildO
   const manifestPath = join(opts.outputDir, manifestFileName);
   const [kernelTmp, initrdTmp, diskTmp] = [tempName(kernelPath), tempName(initrdPath), tempName(diskPath)];
   const manifestTmp = tempName(manifestPath);
+  const snapshotWork = tempName(join(opts.outputDir, ".agent-snapshot"));
+  const writeInitrd = (agent: AgentLayout): Promise<{ sizeBytes: number }> =>
+    writeCpioFile(initrdTmp, planInitrd(layout(agent)), opts.signal === undefined ? {} : { signal: opts.signal });
   try {
-    let nextReport = 0;
-    const initrd = await timed("initrd", () =>
-      writeCpioFile(initrdTmp, entries, {
-        ...(opts.signal === undefined ? {} : { signal: opts.signal }),
-        onProgress: (written, total) => {
-          if (written < nextReport && written < total) return;
-          progress(`initrd: ${((100 * written) / total).toFixed(0)}% of ${(total / 1e6).toFixed(1)} MB`);
-          nextReport = written + total / 4;
-        },
-      }),
-    );
     const disk = await timed("toolsDisk", () =>
       writeErofsImage(step, diskTmp, `${diskTmp}.d`, diskFiles, toolsDiskUuid(inputsHash)),
     );
     await timed("linkKernel", () => linkOrCopy(vmlinux, kernelTmp));
+    let agent: AgentLayout = { start: "bundle" };
+    if (deps.hypervisor !== undefined && snapshotEntry !== undefined) {
+      const { hypervisor } = deps;
+      const entry = { sourcePath: snapshotEntry, sizeBytes: size(snapshotEntry) };
+      progress("agent snapshot: building it in a VM of the new image (~10 s under TCG)");
+      await timed("snapshotInitrd", () => writeInitrd({ start: "build-snapshot", snapshotEntry: entry }));
+      const blob = await timed("agentSnapshot", () =>
+        buildAgentSnapshot(hypervisor, {
+          kernelPath: kernelTmp,
+          initrdPath: initrdTmp,
+          toolsDiskPath: diskTmp,
+          workDir: snapshotWork,
+          ...(opts.signal === undefined ? {} : { signal: opts.signal }),
+        }),
+      );
+      agent = { start: "snapshot", snapshot: { sourcePath: blob, sizeBytes: (await stat(blob)).size } };
+    }
+    const initrd = await timed("initrd", () => writeInitrd(agent));
     const manifest: ImageManifest = {
       formatVersion: imageFormatVersion,
       inputsHash,
       kernelRelease: release,
       kernelPackage: pkg.name,
       kernelVersion: pkg.version,
+      agentStart,
       files: [
         { name: kernelFileName, sizeBytes: (await stat(kernelTmp)).size },
         { name: initrdFileName, sizeBytes: initrd.sizeBytes },
@@ -288,10 +321,12 @@ async function build(deps: { readonly runner: ProcessRunner }, opts: ImageBuildO
     await rename(manifestTmp, manifestPath);
     const mb = (n: number): string => `${(n / 1e6).toFixed(1)} MB`;
     progress(
-      `image: built ${initrdPath} (${mb(initrd.sizeBytes)}), ${diskPath} (${mb(disk.sizeBytes)}) and ${kernelPath}`,
+      `image: built ${initrdPath} (${mb(initrd.sizeBytes)}, agent from its ${agentStart}), ` +
+        `${diskPath} (${mb(disk.sizeBytes)}) and ${kernelPath}`,
     );
     return finish(manifest, true);
   } finally {
     await Promise.all([kernelTmp, initrdTmp, diskTmp, manifestTmp].map((p) => rm(p, { force: true })));
+    await removeSnapshotWork(snapshotWork);
   }
 }

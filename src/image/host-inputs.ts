@@ -77,6 +77,11 @@ export async function inspectHost(s: Step, nodePath: string, agentBundlePath: st
   return { busybox, crun, node, agentBundle, mkfsErofs, libraries };
 }
 
+/** The agent's CommonJS bundle (the snapshot entry), checked like the ESM one. Throws NOT_FOUND. */
+export function findAgentSnapshotEntry(path: string): Promise<string> {
+  return realFile(path, () => new KataError(Code.NotFound, `guest agent bundle ${path} not found (run npm run build)`));
+}
+
 /** `busybox --list`: every applet name, "busybox" included (the planner drops it). */
 export async function busyboxApplets(s: Step, busybox: string): Promise<string[]> {
   const r = await runChecked(s.runner, busybox, ["--list"], s.signal === undefined ? {} : { signal: s.signal });

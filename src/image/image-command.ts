@@ -1,14 +1,20 @@
-// `kata-ts image build [--output DIR] [--cache DIR] [--force]`: builds the guest kernel, initrd and tools disk,
-// progress on stderr, the resulting paths at the end. Mounted on the root CLI by cli/.
+// `kata-ts image build [--output DIR] [--cache DIR] [--force] [--no-snapshot]`: builds the guest kernel,
+// initrd and tools disk (and the agent's startup snapshot, in a VM), progress on stderr, the resulting
+// paths at the end. Mounted on the root CLI by cli/.
 
+import { basename, dirname, join } from "node:path";
 import { Command } from "commander";
+import type { Hypervisor } from "../hypervisor/hypervisor.js";
 import type { ProcessRunner } from "../platform/process.js";
+import { agentSnapshotEntryRelPath } from "./bundle-agent.js";
 import { buildGuestImage, defaultCacheDir, defaultImageDir } from "./guest-image.js";
 
 export interface ImageCommandDeps {
   readonly runner: ProcessRunner;
-  /** The bundled guest agent (dist/agent/kata-ts-agent.mjs of this install). */
+  /** The bundled guest agent (dist/agent/kata-ts-agent.mjs of this install); its CommonJS twin is next to it. */
   readonly agentBundlePath: string;
+  /** For the snapshot build VM (called once, unless --no-snapshot). Without it, no snapshot is built. */
+  readonly hypervisor?: () => Hypervisor;
   readonly stderr: (text: string) => void;
   /** Final result lines; stderr when not given. */
   readonly stdout?: (text: string) => void;
@@ -19,6 +25,8 @@ interface BuildFlags {
   readonly output: string;
   readonly cache: string;
   readonly force?: boolean;
+  /** commander's `--no-snapshot`: false when given. */
+  readonly snapshot: boolean;
 }
 
 export function imageCommand(deps: ImageCommandDeps): Command {
@@ -29,15 +37,18 @@ export function imageCommand(deps: ImageCommandDeps): Command {
     .option("--output <dir>", "directory for vmlinux, initrd.img, tools.erofs and manifest.json", defaultImageDir)
     .option("--cache <dir>", "cache for the kernel package and the stripped node binary", defaultCacheDir)
     .option("--force", "rebuild even when the image is up to date")
+    .option("--no-snapshot", "no agent startup snapshot: the agent loads its bundle at every boot (~1 s slower)")
     .action(async (_opts: unknown, cmd: Command) => {
       const flags = cmd.opts<BuildFlags>();
       const out = deps.stdout ?? deps.stderr;
+      const hypervisor = flags.snapshot ? deps.hypervisor?.() : undefined;
       const r = await buildGuestImage(
-        { runner: deps.runner },
+        { runner: deps.runner, ...(hypervisor === undefined ? {} : { hypervisor }) },
         {
           outputDir: flags.output,
           cacheDir: flags.cache,
           agentBundlePath: deps.agentBundlePath,
+          agentSnapshotEntryPath: join(dirname(deps.agentBundlePath), basename(agentSnapshotEntryRelPath)),
           force: flags.force === true,
           progress: (line) => {
             deps.stderr(`${line}\n`);
@@ -53,6 +64,7 @@ export function imageCommand(deps: ImageCommandDeps): Command {
           `kernel: ${r.kernelPath}`,
           `initrd: ${r.initrdPath}`,
           `toolsDisk: ${r.toolsDiskPath}`,
+          `agentStart: ${r.agentStart}`,
           `kernelRelease: ${r.kernelRelease}`,
           `inputsHash: ${r.inputsHash}`,
           `rebuilt: ${r.rebuilt}`,

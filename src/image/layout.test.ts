@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { CpioEntry } from "./cpio.js";
-import { guestPaths, planInitrd, type LayoutInputs } from "./layout.js";
+import { guestPaths, planInitrd, planToolsDisk, type LayoutInputs } from "./layout.js";
 
 const host = (sourcePath: string, sizeBytes = 10): { sourcePath: string; sizeBytes: number } => ({
   sourcePath,
@@ -11,7 +11,6 @@ const host = (sourcePath: string, sizeBytes = 10): { sourcePath: string; sizeByt
 function inputs(over: Partial<LayoutInputs> = {}): LayoutInputs {
   return {
     initScript: "#!/bin/sh\n",
-    inittab: "::sysinit:/bin/true\n",
     imageInfo: { kernelRelease: "6.1.0-56-amd64", kernelPackage: "linux-image-6.1.0-56-amd64", inputsHash: "abc" },
     modules: [
       { name: "virtio_ring", ...host("/k/virtio_ring.ko") },
@@ -27,6 +26,7 @@ function inputs(over: Partial<LayoutInputs> = {}): LayoutInputs {
       { guestPath: "/lib64/ld-linux-x86-64.so.2", ...host("/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2") },
     ],
     agentBundle: host("/repo/dist/agent/kata-ts-agent.mjs"),
+    agent: { start: "bundle" },
     ...over,
   };
 }
@@ -75,7 +75,7 @@ describe("planInitrd", () => {
     assert.equal(text(m.get("/init")), "#!/bin/sh\n");
     const init = m.get("/init");
     assert.equal(init?.kind === "file" ? init.mode : undefined, 0o755);
-    assert.equal(text(m.get("/etc/inittab")), "::sysinit:/bin/true\n");
+    assert.match(text(m.get("/etc/inittab")), /^::respawn:\/usr\/bin\/node \/opt\/kata-ts\/kata-ts-agent.mjs$/m);
     assert.deepEqual(JSON.parse(text(m.get("/etc/kata-ts-image.json"))), {
       kernelRelease: "6.1.0-56-amd64",
       kernelPackage: "linux-image-6.1.0-56-amd64",
@@ -83,17 +83,37 @@ describe("planInitrd", () => {
     });
   });
 
-  it("places binaries, libraries and the agent at their guest paths", () => {
+  it("links node, crun and their libraries into the tools disk mount, and carries the agent itself", () => {
     const m = byPath(planInitrd(inputs()));
 
-    const source = (p: string): string | undefined => {
-      const e = m.get(p);
-      return e?.kind === "file" && e.source.kind === "path" ? e.source.path : undefined;
-    };
-    assert.equal(source("/usr/bin/node"), "/cache/node/sha/node");
-    assert.equal(source("/usr/bin/crun"), "/usr/bin/crun");
-    assert.equal(source("/lib64/ld-linux-x86-64.so.2"), "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2");
-    assert.equal(source("/opt/kata-ts/kata-ts-agent.mjs"), "/repo/dist/agent/kata-ts-agent.mjs");
+    for (const p of [
+      "/usr/bin/node",
+      "/usr/bin/crun",
+      "/lib64/ld-linux-x86-64.so.2",
+      "/lib/x86_64-linux-gnu/libc.so.6",
+    ]) {
+      assert.deepEqual(m.get(p), { kind: "symlink", path: p, target: `/opt/kata-ts/tools${p}` });
+    }
+    assert.deepEqual(m.get(guestPaths.toolsMount), { kind: "dir", path: "/opt/kata-ts/tools", mode: 0o755 });
+    const agent = m.get("/opt/kata-ts/kata-ts-agent.mjs");
+    assert.equal(
+      agent?.kind === "file" && agent.source.kind === "path" ? agent.source.path : undefined,
+      "/repo/dist/agent/kata-ts-agent.mjs",
+    );
+  });
+
+  it("carries only busybox, the modules and the agent as files (node and crun stay on the disk)", () => {
+    const big = inputs({ node: host("/cache/node/sha/node", 86e6), crun: host("/usr/bin/crun", 5e5) });
+
+    const files = planInitrd(big).filter((e) => e.kind === "file" && e.source.kind === "path");
+
+    assert.deepEqual(files.map((e) => e.path).sort(), [
+      "/bin/busybox",
+      "/lib/modules/virtio.ko",
+      "/lib/modules/virtio_console.ko",
+      "/lib/modules/virtio_ring.ko",
+      "/opt/kata-ts/kata-ts-agent.mjs",
+    ]);
   });
 
   it("creates the base directories and every parent directory", () => {
@@ -132,5 +152,73 @@ describe("planInitrd", () => {
 
   it("rejects an applet name that would escape /bin", () => {
     assert.throws(() => planInitrd(inputs({ applets: ["../init"] })), /bad busybox applet name/);
+  });
+});
+
+describe("planInitrd: how the agent starts", () => {
+  const paths = (entries: readonly CpioEntry[]): string[] =>
+    entries.map((e) => e.path).filter((p) => p.startsWith("/opt/kata-ts/"));
+
+  it("from its bundle: no snapshot, no launcher", () => {
+    const entries = planInitrd(inputs());
+
+    assert.deepEqual(paths(entries).sort(), ["/opt/kata-ts/kata-ts-agent.mjs", "/opt/kata-ts/tools"]);
+  });
+
+  it("from its snapshot: the blob, the launcher that falls back to the bundle, and an inittab that runs it", () => {
+    const m = byPath(planInitrd(inputs({ agent: { start: "snapshot", snapshot: host("/work/agent.blob", 5e6) } })));
+
+    const blob = m.get(guestPaths.agentSnapshot);
+    assert.equal(
+      blob?.kind === "file" && blob.source.kind === "path" ? blob.source.path : undefined,
+      "/work/agent.blob",
+    );
+    const launcher = text(m.get(guestPaths.agentStartScript));
+    assert.match(launcher, /\/usr\/bin\/node --snapshot-blob \/opt\/kata-ts\/agent.blob\n/);
+    assert.match(launcher, /\[ "\$rc" != 14 \] && exit "\$rc"/);
+    assert.match(launcher, /exec \/usr\/bin\/node \/opt\/kata-ts\/kata-ts-agent.mjs\n/);
+    assert.match(text(m.get("/etc/inittab")), /^::respawn:\/bin\/sh \/opt\/kata-ts\/start-agent$/m);
+    assert.ok(m.has(guestPaths.agent), "the bundle stays, as the fallback");
+  });
+
+  it("in the snapshot builder: the CommonJS entry and a one-shot build script instead of the agent", () => {
+    const m = byPath(planInitrd(inputs({ agent: { start: "build-snapshot", snapshotEntry: host("/repo/a.cjs") } })));
+
+    assert.equal(m.get(guestPaths.agentSnapshotEntry)?.kind, "file");
+    assert.match(text(m.get(guestPaths.snapshotBuildScript)), /--build-snapshot \/opt\/kata-ts\/kata-ts-agent.cjs/);
+    assert.match(text(m.get("/etc/inittab")), /^::once:\/bin\/sh \/opt\/kata-ts\/build-snapshot$/m);
+    assert.doesNotMatch(text(m.get("/etc/inittab")), /respawn/);
+  });
+});
+
+describe("planToolsDisk", () => {
+  it("puts node, crun and every library at their guest paths, executable", () => {
+    const files = planToolsDisk(inputs());
+
+    assert.deepEqual(
+      files.map((f) => [f.path, f.source.sourcePath, f.mode]),
+      [
+        ["/usr/bin/crun", "/usr/bin/crun", 0o755],
+        ["/usr/bin/node", "/cache/node/sha/node", 0o755],
+        ["/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libc.so.6", 0o755],
+        ["/lib64/ld-linux-x86-64.so.2", "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", 0o755],
+      ],
+    );
+  });
+
+  it("lists a library two binaries share once, but rejects one path with two sources", () => {
+    const libc = { guestPath: "/lib/x86_64-linux-gnu/libc.so.6", ...host("/usr/lib/x86_64-linux-gnu/libc.so.6") };
+
+    assert.equal(planToolsDisk(inputs({ libraries: [libc, libc] })).length, 3);
+    assert.throws(
+      () => planToolsDisk(inputs({ libraries: [libc, { ...libc, sourcePath: "/other/libc.so.6" }] })),
+      /tools disk path \/lib\/x86_64-linux-gnu\/libc.so.6 is claimed twice/,
+    );
+  });
+
+  it("rejects a library path that would leave the disk's root", () => {
+    const evil = { guestPath: "/lib/../../etc/passwd", ...host("/x") };
+
+    assert.throws(() => planToolsDisk(inputs({ libraries: [evil] })), /not a normalized absolute path/);
   });
 });

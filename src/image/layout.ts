@@ -9,7 +9,17 @@
 
 import { Code, KataError } from "../base/errors.js";
 import type { CpioEntry } from "./cpio.js";
-import { agentPathInGuest, toolsMountInGuest } from "./guest-init.js";
+import {
+  agentPathInGuest,
+  agentSnapshotEntryInGuest,
+  agentSnapshotInGuest,
+  agentStartScript,
+  agentStartScriptInGuest,
+  guestInittab,
+  snapshotBuildScript,
+  snapshotBuildScriptInGuest,
+  toolsMountInGuest,
+} from "./guest-init.js";
 
 /** Guest paths other components rely on (the agent's launcher, the image-info reader). */
 export const guestPaths = {
@@ -23,6 +33,10 @@ export const guestPaths = {
   /** Where /init mounts the tools disk (read-only). */
   toolsMount: toolsMountInGuest,
   agent: agentPathInGuest,
+  agentSnapshot: agentSnapshotInGuest,
+  agentStartScript: agentStartScriptInGuest,
+  agentSnapshotEntry: agentSnapshotEntryInGuest,
+  snapshotBuildScript: snapshotBuildScriptInGuest,
   imageInfo: "/etc/kata-ts-image.json",
 } as const;
 
@@ -38,9 +52,18 @@ export interface HostFile {
   readonly sizeBytes: number;
 }
 
+/**
+ * How the agent starts (see guestInittab): the ESM bundle alone; its startup snapshot (the bundle stays
+ * as the fallback); or, in the image builder's VM, the CommonJS bundle from which that VM builds the
+ * snapshot.
+ */
+export type AgentLayout =
+  | { readonly start: "bundle" }
+  | { readonly start: "snapshot"; readonly snapshot: HostFile }
+  | { readonly start: "build-snapshot"; readonly snapshotEntry: HostFile };
+
 export interface LayoutInputs {
   readonly initScript: string;
-  readonly inittab: string;
   readonly imageInfo: ImageInfo;
   /** In load order. */
   readonly modules: readonly (HostFile & { readonly name: string })[];
@@ -52,6 +75,7 @@ export interface LayoutInputs {
   /** Shared libraries of crun and node at their host paths (also their guest paths). */
   readonly libraries: readonly (HostFile & { readonly guestPath: string })[];
   readonly agentBundle: HostFile;
+  readonly agent: AgentLayout;
 }
 
 /** One file of the tools disk. `path` is its guest path; on the disk it is the same path under the root. */
@@ -141,7 +165,7 @@ export function planInitrd(inputs: LayoutInputs): CpioEntry[] {
   };
 
   add({ kind: "file", path: guestPaths.init, mode: 0o755, source: text(inputs.initScript) });
-  add({ kind: "file", path: guestPaths.inittab, mode: 0o644, source: text(inputs.inittab) });
+  add({ kind: "file", path: guestPaths.inittab, mode: 0o644, source: text(guestInittab(inputs.agent.start)) });
   add({ kind: "file", path: guestPaths.imageInfo, mode: 0o644, source: text(imageInfoJson(inputs.imageInfo)) });
 
   for (const m of inputs.modules) {
@@ -167,6 +191,14 @@ export function planInitrd(inputs: LayoutInputs): CpioEntry[] {
   }
   add({ kind: "dir", path: guestPaths.toolsMount, mode: 0o755 });
   add({ kind: "file", path: guestPaths.agent, mode: 0o644, source: fromHost(inputs.agentBundle) });
+  const agent = inputs.agent;
+  if (agent.start === "snapshot") {
+    add({ kind: "file", path: guestPaths.agentSnapshot, mode: 0o644, source: fromHost(agent.snapshot) });
+    add({ kind: "file", path: guestPaths.agentStartScript, mode: 0o755, source: text(agentStartScript) });
+  } else if (agent.start === "build-snapshot") {
+    add({ kind: "file", path: guestPaths.agentSnapshotEntry, mode: 0o644, source: fromHost(agent.snapshotEntry) });
+    add({ kind: "file", path: guestPaths.snapshotBuildScript, mode: 0o755, source: text(snapshotBuildScript) });
+  }
 
   for (const d of devices) add({ kind: "chardev", ...d });
   for (const [path, mode] of Object.entries(baseDirs)) add({ kind: "dir", path, mode });

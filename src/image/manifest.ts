@@ -24,21 +24,29 @@ export interface HashInputs {
    * content. The builder's tools count too: another mkfs.erofs may lay the disk out differently.
    */
   readonly files: Readonly<Record<string, string>>;
-  readonly initScript: string;
-  readonly inittab: string;
+  /** Generated text (/init, the inittab, the agent's launcher...), by name. */
+  readonly scripts: Readonly<Record<string, string>>;
+  /** Whether the image gets an agent startup snapshot (built in a VM, so not a file input). */
+  readonly agentStart: AgentStartKind;
+}
+
+/** How an image starts its agent (see guestInittab). */
+export type AgentStartKind = "bundle" | "snapshot";
+
+function sortedEntries(r: Readonly<Record<string, string>>): [string, string][] {
+  return Object.entries(r).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
 /** sha256 (hex) over the format version and every input; independent of object key order. */
 export function computeInputsHash(inputs: HashInputs): string {
-  const files = Object.entries(inputs.files).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   const canonical = JSON.stringify([
     imageFormatVersion,
     inputs.kernelPackage,
     inputs.kernelVersion,
     [...inputs.modules],
-    files,
-    inputs.initScript,
-    inputs.inittab,
+    sortedEntries(inputs.files),
+    sortedEntries(inputs.scripts),
+    inputs.agentStart,
   ]);
   return createHash("sha256").update(canonical).digest("hex");
 }
@@ -67,6 +75,7 @@ export interface ImageManifest {
   readonly kernelRelease: string;
   readonly kernelPackage: string;
   readonly kernelVersion: string;
+  readonly agentStart: AgentStartKind;
   readonly files: readonly { readonly name: string; readonly sizeBytes: number }[];
   /** host path -> content hash, reused while (size, mtime) are unchanged. */
   readonly sourceHashes: Readonly<Record<string, SourceHash>>;
@@ -95,8 +104,9 @@ export function parseManifest(text: string): ImageManifest | undefined {
     return undefined; // not JSON: treated as absent, see above
   }
   if (!isRecord(v) || v["formatVersion"] !== imageFormatVersion) return undefined;
-  const { inputsHash, kernelRelease, kernelPackage, kernelVersion, files, sourceHashes } = v;
+  const { inputsHash, kernelRelease, kernelPackage, kernelVersion, agentStart, files, sourceHashes } = v;
   if (typeof inputsHash !== "string" || typeof kernelRelease !== "string") return undefined;
+  if (agentStart !== "bundle" && agentStart !== "snapshot") return undefined;
   if (typeof kernelPackage !== "string" || typeof kernelVersion !== "string") return undefined;
   if (!Array.isArray(files) || !isRecord(sourceHashes)) return undefined;
   const parsedFiles: { name: string; sizeBytes: number }[] = [];
@@ -115,6 +125,7 @@ export function parseManifest(text: string): ImageManifest | undefined {
     kernelRelease,
     kernelPackage,
     kernelVersion,
+    agentStart,
     files: parsedFiles,
     sourceHashes: hashes,
   };

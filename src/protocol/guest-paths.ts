@@ -34,3 +34,7 @@ export const guestBundlesDir = "/run/kata-ts/bundles";
 
 /** virtio-serial port name of the agent channel (Kata's). */
 export const agentPortName = "agent.channel.0";
+
+/** Columns of the guest `ps` table (ListProcesses "table"), busybox's names; and how the CLI heads it. */
+export const guestPsColumns = "pid,user,stat,rss,args";
+export const guestPsHeader = "PID   USER     STAT   RSS COMMAND";

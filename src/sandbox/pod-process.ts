@@ -2,7 +2,7 @@
 // its exit status once it has one. Stdio paths are opened by the service itself: containerd's fifos,
 // or /proc/<pid>/fd/N of the CLI that asked (the container's stdio is the caller's, as with runc).
 
-import { createReadStream, createWriteStream, type WriteStream } from "node:fs";
+import { createReadStream, createWriteStream, type ReadStream, type WriteStream } from "node:fs";
 import { deferred } from "../base/async.js";
 import { Code, describeError, isKataError } from "../base/errors.js";
 import type { Logger } from "../base/log.js";
@@ -29,6 +29,17 @@ const drainAfterExitMs = 10_000;
 /** Exit status reported when the VM (and so the process) is gone without a status. */
 export const lostExitStatus = 255;
 
+function openReader(p: string): Promise<ReadStream> {
+  return new Promise((resolve, reject) => {
+    const r = createReadStream(p);
+    r.pause();
+    r.once("open", () => {
+      resolve(r);
+    });
+    r.once("error", reject);
+  });
+}
+
 function openWriter(p: string): Promise<WriteStream> {
   return new Promise((resolve, reject) => {
     // Append, never truncate: /proc/<pid>/fd/1 of a caller may be a file it redirected to.
@@ -49,6 +60,8 @@ export class PodProcess {
   readonly #exited = deferred<ExitInfo>();
   readonly #log: Logger;
   #closeStdin: (() => void) | undefined;
+  #writers: Partial<Record<"stdout" | "stderr", WriteStream>> = {};
+  #input: ReadStream | undefined;
 
   constructor(containerId: string, execId: string, stdio: StdioPaths, log: Logger) {
     this.containerId = containerId;
@@ -70,19 +83,43 @@ export class PodProcess {
   }
 
   /**
+   * Opens the stdio paths, at create time: a caller's /proc/<pid>/fd/N exists only while the caller
+   * waits for the answer, and containerd expects its fifos opened by then too.
+   */
+  async open(): Promise<void> {
+    try {
+      for (const which of ["stdout", "stderr"] as const) {
+        const p = this.stdio[which];
+        if (p !== "") this.#writers[which] = await openWriter(p);
+      }
+      if (this.stdio.stdin !== "") this.#input = await openReader(this.stdio.stdin);
+    } catch (e) {
+      this.releaseStdio();
+      throw e;
+    }
+  }
+
+  /** Closes the stdio of a process that will never run (deleted before start). */
+  releaseStdio(): void {
+    for (const w of Object.values(this.#writers)) w.destroy();
+    this.#writers = {};
+    this.#input?.destroy();
+    this.#input = undefined;
+  }
+
+  /**
    * Called once the process runs in the guest: copies its stdio and waits for its exit. `onExit`
    * runs after the output has drained, before waiters are released.
    */
-  async attach(agent: AgentApi, onExit: (exit: ExitInfo) => Promise<void>): Promise<void> {
+  attach(agent: AgentApi, onExit: (exit: ExitInfo) => Promise<void>): void {
     this.status = "running";
     const ids = { containerId: this.containerId, execId: this.execId === this.containerId ? "" : this.execId };
     const stop = new AbortController();
     const outputs: Promise<void>[] = [];
     const writers: WriteStream[] = [];
     for (const which of ["stdout", "stderr"] as const) {
-      const p = this.stdio[which];
-      if (p === "") continue;
-      const w = await openWriter(p);
+      const w = this.#writers[which];
+      if (w === undefined) continue;
       writers.push(w);
       outputs.push(
         pumpOutput(agent, which, ids, w, stop.signal).catch((e: unknown) => {
@@ -90,8 +127,8 @@ export class PodProcess {
         }),
       );
     }
-    if (this.stdio.stdin !== "") {
-      const input = createReadStream(this.stdio.stdin);
+    const input = this.#input;
+    if (input !== undefined) {
       this.#closeStdin = () => {
         input.destroy();
         void agent.closeStdin(ids, { timeoutMs: 5000 }).catch(() => undefined);
@@ -124,7 +161,21 @@ export class PodProcess {
     if (!(await Promise.race([drained, timer]))) this.#log.warn("output did not drain after exit", { containerId: this.containerId });
     stop.abort();
     this.#closeStdin?.();
-    for (const w of writers) w.end();
+    // The exit is reported only once every byte is out of our buffers: a caller that exits on it
+    // (kata-ts run) must not lose the tail of the output.
+    await Promise.all(
+      writers.map(
+        (w) =>
+          new Promise<void>((resolve) => {
+            w.once("error", () => {
+              resolve();
+            });
+            w.end(() => {
+              resolve();
+            });
+          }),
+      ),
+    );
     const exit = { exitStatus, exitedAt: new Date() };
     this.status = "stopped";
     this.exit = exit;

@@ -140,15 +140,12 @@ export class Pod {
             signal,
           });
         }
-        const c: PodContainer = {
-          id,
-          bundle,
-          type: role.type,
-          createdAt: new Date(),
-          init: new PodProcess(id, id, req.stdio, this.#log),
-          execs: new Map(),
-          paused: false,
-        };
+        const init = new PodProcess(id, id, req.stdio, this.#log);
+        await init.open();
+        undo.defer(`close stdio of ${id}`, () => {
+          init.releaseStdio();
+        });
+        const c: PodContainer = { id, bundle, type: role.type, createdAt: new Date(), init, execs: new Map(), paused: false };
         this.#containers.set(id, c);
         await this.#persist();
         undo.release();
@@ -216,12 +213,12 @@ export class Pod {
         if (spec === undefined) throw new KataError(Code.Internal, `exec ${execId}: no process spec recorded`);
         await sandbox.agent.execProcess({ containerId: id, execId, process: ociToGrpcProcess(spec) }, {});
         this.#execSpecs.delete(`${id}/${execId}`);
-        await p.attach(sandbox.agent, () => Promise.resolve());
+        p.attach(sandbox.agent, () => Promise.resolve());
         return this.#opts.pid;
       }
       if (c.init.status !== "created") throw new KataError(Code.FailedPrecondition, `container ${id} is ${c.init.status}, not created`);
       await sandbox.agent.startContainer({ containerId: id }, {});
-      await c.init.attach(sandbox.agent, () => this.#persist());
+      c.init.attach(sandbox.agent, () => this.#persist());
       await this.#persist();
       await runHooksWarnOnly(this.#deps, "poststart", c.bundle.spec.hooks?.poststart ?? [], this.#ociState(id, c.bundle, "running"), {
         ...(this.#netnsPath === undefined ? {} : { netnsPath: this.#netnsPath }),
@@ -235,14 +232,15 @@ export class Pod {
 
   async exec(id: string, execId: string, process: Process, stdio: StdioPaths): Promise<void> {
     checkId("exec id", execId);
-    await this.#lock.with(id, () => {
+    await this.#lock.with(id, async () => {
       const c = this.#container(id);
       if (c.init.status !== "running") throw new KataError(Code.FailedPrecondition, `container ${id} is not running`);
       if (execId === id || c.execs.has(execId)) throw new KataError(Code.AlreadyExists, `exec id ${execId} already exists in ${id}`);
       if (process.terminal === true) throw new KataError(Code.Unimplemented, `exec ${execId}: terminal is not supported yet`);
-      c.execs.set(execId, new PodProcess(id, execId, stdio, this.#log));
+      const p = new PodProcess(id, execId, stdio, this.#log);
+      await p.open();
+      c.execs.set(execId, p);
       this.#execSpecs.set(`${id}/${execId}`, process);
-      return Promise.resolve();
     });
   }
 
@@ -314,7 +312,10 @@ export class Pod {
           throw new KataError(Code.FailedPrecondition, `sandbox ${id} still has containers: ${others.join(", ")}`);
         }
       }
-      if (c.init.status === "created") c.init.markStopped(137);
+      if (c.init.status === "created") {
+        c.init.markStopped(137);
+        c.init.releaseStdio();
+      }
       await this.#removeContainer(c);
       if (c.type === "sandbox") await this.#destroy();
       else await this.#persist();
@@ -338,6 +339,7 @@ export class Pod {
   async #destroy(): Promise<void> {
     const failures: string[] = [];
     for (const c of [...this.#containers.values()].reverse()) {
+      if (c.init.status === "created") c.init.releaseStdio();
       if (c.init.status !== "stopped") c.init.markStopped(137);
       await this.#removeContainer(c).catch((e: unknown) => failures.push(describeError(e)));
     }

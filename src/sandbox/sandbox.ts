@@ -8,7 +8,7 @@ import { CleanupStack } from "../base/cleanup.js";
 import { Code, KataError, describeError, isKataError, wrap } from "../base/errors.js";
 import type { Logger } from "../base/log.js";
 import { AgentClient, type AgentApi } from "../agent-client/agent-client.js";
-import type { Hypervisor, MachineType, Vm } from "../hypervisor/hypervisor.js";
+import type { Hypervisor, MachineType, ReadonlyDisk, Vm } from "../hypervisor/hypervisor.js";
 import type { Bundle } from "../oci/bundle.js";
 import type { Mounter } from "../platform/mount.js";
 import { ociToGrpcSpec } from "../protocol/oci-spec.js";
@@ -33,6 +33,8 @@ export interface SandboxVmConfig {
   readonly memoryMiB: number;
   readonly kernelPath: string;
   readonly initrdPath: string;
+  /** Read-only disks the image needs next to its initrd (its tools disk: node, crun). */
+  readonly readonlyDisks?: readonly ReadonlyDisk[];
   readonly kernelParams: readonly string[];
   readonly bootTimeoutMs: number;
   readonly msize9p: number;
@@ -110,6 +112,7 @@ export class Sandbox {
           memoryMiB: cfg.vm.memoryMiB,
           kernelPath: cfg.vm.kernelPath,
           initrdPath: cfg.vm.initrdPath,
+          ...(cfg.vm.readonlyDisks === undefined ? {} : { readonlyDisks: cfg.vm.readonlyDisks }),
           kernelParams: cfg.vm.kernelParams,
           sharedDir: share.paths.shared,
           ...(cfg.netnsPath === undefined ? {} : { netnsPath: cfg.netnsPath }),
@@ -197,10 +200,10 @@ export class Sandbox {
         procMounts: c.procMounts,
         sources: await inspectSources(sourcesToInspect(mounts)),
       });
-      // A read-only rootfs is read-only on the host too, except the sandbox container's: disk-backed
-      // emptyDirs (`local`) are created inside it by the guest. crun still mounts it read-only for the
-      // container itself.
-      await this.share.bindDir(bundle.rootfs, relative, bundle.spec.root?.readonly === true && !c.isSandboxContainer);
+      // The rootfs is shared read-write even when root.readonly is set (as Kata does): crun creates the
+      // mount points of the container's volumes in it before it remounts it read-only, and the sandbox
+      // container's rootfs holds the pod's disk-backed emptyDirs. It is the container's own layer.
+      await this.share.bindDir(bundle.rootfs, relative, false);
       undo.defer(`unshare rootfs of ${containerId}`, () => this.share.unbind(relative));
       await applyHostBinds(this.share, plan.binds, undo);
       const spec = guestSpec({ containerId, spec: bundle.spec, mounts: plan.mounts });

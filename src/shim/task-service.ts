@@ -2,7 +2,8 @@
 // containerd calls it through the shim; the OCI CLI calls it too: one state machine, two front doors.
 // Handlers only translate messages; the wire mapping of errors is the ttRPC server's.
 
-import { create } from "@bufbuild/protobuf";
+import { create, toJson } from "@bufbuild/protobuf";
+import { StatsContainerResponseSchema } from "../protocol/gen/agent_pb.js";
 import { AnySchema, timestampFromDate, type Any } from "@bufbuild/protobuf/wkt";
 import { Code, KataError } from "../base/errors.js";
 import type { LinuxResources, Process } from "../oci/spec.js";
@@ -140,7 +141,7 @@ export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskSe
     },
     stats: async (req) => {
       const s = await pod.stats(req.id);
-      return { stats: jsonAny(anyTypes.stats, JSON.parse(JSON.stringify(s, (_k, v: unknown) => (typeof v === "bigint" ? Number(v) : v)))) };
+      return { stats: jsonAny(anyTypes.stats, toJson(StatsContainerResponseSchema, s)) };
     },
     pids: async (req) => {
       const table = await pod.ps(req.id, "table");

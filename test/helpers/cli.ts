@@ -25,13 +25,15 @@ export interface CliOptions {
   readonly timeoutMs?: number;
   /** Give the CLI this fd as stdout (a file), instead of a pipe read by the test. */
   readonly stdoutFd?: number;
+  /** Likewise for stderr: a created container keeps the caller's stdio open until it exits (as with runc). */
+  readonly stderrFd?: number;
 }
 
 export function runCli(args: readonly string[], opts: CliOptions = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [cliPath, ...args], {
       env: opts.env ?? process.env,
-      stdio: [opts.input === undefined ? "ignore" : "pipe", opts.stdoutFd ?? "pipe", "pipe"],
+      stdio: [opts.input === undefined ? "ignore" : "pipe", opts.stdoutFd ?? "pipe", opts.stderrFd ?? "pipe"],
     });
     const out: Buffer[] = [];
     let err = "";
@@ -76,7 +78,7 @@ export async function leftovers(root: string): Promise<string[]> {
   for (const m of mountsUnder(parseMountInfo(await readFile("/proc/self/mountinfo", "utf8")), root)) {
     found.push(`mount ${m}`);
   }
-  for (const dir of ["vm", path.join("shared", "sandboxes"), "sbs"]) {
+  for (const dir of ["vm", path.join("shared", "sandboxes"), "sbs", "containers-mapping", "fifo"]) {
     const entries = await readdir(path.join(root, dir)).catch(() => []);
     for (const e of entries) found.push(`${dir}/${e}`);
   }
@@ -85,4 +87,10 @@ export async function leftovers(root: string): Promise<string[]> {
 
 export async function removeRunRoot(root: string): Promise<void> {
   if ((await leftovers(root)).length === 0) await rm(root, { recursive: true, force: true });
+}
+
+/** Network namespaces kata-ts would have created for these sandbox ids that still exist. */
+export async function netnsLeft(sandboxIds: readonly string[]): Promise<string[]> {
+  const names = new Set(await readdir("/var/run/netns").catch(() => []));
+  return sandboxIds.map((id) => `kata-ts-${id}`).filter((n) => names.has(n));
 }

@@ -33,12 +33,20 @@ describe("a pod through the OCI CLI (real VM)", { skip: requires("root", "qemu",
 
   /** Runs the CLI with stdio to files (the container keeps the caller's stdout open, as with runc). */
   async function cli(args: string[], out?: string): Promise<{ code: number | null; stderr: string; stdout: string }> {
-    const fd = out === undefined ? undefined : await open(out, "a");
-    try {
-      const r = await runCli(["--root", root, ...args], { env, timeoutMs: vmTimeout, ...(fd === undefined ? {} : { stdoutFd: fd.fd }) });
+    if (out === undefined) {
+      const r = await runCli(["--root", root, "--log", path.join(work, "kata.log"), ...args], { env, timeoutMs: vmTimeout });
       return { code: r.code, stderr: r.stderr, stdout: r.stdout.toString() };
+    }
+    // A created container holds the caller's stdio: give it files, not the test's pipes.
+    const fd = await open(out, "a");
+    const errFile = `${out}.err`;
+    const efd = await open(errFile, "a");
+    try {
+      const r = await runCli(["--root", root, "--log", path.join(work, "kata.log"), ...args], { env, timeoutMs: vmTimeout, stdoutFd: fd.fd, stderrFd: efd.fd });
+      return { code: r.code, stderr: await readFile(errFile, "utf8"), stdout: "" };
     } finally {
-      await fd?.close();
+      await fd.close();
+      await efd.close();
     }
   }
 

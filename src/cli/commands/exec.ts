@@ -4,6 +4,7 @@
 
 import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
+import path from "node:path";
 import type { Command } from "commander";
 import { Code, KataError } from "../../base/errors.js";
 import { loadBundle } from "../../oci/bundle.js";
@@ -11,7 +12,8 @@ import type { Process } from "../../oci/spec.js";
 import { StateStore } from "../../sandbox/persist.js";
 import { anyTypes, jsonAny } from "../../shim/task-service.js";
 import type { RuntimeContext } from "../runtime-context.js";
-import { callerStdio, withTask } from "../service-client.js";
+import { sandboxOf, withTask } from "../service-client.js";
+import { prepareStdio } from "../stdio-bridge.js";
 import { ociState } from "./lifecycle.js";
 
 interface ExecFlags {
@@ -68,13 +70,22 @@ export function registerExec(program: Command, ctx: () => RuntimeContext): void 
       const spec = await execProcessSpec(base, args, flags);
       if (spec.terminal === true) throw new KataError(Code.Unimplemented, "exec --tty: terminal processes are not supported yet");
       const execId = `exec-${randomBytes(6).toString("hex")}`;
-      process.exitCode = await withTask(new StateStore(c.flags.root), id, async (task) => {
-        await task.exec({ id, execId, terminal: false, ...callerStdio(), spec: jsonAny(anyTypes.process, spec) });
-        await task.start({ id, execId });
-        if (flags.detach === true) return 0;
-        const { exitStatus } = await task.wait({ id, execId });
-        await task.delete({ id, execId });
-        return exitStatus;
-      });
+      const sid = await sandboxOf(new StateStore(c.flags.root), id);
+      const fifoRoot = path.join(new StateStore(c.flags.root).sandboxDir(sid), "io");
+      const stdio = await prepareStdio(c.runner, fifoRoot, flags.detach === true ? "detached" : "attached");
+      try {
+        process.exitCode = await withTask(new StateStore(c.flags.root), id, async (task) => {
+          await task.exec({ id, execId, terminal: false, ...stdio.paths, spec: jsonAny(anyTypes.process, spec) });
+          await task.start({ id, execId });
+          if (flags.detach === true) return 0;
+          const { exitStatus } = await task.wait({ id, execId });
+          await stdio.done;
+          await task.delete({ id, execId });
+          return exitStatus;
+        });
+      } finally {
+        if (flags.detach !== true) await stdio.cleanup();
+        process.stdin.destroy();
+      }
     });
 }

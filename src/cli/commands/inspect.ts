@@ -6,6 +6,7 @@ import type { Command } from "commander";
 import { Code, KataError, errnoOf } from "../../base/errors.js";
 import { delay } from "../../base/async.js";
 import { defaultSpec } from "../../oci/default-spec.js";
+import { guestPsHeader } from "../../protocol/guest-paths.js";
 import { StateStore } from "../../sandbox/persist.js";
 import { anyTypes, fromJsonAny, jsonAny } from "../../shim/task-service.js";
 import type { RuntimeContext } from "../runtime-context.js";
@@ -49,7 +50,7 @@ export function registerInspect(program: Command, ctx: () => RuntimeContext): vo
       }
       if (flags.format !== "table") throw new KataError(Code.InvalidArgument, `unknown format ${flags.format}`);
       const rows = r.processes.map((p) => (p.info === undefined ? String(p.pid) : Buffer.from(p.info.value).toString()));
-      process.stdout.write(["PID   USER     TIME  COMMAND", ...rows].join("\n") + "\n");
+      process.stdout.write([guestPsHeader, ...rows].join("\n") + "\n");
     });
 
   program

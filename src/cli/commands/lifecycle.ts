@@ -13,7 +13,8 @@ import { ociVersion, type State } from "../../oci/spec.js";
 import { Status } from "../../protocol/gen/containerd/api/types/task/task_pb.js";
 import { StateStore } from "../../sandbox/persist.js";
 import type { RuntimeContext } from "../runtime-context.js";
-import { callerStdio, connectTask, sandboxOf, startService, withTask } from "../service-client.js";
+import { connectTask, sandboxOf, startService, withTask } from "../service-client.js";
+import { prepareStdio } from "../stdio-bridge.js";
 import { parseSignal } from "../signals.js";
 import { forceCleanup } from "../stale.js";
 
@@ -55,8 +56,15 @@ export async function createContainer(ctx: RuntimeContext, id: string, flags: Cr
     socket = store.socketPath(role.sandboxId);
   }
   const c = await connectTask(socket);
+  const stdio = await prepareStdio(ctx.runner, path.join(store.sandboxDir(role.sandboxId), "io"), "detached");
   try {
-    const { pid } = await c.task.create({ id, bundle: bundle.dir, terminal: false, ...callerStdio() });
+    let pid: number;
+    try {
+      pid = (await c.task.create({ id, bundle: bundle.dir, terminal: false, ...stdio.paths })).pid;
+    } catch (e) {
+      await stdio.abort();
+      throw e;
+    }
     if (flags.pidFile !== undefined) await writeFile(path.resolve(flags.pidFile), String(pid));
     return pid;
   } finally {

@@ -13,7 +13,8 @@ import { containerRole } from "../../oci/annotations.js";
 import { loadBundle } from "../../oci/bundle.js";
 import { StateStore } from "../../sandbox/persist.js";
 import type { RuntimeContext } from "../runtime-context.js";
-import { callerStdio, connectTask, type TaskConnection } from "../service-client.js";
+import { connectTask, type TaskConnection } from "../service-client.js";
+import { prepareStdio, type PreparedStdio } from "../stdio-bridge.js";
 import { hostService, type HostedService } from "../service-host.js";
 
 const forwardGraceMs = 3000;
@@ -37,6 +38,7 @@ export async function runContainer(ctx: RuntimeContext, containerId: string, fla
   let conn: TaskConnection | undefined;
   let signals = 0;
   let started = false;
+  let stdio: PreparedStdio | undefined;
   const onSignal = (sig: NodeJS.Signals): void => {
     signals++;
     const task = conn?.task;
@@ -60,12 +62,15 @@ export async function runContainer(ctx: RuntimeContext, containerId: string, fla
     if (role.type === "sandbox") service = await hostService(ctx, role.sandboxId);
     conn = await connectTask(service?.socketPath ?? store.socketPath(role.sandboxId));
     const task = conn.task;
-    await task.create({ id, bundle: bundle.dir, terminal: false, ...callerStdio() });
+    // Fifos live in the sandbox's state dir, so whatever removes the sandbox removes them too.
+    stdio = await prepareStdio(ctx.runner, path.join(store.sandboxDir(role.sandboxId), "io"), "attached");
+    await task.create({ id, bundle: bundle.dir, terminal: false, ...stdio.paths });
     at("containerCreated");
     await task.start({ id });
     started = true;
     at("containerStarted");
     const { exitStatus } = await task.wait({ id });
+    await stdio.done;
     at("exited");
     await task.delete({ id });
     await conn.close();
@@ -95,6 +100,8 @@ export async function runContainer(ctx: RuntimeContext, containerId: string, fla
     }
     throw e;
   } finally {
+    await stdio?.cleanup();
+    process.stdin.destroy();
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
   }

@@ -17,7 +17,6 @@ import {
   deviceVirtioSerial,
   deviceVirtserialport,
   displayNone,
-  fastKernelParams,
   fsdevLocal,
   incoming,
   initrd,
@@ -35,9 +34,9 @@ import {
   serial,
   smp,
   toArgv,
-  tscEarlyKhz,
   type QemuVmConfig,
 } from "./args.js";
+import { fastKernelParams } from "./kernel-params.js";
 
 /** The repository root: the nearest ancestor with a package.json (works from src/ under tsx and from dist/). */
 function repoRoot(): string {
@@ -84,7 +83,11 @@ const microvmNoBoot: QemuVmConfig = {
   pidfilePath: "/run/kata-ts/sb1/qemu.pid",
 };
 
-const microvmTcg: QemuVmConfig = { ...microvmNoBoot, initrdPath: "/opt/kata-ts/initrd.cpio" };
+const microvmTcg: QemuVmConfig = {
+  ...microvmNoBoot,
+  initrdPath: "/opt/kata-ts/initrd.cpio",
+  readonlyDisks: [{ path: "/opt/kata-ts/tools.erofs", serial: "kata-ts-tools" }],
+};
 
 // The pod directory holds a comma to show which switches escape it and which take it verbatim.
 const q35Kvm: QemuVmConfig = {
@@ -95,6 +98,10 @@ const q35Kvm: QemuVmConfig = {
   memoryMiB: 2048,
   kernelPath: "/opt/kata-ts/vmlinux",
   imagePath: "/opt/kata-ts/root,fs.img",
+  readonlyDisks: [
+    { path: "/opt/kata-ts/tools,1.erofs", serial: "tools" },
+    { path: "/opt/kata-ts/data.img", serial: "data,1" },
+  ],
   kernelParams: [
     ...fastKernelParams("q35", "kvm"),
     "root=/dev/vda",
@@ -178,6 +185,55 @@ describe("planQemuArgs", () => {
     assert.equal(valueOf(argv, "-m"), "512M");
     assert.match(valueOf(argv, "-object") ?? "", /,size=512M,.*share=off$/);
     assert.equal(valueOf(argv, "-machine"), "microvm,accel=tcg,memory-backend=mem0");
+  });
+
+  it("attaches read-only disks after the root image, each read-only and with its serial", () => {
+    const argv = planQemuArgs(q35Kvm);
+
+    assert.deepEqual(valuesOf(argv, "-blockdev"), [
+      "driver=raw,node-name=image0,read-only=on,file.driver=file,file.filename=/opt/kata-ts/root,,fs.img",
+      "driver=raw,node-name=rodisk0,read-only=on,file.driver=file,file.filename=/opt/kata-ts/tools,,1.erofs",
+      "driver=raw,node-name=rodisk1,read-only=on,file.driver=file,file.filename=/opt/kata-ts/data.img",
+    ]);
+    assert.deepEqual(
+      valuesOf(argv, "-device").filter((d) => d.startsWith("virtio-blk")),
+      [
+        "virtio-blk-pci,id=blk0,drive=image0",
+        "virtio-blk-pci,id=roblk0,drive=rodisk0,serial=tools",
+        "virtio-blk-pci,id=roblk1,drive=rodisk1,serial=data,,1",
+      ],
+    );
+  });
+
+  it("attaches the tools disk next to an initrd", () => {
+    const argv = planQemuArgs(microvmTcg);
+
+    assert.equal(valueOf(argv, "-initrd"), "/opt/kata-ts/initrd.cpio");
+    assert.deepEqual(valuesOf(argv, "-blockdev"), [
+      "driver=raw,node-name=rodisk0,read-only=on,file.driver=file,file.filename=/opt/kata-ts/tools.erofs",
+    ]);
+    assert.ok(valuesOf(argv, "-device").includes("virtio-blk-device,id=roblk0,drive=rodisk0,serial=kata-ts-tools"));
+  });
+
+  it("rejects a relative disk path, an empty, long or repeated serial", () => {
+    const disks = [
+      { path: "tools.erofs", serial: "a" },
+      { path: "/b", serial: "" },
+      { path: "/c", serial: "s".repeat(21) },
+      { path: "/d", serial: "a" },
+    ];
+
+    assert.throws(
+      () => planQemuArgs({ ...microvmTcg, readonlyDisks: disks }),
+      (e) =>
+        isKataError(e, "INVALID_ARGUMENT") &&
+        [
+          "readonlyDisks[0].path: not an absolute path",
+          "readonlyDisks[1].serial: 0 bytes, must be 1..20",
+          "readonlyDisks[2].serial: 21 bytes",
+          "readonlyDisks[3].serial: a is used twice",
+        ].every((m) => e.message.includes(m)),
+    );
   });
 
   it("rejects neither initrd nor image, naming the fields", () => {
@@ -285,6 +341,10 @@ describe("QEMU switch builders", () => {
       "-device",
       "virtio-blk-pci,id=blk0,drive=image0",
     ]);
+    assert.deepEqual(deviceVirtioBlk("mmio", { id: "b", drive: "d", serial: "s,1" }), [
+      "-device",
+      "virtio-blk-device,id=b,drive=d,serial=s,,1",
+    ]);
   });
 
   it("deviceVirtserialport names the bus, chardev and port", () => {
@@ -328,56 +388,5 @@ describe("QEMU switch builders", () => {
       "-incoming",
       "defer",
     ]);
-  });
-});
-
-describe("tscEarlyKhz", () => {
-  const cpuinfo = "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu MHz\t\t: 2096.013\ncache size\t: 36608 KB\n";
-
-  it("converts the first cpu MHz line to kHz exactly", () => {
-    // 2096.013 * 1000 is 2096012.9999999998 in floating point; truncating that would be off by one.
-    assert.equal(tscEarlyKhz(cpuinfo), 2096013);
-    assert.equal(tscEarlyKhz("cpu MHz : 2596.1\ncpu MHz : 1.0\n"), 2596100);
-    assert.equal(tscEarlyKhz("cpu MHz\t: 3000\n"), 3000000);
-    assert.equal(tscEarlyKhz("cpu MHz\t: 2096.0139\n"), 2096013);
-  });
-
-  it("returns undefined without a usable cpu MHz line", () => {
-    assert.equal(tscEarlyKhz("processor\t: 0\n"), undefined);
-    assert.equal(tscEarlyKhz("cpu MHz\t: 0.000\n"), undefined);
-    assert.equal(tscEarlyKhz("cpu MHz\t: unknown\n"), undefined);
-  });
-});
-
-describe("fastKernelParams", () => {
-  it("is the measured fast command line for microvm under TCG", () => {
-    // feasibility/fast-cmdline.txt, measured on this machine kind (~2.1 s to READY).
-    const measured =
-      "console=ttyS0 quiet loglevel=0 tsc=reliable no_timer_check rcupdate.rcu_expedited=1 i8042.direct=1 " +
-      "i8042.dumbkbd=1 i8042.nopnp=1 i8042.noaux=1 noreplace-smp reboot=k cryptomgr.notests mitigations=off " +
-      "nokaslr audit=0 apparmor=0 security=none random.trust_cpu=on tsc_early_khz=2096000";
-
-    assert.equal(fastKernelParams("microvm", "tcg", 2096000).join(" "), measured);
-  });
-
-  it("adds pci=lastbus=0 only on q35", () => {
-    assert.ok(fastKernelParams("q35", "tcg").includes("pci=lastbus=0"));
-    assert.ok(!fastKernelParams("microvm", "tcg").includes("pci=lastbus=0"));
-  });
-
-  it("adds tsc_early_khz only when given, and rejects a non-integer", () => {
-    assert.ok(!fastKernelParams("microvm", "tcg").some((p) => p.startsWith("tsc_early_khz")));
-    assert.throws(
-      () => fastKernelParams("microvm", "tcg", 2096.5),
-      (e) => isKataError(e, "INVALID_ARGUMENT"),
-    );
-  });
-
-  it("keeps mitigations and KASLR under KVM", () => {
-    const kvm = fastKernelParams("microvm", "kvm");
-
-    assert.ok(!kvm.includes("mitigations=off"));
-    assert.ok(!kvm.includes("nokaslr"));
-    assert.ok(kvm.includes("console=ttyS0"));
   });
 });

@@ -8,8 +8,10 @@ import { Code, KataError, errnoOf, wrap } from "../../base/errors.js";
 import type { Logger } from "../../base/log.js";
 import type { HostProbe } from "../../platform/probe.js";
 import { describeExit, type Child, type ExitStatus, type ProcessRunner } from "../../platform/process.js";
+import { sharedFsTag } from "../../protocol/guest-paths.js";
 import type { Hypervisor, Vm, VmConfig } from "../hypervisor.js";
-import { fastKernelParams, planQemuArgs, tscEarlyKhz, type Accel } from "./args.js";
+import { planQemuArgs, type Accel } from "./args.js";
+import { fastKernelParams, tscEarlyKhz } from "./kernel-params.js";
 import { QmpClient } from "./qmp.js";
 
 export interface QemuDeps {
@@ -83,7 +85,7 @@ export class QemuHypervisor implements Hypervisor {
       qmpSocketPath: paths.qmp,
       agentSocketPath: paths.agent,
       pidfilePath: paths.pid,
-      ...(config.sharedDir === undefined ? {} : { sharedDir: { path: config.sharedDir, mountTag: "kataShared" } }),
+      ...(config.sharedDir === undefined ? {} : { sharedDir: { path: config.sharedDir, mountTag: sharedFsTag } }),
       ...(this.#opts.firmware === undefined || config.machineType !== "q35" ? {} : { firmware: this.#opts.firmware }),
     });
     await mkdir(config.vmDir, { recursive: true, mode: 0o700 });

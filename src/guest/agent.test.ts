@@ -1,0 +1,631 @@
+import assert from "node:assert/strict";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { constants, tmpdir } from "node:os";
+import path from "node:path";
+import { afterEach, beforeEach, describe, it } from "node:test";
+import { create } from "@bufbuild/protobuf";
+import { deadline, raceAbort } from "../base/async.js";
+import { Code, KataError } from "../base/errors.js";
+import { nullLogger } from "../base/log.js";
+import { defaultSpec } from "../oci/default-spec.js";
+import type { Spec } from "../oci/spec.js";
+import type { Mounter } from "../platform/mount.js";
+import {
+  CreateContainerRequestSchema,
+  CreateSandboxRequestSchema,
+  ExecProcessRequestSchema,
+  StorageSchema,
+  type CreateContainerRequest,
+  type Storage,
+} from "../protocol/gen/agent_pb.js";
+import { guestRootfsPath, guestSharedDir } from "../protocol/guest-paths.js";
+import { ociToGrpcProcess, ociToGrpcSpec } from "../protocol/oci-spec.js";
+import { FakeChild, kataError } from "../../test/helpers/fakes.js";
+import { Agent } from "./agent.js";
+import type { Crun } from "./crun.js";
+import { StorageManager, type StorageHandler } from "./storage.js";
+
+const signalNames = new Map(
+  Object.entries(constants.signals).map(([name, n]) => [n, name as NodeJS.Signals] as const),
+);
+
+/** `fn`'s result, or its throw as a rejection (crun's failures are asynchronous). */
+function attempt<T>(fn: () => T): Promise<T> {
+  return new Promise<T>((resolve) => {
+    resolve(fn());
+  });
+}
+
+interface FakeContainer {
+  readonly bundleDir: string;
+  readonly spec: Spec;
+  readonly init: FakeChild;
+  paused: boolean;
+}
+
+/**
+ * Behaves like `crun` for the calls the agent makes: `run` reads the bundle's config.json and starts
+ * the container's init (a FakeChild the test ends), `kill` delivers the signal to it, `delete` removes
+ * it, `pause`/`resume` need a running/paused one. Unknown containers fail as with crun.
+ */
+class FakeCrun {
+  readonly containers = new Map<string, FakeContainer>();
+  readonly execs: { containerId: string; process: unknown; tty: boolean; child: FakeChild }[] = [];
+  /** When true, `kill` succeeds but the process ignores the signal (stuck in D state, say). */
+  ignoreKill = false;
+
+  #get(id: string): FakeContainer {
+    const c = this.containers.get(id);
+    if (c === undefined) throw new Error(`crun: container \`${id}\` does not exist`);
+    return c;
+  }
+
+  async run(containerId: string, bundleDir: string): Promise<FakeChild> {
+    if (this.containers.has(containerId)) throw new Error(`crun: container \`${containerId}\` already exists`);
+    // CAST: the agent writes the spec it converted; a parse failure fails the test.
+    const spec = JSON.parse(await readFile(path.join(bundleDir, "config.json"), "utf8")) as Spec;
+    const init = new FakeChild();
+    this.containers.set(containerId, { bundleDir, spec, init, paused: false });
+    return init;
+  }
+
+  async exec(containerId: string, processJsonPath: string, tty: boolean): Promise<FakeChild> {
+    const c = this.#get(containerId);
+    if (c.init.hasExited) throw new Error(`crun: container \`${containerId}\` is not running`);
+    const process: unknown = JSON.parse(await readFile(processJsonPath, "utf8"));
+    const child = new FakeChild();
+    this.execs.push({ containerId, process, tty, child });
+    return child;
+  }
+
+  kill(containerId: string, signal: number, all: boolean): Promise<void> {
+    return attempt(() => {
+      const c = this.#get(containerId);
+      if (c.init.hasExited) throw new Error(`crun: container \`${containerId}\` is not running`);
+      if (this.ignoreKill) return;
+      const name = signalNames.get(signal) ?? "SIGKILL";
+      c.init.kill(name);
+      if (all) for (const e of this.execs.filter((x) => x.containerId === containerId)) e.child.kill(name);
+    });
+  }
+
+  delete(containerId: string): Promise<void> {
+    return attempt(() => {
+      this.#get(containerId).init.kill("SIGKILL");
+      this.containers.delete(containerId);
+    });
+  }
+
+  pause(containerId: string): Promise<void> {
+    return attempt(() => {
+      const c = this.#get(containerId);
+      if (c.init.hasExited || c.paused) throw new Error(`crun: container \`${containerId}\` is not running`);
+      c.paused = true;
+    });
+  }
+
+  resume(containerId: string): Promise<void> {
+    return attempt(() => {
+      const c = this.#get(containerId);
+      if (!c.paused) throw new Error(`crun: container \`${containerId}\` is not paused`);
+      c.paused = false;
+    });
+  }
+
+  update(containerId: string): Promise<void> {
+    return attempt(() => {
+      this.#get(containerId);
+    });
+  }
+
+  ps(containerId: string): Promise<number[]> {
+    return attempt(() => {
+      const c = this.#get(containerId);
+      return c.init.hasExited ? [] : [c.init.pid];
+    });
+  }
+
+  /** The init of a container crun runs. */
+  init(containerId: string): FakeChild {
+    const c = this.containers.get(containerId);
+    assert.ok(c !== undefined, `crun runs no container ${containerId}`);
+    return c.init;
+  }
+}
+
+/** Storage driver "fake": attaching records the mount point, detaching forgets it. */
+class FakeStorageHandler implements StorageHandler {
+  readonly driver = "fake";
+  readonly attached = new Set<string>();
+
+  attach(s: Storage): Promise<() => Promise<void>> {
+    if (this.attached.has(s.mountPoint)) return Promise.reject(new Error(`fake: ${s.mountPoint} attached twice`));
+    this.attached.add(s.mountPoint);
+    return Promise.resolve(() => {
+      this.attached.delete(s.mountPoint);
+      return Promise.resolve();
+    });
+  }
+}
+
+/** The fake handler never mounts: any mount is a test failure. */
+const noMounter: Mounter = {
+  mount: () => Promise.reject(new Error("unexpected mount")),
+  bind: () => Promise.reject(new Error("unexpected bind")),
+  remountReadonly: () => Promise.reject(new Error("unexpected remount")),
+  setPropagation: () => Promise.reject(new Error("unexpected propagation change")),
+  unmount: () => Promise.reject(new Error("unexpected unmount")),
+};
+
+const fakeStorage = (mountPoint: string, shared = false): Storage =>
+  create(StorageSchema, { driver: "fake", source: "fake", fstype: "fake", mountPoint, shared });
+
+const sandboxMp = `${guestSharedDir}`;
+const mpOf = (id: string): string => `${guestSharedDir}/${id}/rootfs`;
+
+function containerRequest(id: string, opts: { rootPath?: string; storages?: Storage[] } = {}): CreateContainerRequest {
+  const spec = defaultSpec({ args: ["sleep", "inf"], rootPath: opts.rootPath ?? guestRootfsPath(id) });
+  return create(CreateContainerRequestSchema, {
+    containerId: id,
+    OCI: ociToGrpcSpec(spec),
+    storages: opts.storages ?? [fakeStorage(mpOf(id))],
+  });
+}
+
+const execRequest = (containerId: string, execId: string) =>
+  create(ExecProcessRequestSchema, {
+    containerId,
+    execId,
+    process: ociToGrpcProcess({ ...defaultSpec({ args: ["ps"], terminal: false }).process, cwd: "/", user: { uid: 0, gid: 0 } }),
+  });
+
+let bundlesDir = "";
+let crun: FakeCrun;
+let handler: FakeStorageHandler;
+let hostnames: string[];
+let agent: Agent;
+
+function newAgent(): Agent {
+  return new Agent({
+    // CAST: FakeCrun implements every Crun method the agent calls; Crun's private fields make the
+    // class nominal, so no other object can satisfy the type.
+    crun: crun as unknown as Crun,
+    storage: new StorageManager({ mounter: noMounter, logger: nullLogger }, [handler]),
+    logger: nullLogger,
+    setHostname: (name) => {
+      hostnames.push(name);
+      return Promise.resolve();
+    },
+    bundlesDir,
+  });
+}
+
+async function withSandbox(): Promise<Agent> {
+  await agent.createSandbox(
+    create(CreateSandboxRequestSchema, { sandboxId: "sb1", hostname: "pod1", storages: [fakeStorage(sandboxMp)] }),
+  );
+  return agent;
+}
+
+async function running(id: string, opts: { storages?: Storage[] } = {}): Promise<FakeChild> {
+  await agent.createContainer(containerRequest(id, opts));
+  await agent.startContainer(id);
+  return crun.init(id);
+}
+
+describe("Agent", () => {
+  beforeEach(async () => {
+    bundlesDir = await mkdtemp(path.join(tmpdir(), "kata-ts-agent-"));
+    crun = new FakeCrun();
+    handler = new FakeStorageHandler();
+    hostnames = [];
+    agent = newAgent();
+  });
+  afterEach(async () => {
+    await rm(bundlesDir, { recursive: true, force: true });
+  });
+
+  describe("createSandbox", () => {
+    it("sets the hostname, attaches the sandbox storages and records the sandbox id", async () => {
+      await withSandbox();
+
+      assert.equal(agent.sandboxId, "sb1");
+      assert.deepEqual(hostnames, ["pod1"]);
+      assert.deepEqual([...handler.attached], [sandboxMp]);
+    });
+
+    it("refuses a second sandbox with ALREADY_EXISTS and keeps the first", async () => {
+      await withSandbox();
+
+      await assert.rejects(
+        agent.createSandbox(create(CreateSandboxRequestSchema, { sandboxId: "sb2" })),
+        kataError(Code.AlreadyExists, "sandbox sb1 already created"),
+      );
+
+      assert.equal(agent.sandboxId, "sb1");
+    });
+
+    it("refuses an invalid sandbox id before touching hostname or storage", async () => {
+      const req = create(CreateSandboxRequestSchema, {
+        sandboxId: "../sb",
+        hostname: "h",
+        storages: [fakeStorage(sandboxMp)],
+      });
+
+      await assert.rejects(agent.createSandbox(req), kataError(Code.InvalidArgument, "invalid sandbox id"));
+
+      assert.equal(agent.sandboxId, undefined);
+      assert.deepEqual(hostnames, []);
+      assert.deepEqual([...handler.attached], []);
+    });
+  });
+
+  describe("createContainer", () => {
+    it("refuses a container before the sandbox exists with FAILED_PRECONDITION", async () => {
+      const req = containerRequest("c1");
+
+      await assert.rejects(agent.createContainer(req), kataError(Code.FailedPrecondition, "sandbox not created"));
+
+      assert.deepEqual([...handler.attached], []);
+      assert.deepEqual(await readdir(bundlesDir), []);
+    });
+
+    it("attaches the container's storages and writes its spec as the bundle's config.json", async () => {
+      await withSandbox();
+
+      await agent.createContainer(containerRequest("c1"));
+
+      const spec: unknown = JSON.parse(await readFile(path.join(bundlesDir, "c1", "config.json"), "utf8"));
+      assert.deepEqual(spec, { ...defaultSpec({ args: ["sleep", "inf"], rootPath: guestRootfsPath("c1") }) });
+      assert.deepEqual([...handler.attached].sort(), [sandboxMp, mpOf("c1")].sort());
+    });
+
+    it("refuses a second container with the same id with ALREADY_EXISTS, keeping the first", async () => {
+      await withSandbox();
+      await agent.createContainer(containerRequest("c1"));
+
+      await assert.rejects(
+        agent.createContainer(containerRequest("c1", { storages: [fakeStorage(`${guestSharedDir}/other`)] })),
+        kataError(Code.AlreadyExists, "container c1 already exists"),
+      );
+
+      assert.equal(handler.attached.has(`${guestSharedDir}/other`), false);
+      await agent.startContainer("c1");
+      assert.equal(crun.init("c1").hasExited, false);
+    });
+
+    it("refuses a root.path other than the container's guest rootfs with INVALID_ARGUMENT", async () => {
+      await withSandbox();
+      const req = containerRequest("c1", { rootPath: "/" });
+
+      await assert.rejects(
+        agent.createContainer(req),
+        kataError(Code.InvalidArgument, `container c1: root.path "/" must be ${guestRootfsPath("c1")}`),
+      );
+
+      assert.deepEqual([...handler.attached], [sandboxMp]);
+      assert.deepEqual(await readdir(bundlesDir), []);
+    });
+
+    it("refuses another container's rootfs as root.path", async () => {
+      await withSandbox();
+      const req = containerRequest("c1", { rootPath: `${guestSharedDir}/c1/../c2/rootfs` });
+
+      await assert.rejects(agent.createContainer(req), kataError(Code.InvalidArgument, "must be"));
+    });
+
+    it("refuses a request without an OCI spec with INVALID_ARGUMENT", async () => {
+      await withSandbox();
+      const req = create(CreateContainerRequestSchema, { containerId: "c1" });
+
+      await assert.rejects(agent.createContainer(req), kataError(Code.InvalidArgument, "container c1: no OCI spec"));
+    });
+
+    it("refuses an invalid container id with INVALID_ARGUMENT", async () => {
+      await withSandbox();
+      const req = containerRequest("c1");
+      req.containerId = "../c1";
+
+      await assert.rejects(agent.createContainer(req), kataError(Code.InvalidArgument, "invalid container id"));
+
+      assert.deepEqual(await readdir(bundlesDir), []);
+    });
+  });
+
+  describe("start and wait", () => {
+    it("runs the container with crun on its bundle and serves its output", async () => {
+      await withSandbox();
+      await agent.createContainer(containerRequest("c1"));
+
+      await agent.startContainer("c1");
+      const init = crun.init("c1");
+      init.stdout.write("hello\n");
+
+      assert.equal(agent.process("c1", "").pid, init.pid);
+      assert.equal(crun.containers.get("c1")?.bundleDir, path.join(bundlesDir, "c1"));
+      assert.deepEqual(crun.containers.get("c1")?.spec.process?.args, ["sleep", "inf"]);
+      assert.equal(Buffer.from(await agent.process("c1", "").stdout.read(100)).toString(), "hello\n");
+    });
+
+    it("reports the init's exit code to waiters", async () => {
+      await withSandbox();
+      const init = await running("c1");
+
+      init.exit({ code: 3, signal: null });
+
+      assert.equal(await agent.process("c1", "").wait(), 3);
+      assert.equal(await agent.process("c1", "c1").wait(), 3);
+    });
+
+    it("refuses to start a running container", async () => {
+      await withSandbox();
+      await running("c1");
+
+      await assert.rejects(agent.startContainer("c1"), kataError(Code.FailedPrecondition, "c1 is running, not created"));
+    });
+
+    it("refuses to start a container that exited", async () => {
+      await withSandbox();
+      const init = await running("c1");
+      init.exit({ code: 0, signal: null });
+      await agent.process("c1", "").wait();
+
+      await assert.rejects(agent.startContainer("c1"), kataError(Code.FailedPrecondition, "c1 is stopped"));
+    });
+
+    it("has no process for a container not started yet", async () => {
+      await withSandbox();
+      await agent.createContainer(containerRequest("c1"));
+
+      assert.throws(() => agent.process("c1", ""), kataError(Code.NotFound, "container c1 has not been started"));
+    });
+
+    it("refuses to start an unknown container with NOT_FOUND", async () => {
+      await withSandbox();
+
+      await assert.rejects(agent.startContainer("nope"), kataError(Code.NotFound, "container nope not found"));
+    });
+  });
+
+  describe("signalProcess", () => {
+    it("stops a created container on SIGTERM without running it", async () => {
+      await withSandbox();
+      await agent.createContainer(containerRequest("c1"));
+
+      await agent.signalProcess("c1", "", 15);
+
+      await assert.rejects(agent.startContainer("c1"), kataError(Code.FailedPrecondition, "c1 is stopped"));
+      assert.equal(crun.containers.has("c1"), false);
+    });
+
+    it("leaves a created container startable after a signal that does not stop it", async () => {
+      await withSandbox();
+      await agent.createContainer(containerRequest("c1"));
+
+      await agent.signalProcess("c1", "", 1);
+      await agent.startContainer("c1");
+
+      assert.equal(crun.init("c1").hasExited, false);
+    });
+
+    it("delivers a signal to a running container through crun", async () => {
+      await withSandbox();
+      const init = await running("c1");
+
+      await agent.signalProcess("c1", "", 15);
+
+      assert.deepEqual(init.signals, ["SIGTERM"]);
+      assert.equal(await agent.process("c1", "").wait(), 128 + 15);
+    });
+
+    it("does nothing to a container whose init has exited", async () => {
+      await withSandbox();
+      const init = await running("c1");
+      init.exit({ code: 0, signal: null });
+      await agent.process("c1", "").wait();
+
+      await agent.signalProcess("c1", "", 9);
+
+      assert.deepEqual(init.signals, []);
+    });
+  });
+
+  describe("execProcess", () => {
+    it("starts a process in a running container and serves it by exec id", async () => {
+      await withSandbox();
+      await running("c1");
+
+      await agent.execProcess(execRequest("c1", "e1"));
+      const exec = crun.execs[0];
+      assert.ok(exec !== undefined);
+      exec.child.stdout.end("procs\n");
+
+      assert.equal(exec.containerId, "c1");
+      assert.equal(agent.process("c1", "e1").pid, exec.child.pid);
+      assert.equal(Buffer.from(await agent.process("c1", "e1").stdout.read(100)).toString(), "procs\n");
+    });
+
+    it("refuses an exec in a created container with FAILED_PRECONDITION", async () => {
+      await withSandbox();
+      await agent.createContainer(containerRequest("c1"));
+
+      await assert.rejects(
+        agent.execProcess(execRequest("c1", "e1")),
+        kataError(Code.FailedPrecondition, "container c1 is created: cannot exec in it"),
+      );
+
+      assert.deepEqual(crun.execs, []);
+    });
+
+    it("refuses an exec in a stopped container", async () => {
+      await withSandbox();
+      const init = await running("c1");
+      init.exit({ code: 0, signal: null });
+      await agent.process("c1", "").wait();
+
+      await assert.rejects(agent.execProcess(execRequest("c1", "e1")), kataError(Code.FailedPrecondition, "is stopped"));
+    });
+
+    it("refuses an exec in a paused container, and allows it again once resumed", async () => {
+      await withSandbox();
+      await running("c1");
+      await agent.pauseContainer("c1");
+
+      await assert.rejects(agent.execProcess(execRequest("c1", "e1")), kataError(Code.FailedPrecondition, "is paused"));
+      await agent.resumeContainer("c1");
+      await agent.execProcess(execRequest("c1", "e1"));
+
+      assert.equal(crun.execs.length, 1);
+      assert.equal(crun.containers.get("c1")?.paused, false);
+    });
+
+    it("refuses a second exec with the same id, or the container's own id, with ALREADY_EXISTS", async () => {
+      await withSandbox();
+      await running("c1");
+      await agent.execProcess(execRequest("c1", "e1"));
+
+      await assert.rejects(agent.execProcess(execRequest("c1", "e1")), kataError(Code.AlreadyExists, "process e1"));
+      await assert.rejects(agent.execProcess(execRequest("c1", "c1")), kataError(Code.AlreadyExists, "process c1"));
+
+      assert.equal(crun.execs.length, 1);
+    });
+  });
+
+  describe("removeContainer", () => {
+    it("kills a running container, deletes it and releases its storages and bundle", async () => {
+      await withSandbox();
+      const init = await running("c1");
+
+      await agent.removeContainer("c1", 10);
+
+      assert.deepEqual(init.signals, ["SIGKILL"]);
+      assert.equal(crun.containers.has("c1"), false);
+      assert.deepEqual([...handler.attached], [sandboxMp]);
+      assert.deepEqual(await readdir(bundlesDir), []);
+      assert.throws(() => agent.process("c1", ""), kataError(Code.NotFound, "container c1 not found"));
+    });
+
+    it("kills crun itself when the container outlives the timeout", async () => {
+      await withSandbox();
+      const init = await running("c1");
+      crun.ignoreKill = true;
+      // The deadline is an AbortSignal.timeout, whose timer does not hold the event loop open; in the
+      // guest the agent's server does, here this handle.
+      const keepAlive = setInterval(() => undefined, 1000);
+
+      await agent.removeContainer("c1", 0.05).finally(() => {
+        clearInterval(keepAlive);
+      });
+
+      assert.deepEqual(init.signals, ["SIGKILL"]);
+      assert.equal(crun.containers.has("c1"), false);
+      assert.deepEqual([...handler.attached], [sandboxMp]);
+    });
+
+    it("releases a created container's storages without asking crun", async () => {
+      await withSandbox();
+      await agent.createContainer(containerRequest("c1"));
+
+      await agent.removeContainer("c1", 10);
+
+      assert.deepEqual([...handler.attached], [sandboxMp]);
+      assert.deepEqual(await readdir(bundlesDir), []);
+      await agent.createContainer(containerRequest("c1"));
+    });
+
+    it("keeps a storage another container still uses", async () => {
+      await withSandbox();
+      const shared = fakeStorage(`${guestSharedDir}/vol`);
+      await running("c1", { storages: [fakeStorage(mpOf("c1")), shared] });
+      await running("c2", { storages: [fakeStorage(mpOf("c2")), shared] });
+
+      await agent.removeContainer("c1", 10);
+
+      assert.deepEqual([...handler.attached].sort(), [sandboxMp, `${guestSharedDir}/vol`, mpOf("c2")].sort());
+    });
+
+    it("does nothing for an unknown container", async () => {
+      await withSandbox();
+
+      await agent.removeContainer("nope", 10);
+
+      assert.deepEqual([...handler.attached], [sandboxMp]);
+    });
+  });
+
+  describe("destroySandbox", () => {
+    it("removes every container and detaches every storage", async () => {
+      await withSandbox();
+      const init1 = await running("c1");
+      await agent.createContainer(containerRequest("c2"));
+      const shared = fakeStorage(`${guestSharedDir}/vol`, true);
+      await running("c3", { storages: [fakeStorage(mpOf("c3")), shared] });
+
+      await agent.destroySandbox();
+
+      assert.equal(init1.hasExited, true);
+      assert.equal(crun.containers.size, 0);
+      assert.deepEqual([...handler.attached], []);
+      assert.deepEqual(await readdir(bundlesDir), []);
+      assert.equal(agent.sandboxId, undefined);
+      for (const id of ["c1", "c2", "c3"]) {
+        assert.throws(() => agent.process(id, ""), kataError(Code.NotFound, `container ${id} not found`));
+      }
+    });
+
+    it("allows a new sandbox afterwards", async () => {
+      await withSandbox();
+      await running("c1");
+      await agent.destroySandbox();
+
+      await withSandbox();
+      await running("c1");
+
+      assert.equal(agent.sandboxId, "sb1");
+    });
+
+    it(
+      "removes a container whose id is \"sandbox\"",
+      {
+        todo: 'bug: destroySandbox holds the KeyedLock key "sandbox" and removeContainer("sandbox") waits for the same key: deadlock',
+      },
+      async () => {
+        await withSandbox();
+        await agent.createContainer(containerRequest("sandbox"));
+        // A bound on a hang, not a wait for something: a deadlock leaves nothing else to end the test.
+        const bound = deadline(1000);
+
+        await raceAbort(agent.destroySandbox(), bound.signal, "destroy sandbox").finally(() => {
+          bound.clear();
+        });
+
+        assert.deepEqual([...handler.attached], []);
+      },
+    );
+  });
+
+  describe("listProcesses", () => {
+    it("lists the pids of a running container as JSON and none once it stopped", async () => {
+      await withSandbox();
+      const init = await running("c1");
+
+      const before = Buffer.from(await agent.listProcesses("c1", "json", () => Promise.reject(new KataError(Code.Internal, "no ps")))).toString();
+      init.exit({ code: 0, signal: null });
+      await agent.process("c1", "").wait();
+      const after = Buffer.from(await agent.listProcesses("c1", "", () => Promise.reject(new KataError(Code.Internal, "no ps")))).toString();
+
+      assert.equal(before, JSON.stringify([init.pid]));
+      assert.equal(after, "[]");
+    });
+
+    it("keeps only the container's rows of the ps table, with its header", async () => {
+      await withSandbox();
+      const init = await running("c1");
+      const table = `PID   USER     STAT   RSS COMMAND\n    1 root     S      100 init\n${init.pid} root     S      200 sleep inf\n`;
+
+      const out = Buffer.from(await agent.listProcesses("c1", "table", () => Promise.resolve(table))).toString();
+
+      assert.equal(out, `PID   USER     STAT   RSS COMMAND\n${init.pid} root     S      200 sleep inf\n`);
+    });
+  });
+});
