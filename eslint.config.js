@@ -10,6 +10,8 @@ export default defineConfig(
     },
     rules: {
       "@typescript-eslint/switch-exhaustiveness-check": "error",
+      // An interface method we must implement but do not use names its parameter _x.
+      "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_" }],
       "@typescript-eslint/restrict-template-expressions": ["error", { allowNumber: true }],
       "@typescript-eslint/no-floating-promises": [
         "error",

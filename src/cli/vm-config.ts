@@ -1,62 +1,65 @@
-// The VM a sandbox gets. Until configuration.toml is read (a later issue), these are the defaults: the
-// image built by `kata-ts image build`, a microvm with one vCPU under KVM or TCG. KATA_TS_KERNEL,
-// KATA_TS_INITRD, KATA_TS_TOOLS_DISK and KATA_TS_KERNEL_PARAMS override the image (tests and benchmarks
-// use them). With both KATA_TS_KERNEL and KATA_TS_INITRD set the image is not read, and the VM gets a
-// tools disk only when KATA_TS_TOOLS_DISK names one (an initrd such as the boot floor needs none).
+// The VM a sandbox gets: configuration.toml (lookup order, drop-ins) with the sandbox container's
+// allowed `io.katacontainers.config.*` annotations applied, and the guest image's tools disk when the
+// configured initrd is the one `kata-ts image build` made. KATA_TS_IMAGE_DIR moves the default image
+// location (tests and benchmarks use it); every other setting comes from the configuration.
 
+import path from "node:path";
 import { Code, KataError } from "../base/errors.js";
+import { applyAnnotationsOrThrow } from "../config/annotations.js";
+import { defaultConfig } from "../config/defaults.js";
+import { kernelParams } from "../config/kernel-params.js";
+import type { RuntimeConfig } from "../config/types.js";
 import { toolsDiskSerial } from "../image/guest-init.js";
 import { defaultImageDir, readGuestImage } from "../image/guest-image.js";
-import type { ReadonlyDisk } from "../hypervisor/hypervisor.js";
+import type { Spec } from "../oci/spec.js";
 import type { SandboxVmConfig } from "../sandbox/sandbox.js";
 import type { RuntimeContext } from "./runtime-context.js";
 
-interface ImagePaths {
-  readonly kernelPath: string;
-  readonly initrdPath: string;
-  readonly readonlyDisks: readonly ReadonlyDisk[];
+/** The image files, with the defaults moved to KATA_TS_IMAGE_DIR when it is set. */
+function imageFiles(cfg: RuntimeConfig): { kernel: string; initrd: string } {
+  const dir = process.env["KATA_TS_IMAGE_DIR"];
+  const d = defaultConfig.hypervisor;
+  const h = cfg.hypervisor;
+  if (dir === undefined) return { kernel: h.kernel, initrd: h.initrd };
+  return {
+    kernel: h.kernel === d.kernel ? path.join(dir, path.basename(d.kernel)) : h.kernel,
+    initrd: h.initrd === d.initrd ? path.join(dir, path.basename(d.initrd)) : h.initrd,
+  };
 }
 
-async function imagePaths(): Promise<ImagePaths> {
-  const kernel = process.env["KATA_TS_KERNEL"];
-  const initrd = process.env["KATA_TS_INITRD"];
-  const toolsDisk = process.env["KATA_TS_TOOLS_DISK"];
-  const tools = (path: string): ReadonlyDisk[] => [{ path, serial: toolsDiskSerial }];
-  if (kernel !== undefined && initrd !== undefined) {
-    return { kernelPath: kernel, initrdPath: initrd, readonlyDisks: toolsDisk === undefined ? [] : tools(toolsDisk) };
+export async function resolveVmConfig(ctx: RuntimeContext, spec: Spec): Promise<SandboxVmConfig> {
+  const loaded = await ctx.config();
+  const cfg = applyAnnotationsOrThrow(loaded.config, spec.annotations ?? {});
+  const h = cfg.hypervisor;
+  if (h.image !== "") {
+    throw new KataError(Code.Unimplemented, `${loaded.source}: [hypervisor.qemu] image: booting a root image is not supported yet (use initrd)`);
   }
-  const imageDir = process.env["KATA_TS_IMAGE_DIR"] ?? defaultImageDir;
+  const files = imageFiles(cfg);
+  const imageDir = path.dirname(files.initrd);
   const image = await readGuestImage(imageDir);
-  if (image === undefined) {
+  const ours = image !== undefined && image.initrdPath === files.initrd;
+  if (!ours && files.initrd === imageFiles(defaultConfig).initrd) {
     const flag = imageDir === defaultImageDir ? "" : ` --output ${imageDir}`;
     throw new KataError(
       Code.NotFound,
       `no complete guest image (kernel, initrd and tools disk) in ${imageDir}: build it with: kata-ts image build${flag}`,
     );
   }
-  return {
-    kernelPath: kernel ?? image.kernelPath,
-    initrdPath: initrd ?? image.initrdPath,
-    readonlyDisks: tools(toolsDisk ?? image.toolsDiskPath),
-  };
-}
-
-export async function resolveVmConfig(ctx: RuntimeContext): Promise<SandboxVmConfig> {
-  const paths = await imagePaths();
-  if (ctx.probe.which("qemu-system-x86_64") === undefined) {
-    throw new KataError(
-      Code.NotFound,
-      "qemu-system-x86_64 is not installed (install the Debian package qemu-system-x86)",
-    );
+  if (ctx.probe.which(h.path) === undefined) {
+    throw new KataError(Code.NotFound, `${h.path} is not installed (install the Debian package qemu-system-x86, or set [hypervisor.qemu] path)`);
   }
-  const extra = (process.env["KATA_TS_KERNEL_PARAMS"] ?? "").split(" ").filter((p) => p !== "");
   return {
-    machineType: "microvm",
-    vcpus: 1,
-    memoryMiB: 2048,
-    ...paths,
-    kernelParams: ["panic=1", ...extra],
-    bootTimeoutMs: Number(process.env["KATA_TS_BOOT_TIMEOUT_MS"] ?? 60_000),
-    msize9p: 262144,
+    machineType: h.machineType,
+    vcpus: h.defaultVcpus,
+    memoryMiB: h.defaultMemoryMiB,
+    kernelPath: files.kernel,
+    initrdPath: files.initrd,
+    readonlyDisks: ours ? [{ path: image.toolsDiskPath, serial: toolsDiskSerial }] : [],
+    // panic=1 with -no-reboot: a guest that panics ends its VM instead of hanging; the user's
+    // parameters come last so they win.
+    kernelParams: ["panic=1", ...kernelParams(cfg, { debug: cfg.runtime.enableDebug })],
+    bootTimeoutMs: cfg.agent.dialTimeoutMs,
+    msize9p: h.msize9p,
+    hypervisorPath: h.path,
   };
 }

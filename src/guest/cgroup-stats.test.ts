@@ -22,12 +22,12 @@ describe("cgroup v2 stats", () => {
       "pids.max": "64\n",
     });
 
-    assert.equal(s.cpuStats?.cpuUsage?.totalUsage, 1_500_000n);
-    assert.equal(s.cpuStats?.cpuUsage?.usageInKernelmode, 500_000n);
-    assert.equal(s.cpuStats?.throttlingData?.throttledTime, 20_000n);
-    assert.equal(s.memoryStats?.usage?.usage, 4096n);
-    assert.equal(s.memoryStats?.usage?.limit, 0n);
+    assert.deepEqual(s.cpuStats, {
+      cpuUsage: { totalUsage: 1_500_000n, usageInUsermode: 1_000_000n, usageInKernelmode: 500_000n },
+      throttlingData: { periods: 3n, throttledPeriods: 1n, throttledTime: 20_000n },
+    });
     assert.equal(s.memoryStats?.cache, 200n);
+    assert.deepEqual(s.memoryStats.usage, { usage: 4096n, maxUsage: 0n, failcnt: 0n, limit: 0n });
     assert.deepEqual(s.pidsStats, { current: 2n, limit: 64n });
   });
 });

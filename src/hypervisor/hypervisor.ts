@@ -15,6 +15,8 @@ export interface VmConfig {
   readonly id: string;
   /** Private directory for the VM's sockets and console log; created, and removed by stop(). */
   readonly vmDir: string;
+  /** The hypervisor binary, when not the driver's default (configuration, annotations). */
+  readonly binaryPath?: string;
   readonly machineType: MachineType;
   readonly vcpus: number;
   readonly memoryMiB: number;

@@ -125,6 +125,7 @@ class RecordingSpan implements Span {
     this.#events.push({ name, timeMs: performance.now() - this.#start, ...(attributes === undefined ? {} : { attributes }) });
     return this;
   }
+  /** Links are not recorded by this exporter. */
   addLink(_link: Link): this {
     return this;
   }

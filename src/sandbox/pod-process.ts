@@ -157,7 +157,11 @@ export class PodProcess {
       exitStatus = lostExitStatus;
     }
     const drained = Promise.all(outputs).then(() => true);
-    const timer = new Promise<boolean>((r) => setTimeout(() => r(false), drainAfterExitMs).unref());
+    const timer = new Promise<boolean>((r) => {
+      setTimeout(() => {
+        r(false);
+      }, drainAfterExitMs).unref();
+    });
     if (!(await Promise.race([drained, timer]))) this.#log.warn("output did not drain after exit", { containerId: this.containerId });
     stop.abort();
     this.#closeStdin?.();

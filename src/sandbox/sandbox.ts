@@ -38,6 +38,8 @@ export interface SandboxVmConfig {
   readonly kernelParams: readonly string[];
   readonly bootTimeoutMs: number;
   readonly msize9p: number;
+  /** The hypervisor binary (configuration `path`, possibly overridden by an allowed annotation). */
+  readonly hypervisorPath?: string;
   /** Size of the pod's /dev/shm in the guest (Kata's default: 64 MiB). */
   readonly shmSizeBytes?: number;
 }
@@ -114,6 +116,7 @@ export class Sandbox {
           initrdPath: cfg.vm.initrdPath,
           ...(cfg.vm.readonlyDisks === undefined ? {} : { readonlyDisks: cfg.vm.readonlyDisks }),
           kernelParams: cfg.vm.kernelParams,
+          ...(cfg.vm.hypervisorPath === undefined ? {} : { binaryPath: cfg.vm.hypervisorPath }),
           sharedDir: share.paths.shared,
           ...(cfg.netnsPath === undefined ? {} : { netnsPath: cfg.netnsPath }),
         },

@@ -40,7 +40,8 @@ export function jsonAny(typeUrl: string, value: unknown): Any {
 /** The JSON inside an Any, checked for its type and size. */
 export function fromJsonAny(a: Any | undefined, typeUrl: string, what: string): unknown {
   if (a === undefined) throw new KataError(Code.InvalidArgument, `${what}: missing`);
-  if (a.typeUrl !== typeUrl && !a.typeUrl.endsWith("/" + typeUrl.split("/").pop())) {
+  const name = typeUrl.split("/").pop() ?? typeUrl;
+  if (a.typeUrl !== typeUrl && !a.typeUrl.endsWith(`/${name}`)) {
     throw new KataError(Code.InvalidArgument, `${what}: type ${JSON.stringify(a.typeUrl)}, expected ${typeUrl}`);
   }
   if (a.value.length > maxAnyJsonBytes) {
@@ -61,7 +62,7 @@ export interface TaskServiceHooks {
   /** After Shutdown (or when the pod is gone): the process may exit. */
   readonly onShutdown: () => void;
   /** A create failed and left the service without a sandbox: nothing to serve. */
-  readonly onIdle: () => void;
+  readonly onIdle: () => Promise<void>;
   readonly pid: number;
 }
 
@@ -82,7 +83,8 @@ export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskSe
         );
         return { pid };
       } catch (e) {
-        if (pod.sandbox === undefined) hooks.onIdle();
+        // Clean up before answering, so the caller sees no state left once it has the error.
+        if (pod.sandbox === undefined) await hooks.onIdle();
         throw e;
       }
     },

@@ -1,7 +1,7 @@
 // Runs the real `kata-ts` CLI (the compiled dist/) as a user would, and checks what it leaves behind.
 
 import { spawn } from "node:child_process";
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { mkdtemp, open, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -93,4 +93,23 @@ export async function removeRunRoot(root: string): Promise<void> {
 export async function netnsLeft(sandboxIds: readonly string[]): Promise<string[]> {
   const names = new Set(await readdir("/var/run/netns").catch(() => []));
   return sandboxIds.map((id) => `kata-ts-${id}`).filter((n) => names.has(n));
+}
+
+/**
+ * Runs the CLI with stdout and stderr going to files in `dir` (a created container holds its
+ * caller's stdio until it exits, as with runc: the test's pipes would never close).
+ */
+export async function runCliToFiles(args: readonly string[], dir: string, opts: Omit<CliOptions, "stdoutFd" | "stderrFd"> = {}): Promise<CliResult> {
+  const tag = `${Date.now()}-${Math.random().toString(36).slice(2)}`;
+  const outFile = path.join(dir, `cli-${tag}.out`);
+  const errFile = path.join(dir, `cli-${tag}.err`);
+  const out = await open(outFile, "a");
+  const err = await open(errFile, "a");
+  try {
+    const r = await runCli(args, { ...opts, stdoutFd: out.fd, stderrFd: err.fd });
+    return { ...r, stdout: await readFile(outFile), stderr: await readFile(errFile, "utf8") };
+  } finally {
+    await out.close();
+    await err.close();
+  }
 }

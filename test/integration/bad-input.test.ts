@@ -19,7 +19,6 @@ describe("kata-ts run with bad input", { skip: requires("root", "qemu", "image")
   let root = "";
   let good = "";
   let kernel = "";
-  let initrd = "";
 
   before(async () => {
     work = await mkdtemp(path.join(tmpdir(), "kata-ts-bad-"));
@@ -28,7 +27,7 @@ describe("kata-ts run with bad input", { skip: requires("root", "qemu", "image")
     const image = await readGuestImage(testImageDir);
     assert.ok(image, `guest image in ${testImageDir}`);
     kernel = image.kernelPath;
-    initrd = image.initrdPath;
+
   });
 
   after(async () => {
@@ -36,8 +35,8 @@ describe("kata-ts run with bad input", { skip: requires("root", "qemu", "image")
     await removeRunRoot(root);
   });
 
-  async function runFails(args: string[], env: NodeJS.ProcessEnv = {}): Promise<string> {
-    const r = await runCli(["--root", root, "run", ...args], {
+  async function runFails(args: string[], env: NodeJS.ProcessEnv = {}, global: string[] = []): Promise<string> {
+    const r = await runCli(["--root", root, ...global, "run", ...args], {
       env: { ...process.env, KATA_TS_IMAGE_DIR: testImageDir, ...env },
       timeoutMs: 120_000,
     });
@@ -93,25 +92,27 @@ describe("kata-ts run with bad input", { skip: requires("root", "qemu", "image")
     assert.match(err, /invalid container id "\.\.\/escape"/);
   });
 
+  /** A configuration.toml with these [hypervisor.qemu] / [agent.kata] lines, for one test. */
+  async function config(name: string, hypervisor: string, agent = ""): Promise<string> {
+    const file = path.join(work, `${name}.toml`);
+    await writeFile(file, `[hypervisor.qemu]\n${hypervisor}\n\n[agent.kata]\n${agent}\n`);
+    return file;
+  }
+
   it("names a missing kernel and the command that builds it", async () => {
-    const err = await runFails(["--bundle", good, "c1"], {
-      KATA_TS_KERNEL: "/nonexistent/vmlinux",
-      KATA_TS_INITRD: initrd,
-    });
+    const cfg = await config("nokernel", `kernel = "/nonexistent/vmlinux"`);
+
+    const err = await runFails(["--bundle", good, "c1"], {}, ["--config", cfg]);
 
     assert.match(err, /guest kernel \/nonexistent\/vmlinux not found \(build the guest image: kata-ts image build\)/);
   });
 
   it("names a missing initrd and the command that builds it", async () => {
-    const err = await runFails(["--bundle", good, "c1"], {
-      KATA_TS_KERNEL: kernel,
-      KATA_TS_INITRD: "/nonexistent/initrd.img",
-    });
+    const cfg = await config("noinitrd", `kernel = "${kernel}"\ninitrd = "/nonexistent/initrd.img"`);
 
-    assert.match(
-      err,
-      /guest initrd \/nonexistent\/initrd\.img not found \(build the guest image: kata-ts image build\)/,
-    );
+    const err = await runFails(["--bundle", good, "c1"], {}, ["--config", cfg]);
+
+    assert.match(err, /guest initrd \/nonexistent\/initrd\.img not found \(build the guest image: kata-ts image build\)/);
   });
 
   it("says which image directory is empty and how to fill it", async () => {
@@ -119,27 +120,35 @@ describe("kata-ts run with bad input", { skip: requires("root", "qemu", "image")
 
     const err = await runFails(["--bundle", good, "c1"], { KATA_TS_IMAGE_DIR: empty });
 
-    assert.match(
-      err,
-      new RegExp(`no complete guest image .* in ${empty}: build it with: kata-ts image build --output ${empty}`),
-    );
+    assert.match(err, new RegExp(`no complete guest image .* in ${empty}: build it with: kata-ts image build --output ${empty}`));
   });
 
   it("names the package when QEMU is not installed", async () => {
-    const err = await runFails(["--bundle", good, "c1"], { PATH: "/nonexistent" });
+    const cfg = await config("noqemu", `path = "/nonexistent/qemu-system-x86_64"`);
 
-    assert.match(err, /qemu-system-x86_64 is not installed \(install the Debian package qemu-system-x86\)/);
+    const err = await runFails(["--bundle", good, "c1"], {}, ["--config", cfg]);
+
+    assert.match(err, /\/nonexistent\/qemu-system-x86_64 is not installed \(install the Debian package qemu-system-x86/);
+  });
+
+  it("names the file, section and key of a bad configuration value", async () => {
+    const cfg = await config("badvalue", "default_memory = 1");
+
+    const err = await runFails(["--bundle", good, "c1"], {}, ["--config", cfg]);
+
+    assert.match(err, new RegExp(`${cfg}: \\[hypervisor\\.qemu\\] default_memory`));
   });
 
   it("gives up on a guest that never answers, with the console's last lines", { timeout: 120_000 }, async () => {
     const floor = await buildFloorInitrd({ runner }, path.join(work, "floor"));
 
-    const err = await runFails(["--bundle", good, "c1"], {
-      KATA_TS_KERNEL: kernel,
-      KATA_TS_INITRD: floor,
-      KATA_TS_KERNEL_PARAMS: floorStayParam,
-      KATA_TS_BOOT_TIMEOUT_MS: "8000",
-    });
+    const cfg = await config(
+      "floor",
+      `kernel = "${kernel}"\ninitrd = "${floor}"\nkernel_params = "${floorStayParam}"`,
+      "dial_timeout = 8",
+    );
+
+    const err = await runFails(["--bundle", good, "c1"], {}, ["--config", cfg]);
 
     assert.match(err, /the guest agent did not answer within 8000 ms/);
     assert.match(err, new RegExp(floorAnnouncement));

@@ -25,7 +25,14 @@ function alive(pid: number): boolean {
 async function readResources(file: string): Promise<unknown> {
   const text = file === "-" ? await new Promise<string>((resolve) => {
     let s = "";
-    process.stdin.setEncoding("utf8").on("data", (d: string) => (s += d)).on("end", () => resolve(s));
+    process.stdin
+      .setEncoding("utf8")
+      .on("data", (d: string) => {
+        s += d;
+      })
+      .on("end", () => {
+        resolve(s);
+      });
   }) : await readFile(file, "utf8");
   try {
     return JSON.parse(text);

@@ -93,10 +93,11 @@ export class QemuHypervisor implements Hypervisor {
     try {
       // setpriv --pdeathsig: QEMU dies with the process that holds it, even if that one is SIGKILLed;
       // nothing else could talk to the VM afterwards.
+      const binary = config.binaryPath ?? this.#opts.binary;
       const guarded =
         this.#deps.probe.which("setpriv") === undefined
-          ? [this.#opts.binary, ...args]
-          : ["setpriv", "--pdeathsig", "KILL", "--", this.#opts.binary, ...args];
+          ? [binary, ...args]
+          : ["setpriv", "--pdeathsig", "KILL", "--", binary, ...args];
       const argv =
         config.netnsPath === undefined ? guarded : ["nsenter", `--net=${config.netnsPath}`, "--", ...guarded];
       const [file, ...rest] = argv;
