@@ -19,7 +19,10 @@ import { defaultRunDir, installRoot, makeContext, type GlobalFlags, type Runtime
 const program = new Command("kata-ts")
   .description("a secure container runtime: every pod runs in its own lightweight VM")
   .option("--root <dir>", "directory for runtime state", defaultRunDir)
-  .option("--config <file>", "configuration.toml (default: /etc/kata-ts/configuration.toml, then /usr/share/defaults/kata-ts/configuration.toml)")
+  .option(
+    "--config <file>",
+    "configuration.toml (default: /etc/kata-ts/configuration.toml, then /usr/share/defaults/kata-ts/configuration.toml)",
+  )
   .option("--log <file>", "append logs to this file")
   .option("--log-format <format>", "log format: text or json", "text")
   .option("--debug", "debug logging")

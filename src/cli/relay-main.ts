@@ -13,10 +13,12 @@ const fifos: Partial<Record<StdioName, string>> = {};
 for (const n of names) {
   if (n === "stdin" || n === "stdout" || n === "stderr") fifos[n] = path.join(dir, n);
 }
-const { done } = pumpFifos(fifos, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr });
+const pump = pumpFifos(fifos, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr });
 // Fifos are open on our side: the CLI may now pass their paths to the service.
 const ready = new net.Socket({ fd: 3, readable: false, writable: true });
 ready.end("ready\n");
-await done;
+await pump.done;
+// A stdin open the service never answered would keep a thread (and so the process) alive.
+pump.close();
 await rm(dir, { recursive: true, force: true });
 process.exit(0);

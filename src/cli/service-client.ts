@@ -24,7 +24,14 @@ const serviceStartTimeoutMs = 30_000;
 
 /** Starts the service for a new sandbox; resolves with its socket once it listens. */
 export function startService(ctx: RuntimeContext, sandboxId: string): Promise<string> {
-  const args = [path.join(installRoot, "dist/src/cli/shim-main.js"), "serve", "--root", ctx.flags.root, "--id", sandboxId];
+  const args = [
+    path.join(installRoot, "dist/src/cli/shim-main.js"),
+    "serve",
+    "--root",
+    ctx.flags.root,
+    "--id",
+    sandboxId,
+  ];
   if (ctx.flags.log !== undefined) args.push("--log", ctx.flags.log, "--log-format", ctx.flags.logFormat);
   if (ctx.flags.config !== undefined) args.push("--config", path.resolve(ctx.flags.config));
   if (ctx.flags.debug === true) args.push("--debug");
@@ -37,7 +44,12 @@ export function startService(ctx: RuntimeContext, sandboxId: string): Promise<st
     let out = "";
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
-      reject(new KataError(Code.DeadlineExceeded, `the sandbox service for ${sandboxId} did not start within ${serviceStartTimeoutMs} ms`));
+      reject(
+        new KataError(
+          Code.DeadlineExceeded,
+          `the sandbox service for ${sandboxId} did not start within ${serviceStartTimeoutMs} ms`,
+        ),
+      );
     }, serviceStartTimeoutMs);
     stdout.on("data", (d: Buffer) => {
       out += d.toString();
@@ -56,7 +68,10 @@ export function startService(ctx: RuntimeContext, sandboxId: string): Promise<st
     });
     child.once("exit", (code) => {
       clearTimeout(timer);
-      if (out.indexOf("\n") < 0) reject(new KataError(Code.Internal, `the sandbox service exited with code ${String(code)} before it was ready`));
+      if (out.indexOf("\n") < 0)
+        reject(
+          new KataError(Code.Internal, `the sandbox service exited with code ${String(code)} before it was ready`),
+        );
     });
   });
 }
@@ -88,7 +103,11 @@ export async function sandboxOf(store: StateStore, containerId: string): Promise
 }
 
 /** Runs `fn` with a task client of the service holding `containerId`. */
-export async function withTask<T>(store: StateStore, containerId: string, fn: (task: TaskApi, sandboxId: string) => Promise<T>): Promise<T> {
+export async function withTask<T>(
+  store: StateStore,
+  containerId: string,
+  fn: (task: TaskApi, sandboxId: string) => Promise<T>,
+): Promise<T> {
   const sid = await sandboxOf(store, containerId);
   const c = await connectTask(store.socketPath(sid));
   try {

@@ -10,7 +10,13 @@ export async function forceCleanup(ctx: RuntimeContext, store: StateStore, conta
   const sid = await sandboxOf(store, containerId);
   const d = ctx.sandboxDeps();
   await cleanupStale(
-    { store, mounter: d.mounter, readMountInfo: d.readMountInfo, netns: new NetnsManager({ runner: ctx.runner }), logger: ctx.logger },
+    {
+      store,
+      mounter: d.mounter,
+      readMountInfo: d.readMountInfo,
+      netns: new NetnsManager({ runner: ctx.runner }),
+      logger: ctx.logger,
+    },
     sid,
     containerId,
   );

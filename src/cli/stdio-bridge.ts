@@ -21,8 +21,6 @@ export interface StdioPathsOut {
   stderr: string;
 }
 
-
-
 /** "" when the fd is closed, "socket" when it cannot be reopened by path, else the /proc path. */
 export function classifyFd(fd: number, pid = process.pid): string {
   try {
@@ -65,11 +63,18 @@ export function pumpFifos(
     );
   }
   let stdinOpened = false;
+  let releaseFd: number | undefined;
   const stdinFifo = fifos.stdin;
   if (stdinFifo !== undefined) {
     streams.stdin.pause();
     open(stdinFifo, fsc.O_WRONLY, (err, fd) => {
       stdinOpened = true;
+      if (releaseFd !== undefined) {
+        // close() released this open with a reader of its own: nobody else will read; let go.
+        closeSync(releaseFd);
+        if (err === null) closeSync(fd);
+        return;
+      }
       if (err !== null) return;
       const writer = new net.Socket({ fd, readable: false, writable: true });
       writer.on("error", () => undefined);
@@ -86,10 +91,11 @@ export function pumpFifos(
     done: Promise.all(outputs).then(() => undefined),
     close() {
       for (const r of readers) r.destroy();
-      if (stdinFifo !== undefined && !stdinOpened) {
-        // Be the reader the pending open waits for, so it completes and the process can exit.
+      if (stdinFifo !== undefined && !stdinOpened && releaseFd === undefined) {
+        // Be the reader the pending open waits for, and stay one until it has run (it may not even
+        // have started yet), so it completes and the process can exit.
         try {
-          closeSync(openSync(stdinFifo, fsc.O_RDONLY | fsc.O_NONBLOCK));
+          releaseFd = openSync(stdinFifo, fsc.O_RDONLY | fsc.O_NONBLOCK);
         } catch {
           return;
         }
@@ -108,7 +114,11 @@ export interface PreparedStdio {
   abort(): Promise<void>;
 }
 
-async function makeFifos(runner: ProcessRunner, fifoRoot: string, names: readonly StdioName[]): Promise<{ dir: string; fifos: Partial<Record<StdioName, string>> }> {
+async function makeFifos(
+  runner: ProcessRunner,
+  fifoRoot: string,
+  names: readonly StdioName[],
+): Promise<{ dir: string; fifos: Partial<Record<StdioName, string>> }> {
   await mkdir(fifoRoot, { recursive: true, mode: 0o700 });
   const dir = await mkdtemp(path.join(fifoRoot, "io-"));
   const fifos: Partial<Record<StdioName, string>> = {};
@@ -121,7 +131,11 @@ async function makeFifos(runner: ProcessRunner, fifoRoot: string, names: readonl
  * Stdio paths for a new container process. `attached`: this process copies socket stdio itself until
  * `done`; `detached`: a relay process does it, so this one may exit.
  */
-export async function prepareStdio(runner: ProcessRunner, fifoRoot: string, mode: "attached" | "detached"): Promise<PreparedStdio> {
+export async function prepareStdio(
+  runner: ProcessRunner,
+  fifoRoot: string,
+  mode: "attached" | "detached",
+): Promise<PreparedStdio> {
   const kinds = { stdin: classifyFd(0), stdout: classifyFd(1), stderr: classifyFd(2) };
   const relayed = (Object.keys(kinds) as StdioName[]).filter((n) => kinds[n] === "socket");
   if (relayed.length === 0) {
@@ -160,7 +174,12 @@ function startRelay(fifos: Partial<Record<StdioName, string>>, dir: string): Pro
   const args = [path.join(installRoot, "dist/src/cli/relay-main.js"), dir, ...Object.keys(fifos)];
   const child = spawn(process.execPath, args, {
     detached: true,
-    stdio: [fifos.stdin !== undefined ? "inherit" : "ignore", fifos.stdout !== undefined ? "inherit" : "ignore", fifos.stderr !== undefined ? "inherit" : "ignore", "pipe"],
+    stdio: [
+      fifos.stdin !== undefined ? "inherit" : "ignore",
+      fifos.stdout !== undefined ? "inherit" : "ignore",
+      fifos.stderr !== undefined ? "inherit" : "ignore",
+      "pipe",
+    ],
   });
   const ready = child.stdio[3];
   if (ready === null || ready === undefined) throw new KataError(Code.Internal, "stdio relay: no ready pipe");
@@ -179,5 +198,3 @@ function startRelay(fifos: Partial<Record<StdioName, string>>, dir: string): Pro
     child.once("error", reject);
   });
 }
-
-

@@ -32,7 +32,10 @@ export async function resolveVmConfig(ctx: RuntimeContext, spec: Spec): Promise<
   const cfg = applyAnnotationsOrThrow(loaded.config, spec.annotations ?? {});
   const h = cfg.hypervisor;
   if (h.image !== "") {
-    throw new KataError(Code.Unimplemented, `${loaded.source}: [hypervisor.qemu] image: booting a root image is not supported yet (use initrd)`);
+    throw new KataError(
+      Code.Unimplemented,
+      `${loaded.source}: [hypervisor.qemu] image: booting a root image is not supported yet (use initrd)`,
+    );
   }
   const files = imageFiles(cfg);
   const imageDir = path.dirname(files.initrd);
@@ -46,7 +49,10 @@ export async function resolveVmConfig(ctx: RuntimeContext, spec: Spec): Promise<
     );
   }
   if (ctx.probe.which(h.path) === undefined) {
-    throw new KataError(Code.NotFound, `${h.path} is not installed (install the Debian package qemu-system-x86, or set [hypervisor.qemu] path)`);
+    throw new KataError(
+      Code.NotFound,
+      `${h.path} is not installed (install the Debian package qemu-system-x86, or set [hypervisor.qemu] path)`,
+    );
   }
   return {
     machineType: h.machineType,

@@ -19,6 +19,9 @@ import type { Crun } from "./crun.js";
 import { GuestProcess } from "./guest-process.js";
 import type { StorageManager } from "./storage.js";
 
+/** The sandbox's lock key; container ids cannot contain "/", so it never collides with one. */
+const sandboxLockKey = "/sandbox";
+
 export type ContainerState = "created" | "running" | "paused" | "stopped";
 
 interface GuestContainer {
@@ -56,7 +59,7 @@ export class Agent {
   }
 
   async createSandbox(req: CreateSandboxRequest): Promise<void> {
-    await this.#lock.with("sandbox", async () => {
+    await this.#lock.with(sandboxLockKey, async () => {
       if (this.#sandboxId !== undefined) {
         throw new KataError(Code.AlreadyExists, `sandbox ${this.#sandboxId} already created`);
       }
@@ -69,7 +72,7 @@ export class Agent {
   }
 
   async destroySandbox(): Promise<void> {
-    await this.#lock.with("sandbox", async () => {
+    await this.#lock.with(sandboxLockKey, async () => {
       for (const id of [...this.#containers.keys()]) await this.removeContainer(id, 10);
       await this.#deps.storage.releaseAll();
       this.#sandboxStorages = [];
@@ -174,7 +177,8 @@ export class Agent {
   async pauseContainer(containerId: string): Promise<void> {
     await this.#lock.with(containerId, async () => {
       const c = this.#container(containerId);
-      if (c.state !== "running") throw new KataError(Code.FailedPrecondition, `container ${containerId} is ${c.state}, not running`);
+      if (c.state !== "running")
+        throw new KataError(Code.FailedPrecondition, `container ${containerId} is ${c.state}, not running`);
       await this.#deps.crun.pause(containerId);
       c.state = "paused";
     });
@@ -183,7 +187,8 @@ export class Agent {
   async resumeContainer(containerId: string): Promise<void> {
     await this.#lock.with(containerId, async () => {
       const c = this.#container(containerId);
-      if (c.state !== "paused") throw new KataError(Code.FailedPrecondition, `container ${containerId} is ${c.state}, not paused`);
+      if (c.state !== "paused")
+        throw new KataError(Code.FailedPrecondition, `container ${containerId} is ${c.state}, not paused`);
       await this.#deps.crun.resume(containerId);
       c.state = "running";
     });

@@ -4,10 +4,13 @@ import { parseKeyValues, parseLimit, statsFromFiles } from "./cgroup-stats.js";
 
 describe("cgroup v2 stats", () => {
   it("parses key/value files and limits", () => {
-    assert.deepEqual([...parseKeyValues("usage_usec 12\nuser_usec 7\nbad line here\n")], [
-      ["usage_usec", 12n],
-      ["user_usec", 7n],
-    ]);
+    assert.deepEqual(
+      [...parseKeyValues("usage_usec 12\nuser_usec 7\nbad line here\n")],
+      [
+        ["usage_usec", 12n],
+        ["user_usec", 7n],
+      ],
+    );
     assert.equal(parseLimit("max\n"), 0n);
     assert.equal(parseLimit("1048576\n"), 1048576n);
   });

@@ -56,7 +56,16 @@ export function statsFromFiles(files: Readonly<Record<string, string | undefined
   };
 }
 
-const statFiles = ["cpu.stat", "memory.stat", "memory.current", "memory.peak", "memory.max", "memory.events", "pids.current", "pids.max"];
+const statFiles = [
+  "cpu.stat",
+  "memory.stat",
+  "memory.current",
+  "memory.peak",
+  "memory.max",
+  "memory.events",
+  "pids.current",
+  "pids.max",
+];
 
 /** Reads a cgroup directory; a missing controller file just leaves its numbers at zero. */
 export async function readCgroupStats(cgroupDir: string): Promise<CgroupStatsInit> {

@@ -50,7 +50,11 @@ export class Crun {
   }
 
   async update(containerId: string, resourcesJsonPath: string): Promise<void> {
-    await runChecked(this.#runner, this.#opts.binary, this.#args("update", "--resources", resourcesJsonPath, containerId));
+    await runChecked(
+      this.#runner,
+      this.#opts.binary,
+      this.#args("update", "--resources", resourcesJsonPath, containerId),
+    );
   }
 
   async pause(containerId: string): Promise<void> {

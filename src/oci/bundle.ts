@@ -4,6 +4,7 @@
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { Code, KataError, errnoOf } from "../base/errors.js";
+import { jsonErrorOffset } from "./json-position.js";
 import { parseSpec } from "./parse-spec.js";
 import type { Spec } from "./spec.js";
 
@@ -42,7 +43,8 @@ export function parseConfigJson(text: string, file: string): unknown {
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
     const m = /position (\d+)/.exec(msg);
-    const where = m?.[1] === undefined ? "" : ` at ${positionOf(text, Number(m[1]))}`;
+    const offset = m?.[1] === undefined ? jsonErrorOffset(text) : Number(m[1]);
+    const where = offset === undefined ? "" : ` at ${positionOf(text, offset)}`;
     throw new KataError(Code.InvalidArgument, `${file} is not valid JSON${where}: ${msg}`);
   }
 }
@@ -55,6 +57,7 @@ export async function loadBundle(bundleDir: string): Promise<Bundle> {
   const configPath = path.join(dir, "config.json");
   const cst = await statOrNull(configPath);
   if (cst === null) throw new KataError(Code.NotFound, `bundle ${dir} has no config.json`);
+  if (!cst.isFile()) throw new KataError(Code.InvalidArgument, `${configPath} is not a regular file`);
   if (cst.size > maxConfigBytes) {
     throw new KataError(Code.InvalidArgument, `${configPath} is ${cst.size} bytes, more than ${maxConfigBytes}`);
   }

@@ -45,7 +45,11 @@ const rules: Rule[] = [
     patch: (s) => (obj(s, "root")["path"] = ["rootfs"]),
     problem: "root.path must be a string, not an array",
   },
-  { name: "root.path is not empty", patch: (s) => (obj(s, "root")["path"] = ""), problem: "root.path must not be empty" },
+  {
+    name: "root.path is not empty",
+    patch: (s) => (obj(s, "root")["path"] = ""),
+    problem: "root.path must not be empty",
+  },
   {
     name: "root.readonly is a boolean",
     patch: (s) => (obj(s, "root")["readonly"] = "yes"),
@@ -106,7 +110,11 @@ const rules: Rule[] = [
     patch: (s) => (obj(s, "process")["env"] = ["A=1", null]),
     problem: "process.env[1] must be a string, not null",
   },
-  { name: "process.cwd is required", patch: (s) => delete obj(s, "process")["cwd"], problem: "process.cwd is required" },
+  {
+    name: "process.cwd is required",
+    patch: (s) => delete obj(s, "process")["cwd"],
+    problem: "process.cwd is required",
+  },
   {
     name: "process.cwd is absolute",
     patch: (s) => (obj(s, "process")["cwd"] = "home"),

@@ -18,7 +18,10 @@ describe("file tracing", () => {
       await inSpan("agentReady", {}, () => Promise.reject(new Error("boom"))).catch(() => undefined);
     });
 
-    const spans = (await readFile(file, "utf8")).trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    const spans = (await readFile(file, "utf8"))
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     const byName = new Map(spans.map((s) => [s["name"], s]));
     const root = byName.get("createSandbox");
     assert.ok(root);

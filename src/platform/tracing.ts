@@ -101,7 +101,13 @@ class RecordingSpan implements Span {
   #status: SpanStatus = { code: SpanStatusCode.UNSET };
   #ended = false;
 
-  constructor(name: string, ctx: SpanContext, parent: string | undefined, attributes: Attributes, write: (rec: SpanRecord) => void) {
+  constructor(
+    name: string,
+    ctx: SpanContext,
+    parent: string | undefined,
+    attributes: Attributes,
+    write: (rec: SpanRecord) => void,
+  ) {
     this.#name = name;
     this.#ctx = ctx;
     this.#parent = parent;
@@ -121,8 +127,15 @@ class RecordingSpan implements Span {
     return this;
   }
   addEvent(name: string, attributesOrTime?: Attributes | TimeInput): this {
-    const attributes = typeof attributesOrTime === "object" && !(attributesOrTime instanceof Date) && !Array.isArray(attributesOrTime) ? attributesOrTime : undefined;
-    this.#events.push({ name, timeMs: performance.now() - this.#start, ...(attributes === undefined ? {} : { attributes }) });
+    const attributes =
+      typeof attributesOrTime === "object" && !(attributesOrTime instanceof Date) && !Array.isArray(attributesOrTime)
+        ? attributesOrTime
+        : undefined;
+    this.#events.push({
+      name,
+      timeMs: performance.now() - this.#start,
+      ...(attributes === undefined ? {} : { attributes }),
+    });
     return this;
   }
   /** Links are not recorded by this exporter. */

@@ -131,7 +131,7 @@ describe("guestSpec", () => {
     const out = guestSpec({ containerId: "c1", spec, mounts: planned });
 
     assert.deepEqual(out.mounts, planned);
-    assert.notEqual(out.mounts?.[1], planned[1]);
+    assert.notEqual(out.mounts[1], planned[1], "copies, not the caller's objects");
   });
 
   it("does not change the spec it is given", () => {

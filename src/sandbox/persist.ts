@@ -35,8 +35,12 @@ export interface PersistedSandbox {
 /** A state file larger than this is not ours (a few KiB per container). */
 const maxStateBytes = 4 << 20;
 
+let saveCounter = 0;
+
 export class StateStore {
   readonly root: string;
+  /** Saves of one sandbox run one after another, so the last state written is the last one asked. */
+  readonly #saving = new Map<string, Promise<void>>();
 
   constructor(root: string) {
     this.root = root;
@@ -50,14 +54,30 @@ export class StateStore {
     return path.join(this.sandboxDir(sandboxId), "shim.sock");
   }
 
-  async save(s: PersistedSandbox): Promise<void> {
-    const dir = this.sandboxDir(s.id);
+  save(s: PersistedSandbox): Promise<void> {
+    const text = JSON.stringify(s, null, 2) + "\n";
+    const prev = this.#saving.get(s.id) ?? Promise.resolve();
+    const next = prev.then(
+      () => this.#write(s.id, text),
+      () => this.#write(s.id, text),
+    );
+    this.#saving.set(s.id, next);
+    const forget = (): void => {
+      if (this.#saving.get(s.id) === next) this.#saving.delete(s.id);
+    };
+    // The caller gets next's rejection; this branch only tidies up.
+    next.then(forget, forget);
+    return next;
+  }
+
+  async #write(sandboxId: string, text: string): Promise<void> {
+    const dir = this.sandboxDir(sandboxId);
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const file = path.join(dir, "state.json");
-    const tmp = `${file}.tmp-${process.pid}`;
+    const tmp = `${file}.tmp-${process.pid}-${++saveCounter}`;
     const fh = await open(tmp, "w", 0o600);
     try {
-      await fh.writeFile(JSON.stringify(s, null, 2) + "\n");
+      await fh.writeFile(text);
       await fh.sync();
     } finally {
       await fh.close();
@@ -70,7 +90,8 @@ export class StateStore {
     let text: string;
     try {
       const st = await stat(file);
-      if (st.size > maxStateBytes) throw new KataError(Code.Internal, `${file}: ${st.size} bytes, more than ${maxStateBytes}`);
+      if (st.size > maxStateBytes)
+        throw new KataError(Code.Internal, `${file}: ${st.size} bytes, more than ${maxStateBytes}`);
       text = await readFile(file, "utf8");
     } catch (e) {
       if (errnoOf(e) === "ENOENT") return undefined;
@@ -93,6 +114,7 @@ export class StateStore {
   }
 
   async addMapping(containerId: string, sandboxId: string): Promise<void> {
+    checkId("sandbox id", sandboxId);
     const dir = this.#mappingDir(containerId);
     try {
       await mkdir(path.dirname(dir), { recursive: true, mode: 0o700 });
@@ -145,6 +167,10 @@ function parseState(text: string, file: string, sandboxId: string): PersistedSan
   if (!ok) throw new KataError(Code.Internal, `${file}: not a kata-ts sandbox state (version 1, id ${sandboxId})`);
   // CAST: shape checked above; the file is written only by StateStore.save.
   const s = v as PersistedSandbox;
-  for (const c of s.containers) checkId("container id", c.id);
+  for (const c of s.containers as unknown[]) {
+    const id: unknown = typeof c === "object" && c !== null && "id" in c ? c.id : undefined;
+    if (typeof id !== "string") throw new KataError(Code.Internal, `${file}: a container entry has no id`);
+    checkId("container id", id);
+  }
   return s;
 }

@@ -58,6 +58,7 @@ export class PodProcess {
   status: ProcessStatus = "created";
   exit: ExitInfo | undefined;
   readonly #exited = deferred<ExitInfo>();
+  readonly #settled = deferred<undefined>();
   readonly #log: Logger;
   #closeStdin: (() => void) | undefined;
   #writers: Partial<Record<"stdout" | "stderr", WriteStream>> = {};
@@ -72,6 +73,11 @@ export class PodProcess {
 
   get exited(): Promise<ExitInfo> {
     return this.#exited.promise;
+  }
+
+  /** Resolves once the process's copiers and waiter have finished (its stdio is closed then). */
+  get settled(): Promise<void> {
+    return this.#settled.promise;
   }
 
   /** Records an exit that did not come from the guest (killed before it started, VM gone). */
@@ -111,7 +117,7 @@ export class PodProcess {
    * Called once the process runs in the guest: copies its stdio and waits for its exit. `onExit`
    * runs after the output has drained, before waiters are released.
    */
-  attach(agent: AgentApi, onExit: (exit: ExitInfo) => Promise<void>): void {
+  attach(agent: AgentApi, onExit: (exit: ExitInfo) => Promise<void>, onFirstOutput?: () => void): void {
     this.status = "running";
     const ids = { containerId: this.containerId, execId: this.execId === this.containerId ? "" : this.execId };
     const stop = new AbortController();
@@ -122,8 +128,9 @@ export class PodProcess {
       if (w === undefined) continue;
       writers.push(w);
       outputs.push(
-        pumpOutput(agent, which, ids, w, stop.signal).catch((e: unknown) => {
-          if (!stop.signal.aborted) this.#log.warn(`${which} copy stopped`, { containerId: this.containerId, err: describeError(e) });
+        pumpOutput(agent, which, ids, w, stop.signal, onFirstOutput).catch((e: unknown) => {
+          if (!stop.signal.aborted)
+            this.#log.warn(`${which} copy stopped`, { containerId: this.containerId, err: describeError(e) });
         }),
       );
     }
@@ -137,7 +144,9 @@ export class PodProcess {
         this.#log.warn("stdin copy stopped", { containerId: this.containerId, err: describeError(e) });
       });
     }
-    void this.#wait(agent, ids, outputs, writers, stop, onExit);
+    void this.#wait(agent, ids, outputs, writers, stop, onExit).finally(() => {
+      this.#settled.resolve(undefined);
+    });
   }
 
   async #wait(
@@ -153,7 +162,8 @@ export class PodProcess {
       exitStatus = (await agent.waitProcess(ids)).status;
     } catch (e) {
       // The connection is gone: the VM died or is being torn down. The process is gone with it.
-      if (!isKataError(e, Code.Unavailable)) this.#log.warn("wait failed", { containerId: this.containerId, err: describeError(e) });
+      if (!isKataError(e, Code.Unavailable))
+        this.#log.warn("wait failed", { containerId: this.containerId, err: describeError(e) });
       exitStatus = lostExitStatus;
     }
     const drained = Promise.all(outputs).then(() => true);
@@ -162,9 +172,15 @@ export class PodProcess {
         r(false);
       }, drainAfterExitMs).unref();
     });
-    if (!(await Promise.race([drained, timer]))) this.#log.warn("output did not drain after exit", { containerId: this.containerId });
+    if (!(await Promise.race([drained, timer])))
+      this.#log.warn("output did not drain after exit", { containerId: this.containerId });
     stop.abort();
     this.#closeStdin?.();
+    if (this.exit !== undefined) {
+      // Already recorded (markStopped: torn down without the guest's word); keep that one.
+      for (const w of writers) w.destroy();
+      return;
+    }
     // The exit is reported only once every byte is out of our buffers: a caller that exits on it
     // (kata-ts run) must not lose the tail of the output.
     await Promise.all(

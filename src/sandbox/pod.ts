@@ -107,14 +107,23 @@ export class Pod {
       const bundle = await loadBundle(req.bundle);
       const role = containerRole(bundle.spec, id);
       if (role.sandboxId !== this.id) {
-        throw new KataError(Code.InvalidArgument, `container ${id} belongs to sandbox ${role.sandboxId}, not ${this.id}`);
+        throw new KataError(
+          Code.InvalidArgument,
+          `container ${id} belongs to sandbox ${role.sandboxId}, not ${this.id}`,
+        );
       }
       if (this.#containers.has(id)) throw new KataError(Code.AlreadyExists, `container ${id} already exists`);
       if (role.type === "sandbox" && this.#sandbox !== undefined) {
-        throw new KataError(Code.AlreadyExists, `sandbox ${this.id} already exists: cannot create another sandbox in it`);
+        throw new KataError(
+          Code.AlreadyExists,
+          `sandbox ${this.id} already exists: cannot create another sandbox in it`,
+        );
       }
       if (role.type === "container" && this.#sandbox === undefined) {
-        throw new KataError(Code.FailedPrecondition, `sandbox ${this.id} is not created yet: create its sandbox container first`);
+        throw new KataError(
+          Code.FailedPrecondition,
+          `sandbox ${this.id} is not created yet: create its sandbox container first`,
+        );
       }
       if (bundle.spec.process?.terminal === true) {
         throw new KataError(Code.Unimplemented, `container ${id}: process.terminal is not supported yet`);
@@ -130,22 +139,39 @@ export class Pod {
         // CAST: set by #createSandbox or checked above.
         const sandbox = this.#sandbox as Sandbox;
         await inSpan("createContainer", { sandboxId: this.id, containerId: id }, () =>
-          sandbox.createContainer({ containerId: id, bundle, isSandboxContainer: role.type === "sandbox", procMounts }, signal),
+          sandbox.createContainer(
+            { containerId: id, bundle, isSandboxContainer: role.type === "sandbox", procMounts },
+            signal,
+          ),
         );
         undo.defer(`remove container ${id}`, () => sandbox.removeContainer(id));
         if (role.type === "container") {
           // Kata runs a pod container's prestart hooks after it is created, in the pod's netns.
-          await runHooks(this.#deps, "prestart", bundle.spec.hooks?.prestart ?? [], this.#ociState(id, bundle, "created"), {
-            ...(this.#netnsPath === undefined ? {} : { netnsPath: this.#netnsPath }),
-            signal,
-          });
+          await runHooks(
+            this.#deps,
+            "prestart",
+            bundle.spec.hooks?.prestart ?? [],
+            this.#ociState(id, bundle, "created"),
+            {
+              ...(this.#netnsPath === undefined ? {} : { netnsPath: this.#netnsPath }),
+              signal,
+            },
+          );
         }
         const init = new PodProcess(id, id, req.stdio, this.#log);
         await init.open();
         undo.defer(`close stdio of ${id}`, () => {
           init.releaseStdio();
         });
-        const c: PodContainer = { id, bundle, type: role.type, createdAt: new Date(), init, execs: new Map(), paused: false };
+        const c: PodContainer = {
+          id,
+          bundle,
+          type: role.type,
+          createdAt: new Date(),
+          init,
+          execs: new Map(),
+          paused: false,
+        };
         this.#containers.set(id, c);
         await this.#persist();
         undo.release();
@@ -208,7 +234,8 @@ export class Pod {
       const sandbox = this.#requireSandbox();
       if (execId !== "" && execId !== id) {
         const p = this.#process(c, execId);
-        if (p.status !== "created") throw new KataError(Code.FailedPrecondition, `process ${execId} is ${p.status}, not created`);
+        if (p.status !== "created")
+          throw new KataError(Code.FailedPrecondition, `process ${execId} is ${p.status}, not created`);
         const spec = this.#execSpecs.get(`${id}/${execId}`);
         if (spec === undefined) throw new KataError(Code.Internal, `exec ${execId}: no process spec recorded`);
         await sandbox.agent.execProcess({ containerId: id, execId, process: ociToGrpcProcess(spec) }, {});
@@ -216,14 +243,27 @@ export class Pod {
         p.attach(sandbox.agent, () => Promise.resolve());
         return this.#opts.pid;
       }
-      if (c.init.status !== "created") throw new KataError(Code.FailedPrecondition, `container ${id} is ${c.init.status}, not created`);
+      if (c.init.status !== "created")
+        throw new KataError(Code.FailedPrecondition, `container ${id} is ${c.init.status}, not created`);
       await sandbox.agent.startContainer({ containerId: id }, {});
-      c.init.attach(sandbox.agent, () => this.#persist());
+      c.init.attach(
+        sandbox.agent,
+        () => this.#persist(),
+        () => {
+          this.timings[`firstOutput:${id}`] ??= this.#deps.now();
+        },
+      );
       await this.#persist();
-      await runHooksWarnOnly(this.#deps, "poststart", c.bundle.spec.hooks?.poststart ?? [], this.#ociState(id, c.bundle, "running"), {
-        ...(this.#netnsPath === undefined ? {} : { netnsPath: this.#netnsPath }),
-        logger: this.#log,
-      });
+      await runHooksWarnOnly(
+        this.#deps,
+        "poststart",
+        c.bundle.spec.hooks?.poststart ?? [],
+        this.#ociState(id, c.bundle, "running"),
+        {
+          ...(this.#netnsPath === undefined ? {} : { netnsPath: this.#netnsPath }),
+          logger: this.#log,
+        },
+      );
       return this.#opts.pid;
     });
   }
@@ -235,8 +275,10 @@ export class Pod {
     await this.#lock.with(id, async () => {
       const c = this.#container(id);
       if (c.init.status !== "running") throw new KataError(Code.FailedPrecondition, `container ${id} is not running`);
-      if (execId === id || c.execs.has(execId)) throw new KataError(Code.AlreadyExists, `exec id ${execId} already exists in ${id}`);
-      if (process.terminal === true) throw new KataError(Code.Unimplemented, `exec ${execId}: terminal is not supported yet`);
+      if (execId === id || c.execs.has(execId))
+        throw new KataError(Code.AlreadyExists, `exec id ${execId} already exists in ${id}`);
+      if (process.terminal === true)
+        throw new KataError(Code.Unimplemented, `exec ${execId}: terminal is not supported yet`);
       const p = new PodProcess(id, execId, stdio, this.#log);
       await p.open();
       c.execs.set(execId, p);
@@ -304,7 +346,10 @@ export class Pod {
     return this.#lock.with("pod", async () => {
       const c = this.#container(id);
       if (c.init.status === "running") {
-        throw new KataError(Code.FailedPrecondition, `container ${id} is running: kill it first, or delete with --force`);
+        throw new KataError(
+          Code.FailedPrecondition,
+          `container ${id} is running: kill it first, or delete with --force`,
+        );
       }
       if (c.type === "sandbox") {
         const others = [...this.#containers.keys()].filter((k) => k !== id);
@@ -328,10 +373,16 @@ export class Pod {
     await this.#sandbox?.removeContainer(c.id).catch((e: unknown) => failures.push(describeError(e)));
     this.#containers.delete(c.id);
     await this.#deps.store.removeMapping(c.id).catch((e: unknown) => failures.push(describeError(e)));
-    await runHooksWarnOnly(this.#deps, "poststop", c.bundle.spec.hooks?.poststop ?? [], this.#ociState(c.id, c.bundle, "stopped"), {
-      ...(this.#netnsPath === undefined ? {} : { netnsPath: this.#netnsPath }),
-      logger: this.#log,
-    });
+    await runHooksWarnOnly(
+      this.#deps,
+      "poststop",
+      c.bundle.spec.hooks?.poststop ?? [],
+      this.#ociState(c.id, c.bundle, "stopped"),
+      {
+        ...(this.#netnsPath === undefined ? {} : { netnsPath: this.#netnsPath }),
+        logger: this.#log,
+      },
+    );
     if (failures.length > 0) throw new KataError(Code.Internal, `delete container ${c.id}: ${failures.join("; ")}`);
   }
 

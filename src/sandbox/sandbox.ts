@@ -99,7 +99,10 @@ export class Sandbox {
     const log = deps.logger.child({ sandboxId: cfg.id });
     const undo = new CleanupStack();
     try {
-      const storages = planSandboxStorages({ shmSizeBytes: cfg.vm.shmSizeBytes ?? defaultShmSizeBytes, msize9p: cfg.vm.msize9p });
+      const storages = planSandboxStorages({
+        shmSizeBytes: cfg.vm.shmSizeBytes ?? defaultShmSizeBytes,
+        msize9p: cfg.vm.msize9p,
+      });
       const share = new SharedDir(deps, sharedDirPaths(cfg.runDir, cfg.id));
       undo.defer("remove share directory", () => share.teardown());
       await share.setup();

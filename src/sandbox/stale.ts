@@ -52,9 +52,7 @@ export async function cleanupStale(deps: StaleDeps, sandboxId: string, container
     if ((await cmdline(saved.servicePid)).includes(`--id ${sandboxId}`)) kill(saved.servicePid);
     if (saved.vmPid !== undefined && (await cmdline(saved.vmPid)).startsWith("qemu-system")) kill(saved.vmPid);
   }
-  await attempt("share directory", () =>
-    new SharedDir(deps, sharedDirPaths(store.root, sandboxId)).teardown(),
-  );
+  await attempt("share directory", () => new SharedDir(deps, sharedDirPaths(store.root, sandboxId)).teardown());
   await attempt("vm directory", () => rm(path.join(store.root, "vm", sandboxId), { recursive: true, force: true }));
   if (saved?.netns?.created === true) {
     const name = path.basename(saved.netns.path);

@@ -54,8 +54,13 @@ export function fromJsonAny(a: Any | undefined, typeUrl: string, what: string): 
   }
 }
 
-function exitFields(exit: ExitInfo | undefined): { exitStatus: number; exitedAt?: ReturnType<typeof timestampFromDate> } {
-  return exit === undefined ? { exitStatus: 0 } : { exitStatus: exit.exitStatus, exitedAt: timestampFromDate(exit.exitedAt) };
+function exitFields(exit: ExitInfo | undefined): {
+  exitStatus: number;
+  exitedAt?: ReturnType<typeof timestampFromDate>;
+} {
+  return exit === undefined
+    ? { exitStatus: 0 }
+    : { exitStatus: exit.exitStatus, exitedAt: timestampFromDate(exit.exitedAt) };
 }
 
 export interface TaskServiceHooks {
@@ -70,7 +75,10 @@ export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskSe
   server.register(Task, {
     create: async (req, ctx) => {
       if (req.rootfs.length > 0) {
-        throw new KataError(Code.Unimplemented, `create ${req.id}: rootfs mounts from containerd are not supported yet`);
+        throw new KataError(
+          Code.Unimplemented,
+          `create ${req.id}: rootfs mounts from containerd are not supported yet`,
+        );
       }
       try {
         const pid = await pod.create(
@@ -138,7 +146,10 @@ export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskSe
     },
     update: async (req) => {
       // CAST: JSON from the caller; the guest's crun validates the resources.
-      await pod.update(req.id, fromJsonAny(req.resources, anyTypes.resources, `update ${req.id}: resources`) as LinuxResources);
+      await pod.update(
+        req.id,
+        fromJsonAny(req.resources, anyTypes.resources, `update ${req.id}: resources`) as LinuxResources,
+      );
       return {};
     },
     stats: async (req) => {
@@ -147,7 +158,10 @@ export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskSe
     },
     pids: async (req) => {
       const table = await pod.ps(req.id, "table");
-      const rows = table.split("\n").slice(1).filter((l) => l.trim() !== "");
+      const rows = table
+        .split("\n")
+        .slice(1)
+        .filter((l) => l.trim() !== "");
       return {
         processes: rows.map((row) => ({
           pid: Number(row.trim().split(/\s+/)[0]),

@@ -99,7 +99,11 @@ export async function netnsLeft(sandboxIds: readonly string[]): Promise<string[]
  * Runs the CLI with stdout and stderr going to files in `dir` (a created container holds its
  * caller's stdio until it exits, as with runc: the test's pipes would never close).
  */
-export async function runCliToFiles(args: readonly string[], dir: string, opts: Omit<CliOptions, "stdoutFd" | "stderrFd"> = {}): Promise<CliResult> {
+export async function runCliToFiles(
+  args: readonly string[],
+  dir: string,
+  opts: Omit<CliOptions, "stdoutFd" | "stderrFd"> = {},
+): Promise<CliResult> {
   const tag = `${Date.now()}-${Math.random().toString(36).slice(2)}`;
   const outFile = path.join(dir, `cli-${tag}.out`);
   const errFile = path.join(dir, `cli-${tag}.err`);

@@ -27,7 +27,6 @@ describe("kata-ts run with bad input", { skip: requires("root", "qemu", "image")
     const image = await readGuestImage(testImageDir);
     assert.ok(image, `guest image in ${testImageDir}`);
     kernel = image.kernelPath;
-
   });
 
   after(async () => {
@@ -112,7 +111,10 @@ describe("kata-ts run with bad input", { skip: requires("root", "qemu", "image")
 
     const err = await runFails(["--bundle", good, "c1"], {}, ["--config", cfg]);
 
-    assert.match(err, /guest initrd \/nonexistent\/initrd\.img not found \(build the guest image: kata-ts image build\)/);
+    assert.match(
+      err,
+      /guest initrd \/nonexistent\/initrd\.img not found \(build the guest image: kata-ts image build\)/,
+    );
   });
 
   it("says which image directory is empty and how to fill it", async () => {
@@ -120,7 +122,10 @@ describe("kata-ts run with bad input", { skip: requires("root", "qemu", "image")
 
     const err = await runFails(["--bundle", good, "c1"], { KATA_TS_IMAGE_DIR: empty });
 
-    assert.match(err, new RegExp(`no complete guest image .* in ${empty}: build it with: kata-ts image build --output ${empty}`));
+    assert.match(
+      err,
+      new RegExp(`no complete guest image .* in ${empty}: build it with: kata-ts image build --output ${empty}`),
+    );
   });
 
   it("names the package when QEMU is not installed", async () => {
@@ -128,7 +133,10 @@ describe("kata-ts run with bad input", { skip: requires("root", "qemu", "image")
 
     const err = await runFails(["--bundle", good, "c1"], {}, ["--config", cfg]);
 
-    assert.match(err, /\/nonexistent\/qemu-system-x86_64 is not installed \(install the Debian package qemu-system-x86/);
+    assert.match(
+      err,
+      /\/nonexistent\/qemu-system-x86_64 is not installed \(install the Debian package qemu-system-x86/,
+    );
   });
 
   it("names the file, section and key of a bad configuration value", async () => {

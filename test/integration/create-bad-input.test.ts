@@ -53,7 +53,11 @@ describe("create with bad input (real services)", { skip: requires("root", "qemu
     const dir = await bundle(() => undefined);
     await writeFile(
       path.join(dir, "config.json"),
-      JSON.stringify({ ociVersion: "1.0.2", root: { path: "rootfs", readonly: "yes" }, process: { user: { uid: 0 }, args: "sh", cwd: "relative" } }),
+      JSON.stringify({
+        ociVersion: "1.0.2",
+        root: { path: "rootfs", readonly: "yes" },
+        process: { user: { uid: 0 }, args: "sh", cwd: "relative" },
+      }),
     );
 
     const err = await createFails("badtypes", dir);
@@ -132,7 +136,10 @@ describe("create with bad input (real services)", { skip: requires("root", "qemu
 
   it("refuses a hypervisor path annotation outside valid_hypervisor_paths", async () => {
     const cfg = path.join(work, "annotations.toml");
-    await writeFile(cfg, '[hypervisor.qemu]\nenable_annotations = ["path"]\nvalid_hypervisor_paths = ["/usr/bin/qemu-system-*"]\n');
+    await writeFile(
+      cfg,
+      '[hypervisor.qemu]\nenable_annotations = ["path"]\nvalid_hypervisor_paths = ["/usr/bin/qemu-system-*"]\n',
+    );
     const dir = await bundle((s) => (s.annotations = { "io.katacontainers.config.hypervisor.path": "/bin/sh" }));
 
     const err = await createFails("badpath", dir, ["--config", cfg]);
@@ -146,13 +153,22 @@ describe("create with bad input (real services)", { skip: requires("root", "qemu
     const volumes = path.join(work, "kubelet", "pods", "u1", "volumes", "kubernetes.io~empty-dir");
     await mkdir(volumes, { recursive: true });
     await symlink("/etc", path.join(volumes, "evil"));
-    const pod = await bundle((s) => (s.annotations = cri("sandbox", "podsym")), ["sh", "-c", "while true; do sleep 1; done"]);
-    const created = await runCliToFiles(["--root", root, "create", "--bundle", pod, "podsym"], work, { env, timeoutMs: vmTimeout });
+    const pod = await bundle(
+      (s) => (s.annotations = cri("sandbox", "podsym")),
+      ["sh", "-c", "while true; do sleep 1; done"],
+    );
+    const created = await runCliToFiles(["--root", root, "create", "--bundle", pod, "podsym"], work, {
+      env,
+      timeoutMs: vmTimeout,
+    });
     assert.equal(created.code, 0, created.stderr);
     try {
       const dir = await bundle((s) => {
         s.annotations = cri("container", "podsym");
-        s.mounts = [...(s.mounts ?? []), { destination: "/evil", type: "bind", source: path.join(volumes, "evil"), options: ["rbind"] }];
+        s.mounts = [
+          ...(s.mounts ?? []),
+          { destination: "/evil", type: "bind", source: path.join(volumes, "evil"), options: ["rbind"] },
+        ];
       });
 
       const r = await runCli(["--root", root, "create", "--bundle", dir, "symc"], { env, timeoutMs: vmTimeout });
@@ -170,15 +186,23 @@ describe("create with bad input (real services)", { skip: requires("root", "qemu
   });
 
   it("refuses a duplicate container id and leaves the first one alone", { timeout: vmTimeout }, async () => {
-    const dir = await bundle((s) => (s.annotations = cri("sandbox", "dup")), ["sh", "-c", "while true; do sleep 1; done"]);
-    const first = await runCliToFiles(["--root", root, "create", "--bundle", dir, "dup"], work, { env, timeoutMs: vmTimeout });
+    const dir = await bundle(
+      (s) => (s.annotations = cri("sandbox", "dup")),
+      ["sh", "-c", "while true; do sleep 1; done"],
+    );
+    const first = await runCliToFiles(["--root", root, "create", "--bundle", dir, "dup"], work, {
+      env,
+      timeoutMs: vmTimeout,
+    });
     assert.equal(first.code, 0, first.stderr);
     try {
       const second = await runCli(["--root", root, "create", "--bundle", dir, "dup"], { env, timeoutMs: vmTimeout });
 
       assert.notEqual(second.code, 0);
       assert.match(second.stderr, /container dup already exists/);
-      const state = JSON.parse((await runCli(["--root", root, "state", "dup"], { env })).stdout.toString()) as { status: string };
+      const state = JSON.parse((await runCli(["--root", root, "state", "dup"], { env })).stdout.toString()) as {
+        status: string;
+      };
       assert.equal(state.status, "created");
     } finally {
       await runCli(["--root", root, "delete", "--force", "dup"], { env, timeoutMs: vmTimeout });

@@ -34,7 +34,10 @@ describe("a pod through the OCI CLI (real VM)", { skip: requires("root", "qemu",
   /** Runs the CLI with stdio to files (the container keeps the caller's stdout open, as with runc). */
   async function cli(args: string[], out?: string): Promise<{ code: number | null; stderr: string; stdout: string }> {
     if (out === undefined) {
-      const r = await runCli(["--root", root, "--log", path.join(work, "kata.log"), ...args], { env, timeoutMs: vmTimeout });
+      const r = await runCli(["--root", root, "--log", path.join(work, "kata.log"), ...args], {
+        env,
+        timeoutMs: vmTimeout,
+      });
       return { code: r.code, stderr: r.stderr, stdout: r.stdout.toString() };
     }
     // A created container holds the caller's stdio: give it files, not the test's pipes.
@@ -42,7 +45,12 @@ describe("a pod through the OCI CLI (real VM)", { skip: requires("root", "qemu",
     const errFile = `${out}.err`;
     const efd = await open(errFile, "a");
     try {
-      const r = await runCli(["--root", root, "--log", path.join(work, "kata.log"), ...args], { env, timeoutMs: vmTimeout, stdoutFd: fd.fd, stderrFd: efd.fd });
+      const r = await runCli(["--root", root, "--log", path.join(work, "kata.log"), ...args], {
+        env,
+        timeoutMs: vmTimeout,
+        stdoutFd: fd.fd,
+        stderrFd: efd.fd,
+      });
       return { code: r.code, stderr: await readFile(errFile, "utf8"), stdout: "" };
     } finally {
       await fd.close();
@@ -140,11 +148,18 @@ describe("a pod through the OCI CLI (real VM)", { skip: requires("root", "qemu",
     assert.deepEqual(await readdir(memVol), []);
     assert.deepEqual(await readdir(roVol), ["config"]);
 
-    const state = JSON.parse((await cli(["state", sid])).stdout) as { status: string; annotations?: Record<string, string>; pid: number };
+    const state = JSON.parse((await cli(["state", sid])).stdout) as {
+      status: string;
+      annotations?: Record<string, string>;
+      pid: number;
+    };
     assert.equal(state.status, "running");
     assert.equal(state.annotations?.["io.kubernetes.cri.container-type"], "sandbox");
     assert.equal(String(state.pid), (await readFile(path.join(work, "pid"), "utf8")).trim());
-    const list = (await cli(["list", "-q"])).stdout.split("\n").filter((l) => l !== "").sort();
+    const list = (await cli(["list", "-q"])).stdout
+      .split("\n")
+      .filter((l) => l !== "")
+      .sort();
     assert.deepEqual(list, ["ca", "cb", sid].sort());
     const ex = await cli(["exec", sid, "--", "cat", "/proc/version"]);
     assert.equal(ex.code, 0, ex.stderr);

@@ -125,7 +125,7 @@ describe("kata-ts run (real VM)", { skip }, () => {
       const r = await running;
 
       // SIGTERM is forwarded; the shell (a namespace init) ignores it, so it is killed after the grace.
-    assert.equal(r.code, 137, r.stderr);
+      assert.equal(r.code, 137, r.stderr);
       assert.match(r.stdout.toString(), /started/);
       assert.deepEqual(await leftovers(root), []);
     },

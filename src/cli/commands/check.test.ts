@@ -15,7 +15,9 @@ describe("renderChecks", () => {
   });
 
   it("is not capable when a required part fails, and names the fix", () => {
-    const r = renderChecks([{ name: "QEMU", ok: false, detail: "not found", fix: "apt-get install -y qemu-system-x86" }]);
+    const r = renderChecks([
+      { name: "QEMU", ok: false, detail: "not found", fix: "apt-get install -y qemu-system-x86" },
+    ]);
 
     assert.equal(r.capable, false);
     assert.match(r.text, /\[FAIL\] QEMU: not found\n {7}fix: apt-get install -y qemu-system-x86/);

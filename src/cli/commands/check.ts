@@ -30,7 +30,12 @@ export async function runChecks(ctx: RuntimeContext, imageDir: string): Promise<
   );
   const qemu = ctx.probe.which("qemu-system-x86_64");
   if (qemu === undefined) {
-    out.push({ name: "QEMU", ok: false, detail: "qemu-system-x86_64 not found", fix: "apt-get install -y qemu-system-x86" });
+    out.push({
+      name: "QEMU",
+      ok: false,
+      detail: "qemu-system-x86_64 not found",
+      fix: "apt-get install -y qemu-system-x86",
+    });
   } else {
     const v = await ctx.runner.run(qemu, ["--version"]).catch(() => undefined);
     const version = /version (\S+)/.exec(v?.stdout ?? "")?.[1] ?? "unknown version";
@@ -39,8 +44,17 @@ export async function runChecks(ctx: RuntimeContext, imageDir: string): Promise<
   const image = await readGuestImage(imageDir);
   out.push(
     image === undefined
-      ? { name: "guest kernel and initrd", ok: false, detail: `no complete guest image in ${imageDir}`, fix: "kata-ts image build" }
-      : { name: "guest kernel and initrd", ok: true, detail: `${image.kernelPath} (${image.kernelRelease}), ${image.initrdPath}` },
+      ? {
+          name: "guest kernel and initrd",
+          ok: false,
+          detail: `no complete guest image in ${imageDir}`,
+          fix: "kata-ts image build",
+        }
+      : {
+          name: "guest kernel and initrd",
+          ok: true,
+          detail: `${image.kernelPath} (${image.kernelRelease}), ${image.initrdPath}`,
+        },
   );
   for (const [bin, pkg] of [
     ["ip", "iproute2"],
@@ -48,13 +62,22 @@ export async function runChecks(ctx: RuntimeContext, imageDir: string): Promise<
     ["mount", "mount"],
   ] as const) {
     const p = ctx.probe.which(bin);
-    out.push(p === undefined ? { name: bin, ok: false, detail: `${bin} not found`, fix: `apt-get install -y ${pkg}` } : { name: bin, ok: true, detail: p });
+    out.push(
+      p === undefined
+        ? { name: bin, ok: false, detail: `${bin} not found`, fix: `apt-get install -y ${pkg}` }
+        : { name: bin, ok: true, detail: p },
+    );
   }
   const root = process.getuid?.() === 0;
   out.push(
     root
       ? { name: "privileges", ok: true, detail: "running as root" }
-      : { name: "privileges", ok: false, detail: "not root: sandboxes need mounts and network namespaces", fix: "run as root" },
+      : {
+          name: "privileges",
+          ok: false,
+          detail: "not root: sandboxes need mounts and network namespaces",
+          fix: "run as root",
+        },
   );
   return out;
 }
@@ -80,7 +103,9 @@ export function registerCheck(program: Command, ctx: () => RuntimeContext): void
     .alias("kata-check")
     .description("check that this host can run kata-ts containers")
     .action(async () => {
-      const { text, capable } = renderChecks(await runChecks(ctx(), process.env["KATA_TS_IMAGE_DIR"] ?? defaultImageDir));
+      const { text, capable } = renderChecks(
+        await runChecks(ctx(), process.env["KATA_TS_IMAGE_DIR"] ?? defaultImageDir),
+      );
       process.stdout.write(text);
       if (!capable) process.exitCode = 1;
     });

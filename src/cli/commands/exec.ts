@@ -57,7 +57,12 @@ export function registerExec(program: Command, ctx: () => RuntimeContext): void 
     .argument("<container-id>")
     .argument("[command...]", "command and arguments")
     .option("-t, --tty", "allocate a terminal (not supported yet)")
-    .option("-e, --env <KEY=VALUE>", "set an environment variable (repeatable)", (v: string, acc: string[]) => [...acc, v], [])
+    .option(
+      "-e, --env <KEY=VALUE>",
+      "set an environment variable (repeatable)",
+      (v: string, acc: string[]) => [...acc, v],
+      [],
+    )
     .option("--cwd <dir>", "working directory in the container")
     .option("-u, --user <uid[:gid]>", "user to run as")
     .option("-p, --process <file>", "process.json with the whole process spec")
@@ -65,10 +70,12 @@ export function registerExec(program: Command, ctx: () => RuntimeContext): void 
     .action(async (id: string, args: string[], flags: ExecFlags) => {
       const c = ctx();
       const state = await ociState(c, id);
-      if (state.status !== "running") throw new KataError(Code.FailedPrecondition, `container ${id} is ${state.status}, not running`);
+      if (state.status !== "running")
+        throw new KataError(Code.FailedPrecondition, `container ${id} is ${state.status}, not running`);
       const base = (await loadBundle(state.bundle)).spec.process;
       const spec = await execProcessSpec(base, args, flags);
-      if (spec.terminal === true) throw new KataError(Code.Unimplemented, "exec --tty: terminal processes are not supported yet");
+      if (spec.terminal === true)
+        throw new KataError(Code.Unimplemented, "exec --tty: terminal processes are not supported yet");
       const execId = `exec-${randomBytes(6).toString("hex")}`;
       const sid = await sandboxOf(new StateStore(c.flags.root), id);
       const fifoRoot = path.join(new StateStore(c.flags.root).sandboxDir(sid), "io");

@@ -23,17 +23,20 @@ function alive(pid: number): boolean {
 }
 
 async function readResources(file: string): Promise<unknown> {
-  const text = file === "-" ? await new Promise<string>((resolve) => {
-    let s = "";
-    process.stdin
-      .setEncoding("utf8")
-      .on("data", (d: string) => {
-        s += d;
-      })
-      .on("end", () => {
-        resolve(s);
-      });
-  }) : await readFile(file, "utf8");
+  const text =
+    file === "-"
+      ? await new Promise<string>((resolve) => {
+          let s = "";
+          process.stdin
+            .setEncoding("utf8")
+            .on("data", (d: string) => {
+              s += d;
+            })
+            .on("end", () => {
+              resolve(s);
+            });
+        })
+      : await readFile(file, "utf8");
   try {
     return JSON.parse(text);
   } catch (e) {
@@ -56,7 +59,9 @@ export function registerInspect(program: Command, ctx: () => RuntimeContext): vo
         return;
       }
       if (flags.format !== "table") throw new KataError(Code.InvalidArgument, `unknown format ${flags.format}`);
-      const rows = r.processes.map((p) => (p.info === undefined ? String(p.pid) : Buffer.from(p.info.value).toString()));
+      const rows = r.processes.map((p) =>
+        p.info === undefined ? String(p.pid) : Buffer.from(p.info.value).toString(),
+      );
       process.stdout.write([guestPsHeader, ...rows].join("\n") + "\n");
     });
 
@@ -73,7 +78,14 @@ export function registerInspect(program: Command, ctx: () => RuntimeContext): vo
         if (saved === undefined) continue;
         const up = alive(saved.servicePid);
         for (const c of saved.containers) {
-          rows.push({ id: c.id, pid: saved.servicePid, status: up ? c.status : "stopped", bundle: c.bundle, created: c.createdAt, sandbox: sid });
+          rows.push({
+            id: c.id,
+            pid: saved.servicePid,
+            status: up ? c.status : "stopped",
+            bundle: c.bundle,
+            created: c.createdAt,
+            sandbox: sid,
+          });
         }
       }
       if (flags.quiet === true) {
@@ -84,7 +96,16 @@ export function registerInspect(program: Command, ctx: () => RuntimeContext): vo
         const header = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "SANDBOX"];
         const table = [header, ...rows.map((r) => [r.id, String(r.pid), r.status, r.bundle, r.created, r.sandbox])];
         const widths = header.map((_h, i) => Math.max(...table.map((row) => (row[i] ?? "").length)));
-        process.stdout.write(table.map((row) => row.map((c, i) => c.padEnd(widths[i] ?? 0)).join("  ").trimEnd()).join("\n") + "\n");
+        process.stdout.write(
+          table
+            .map((row) =>
+              row
+                .map((c, i) => c.padEnd(widths[i] ?? 0))
+                .join("  ")
+                .trimEnd(),
+            )
+            .join("\n") + "\n",
+        );
       }
     });
 

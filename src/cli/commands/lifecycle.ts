@@ -42,7 +42,8 @@ export async function createContainer(ctx: RuntimeContext, id: string, flags: Cr
   const bundle = await loadBundle(flags.bundle);
   const role = containerRole(bundle.spec, id);
   const store = new StateStore(ctx.flags.root);
-  if ((await store.sandboxOf(id)) !== undefined) throw new KataError(Code.AlreadyExists, `container ${id} already exists`);
+  if ((await store.sandboxOf(id)) !== undefined)
+    throw new KataError(Code.AlreadyExists, `container ${id} already exists`);
   let socket: string;
   if (role.type === "sandbox") {
     if ((await store.load(role.sandboxId)) !== undefined) {
@@ -85,13 +86,21 @@ export async function ociState(ctx: RuntimeContext, id: string): Promise<State> 
         status: statusName[s.status] ?? "stopped",
         pid: s.pid,
         bundle: s.bundle,
-        ...(saved === undefined || Object.keys(saved.annotations).length === 0 ? {} : { annotations: { ...saved.annotations } }),
+        ...(saved === undefined || Object.keys(saved.annotations).length === 0
+          ? {}
+          : { annotations: { ...saved.annotations } }),
       };
     });
   } catch (e) {
     if (!isKataError(e, Code.Unavailable) || saved === undefined) throw e;
     // The service is gone: what the state directory remembers, stopped.
-    return { ociVersion, id, status: "stopped", bundle: saved.bundle, ...(Object.keys(saved.annotations).length === 0 ? {} : { annotations: { ...saved.annotations } }) };
+    return {
+      ociVersion,
+      id,
+      status: "stopped",
+      bundle: saved.bundle,
+      ...(Object.keys(saved.annotations).length === 0 ? {} : { annotations: { ...saved.annotations } }),
+    };
   }
 }
 
@@ -152,7 +161,9 @@ export function registerLifecycle(program: Command, ctx: () => RuntimeContext): 
     .option("-a, --all", "send the signal to every process of the container")
     .action(async (id: string, signal: string, flags: { all?: boolean }) => {
       const signo = parseSignal(signal);
-      await withTask(new StateStore(ctx().flags.root), id, (task) => task.kill({ id, signal: signo, all: flags.all === true }));
+      await withTask(new StateStore(ctx().flags.root), id, (task) =>
+        task.kill({ id, signal: signo, all: flags.all === true }),
+      );
     });
 
   program

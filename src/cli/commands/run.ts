@@ -82,7 +82,9 @@ export async function runContainer(ctx: RuntimeContext, containerId: string, fla
     at("destroyed");
     if (flags.timingsFile !== undefined) {
       const timings: Record<string, number> = {};
-      for (const [k, v] of Object.entries(service?.pod.timings ?? {})) timings[k] = v - t0;
+      for (const [k, v] of Object.entries(service?.pod.timings ?? {})) {
+        timings[k === `firstOutput:${id}` ? "firstOutput" : k] = v - t0;
+      }
       Object.assign(timings, mark);
       await writeFile(path.resolve(flags.timingsFile), JSON.stringify(timings, null, 2) + "\n");
     }
