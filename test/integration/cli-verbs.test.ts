@@ -22,7 +22,8 @@ describe("OCI CLI verbs (real VM)", { skip: requires("root", "qemu", "image", "n
     const r = await runCli(["--root", root, ...args], { env, timeoutMs: vmTimeout });
     return { code: r.code, out: r.stdout.toString(), err: r.stderr };
   };
-  const status = async (id: string): Promise<string> => (JSON.parse((await cli("state", id)).out) as { status: string }).status;
+  const status = async (id: string): Promise<string> =>
+    (JSON.parse((await cli("state", id)).out) as { status: string }).status;
 
   before(async () => {
     work = await mkdtemp(path.join(tmpdir(), "kata-ts-verbs-"));
@@ -37,7 +38,10 @@ describe("OCI CLI verbs (real VM)", { skip: requires("root", "qemu", "image", "n
 
   it("writes a default spec once", async () => {
     assert.equal((await cli("spec", "--bundle", work)).code, 0);
-    const spec = JSON.parse(await readFile(path.join(work, "config.json"), "utf8")) as { ociVersion: string; root: { path: string } };
+    const spec = JSON.parse(await readFile(path.join(work, "config.json"), "utf8")) as {
+      ociVersion: string;
+      root: { path: string };
+    };
     assert.equal(spec.root.path, "rootfs");
 
     const again = await cli("spec", "--bundle", work);
@@ -54,15 +58,25 @@ describe("OCI CLI verbs (real VM)", { skip: requires("root", "qemu", "image", "n
     const envOut = await cli("env", "--json");
 
     assert.equal(envOut.code, 0, envOut.err);
-    const report = JSON.parse(envOut.out) as { Hypervisor: { MachineType: string }; Kernel: { Path: string }; Host: { Architecture: string } };
+    const report = JSON.parse(envOut.out) as {
+      Hypervisor: { MachineType: string };
+      Kernel: { Path: string };
+      Host: { Architecture: string };
+    };
     assert.equal(report.Hypervisor.MachineType, "microvm");
     assert.match(report.Kernel.Path, /vmlinux$/);
     assert.equal(report.Host.Architecture, "x64");
   });
 
   it("lists, pauses, resumes, updates and kills a running sandbox", { timeout: vmTimeout }, async () => {
-    const dir = await makeBusyboxBundle({ runner }, { dir: path.join(work, "b"), args: ["sh", "-c", "while true; do sleep 1; done"] });
-    const created = await runCliToFiles(["--root", root, "create", "--bundle", dir, "verbs"], work, { env, timeoutMs: vmTimeout });
+    const dir = await makeBusyboxBundle(
+      { runner },
+      { dir: path.join(work, "b"), args: ["sh", "-c", "while true; do sleep 1; done"] },
+    );
+    const created = await runCliToFiles(["--root", root, "create", "--bundle", dir, "verbs"], work, {
+      env,
+      timeoutMs: vmTimeout,
+    });
     assert.equal(created.code, 0, created.stderr);
     assert.equal(await status("verbs"), "created");
     assert.equal((await cli("start", "verbs")).code, 0);
@@ -72,7 +86,10 @@ describe("OCI CLI verbs (real VM)", { skip: requires("root", "qemu", "image", "n
     assert.ok(pids.length >= 1 && pids.every((p) => Number.isInteger(p) && p > 0), String(pids));
     const table = (await cli("ps", "verbs")).out.split("\n");
     assert.match(table[0] ?? "", /^PID\s+USER/);
-    assert.ok(table.some((l) => /while true|sleep/.test(l)), table.join("\n"));
+    assert.ok(
+      table.some((l) => /while true|sleep/.test(l)),
+      table.join("\n"),
+    );
 
     assert.equal((await cli("pause", "verbs")).code, 0);
     assert.equal(await status("verbs"), "paused");
@@ -85,7 +102,11 @@ describe("OCI CLI verbs (real VM)", { skip: requires("root", "qemu", "image", "n
     assert.equal(upd.code, 0, upd.err);
     const ev = await cli("events", "--stats", "verbs");
     assert.equal(ev.code, 0, ev.err);
-    const stats = JSON.parse(ev.out) as { type: string; id: string; data: { cgroupStats?: { pidsStats?: { limit?: string } } } };
+    const stats = JSON.parse(ev.out) as {
+      type: string;
+      id: string;
+      data: { cgroupStats?: { pidsStats?: { limit?: string } } };
+    };
     assert.equal(stats.type, "stats");
     assert.equal(stats.id, "verbs");
     assert.equal(stats.data.cgroupStats?.pidsStats?.limit, "64");
