@@ -50,7 +50,9 @@ async function main(startedFrom: "snapshot" | "bundle"): Promise<void> {
     logger,
     setHostname: (name) => writeFile("/proc/sys/kernel/hostname", name),
   });
-  const server = new TtrpcServer({ logger });
+  // The serial port has no connection boundaries the agent can always see: a host that reconnects
+  // quickly starts its stream ids at 1 on what looks like the same connection.
+  const server = new TtrpcServer({ logger, newClientOnStreamOne: true });
   registerAgentService(server, agent, await imageVersion(), {
     runPs: async () => (await runChecked(runner, "ps", ["-o", guestPsColumns])).stdout,
     setTime: async (sec) => {

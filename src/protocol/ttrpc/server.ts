@@ -39,6 +39,13 @@ export interface TtrpcServerOptions {
   /** Largest frame accepted or sent (default 4 MiB, the protocol maximum). */
   readonly maxFrameBytes?: number;
   readonly logger?: Logger;
+  /**
+   * For byte streams without connection boundaries (a virtio-serial port): a request with stream id 1
+   * on a connection that already used higher ids is a new client (the host reconnected without the
+   * guest seeing it), not a protocol error. Responses to the old client's requests are still sent and
+   * ignored by the new one.
+   */
+  readonly newClientOnStreamOne?: boolean;
 }
 
 interface Route {
@@ -51,6 +58,7 @@ const maxTimerMs = 2 ** 31 - 1;
 
 export class TtrpcServer {
   readonly #maxFrameBytes: number;
+  readonly #newClientOnStreamOne: boolean;
   readonly #log: Logger;
   /** "grpc.AgentService/CreateContainer" → handler. */
   readonly #routes = new Map<string, Route>();
@@ -58,6 +66,7 @@ export class TtrpcServer {
 
   constructor(opts: TtrpcServerOptions = {}) {
     this.#maxFrameBytes = opts.maxFrameBytes ?? defaultMaxFrameBytes;
+    this.#newClientOnStreamOne = opts.newClientOnStreamOne === true;
     this.#log = (opts.logger ?? nullLogger).child({ component: "ttrpc-server" });
   }
 
@@ -89,7 +98,7 @@ export class TtrpcServer {
    * connection closes see `ctx.signal` abort; their results are dropped.
    */
   serve(stream: Duplex): Promise<void> {
-    return new ServerConnection(stream, this.#routes, this.#maxFrameBytes, this.#log).done;
+    return new ServerConnection(stream, this.#routes, this.#maxFrameBytes, this.#log, this.#newClientOnStreamOne).done;
   }
 }
 
@@ -103,8 +112,16 @@ class ServerConnection {
   readonly #closed = new AbortController();
   readonly #done = deferred<undefined>();
   #lastStreamId = 0;
+  readonly #newClientOnStreamOne: boolean;
 
-  constructor(stream: Duplex, routes: ReadonlyMap<string, Route>, maxFrameBytes: number, log: Logger) {
+  constructor(
+    stream: Duplex,
+    routes: ReadonlyMap<string, Route>,
+    maxFrameBytes: number,
+    log: Logger,
+    newClientOnStreamOne: boolean,
+  ) {
+    this.#newClientOnStreamOne = newClientOnStreamOne;
     this.#stream = stream;
     this.#routes = routes;
     this.#maxFrameBytes = maxFrameBytes;
@@ -153,6 +170,10 @@ class ServerConnection {
     if (id % 2 !== 1) {
       this.#respondStatus(id, invalid(`ttrpc stream id ${id} must be odd for client-initiated streams`));
       return;
+    }
+    if (id === 1 && this.#lastStreamId > 1 && this.#newClientOnStreamOne) {
+      this.#log.info("ttrpc: a new client started over on this stream", { lastStreamId: this.#lastStreamId });
+      this.#lastStreamId = 0;
     }
     if (id <= this.#lastStreamId) {
       this.#respondStatus(id, invalid(`ttrpc stream id ${id} must be greater than ${this.#lastStreamId}`));
