@@ -3,7 +3,7 @@
 
 import net from "node:net";
 import type { GenService } from "@bufbuild/protobuf/codegenv2";
-import { abortError, delay } from "../base/async.js";
+import { abortError, deferred, delay } from "../base/async.js";
 import { Code, KataError, errnoOf, isKataError } from "../base/errors.js";
 import type { Logger } from "../base/log.js";
 import { nullLogger } from "../base/log.js";
@@ -68,21 +68,41 @@ export class AgentClient {
   }
 
   /**
-   * Resolves once the agent answers Health.Check SERVING. A probe sent before the guest opened its
-   * port waits in the channel and is answered late; a lost one is replaced every probeIntervalMs.
+   * Resolves once the agent answers Health.Check SERVING. Probes sent before the guest opened its port
+   * wait in the channel and are answered late (all at once, by an agent whose code is still cold), so
+   * none is abandoned: another is added every probeIntervalMs in case one was lost, and the first
+   * SERVING answer from any of them wins.
    */
   async waitReady(signal: AbortSignal): Promise<void> {
-    while (!signal.aborted) {
-      try {
-        const r = await this.health.check({}, { signal, timeoutMs: probeIntervalMs });
-        if (r.status === HealthCheckResponse_ServingStatus.SERVING) return;
-        await delay(100, signal);
-      } catch (e) {
-        // A probe that timed out is replaced; the loop condition decides whether time is up.
-        if (!isKataError(e, Code.DeadlineExceeded) && !isKataError(e, Code.Cancelled)) throw e;
-      }
+    const ready = deferred<undefined>();
+    let failure: unknown;
+    const probe = (): void => {
+      this.health.check({}, { signal }).then(
+        (r) => {
+          if (r.status === HealthCheckResponse_ServingStatus.SERVING) ready.resolve(undefined);
+        },
+        (e: unknown) => {
+          if (!isKataError(e, Code.DeadlineExceeded) && !isKataError(e, Code.Cancelled)) {
+            failure ??= e;
+            ready.resolve(undefined);
+          }
+        },
+      );
+    };
+    const onAbort = (): void => {
+      ready.resolve(undefined);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    probe();
+    const timer = setInterval(probe, probeIntervalMs);
+    try {
+      await ready.promise;
+    } finally {
+      clearInterval(timer);
+      signal.removeEventListener("abort", onAbort);
     }
-    throw abortError(signal, "wait for the agent");
+    if (failure !== undefined) throw failure;
+    if (signal.aborted) throw abortError(signal, "wait for the agent");
   }
 
   close(): Promise<void> {
