@@ -101,6 +101,7 @@ export class AgentClient {
       clearInterval(timer);
       signal.removeEventListener("abort", onAbort);
     }
+    // eslint-disable-next-line @typescript-eslint/only-throw-error -- a probe's own error, rethrown as is
     if (failure !== undefined) throw failure;
     if (signal.aborted) throw abortError(signal, "wait for the agent");
   }

@@ -45,7 +45,7 @@ async function main(startedFrom: "snapshot" | "bundle"): Promise<void> {
   const runner = new NodeProcessRunner();
   const mounter = new CommandMounter(runner);
   const agent = new Agent({
-    crun: new Crun(runner, { binary: "/usr/bin/crun", stateDir: "/run/crun" }),
+    crun: new Crun(runner, { binary: "/usr/bin/crun", stateDir: "/run/crun", ttyHelper: "/usr/bin/kata-ts-tty" }),
     storage: new StorageManager({ mounter, logger }, guestStorageHandlers),
     logger,
     setHostname: (name) => writeFile("/proc/sys/kernel/hostname", name),

@@ -198,3 +198,41 @@ function startRelay(fifos: Partial<Record<StdioName, string>>, dir: string): Pro
     child.once("error", reject);
   });
 }
+
+/**
+ * stdio for a terminal container created with --console-socket (OCI): the pty helper sends a pty
+ * master to the socket and copies between its slave and two fifos the service opens.
+ */
+export async function prepareConsole(
+  runner: ProcessRunner,
+  fifoRoot: string,
+  consoleSocket: string,
+): Promise<PreparedStdio> {
+  const { dir, fifos } = await makeFifos(runner, fifoRoot, ["stdin", "stdout"]);
+  const cleanup = (): Promise<void> => rm(dir, { recursive: true, force: true });
+  // CAST: makeFifos made both.
+  const [stdin, stdout] = [fifos.stdin as string, fifos.stdout as string];
+  const helper = path.join(installRoot, "dist/native/kata-ts-tty");
+  let copier: number;
+  try {
+    const r = await runChecked(runner, helper, ["console", consoleSocket, stdin, stdout]);
+    copier = Number(r.stdout.trim());
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
+  return {
+    paths: { stdin, stdout, stderr: "" },
+    done: Promise.resolve(),
+    cleanup: () => Promise.resolve(),
+    abort: async () => {
+      try {
+        process.kill(copier, "SIGKILL");
+      } catch (e) {
+        // ESRCH: the copier is already gone.
+        if (errnoOf(e) !== "ESRCH") throw e;
+      }
+      await cleanup();
+    },
+  };
+}

@@ -22,7 +22,7 @@ import { guestRootfsPath, guestSharedDir } from "../protocol/guest-paths.js";
 import { ociToGrpcProcess, ociToGrpcSpec } from "../protocol/oci-spec.js";
 import { FakeChild, kataError } from "../../test/helpers/fakes.js";
 import { Agent } from "./agent.js";
-import type { Crun } from "./crun.js";
+import type { Crun, TtyOptions } from "./crun.js";
 import { StorageManager, type StorageHandler } from "./storage.js";
 
 const signalNames = new Map(Object.entries(constants.signals).map(([name, n]) => [n, name as NodeJS.Signals] as const));
@@ -67,7 +67,8 @@ class FakeCrun implements Pick<Crun, "run" | "exec" | "kill" | "delete" | "pause
     return init;
   }
 
-  async exec(containerId: string, processJsonPath: string, tty: boolean): Promise<FakeChild> {
+  async exec(containerId: string, processJsonPath: string, ttyOptions?: TtyOptions): Promise<FakeChild> {
+    const tty = ttyOptions !== undefined;
     const c = this.#get(containerId);
     if (c.init.hasExited) throw new Error(`crun: container \`${containerId}\` is not running`);
     const process: unknown = JSON.parse(await readFile(processJsonPath, "utf8"));

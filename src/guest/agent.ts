@@ -31,6 +31,8 @@ interface GuestContainer {
   init: GuestProcess | undefined;
   readonly execs: Map<string, GuestProcess>;
   readonly storagePoints: string[];
+  /** The init process's terminal size when it runs on a terminal (process.terminal). */
+  readonly tty: { rows: number; cols: number } | undefined;
 }
 
 export interface AgentDeps {
@@ -91,6 +93,9 @@ export class Agent {
       if (req.OCI === undefined) throw new KataError(Code.InvalidArgument, `container ${id}: no OCI spec`);
       const spec = grpcToOciSpec(req.OCI);
       checkRoot(id, spec);
+      // The pty helper gives crun a terminal the container inherits; crun itself must not make one.
+      const tty = spec.process?.terminal === true ? sizeOf(spec.process.consoleSize) : undefined;
+      if (spec.process !== undefined) spec.process.terminal = false;
       const storagePoints = await this.#deps.storage.add(req.storages);
       const bundleDir = path.join(this.#deps.bundlesDir ?? guestBundlesDir, id);
       try {
@@ -101,7 +106,15 @@ export class Agent {
         await rm(bundleDir, { recursive: true, force: true });
         throw wrap(e, `write bundle of ${id}`);
       }
-      this.#containers.set(id, { id, bundleDir, state: "created", init: undefined, execs: new Map(), storagePoints });
+      this.#containers.set(id, {
+        id,
+        bundleDir,
+        state: "created",
+        init: undefined,
+        execs: new Map(),
+        storagePoints,
+        tty,
+      });
       this.#deps.logger.info("container created", { containerId: id });
     });
   }
@@ -112,8 +125,13 @@ export class Agent {
       if (c.state !== "created") {
         throw new KataError(Code.FailedPrecondition, `container ${containerId} is ${c.state}, not created`);
       }
-      const child = await this.#deps.crun.run(c.id, c.bundleDir);
-      const init = new GuestProcess(c.id, child);
+      const resizeFile = path.join(c.bundleDir, "winsize");
+      const child = await this.#deps.crun.run(
+        c.id,
+        c.bundleDir,
+        c.tty === undefined ? undefined : { ...c.tty, resizeFile },
+      );
+      const init = new GuestProcess(c.id, child, c.tty === undefined ? undefined : resizeFile);
       c.init = init;
       c.state = "running";
       void init.exitCode.then((code) => {
@@ -152,10 +170,13 @@ export class Agent {
       }
       if (req.process === undefined) throw new KataError(Code.InvalidArgument, `exec ${execId}: no process`);
       const proc = grpcToOciProcess(req.process);
+      const tty = proc.terminal === true ? sizeOf(proc.consoleSize) : undefined;
+      proc.terminal = false;
       const file = path.join(c.bundleDir, `exec-${execId}.json`);
       await writeFile(file, JSON.stringify(proc));
-      const child = await this.#deps.crun.exec(c.id, file, proc.terminal === true);
-      const p = new GuestProcess(execId, child);
+      const resizeFile = path.join(c.bundleDir, `winsize-${execId}`);
+      const child = await this.#deps.crun.exec(c.id, file, tty === undefined ? undefined : { ...tty, resizeFile });
+      const p = new GuestProcess(execId, child, tty === undefined ? undefined : resizeFile);
       c.execs.set(execId, p);
       void p.exitCode.then(() => rm(file, { force: true }));
       this.#deps.logger.info("exec started", { containerId: c.id, execId, pid: p.pid });
@@ -172,6 +193,17 @@ export class Agent {
     const wanted = new Set(pids.map(String));
     const rows = lines.slice(1).filter((l) => wanted.has(l.trim().split(/\s+/)[0] ?? ""));
     return Buffer.from([lines[0] ?? "", ...rows].join("\n") + "\n");
+  }
+
+  /** Resizes a process's terminal (TtyWinResize): the pty helper re-reads the size on SIGUSR1. */
+  async resizeTerminal(containerId: string, execId: string, rows: number, cols: number): Promise<void> {
+    const p = this.process(containerId, execId);
+    if (p.resizeFile === undefined) {
+      throw new KataError(Code.FailedPrecondition, `process ${p.execId} of ${containerId} has no terminal`);
+    }
+    if (p.exited) return;
+    await writeFile(p.resizeFile, `${rows} ${cols}\n`);
+    process.kill(p.pid, "SIGUSR1");
   }
 
   async pauseContainer(containerId: string): Promise<void> {
@@ -273,4 +305,10 @@ function checkRoot(containerId: string, spec: Spec): void {
       `container ${containerId}: root.path ${JSON.stringify(root)} must be ${want}`,
     );
   }
+}
+
+/** A terminal's size from the spec's consoleSize; 24x80 when unset or nonsense. */
+function sizeOf(size: { height: number; width: number } | undefined): { rows: number; cols: number } {
+  const ok = (n: number | undefined): n is number => n !== undefined && Number.isInteger(n) && n > 0 && n < 10_000;
+  return { rows: ok(size?.height) ? size.height : 24, cols: ok(size?.width) ? size.width : 80 };
 }

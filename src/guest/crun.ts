@@ -2,10 +2,20 @@
 // waits for the container and exits with its status, so the process stays a child the agent can
 // wait for (a detached `crun create` would reparent it to PID 1 and lose its exit status).
 
+import { Code, KataError } from "../base/errors.js";
 import { runChecked, type Child, type ProcessRunner } from "../platform/process.js";
+
+/** A process on a terminal: run under the pty helper, which resizes it on SIGUSR1 from resizeFile. */
+export interface TtyOptions {
+  readonly rows: number;
+  readonly cols: number;
+  readonly resizeFile: string;
+}
 
 export interface CrunOptions {
   readonly binary: string;
+  /** The static pty helper (kata-ts-tty); absent, terminal processes are refused. */
+  readonly ttyHelper?: string;
   /** crun's state directory (--root), on guest tmpfs. */
   readonly stateDir: string;
 }
@@ -23,19 +33,34 @@ export class Crun {
     return ["--root", this.#opts.stateDir, ...rest];
   }
 
-  /** Starts the container's process with piped stdio; resolves once crun is running. */
-  run(containerId: string, bundleDir: string): Promise<Child> {
-    return this.#runner.spawn(this.#opts.binary, this.#args("run", "--bundle", bundleDir, containerId), {
-      stdio: ["pipe", "pipe", "pipe"],
-    });
+  /**
+   * Starts the container's process with piped stdio; resolves once crun is running. With a terminal,
+   * crun runs on the helper's pty and the container (configured without one) inherits it: one pty,
+   * which the helper resizes.
+   */
+  run(containerId: string, bundleDir: string, tty?: TtyOptions): Promise<Child> {
+    return this.#spawn(this.#args("run", "--bundle", bundleDir, containerId), tty);
   }
 
   /** Starts an extra process in a running container (ExecProcess) from a process.json. */
-  exec(containerId: string, processJsonPath: string, tty: boolean): Promise<Child> {
-    const args = ["exec", "--process", processJsonPath];
-    if (tty) args.push("--tty");
-    args.push(containerId);
-    return this.#runner.spawn(this.#opts.binary, this.#args(...args), { stdio: ["pipe", "pipe", "pipe"] });
+  exec(containerId: string, processJsonPath: string, tty?: TtyOptions): Promise<Child> {
+    return this.#spawn(this.#args("exec", "--process", processJsonPath, containerId), tty);
+  }
+
+  #spawn(args: string[], tty: TtyOptions | undefined): Promise<Child> {
+    const stdio = { stdio: ["pipe", "pipe", "pipe"] as "pipe"[] };
+    if (tty === undefined) return this.#runner.spawn(this.#opts.binary, args, stdio);
+    const helper = this.#opts.ttyHelper;
+    if (helper === undefined) {
+      return Promise.reject(
+        new KataError(Code.FailedPrecondition, "terminal processes need kata-ts-tty in the guest image"),
+      );
+    }
+    return this.#runner.spawn(
+      helper,
+      ["run", String(tty.rows), String(tty.cols), tty.resizeFile, "--", this.#opts.binary, ...args],
+      stdio,
+    );
   }
 
   async kill(containerId: string, signal: number, all: boolean): Promise<void> {

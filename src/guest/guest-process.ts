@@ -24,8 +24,12 @@ export class GuestProcess {
   readonly #child: Child;
   #exited = false;
 
-  constructor(execId: string, child: Child) {
+  /** Set for a process on a terminal: where the pty helper reads a new size from. */
+  readonly resizeFile: string | undefined;
+
+  constructor(execId: string, child: Child, resizeFile?: string) {
     this.execId = execId;
+    this.resizeFile = resizeFile;
     this.#child = child;
     this.pid = child.pid;
     this.stdout = new OutputBuffer(child.stdout);

@@ -91,6 +91,10 @@ export function registerAgentService(server: TtrpcServer, agent: Agent, version:
       await deps.setTime(req.Sec, req.Usec);
       return {};
     },
+    ttyWinResize: async (req) => {
+      await agent.resizeTerminal(req.containerId, req.execId, req.row, req.column);
+      return {};
+    },
     closeStdin: (req) => {
       agent.process(req.containerId, req.execId).closeStdin();
       return Promise.resolve({});

@@ -4,7 +4,7 @@
 // once to build the agent's startup snapshot (agent-snapshot.ts), which goes into the initrd.
 
 import { randomBytes } from "node:crypto";
-import { copyFile, link, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { copyFile, link, mkdir, readFile, rename, rm, stat, writeFile, realpath } from "node:fs/promises";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { abortError } from "../base/async.js";
@@ -75,6 +75,8 @@ export interface ImageBuildOptions {
   /** Long-lived downloads: the kernel package and tree (`kernel/`), the stripped node (`node/`). */
   readonly cacheDir: string;
   readonly agentBundlePath: string;
+  /** The static pty helper built by `npm run build` (dist/native/kata-ts-tty); without it, no terminals. */
+  readonly ttyHelperPath?: string;
   /** The agent's CommonJS bundle: with a hypervisor, the image gets a startup snapshot built from it. */
   readonly agentSnapshotEntryPath?: string;
   /** Rebuild even when the manifest says the outputs are current. */
@@ -195,6 +197,7 @@ async function build(deps: ImageBuildDeps, opts: ImageBuildOptions): Promise<Ima
       ? undefined
       : await findAgentSnapshotEntry(opts.agentSnapshotEntryPath);
   const agentStart: AgentStartKind = snapshotEntry === undefined ? "bundle" : "snapshot";
+  const ttyHelper = opts.ttyHelperPath === undefined ? undefined : await optionalFile(opts.ttyHelperPath);
   const previous = await readManifest(opts.outputDir);
   const sourcePaths = [
     host.busybox,
@@ -204,6 +207,7 @@ async function build(deps: ImageBuildDeps, opts: ImageBuildOptions): Promise<Ima
     host.mkfsErofs,
     ...host.libraries.values(),
     ...(snapshotEntry === undefined ? [] : [snapshotEntry]),
+    ...(ttyHelper === undefined ? [] : [ttyHelper]),
   ];
   const hashes = await timed("hashInputs", () => hashFiles(sourcePaths, previous?.sourceHashes ?? {}));
   const hashOf = (path: string): SourceHash => {
@@ -225,6 +229,7 @@ async function build(deps: ImageBuildDeps, opts: ImageBuildOptions): Promise<Ima
       agent: sha(host.agentBundle),
       "mkfs.erofs": sha(host.mkfsErofs),
       ...(snapshotEntry === undefined ? {} : { "agent-snapshot-entry": sha(snapshotEntry) }),
+      ...(ttyHelper === undefined ? {} : { "kata-ts-tty": sha(ttyHelper) }),
       ...Object.fromEntries(libraryHashes),
     },
     scripts: {
@@ -261,6 +266,7 @@ async function build(deps: ImageBuildDeps, opts: ImageBuildOptions): Promise<Ima
     libraries: [...host.libraries].map(([guestPath, real]) => ({ guestPath, sourcePath: real, sizeBytes: size(real) })),
     agentBundle: { sourcePath: host.agentBundle, sizeBytes: size(host.agentBundle) },
     agent,
+    ...(ttyHelper === undefined ? {} : { ttyHelper: { sourcePath: ttyHelper, sizeBytes: size(ttyHelper) } }),
   });
   const diskFiles = planToolsDisk(layout({ start: "bundle" }));
   progress(`modules: ${modules.map((m) => m.name).join(" ")}`);
@@ -328,5 +334,16 @@ async function build(deps: ImageBuildDeps, opts: ImageBuildOptions): Promise<Ima
   } finally {
     await Promise.all([kernelTmp, initrdTmp, diskTmp, manifestTmp].map((p) => rm(p, { force: true })));
     await removeSnapshotWork(snapshotWork);
+  }
+}
+
+/** A file the build may go without (the pty helper when gcc was missing): its real path, or undefined. */
+async function optionalFile(p: string): Promise<string | undefined> {
+  try {
+    const real = await realpath(p);
+    return (await stat(real)).isFile() ? real : undefined;
+  } catch (e) {
+    if (errnoOf(e) === "ENOENT") return undefined;
+    throw wrap(e, `resolve ${p}`);
   }
 }

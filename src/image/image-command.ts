@@ -48,6 +48,7 @@ export function imageCommand(deps: ImageCommandDeps): Command {
           outputDir: flags.output,
           cacheDir: flags.cache,
           agentBundlePath: deps.agentBundlePath,
+          ttyHelperPath: join(dirname(dirname(deps.agentBundlePath)), "native", "kata-ts-tty"),
           agentSnapshotEntryPath: join(dirname(deps.agentBundlePath), basename(agentSnapshotEntryRelPath)),
           force: flags.force === true,
           progress: (line) => {

@@ -30,6 +30,7 @@ export const guestPaths = {
   busybox: "/bin/busybox",
   crun: "/usr/bin/crun",
   node: "/usr/bin/node",
+  ttyHelper: "/usr/bin/kata-ts-tty",
   /** Where /init mounts the tools disk (read-only). */
   toolsMount: toolsMountInGuest,
   agent: agentPathInGuest,
@@ -76,6 +77,8 @@ export interface LayoutInputs {
   readonly libraries: readonly (HostFile & { readonly guestPath: string })[];
   readonly agentBundle: HostFile;
   readonly agent: AgentLayout;
+  /** The static pty helper (native/kata-ts-tty.c) for terminal containers; absent: no terminals. */
+  readonly ttyHelper?: HostFile;
 }
 
 /** One file of the tools disk. `path` is its guest path; on the disk it is the same path under the root. */
@@ -144,6 +147,7 @@ export function planToolsDisk(inputs: LayoutInputs): DiskFile[] {
   };
   add({ path: guestPaths.crun, mode: 0o755, source: inputs.crun });
   add({ path: guestPaths.node, mode: 0o755, source: inputs.node });
+  if (inputs.ttyHelper !== undefined) add({ path: guestPaths.ttyHelper, mode: 0o755, source: inputs.ttyHelper });
   for (const lib of inputs.libraries) {
     add({ path: lib.guestPath, mode: 0o755, source: { sourcePath: lib.sourcePath, sizeBytes: lib.sizeBytes } });
   }

@@ -2,7 +2,17 @@
 // its exit status once it has one. Stdio paths are opened by the service itself: containerd's fifos,
 // or /proc/<pid>/fd/N of the CLI that asked (the container's stdio is the caller's, as with runc).
 
-import { createReadStream, createWriteStream, type ReadStream, type WriteStream } from "node:fs";
+import {
+  constants as fsc,
+  createReadStream,
+  createWriteStream,
+  fstatSync,
+  open as openCb,
+  type WriteStream,
+} from "node:fs";
+import type { Readable } from "node:stream";
+import { isatty } from "node:tty";
+import { streamFromFd } from "../platform/fd-stream.js";
 import { deferred } from "../base/async.js";
 import { Code, describeError, isKataError } from "../base/errors.js";
 import type { Logger } from "../base/log.js";
@@ -29,15 +39,24 @@ const drainAfterExitMs = 10_000;
 /** Exit status reported when the VM (and so the process) is gone without a status. */
 export const lostExitStatus = 255;
 
-function openReader(p: string): Promise<ReadStream> {
-  return new Promise((resolve, reject) => {
-    const r = createReadStream(p);
-    r.pause();
-    r.once("open", () => {
-      resolve(r);
+/**
+ * Opens a process's stdin source. A terminal, fifo or pipe is read through the event loop: a
+ * thread-pool read(2) on one would block until input comes, and keep the process from ever exiting.
+ * A regular file (or /dev/null) is read the ordinary way.
+ */
+async function openReader(p: string): Promise<Readable> {
+  // A raw fd, not a FileHandle: the streams below own it (a FileHandle would close it when collected).
+  const fd = await new Promise<number>((resolve, reject) => {
+    openCb(p, fsc.O_RDONLY | fsc.O_NONBLOCK, (e, n) => {
+      if (e === null) resolve(n);
+      else reject(e);
     });
-    r.once("error", reject);
   });
+  const st = fstatSync(fd);
+  if (st.isFIFO() || st.isSocket() || (st.isCharacterDevice() && isatty(fd))) {
+    return streamFromFd(fd, { readable: true, writable: false }, p).pause();
+  }
+  return createReadStream("", { fd }).pause();
 }
 
 function openWriter(p: string): Promise<WriteStream> {
@@ -62,7 +81,7 @@ export class PodProcess {
   readonly #log: Logger;
   #closeStdin: (() => void) | undefined;
   #writers: Partial<Record<"stdout" | "stderr", WriteStream>> = {};
-  #input: ReadStream | undefined;
+  #input: Readable | undefined;
 
   constructor(containerId: string, execId: string, stdio: StdioPaths, log: Logger) {
     this.containerId = containerId;

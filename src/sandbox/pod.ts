@@ -125,9 +125,6 @@ export class Pod {
           `sandbox ${this.id} is not created yet: create its sandbox container first`,
         );
       }
-      if (bundle.spec.process?.terminal === true) {
-        throw new KataError(Code.Unimplemented, `container ${id}: process.terminal is not supported yet`);
-      }
       await this.#deps.store.addMapping(id, this.id);
       const undo = new CleanupStack();
       undo.defer(`remove mapping of ${id}`, () => this.#deps.store.removeMapping(id));
@@ -158,7 +155,9 @@ export class Pod {
             },
           );
         }
-        const init = new PodProcess(id, id, req.stdio, this.#log);
+        // On a terminal, stdout and stderr are one stream (the pty's).
+        const stdio = bundle.spec.process?.terminal === true ? { ...req.stdio, stderr: "", terminal: true } : req.stdio;
+        const init = new PodProcess(id, id, stdio, this.#log);
         await init.open();
         undo.defer(`close stdio of ${id}`, () => {
           init.releaseStdio();
@@ -277,9 +276,12 @@ export class Pod {
       if (c.init.status !== "running") throw new KataError(Code.FailedPrecondition, `container ${id} is not running`);
       if (execId === id || c.execs.has(execId))
         throw new KataError(Code.AlreadyExists, `exec id ${execId} already exists in ${id}`);
-      if (process.terminal === true)
-        throw new KataError(Code.Unimplemented, `exec ${execId}: terminal is not supported yet`);
-      const p = new PodProcess(id, execId, stdio, this.#log);
+      const p = new PodProcess(
+        id,
+        execId,
+        process.terminal === true ? { ...stdio, stderr: "", terminal: true } : stdio,
+        this.#log,
+      );
       await p.open();
       c.execs.set(execId, p);
       this.#execSpecs.set(`${id}/${execId}`, process);
@@ -408,6 +410,18 @@ export class Pod {
   /** Forced teardown (service shutdown, signal): kills whatever runs. */
   async shutdown(): Promise<void> {
     await this.#lock.with("pod", () => this.#destroy());
+  }
+
+  /** Resizes a process's terminal (ResizePty); a process not running yet keeps the size it was given. */
+  async resizePty(id: string, execId: string, width: number, height: number): Promise<void> {
+    const c = this.#container(id);
+    const p = execId === "" || execId === id ? c.init : this.#process(c, execId);
+    if (!p.stdio.terminal) throw new KataError(Code.FailedPrecondition, `process ${p.execId} of ${id} has no terminal`);
+    if (p.status !== "running") return;
+    await this.#requireSandbox().agent.ttyWinResize(
+      { containerId: id, execId: p === c.init ? "" : execId, row: height, column: width },
+      {},
+    );
   }
 
   async pause(id: string): Promise<void> {

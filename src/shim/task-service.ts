@@ -132,6 +132,10 @@ export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskSe
       });
       return {};
     },
+    resizePty: async (req) => {
+      await pod.resizePty(req.id, req.execId, req.width, req.height);
+      return {};
+    },
     closeIO: (req) => {
       if (req.stdin) pod.closeIO(req.id, req.execId);
       return Promise.resolve({});

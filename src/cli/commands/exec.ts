@@ -14,6 +14,7 @@ import { anyTypes, jsonAny } from "../../shim/task-service.js";
 import type { RuntimeContext } from "../runtime-context.js";
 import { sandboxOf, withTask } from "../service-client.js";
 import { prepareStdio } from "../stdio-bridge.js";
+import { attachTerminal, localConsoleSize } from "../terminal.js";
 import { ociState } from "./lifecycle.js";
 
 interface ExecFlags {
@@ -56,7 +57,7 @@ export function registerExec(program: Command, ctx: () => RuntimeContext): void 
     .description("run a new process in a running container")
     .argument("<container-id>")
     .argument("[command...]", "command and arguments")
-    .option("-t, --tty", "allocate a terminal (not supported yet)")
+    .option("-t, --tty", "run the process on a terminal")
     .option(
       "-e, --env <KEY=VALUE>",
       "set an environment variable (repeatable)",
@@ -74,18 +75,20 @@ export function registerExec(program: Command, ctx: () => RuntimeContext): void 
         throw new KataError(Code.FailedPrecondition, `container ${id} is ${state.status}, not running`);
       const base = (await loadBundle(state.bundle)).spec.process;
       const spec = await execProcessSpec(base, args, flags);
-      if (spec.terminal === true)
-        throw new KataError(Code.Unimplemented, "exec --tty: terminal processes are not supported yet");
+      const size = localConsoleSize();
+      if (spec.terminal === true && size !== undefined) spec.consoleSize = size;
       const execId = `exec-${randomBytes(6).toString("hex")}`;
       const sid = await sandboxOf(new StateStore(c.flags.root), id);
       const fifoRoot = path.join(new StateStore(c.flags.root).sandboxDir(sid), "io");
       const stdio = await prepareStdio(c.runner, fifoRoot, flags.detach === true ? "detached" : "attached");
       try {
         process.exitCode = await withTask(new StateStore(c.flags.root), id, async (task) => {
-          await task.exec({ id, execId, terminal: false, ...stdio.paths, spec: jsonAny(anyTypes.process, spec) });
+          const terminal = spec.terminal === true;
+          await task.exec({ id, execId, terminal, ...stdio.paths, spec: jsonAny(anyTypes.process, spec) });
           await task.start({ id, execId });
           if (flags.detach === true) return 0;
-          const { exitStatus } = await task.wait({ id, execId });
+          const tty = terminal ? attachTerminal(task, id, execId) : undefined;
+          const { exitStatus } = await task.wait({ id, execId }).finally(() => tty?.restore());
           await stdio.done;
           await task.delete({ id, execId });
           return exitStatus;

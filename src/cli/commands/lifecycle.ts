@@ -14,7 +14,7 @@ import { Status } from "../../protocol/gen/containerd/api/types/task/task_pb.js"
 import { StateStore } from "../../sandbox/persist.js";
 import type { RuntimeContext } from "../runtime-context.js";
 import { connectTask, sandboxOf, startService, withTask } from "../service-client.js";
-import { prepareStdio } from "../stdio-bridge.js";
+import { prepareConsole, prepareStdio, type PreparedStdio } from "../stdio-bridge.js";
 import { parseSignal } from "../signals.js";
 import { forceCleanup } from "../stale.js";
 
@@ -36,11 +36,18 @@ interface CreateFlags {
 /** Creates a container (and, for a sandbox, its VM) and returns the service's pid. */
 export async function createContainer(ctx: RuntimeContext, id: string, flags: CreateFlags): Promise<number> {
   checkId("container id", id);
-  if (flags.consoleSocket !== undefined) {
-    throw new KataError(Code.Unimplemented, "--console-socket: terminal containers are not supported yet");
-  }
   const bundle = await loadBundle(flags.bundle);
   const role = containerRole(bundle.spec, id);
+  // runc's rule: a detached create of a terminal container needs somewhere to send the pty.
+  const terminal = bundle.spec.process?.terminal === true;
+  if (terminal !== (flags.consoleSocket !== undefined)) {
+    throw new KataError(
+      Code.InvalidArgument,
+      terminal
+        ? `${bundle.dir}/config.json has process.terminal true: create needs --console-socket`
+        : "--console-socket needs process.terminal true in config.json",
+    );
+  }
   const store = new StateStore(ctx.flags.root);
   if ((await store.sandboxOf(id)) !== undefined)
     throw new KataError(Code.AlreadyExists, `container ${id} already exists`);
@@ -57,11 +64,23 @@ export async function createContainer(ctx: RuntimeContext, id: string, flags: Cr
     socket = store.socketPath(role.sandboxId);
   }
   const c = await connectTask(socket);
-  const stdio = await prepareStdio(ctx.runner, path.join(store.sandboxDir(role.sandboxId), "io"), "detached");
+  const ioDir = path.join(store.sandboxDir(role.sandboxId), "io");
+  let stdio: PreparedStdio;
+  try {
+    stdio =
+      flags.consoleSocket === undefined
+        ? await prepareStdio(ctx.runner, ioDir, "detached")
+        : await prepareConsole(ctx.runner, ioDir, path.resolve(flags.consoleSocket));
+  } catch (e) {
+    // A service started for this sandbox has nothing to hold: let it go.
+    if (role.type === "sandbox") await c.task.shutdown({ id, now: true }).catch(() => undefined);
+    await c.close();
+    throw e;
+  }
   try {
     let pid: number;
     try {
-      pid = (await c.task.create({ id, bundle: bundle.dir, terminal: false, ...stdio.paths })).pid;
+      pid = (await c.task.create({ id, bundle: bundle.dir, terminal, ...stdio.paths })).pid;
     } catch (e) {
       await stdio.abort();
       throw e;

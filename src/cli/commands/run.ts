@@ -15,6 +15,7 @@ import { StateStore } from "../../sandbox/persist.js";
 import type { RuntimeContext } from "../runtime-context.js";
 import { connectTask, type TaskConnection } from "../service-client.js";
 import { prepareStdio, type PreparedStdio } from "../stdio-bridge.js";
+import { attachTerminal, type AttachedTerminal } from "../terminal.js";
 import { hostService, type HostedService } from "../service-host.js";
 
 const forwardGraceMs = 3000;
@@ -39,6 +40,7 @@ export async function runContainer(ctx: RuntimeContext, containerId: string, fla
   let signals = 0;
   let started = false;
   let stdio: PreparedStdio | undefined;
+  let tty: AttachedTerminal | undefined;
   const onSignal = (sig: NodeJS.Signals): void => {
     signals++;
     const task = conn?.task;
@@ -64,10 +66,12 @@ export async function runContainer(ctx: RuntimeContext, containerId: string, fla
     const task = conn.task;
     // Fifos live in the sandbox's state dir, so whatever removes the sandbox removes them too.
     stdio = await prepareStdio(ctx.runner, path.join(store.sandboxDir(role.sandboxId), "io"), "attached");
-    await task.create({ id, bundle: bundle.dir, terminal: false, ...stdio.paths });
+    const terminal = bundle.spec.process?.terminal === true;
+    await task.create({ id, bundle: bundle.dir, terminal, ...stdio.paths });
     at("containerCreated");
     await task.start({ id });
     started = true;
+    if (terminal) tty = attachTerminal(task, id, "");
     at("containerStarted");
     const { exitStatus } = await task.wait({ id });
     await stdio.done;
@@ -103,6 +107,7 @@ export async function runContainer(ctx: RuntimeContext, containerId: string, fla
     }
     throw e;
   } finally {
+    tty?.restore();
     await stdio?.cleanup();
     process.stdin.destroy();
     process.off("SIGINT", onSignal);

@@ -1,0 +1,34 @@
+// The caller's side of a container on a terminal: the local tty goes raw (the guest's pty does the
+// line discipline), and its size follows the local window (SIGWINCH -> ResizePty).
+
+import type { TaskApi } from "./service-client.js";
+
+export interface AttachedTerminal {
+  /** Puts the local terminal back as it was. */
+  restore(): void;
+}
+
+export function attachTerminal(task: TaskApi, id: string, execId: string): AttachedTerminal {
+  const stdin = process.stdin;
+  const wasRaw = stdin.isTTY && stdin.isRaw;
+  if (stdin.isTTY) stdin.setRawMode(true);
+  const resize = (): void => {
+    const out = process.stdout;
+    if (!out.isTTY) return;
+    task.resizePty({ id, execId, width: out.columns, height: out.rows }).catch(() => undefined);
+  };
+  process.on("SIGWINCH", resize);
+  resize();
+  return {
+    restore() {
+      process.off("SIGWINCH", resize);
+      if (stdin.isTTY) stdin.setRawMode(wasRaw);
+    },
+  };
+}
+
+/** The local window's size as a runtime-spec consoleSize, when stdout is a terminal. */
+export function localConsoleSize(): { height: number; width: number } | undefined {
+  const out = process.stdout;
+  return out.isTTY ? { height: out.rows, width: out.columns } : undefined;
+}
