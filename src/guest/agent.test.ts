@@ -49,6 +49,7 @@ interface FakeContainer {
 class FakeCrun implements Pick<Crun, "run" | "exec" | "kill" | "delete" | "pause" | "resume" | "update" | "ps"> {
   readonly containers = new Map<string, FakeContainer>();
   readonly execs: { containerId: string; process: unknown; tty: boolean; child: FakeChild }[] = [];
+  readonly runs: { containerId: string; tty: TtyOptions | undefined }[] = [];
   /** When true, `kill` succeeds but the process ignores the signal (stuck in D state, say). */
   ignoreKill = false;
 
@@ -58,7 +59,8 @@ class FakeCrun implements Pick<Crun, "run" | "exec" | "kill" | "delete" | "pause
     return c;
   }
 
-  async run(containerId: string, bundleDir: string): Promise<FakeChild> {
+  async run(containerId: string, bundleDir: string, tty?: TtyOptions): Promise<FakeChild> {
+    this.runs.push({ containerId, tty });
     if (this.containers.has(containerId)) throw new Error(`crun: container \`${containerId}\` already exists`);
     // CAST: the agent writes the spec it converted; a parse failure fails the test.
     const spec = JSON.parse(await readFile(path.join(bundleDir, "config.json"), "utf8")) as Spec;
@@ -279,8 +281,23 @@ describe("Agent", () => {
       await agent.createContainer(containerRequest("c1"));
 
       const spec: unknown = JSON.parse(await readFile(path.join(bundlesDir, "c1", "config.json"), "utf8"));
-      assert.deepEqual(spec, defaultSpec({ args: ["sleep", "inf"], rootPath: guestRootfsPath("c1") }));
+      // A terminal is the pty helper's to make (the container inherits it): crun is told there is none.
+      const want = defaultSpec({ args: ["sleep", "inf"], rootPath: guestRootfsPath("c1"), terminal: false });
+      assert.deepEqual(spec, want);
       assert.deepEqual([...handler.attached].sort(), [sandboxMp, mpOf("c1")].sort());
+    });
+
+    it("runs a terminal container under the pty helper at the spec's console size", async () => {
+      await withSandbox();
+      await agent.createContainer(containerRequest("c1"));
+
+      await agent.startContainer("c1");
+
+      assert.deepEqual(crun.runs.at(-1)?.tty, {
+        rows: 24,
+        cols: 80,
+        resizeFile: path.join(bundlesDir, "c1", "winsize"),
+      });
     });
 
     it("refuses a second container with the same id with ALREADY_EXISTS, keeping the first", async () => {
