@@ -64,6 +64,15 @@ describe("loadConfig", () => {
     assert.equal(e.message, `configuration file ${missing} does not exist`);
   });
 
+  it("refuses a configuration file larger than 1 MiB before reading it", async () => {
+    const dir = await tree({ "big.toml": `# ${"x".repeat(1 << 20)}\n` });
+
+    const e = await rejection(loadConfig({ configPath: join(dir, "big.toml") }));
+
+    assert.ok(isKataError(e, "INVALID_ARGUMENT"));
+    assert.match(e.message, /big\.toml is \d+ bytes, more than 1048576/);
+  });
+
   it("uses the --config file over the search paths", async () => {
     const dir = await tree({ "mine.toml": "[hypervisor.qemu]\ndefault_memory = 256", "etc/configuration.toml": "" });
 

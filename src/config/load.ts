@@ -29,12 +29,23 @@ export interface LoadedConfig {
   readonly warnings: readonly string[];
 }
 
+/** A configuration file larger than this is refused before it is read (Kata's is ~30 KiB). */
+const maxConfigFileBytes = 1 << 20;
+
 /** The text of `file`, or undefined when it does not exist. */
 async function readIfExists(file: string): Promise<string | undefined> {
   try {
+    const st = await stat(file);
+    if (st.isFile() && st.size > maxConfigFileBytes) {
+      throw new KataError(
+        Code.InvalidArgument,
+        `configuration file ${file} is ${st.size} bytes, more than ${maxConfigFileBytes}`,
+      );
+    }
     return await readFile(file, "utf8");
   } catch (e) {
     // ENOTDIR: a path component is a file, so this file cannot exist either.
+    if (e instanceof KataError) throw e;
     if (errnoOf(e) === "ENOENT" || errnoOf(e) === "ENOTDIR") return undefined;
     if (errnoOf(e) === "EISDIR") throw new KataError(Code.InvalidArgument, `configuration file ${file} is a directory`);
     throw wrap(e, `read configuration file ${file}`);
