@@ -185,13 +185,16 @@ export class Pod {
 
   async #createSandbox(bundle: Bundle, undo: CleanupStack, signal: AbortSignal): Promise<void> {
     await inSpan("netns", {}, () => this.#setupNetns(bundle, undo, signal));
-    const hooks = [...(bundle.spec.hooks?.prestart ?? []), ...(bundle.spec.hooks?.createRuntime ?? [])];
-    await inSpan("prestartHooks", { count: hooks.length }, () =>
-      runHooks(this.#deps, "prestart", hooks, this.#ociState(this.id, bundle, "creating"), {
-        netnsPath: this.#netnsPath,
-        signal,
-      }),
-    );
+    // Both kinds run in the runtime's namespace before the VM exists; each failure names its own kind.
+    for (const kind of ["prestart", "createRuntime"] as const) {
+      const hooks = bundle.spec.hooks?.[kind] ?? [];
+      await inSpan(`${kind}Hooks`, { count: hooks.length }, () =>
+        runHooks(this.#deps, kind, hooks, this.#ociState(this.id, bundle, "creating"), {
+          netnsPath: this.#netnsPath,
+          signal,
+        }),
+      );
+    }
     const vm = await this.#deps.resolveVm(bundle.spec);
     const startedAt = this.#deps.now();
     const sandbox = await inSpan("startVm", { machineType: vm.machineType, memoryMiB: vm.memoryMiB }, () =>

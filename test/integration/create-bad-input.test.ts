@@ -124,6 +124,16 @@ describe("create with bad input (real services)", { skip: requires("root", "qemu
     assert.match(err, /stderr: hook-err/);
   });
 
+  it("names a failing createRuntime hook by its own kind", async () => {
+    const dir = await bundle((s) => {
+      s.hooks = { createRuntime: [{ path: "/bin/false" }] };
+    });
+
+    const err = await createFails("hookcr", dir);
+
+    assert.match(err, /createRuntime hook \/bin\/false failed: exit code 1/);
+  });
+
   it("kills a prestart hook that hangs past its timeout", { timeout: 60_000 }, async () => {
     const dir = await bundle((s) => {
       s.hooks = { prestart: [{ path: "/bin/sh", args: ["sh", "-c", "sleep 100"], timeout: 1 }] };
