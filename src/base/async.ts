@@ -101,3 +101,32 @@ export function deadline(ms: number, ...parents: (AbortSignal | undefined)[]): {
     },
   };
 }
+
+/**
+ * A signal that aborts when any of `parents` does, with that parent's reason (AbortSignal.any without
+ * its Node 20 garbage-collection hazard, see deadline()). Call clear() when done to unlink it.
+ */
+export function linkSignals(...parents: (AbortSignal | undefined)[]): { signal: AbortSignal; clear(): void } {
+  const ctl = new AbortController();
+  const unlinks: (() => void)[] = [];
+  for (const p of parents) {
+    if (p === undefined) continue;
+    if (p.aborted) {
+      ctl.abort(p.reason);
+      break;
+    }
+    const onAbort = (): void => {
+      ctl.abort(p.reason);
+    };
+    p.addEventListener("abort", onAbort, { once: true });
+    unlinks.push(() => {
+      p.removeEventListener("abort", onAbort);
+    });
+  }
+  return {
+    signal: ctl.signal,
+    clear() {
+      for (const u of unlinks) u();
+    },
+  };
+}

@@ -5,7 +5,7 @@
 import { mkdir, rm } from "node:fs/promises";
 import net from "node:net";
 import path from "node:path";
-import { Code, KataError, describeError } from "../base/errors.js";
+import { Code, KataError } from "../base/errors.js";
 import { NetnsManager } from "../network/netns.js";
 import { TtrpcServer } from "../protocol/ttrpc/server.js";
 import { StateStore } from "../sandbox/persist.js";
@@ -51,16 +51,6 @@ export async function hostService(ctx: RuntimeContext, sandboxId: string): Promi
     pid: process.pid,
     onShutdown: () => {
       end();
-    },
-    onIdle: async () => {
-      try {
-        await pod.shutdown();
-      } catch (e) {
-        // The create's own error is what the caller gets; this one is for the log.
-        ctx.logger.error("cleanup after a failed create", { sandboxId, err: describeError(e) });
-      } finally {
-        end();
-      }
     },
   });
   void pod.done.then(() => {

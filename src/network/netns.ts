@@ -132,8 +132,15 @@ export interface NetnsDeps {
   readonly nsenterPath?: string;
 }
 
+/** What the create path needs of network namespaces (NetnsManager; a fake in component tests). */
+export interface NetnsPort {
+  create(name: string, signal?: AbortSignal): Promise<string>;
+  remove(name: string): Promise<void>;
+  checkJoinable(nsPath: string, signal?: AbortSignal): Promise<void>;
+}
+
 /** Creates, checks, enters and removes network namespaces. Needs root (CAP_SYS_ADMIN). */
-export class NetnsManager {
+export class NetnsManager implements NetnsPort {
   readonly #runner: ProcessRunner;
   readonly #nsenter: string;
 

@@ -73,6 +73,20 @@ export async function runHooksWarnOnly(
   }
 }
 
+/**
+ * Checks `hooks` as runHooks would before running each (path absolute and executable, env entries,
+ * timeout), without running any: the create path calls it before the VM boots, so a bad hook fails in
+ * milliseconds instead of after the boot.
+ */
+export async function checkHooks(kind: HookKind, hooks: readonly Hook[]): Promise<void> {
+  for (const hook of hooks) {
+    const what = `${kind} hook ${hook.path}`;
+    hookEnv(hook, what);
+    hookTimeout(hook, what);
+    await checkExecutable(hook.path, what);
+  }
+}
+
 async function runHook(deps: HookDeps, kind: HookKind, hook: Hook, input: string, opts: HookRunOptions): Promise<void> {
   const what = `${kind} hook ${hook.path}`;
   const env = hookEnv(hook, what);

@@ -2,6 +2,7 @@
 // WriteStdin, CloseStdin). The agent returns an empty chunk only at end of stream.
 
 import type { Readable, Writable } from "node:stream";
+import { abortError } from "../base/async.js";
 import { Code, isKataError } from "../base/errors.js";
 import type { AgentApi } from "../agent-client/agent-client.js";
 
@@ -10,22 +11,34 @@ export const readChunkBytes = 1 << 20;
 /** Largest stdin chunk sent in one WriteStdin. */
 export const writeChunkBytes = 256 * 1024;
 
-function write(out: Writable, data: Uint8Array): Promise<void> {
+/** Writes `data`, waiting for room; rejects when `signal` aborts first (a reader that stopped reading). */
+function write(out: Writable, data: Uint8Array, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (out.write(data)) {
       resolve();
       return;
     }
-    const onDrain = (): void => {
+    const done = (): void => {
+      out.off("drain", onDrain);
       out.off("error", onError);
+      signal.removeEventListener("abort", onAbort);
+    };
+    const onDrain = (): void => {
+      done();
       resolve();
     };
     const onError = (e: Error): void => {
-      out.off("drain", onDrain);
+      done();
       reject(e);
+    };
+    const onAbort = (): void => {
+      done();
+      reject(abortError(signal, "write output"));
     };
     out.once("drain", onDrain);
     out.once("error", onError);
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
   });
 }
 
@@ -47,7 +60,7 @@ export async function pumpOutput(
       first = false;
       onFirstData?.();
     }
-    await write(out, r.data);
+    await write(out, r.data, signal);
   }
 }
 

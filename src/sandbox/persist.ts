@@ -7,7 +7,9 @@ import path from "node:path";
 import { Code, KataError, errnoOf, ignoreErrno } from "../base/errors.js";
 import { checkId } from "../base/ids.js";
 
-export type ContainerStatus = "creating" | "created" | "running" | "paused" | "stopped";
+import type { ContainerStatus } from "./status.js";
+
+export type { ContainerStatus } from "./status.js";
 
 export interface PersistedContainer {
   readonly id: string;

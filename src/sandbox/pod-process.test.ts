@@ -180,7 +180,7 @@ describe("PodProcess", () => {
       const p = new PodProcess("c1", "c1", stdio({ stdout: out, stderr: err }), nullLogger);
       await p.open();
 
-      p.attach(agent.api, noExitHook);
+      p.attach(agent.api, { onExit: noExitHook });
       guest.stdout.write("hello ");
       guest.stderr.write("warning\n");
       guest.stdout.write("world\n");
@@ -199,7 +199,7 @@ describe("PodProcess", () => {
       const p = new PodProcess("c1", "c1", stdio({ stdout: out }), nullLogger);
       await p.open();
 
-      p.attach(agent.api, noExitHook);
+      p.attach(agent.api, { onExit: noExitHook });
       guest.stdout.write("new line\n");
       guest.exit(0);
       await p.exited;
@@ -216,7 +216,7 @@ describe("PodProcess", () => {
       await p.open();
       const big = Buffer.alloc(3 << 20, "0123456789abcdef");
 
-      p.attach(agent.api, noExitHook);
+      p.attach(agent.api, { onExit: noExitHook });
       guest.stdout.write(big);
       guest.stderr.write("last words\n");
       guest.exit(7);
@@ -241,9 +241,9 @@ describe("PodProcess", () => {
       let released = false;
       void p.exited.then(() => (released = true));
 
-      p.attach(agent.api, async (exit: ExitInfo) => {
+      p.attach(agent.api, { onExit: async (exit: ExitInfo) => {
         seen.push(`${exit.exitStatus} ${await readFile(out, "utf8")} released=${released}`);
-      });
+      } });
       guest.stdout.write("bye");
       guest.exit(3);
       await p.exited;
@@ -262,8 +262,8 @@ describe("PodProcess", () => {
       await pi.open();
       await pe.open();
 
-      pi.attach(agent.api, noExitHook);
-      pe.attach(agent.api, noExitHook);
+      pi.attach(agent.api, { onExit: noExitHook });
+      pe.attach(agent.api, { onExit: noExitHook });
       init.stdout.write("init");
       exec.stdout.write("exec");
       exec.exit(1);
@@ -284,7 +284,7 @@ describe("PodProcess", () => {
       const p = new PodProcess("c1", "c1", stdio({ stdin: input }), nullLogger);
       await p.open();
 
-      p.attach(agent.api, noExitHook);
+      p.attach(agent.api, { onExit: noExitHook });
       await guest.stdinEnded;
       guest.exit(0);
       await p.exited;
@@ -299,7 +299,7 @@ describe("PodProcess", () => {
       const p = new PodProcess("c1", "c1", stdio(), nullLogger);
       await p.open();
 
-      p.attach(agent.api, noExitHook);
+      p.attach(agent.api, { onExit: noExitHook });
       guest.exit(137);
 
       assert.equal((await p.exited).exitStatus, 137);
@@ -313,7 +313,7 @@ describe("PodProcess", () => {
       const p = new PodProcess("c1", "c1", stdio({ stdout: out }), log);
       await p.open();
 
-      p.attach(agent.api, noExitHook);
+      p.attach(agent.api, { onExit: noExitHook });
       guest.lose(new KataError(Code.Unavailable, "ttrpc connection closed"));
       const exit = await p.exited;
 
@@ -330,7 +330,7 @@ describe("PodProcess", () => {
       const p = new PodProcess("c1", "c1", stdio(), log);
       await p.open();
 
-      p.attach(agent.api, noExitHook);
+      p.attach(agent.api, { onExit: noExitHook });
       guest.lose(new KataError(Code.Internal, "agent bug"));
       const exit = await p.exited;
 
@@ -345,7 +345,7 @@ describe("PodProcess", () => {
       const p = new PodProcess("c1", "c1", stdio(), log);
       await p.open();
 
-      p.attach(agent.api, () => Promise.reject(new Error("disk full")));
+      p.attach(agent.api, { onExit: () => Promise.reject(new Error("disk full")) });
       guest.exit(2);
       const exit = await p.exited;
 
@@ -410,10 +410,10 @@ describe("PodProcess", () => {
       const p = new PodProcess("c1", "c1", stdio(), nullLogger);
       await p.open();
       let onExitCalls = 0;
-      p.attach(agent.api, () => {
+      p.attach(agent.api, { onExit: () => {
         onExitCalls++;
         return Promise.resolve();
-      });
+      } });
 
       p.markStopped(137);
       const exit = await p.exited;

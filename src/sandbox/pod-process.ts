@@ -1,23 +1,16 @@
-// One process of a pod as the host sees it (a container's init, or an exec): where its stdio goes, and
-// its exit status once it has one. Stdio paths are opened by the service itself: containerd's fifos,
-// or /proc/<pid>/fd/N of the CLI that asked (the container's stdio is the caller's, as with runc).
+// One process of a pod as the host sees it (a container's init, or an exec): its status (through the
+// transition table), where its stdio goes, and its exit status once it has one. Stdio paths are opened
+// by the service itself: containerd's fifos, or /proc/<pid>/fd/N of the CLI that asked.
 
-import {
-  constants as fsc,
-  createReadStream,
-  createWriteStream,
-  fstatSync,
-  open as openCb,
-  type WriteStream,
-} from "node:fs";
+import type { WriteStream } from "node:fs";
 import type { Readable } from "node:stream";
-import { isatty } from "node:tty";
-import { streamFromFd } from "../platform/fd-stream.js";
-import { deferred } from "../base/async.js";
-import { Code, describeError, isKataError } from "../base/errors.js";
-import type { Logger } from "../base/log.js";
+import { deferred, linkSignals } from "../base/async.js";
+import { Code, isKataError } from "../base/errors.js";
+import { errField, type Logger } from "../base/log.js";
 import type { AgentApi } from "../agent-client/agent-client.js";
 import { pumpInput, pumpOutput } from "./io.js";
+import { openReader, openWriter } from "./stdio-files.js";
+import { StatusCell, type ContainerStatus, type ProcessKind } from "./status.js";
 
 export interface StdioPaths {
   /** "" when the process has no such stream. */
@@ -27,67 +20,57 @@ export interface StdioPaths {
   readonly terminal: boolean;
 }
 
-export type ProcessStatus = "created" | "running" | "stopped";
-
 export interface ExitInfo {
   readonly exitStatus: number;
   readonly exitedAt: Date;
 }
 
-/** After the process exits, how long its output may take to drain. */
+/** After the process exits, how long its output may take to arrive from the guest. */
 const drainAfterExitMs = 10_000;
+/** Then how long our buffers may take to reach a reader; a reader that stopped reading loses the rest. */
+const flushAfterExitMs = 2000;
 /** Exit status reported when the VM (and so the process) is gone without a status. */
 export const lostExitStatus = 255;
 
-/**
- * Opens a process's stdin source. A terminal, fifo or pipe is read through the event loop: a
- * thread-pool read(2) on one would block until input comes, and keep the process from ever exiting.
- * A regular file (or /dev/null) is read the ordinary way.
- */
-async function openReader(p: string): Promise<Readable> {
-  // A raw fd, not a FileHandle: the streams below own it (a FileHandle would close it when collected).
-  const fd = await new Promise<number>((resolve, reject) => {
-    openCb(p, fsc.O_RDONLY | fsc.O_NONBLOCK, (e, n) => {
-      if (e === null) resolve(n);
-      else reject(e);
-    });
-  });
-  const st = fstatSync(fd);
-  if (st.isFIFO() || st.isSocket() || (st.isCharacterDevice() && isatty(fd))) {
-    return streamFromFd(fd, { readable: true, writable: false }, p).pause();
-  }
-  return createReadStream("", { fd }).pause();
-}
-
-function openWriter(p: string): Promise<WriteStream> {
-  return new Promise((resolve, reject) => {
-    // Append, never truncate: /proc/<pid>/fd/1 of a caller may be a file it redirected to.
-    const w = createWriteStream(p, { flags: "a" });
-    w.once("open", () => {
-      resolve(w);
-    });
-    w.once("error", reject);
-  });
+export interface AttachOptions {
+  /** Runs after the output drained, before waiters are released. */
+  readonly onExit: (exit: ExitInfo) => Promise<void>;
+  readonly onFirstOutput?: () => void;
+  /** Aborts when the sandbox is lost: the process is then gone too (exit status lostExitStatus). */
+  readonly lost?: AbortSignal;
 }
 
 export class PodProcess {
   readonly containerId: string;
   readonly execId: string;
   readonly stdio: StdioPaths;
-  status: ProcessStatus = "created";
+  readonly cell: StatusCell;
   exit: ExitInfo | undefined;
   readonly #exited = deferred<ExitInfo>();
   readonly #settled = deferred<undefined>();
   readonly #log: Logger;
+  /** Aborted when the exit is recorded: the copiers stop, whatever they wait for. */
+  readonly #stop = new AbortController();
   #closeStdin: (() => void) | undefined;
   #writers: Partial<Record<"stdout" | "stderr", WriteStream>> = {};
   #input: Readable | undefined;
 
-  constructor(containerId: string, execId: string, stdio: StdioPaths, log: Logger) {
+  constructor(
+    containerId: string,
+    execId: string,
+    stdio: StdioPaths,
+    log: Logger,
+    opts: { kind?: ProcessKind; initial?: ContainerStatus } = {},
+  ) {
     this.containerId = containerId;
     this.execId = execId;
     this.stdio = stdio;
     this.#log = log;
+    this.cell = new StatusCell(opts.kind ?? "container", execId, opts.initial ?? "created");
+  }
+
+  get status(): ContainerStatus {
+    return this.cell.status;
   }
 
   get exited(): Promise<ExitInfo> {
@@ -99,12 +82,14 @@ export class PodProcess {
     return this.#settled.promise;
   }
 
-  /** Records an exit that did not come from the guest (killed before it started, VM gone). */
+  /**
+   * Records an exit that did not come from the guest (killed before it started, VM gone, teardown):
+   * waiters are released at once and the copiers stop.
+   */
   markStopped(exitStatus: number): void {
     if (this.exit !== undefined) return;
-    this.status = "stopped";
-    this.exit = { exitStatus, exitedAt: new Date() };
-    this.#exited.resolve(this.exit);
+    this.#record(exitStatus, true);
+    this.releaseStdio();
   }
 
   /**
@@ -124,8 +109,9 @@ export class PodProcess {
     }
   }
 
-  /** Closes the stdio of a process that will never run (deleted before start). */
+  /** Closes the stdio (a process that will never run, or one torn down). */
   releaseStdio(): void {
+    this.#stop.abort();
     for (const w of Object.values(this.#writers)) w.destroy();
     this.#writers = {};
     this.#input?.destroy();
@@ -133,13 +119,13 @@ export class PodProcess {
   }
 
   /**
-   * Called once the process runs in the guest: copies its stdio and waits for its exit. `onExit`
-   * runs after the output has drained, before waiters are released.
+   * The process runs in the guest now (status: running): copies its stdio and waits for its exit.
+   * Throws FAILED_PRECONDITION when its status does not allow a start.
    */
-  attach(agent: AgentApi, onExit: (exit: ExitInfo) => Promise<void>, onFirstOutput?: () => void): void {
-    this.status = "running";
+  attach(agent: AgentApi, opts: AttachOptions): void {
+    this.cell.apply("start");
     const ids = { containerId: this.containerId, execId: this.execId === this.containerId ? "" : this.execId };
-    const stop = new AbortController();
+    const copy = linkSignals(this.#stop.signal, opts.lost);
     const outputs: Promise<void>[] = [];
     const writers: WriteStream[] = [];
     for (const which of ["stdout", "stderr"] as const) {
@@ -147,9 +133,8 @@ export class PodProcess {
       if (w === undefined) continue;
       writers.push(w);
       outputs.push(
-        pumpOutput(agent, which, ids, w, stop.signal, onFirstOutput).catch((e: unknown) => {
-          if (!stop.signal.aborted)
-            this.#log.warn(`${which} copy stopped`, { containerId: this.containerId, err: describeError(e) });
+        pumpOutput(agent, which, ids, w, copy.signal, opts.onFirstOutput).catch((e: unknown) => {
+          if (!copy.signal.aborted) this.#log.warn(`${which} copy stopped`, { ...ids, err: errField(e) });
         }),
       );
     }
@@ -157,15 +142,22 @@ export class PodProcess {
     if (input !== undefined) {
       this.#closeStdin = () => {
         input.destroy();
-        void agent.closeStdin(ids, { timeoutMs: 5000 }).catch(() => undefined);
+        void agent.closeStdin(ids, { timeoutMs: 5000 }).catch((e: unknown) => {
+          this.#log.debug("close stdin in the guest", { ...ids, err: errField(e) });
+        });
       };
-      void pumpInput(agent, ids, input, stop.signal).catch((e: unknown) => {
-        this.#log.warn("stdin copy stopped", { containerId: this.containerId, err: describeError(e) });
+      void pumpInput(agent, ids, input, copy.signal).catch((e: unknown) => {
+        this.#log.warn("stdin copy stopped", { ...ids, err: errField(e) });
       });
     }
-    void this.#wait(agent, ids, outputs, writers, stop, onExit).finally(() => {
-      this.#settled.resolve(undefined);
-    });
+    void this.#wait(agent, ids, outputs, writers, opts)
+      .catch((e: unknown) => {
+        this.#log.error("process exit handling failed", { ...ids, err: errField(e) });
+      })
+      .finally(() => {
+        copy.clear();
+        this.#settled.resolve(undefined);
+      });
   }
 
   async #wait(
@@ -173,59 +165,80 @@ export class PodProcess {
     ids: { containerId: string; execId: string },
     outputs: Promise<void>[],
     writers: WriteStream[],
-    stop: AbortController,
-    onExit: (exit: ExitInfo) => Promise<void>,
+    opts: AttachOptions,
   ): Promise<void> {
     let exitStatus: number;
+    const waiting = linkSignals(this.#stop.signal, opts.lost);
     try {
-      exitStatus = (await agent.waitProcess(ids)).status;
+      exitStatus = (await agent.waitProcess(ids, { signal: waiting.signal })).status;
     } catch (e) {
-      // The connection is gone: the VM died or is being torn down. The process is gone with it.
-      if (!isKataError(e, Code.Unavailable))
-        this.#log.warn("wait failed", { containerId: this.containerId, err: describeError(e) });
+      // The VM died, the sandbox is lost or torn down: the process is gone with it.
+      if (!isKataError(e, Code.Unavailable) && !waiting.signal.aborted) {
+        this.#log.warn("wait failed", { ...ids, err: errField(e) });
+      }
       exitStatus = lostExitStatus;
+    } finally {
+      waiting.clear();
     }
-    const drained = Promise.all(outputs).then(() => true);
-    const timer = new Promise<boolean>((r) => {
-      setTimeout(() => {
-        r(false);
-      }, drainAfterExitMs).unref();
-    });
-    if (!(await Promise.race([drained, timer])))
-      this.#log.warn("output did not drain after exit", { containerId: this.containerId });
-    stop.abort();
+    if (this.exit !== undefined) return; // recorded already by markStopped
+    if (!(await settleWithin(Promise.all(outputs), drainAfterExitMs))) {
+      this.#log.warn("output did not drain after exit", ids);
+    }
+    this.#stop.abort();
     this.#closeStdin?.();
-    if (this.exit !== undefined) {
-      // Already recorded (markStopped: torn down without the guest's word); keep that one.
+    // The exit is reported once every byte is out of our buffers (a caller that exits on it, like
+    // kata-ts run, must not lose the tail), unless the reader stopped reading: then the rest is dropped.
+    if (!(await settleWithin(Promise.all(writers.map(endWriter)), flushAfterExitMs))) {
+      this.#log.warn("output dropped: its reader stopped reading", ids);
       for (const w of writers) w.destroy();
-      return;
     }
-    // The exit is reported only once every byte is out of our buffers: a caller that exits on it
-    // (kata-ts run) must not lose the tail of the output.
-    await Promise.all(
-      writers.map(
-        (w) =>
-          new Promise<void>((resolve) => {
-            w.once("error", () => {
-              resolve();
-            });
-            w.end(() => {
-              resolve();
-            });
-          }),
-      ),
-    );
-    const exit = { exitStatus, exitedAt: new Date() };
-    this.status = "stopped";
-    this.exit = exit;
-    await onExit(exit).catch((e: unknown) => {
-      this.#log.warn("exit handling failed", { containerId: this.containerId, err: describeError(e) });
+    if (this.exit !== undefined) return;
+    const exit = this.#record(exitStatus, false);
+    await opts.onExit(exit).catch((e: unknown) => {
+      this.#log.warn("exit handling failed", { ...ids, err: errField(e) });
     });
     this.#exited.resolve(exit);
+  }
+
+  /** Records the exit (status: stopped); waiters are released now, or by the caller after onExit. */
+  #record(exitStatus: number, release: boolean): ExitInfo {
+    this.cell.tryApply("exit");
+    const exit = { exitStatus, exitedAt: new Date() };
+    this.exit = exit;
+    this.#stop.abort();
+    if (release) this.#exited.resolve(exit);
+    return exit;
   }
 
   /** Closes the process's stdin (CloseIO): the copier stops and the guest sees end of input. */
   closeStdin(): void {
     this.#closeStdin?.();
+  }
+}
+
+function endWriter(w: WriteStream): Promise<void> {
+  return new Promise<void>((resolve) => {
+    w.once("error", () => {
+      resolve();
+    });
+    w.end(() => {
+      resolve();
+    });
+  });
+}
+
+/** Whether `p` settled within `ms` (the timer does not keep the process alive). */
+async function settleWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((r) => {
+    timer = setTimeout(() => {
+      r(false);
+    }, ms);
+    timer.unref();
+  });
+  try {
+    return await Promise.race([p.then(() => true), late]);
+  } finally {
+    clearTimeout(timer);
   }
 }

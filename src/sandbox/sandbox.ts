@@ -1,22 +1,24 @@
 // A sandbox on the host: its share directory, its VM, its agent connection, and its containers. Every
 // step of creation registers its undo, so a failure leaves nothing behind (no QEMU, no mount, no
-// directory), and destroy() undoes the lot in reverse.
+// directory), and destroy() undoes the lot in reverse. Every call into the guest has a deadline, and a
+// guest that stops answering (or a VM that exits) marks the sandbox lost: calls then fail at once.
 
 import path from "node:path";
 import { abortError, deadline } from "../base/async.js";
 import { CleanupStack } from "../base/cleanup.js";
 import { Code, KataError, describeError, isKataError, wrap } from "../base/errors.js";
 import type { Logger } from "../base/log.js";
+import { errField } from "../base/log.js";
 import { AgentClient, type AgentApi } from "../agent-client/agent-client.js";
+import { boundedAgent, defaultAgentDeadlines, type AgentDeadlines } from "../agent-client/deadlines.js";
 import type { Hypervisor, MachineType, ReadonlyDisk, Vm } from "../hypervisor/hypervisor.js";
-import type { Bundle } from "../oci/bundle.js";
 import type { Mounter } from "../platform/mount.js";
-import { ociToGrpcSpec } from "../protocol/oci-spec.js";
-import type { MountEntry } from "../platform/mountinfo.js";
-import { applyHostBinds, inspectSources } from "../storage/apply.js";
-import { planContainerStorage, planSandboxStorages, sourcesToInspect } from "../storage/plan.js";
+import { describeExit } from "../platform/process.js";
+import type { Spec as GrpcSpec } from "../protocol/gen/oci_pb.js";
+import { HealthCheckResponse_ServingStatus } from "../protocol/gen/health_pb.js";
+import { applyHostBinds } from "../storage/apply.js";
+import { planSandboxStorages, type StoragePlan } from "../storage/plan.js";
 import { SharedDir, sharedDirPaths } from "../storage/shared-dir.js";
-import { guestSpec } from "./guest-spec.js";
 
 export interface SandboxDeps {
   readonly hypervisor: Hypervisor;
@@ -42,6 +44,8 @@ export interface SandboxVmConfig {
   readonly hypervisorPath?: string;
   /** Size of the pod's /dev/shm in the guest (Kata's default: 64 MiB). */
   readonly shmSizeBytes?: number;
+  /** Deadlines of calls into the guest once it is up. */
+  readonly agentDeadlines?: AgentDeadlines;
 }
 
 export const defaultShmSizeBytes = 64 * 1024 * 1024;
@@ -55,20 +59,36 @@ export interface SandboxConfig {
   readonly netnsPath?: string;
 }
 
+/** A container ready to be created in the guest: planned and converted before the VM was touched. */
+export interface PreparedContainer {
+  readonly containerId: string;
+  /** The bundle's rootfs on the host. */
+  readonly rootfs: string;
+  readonly storage: StoragePlan;
+  readonly spec: GrpcSpec;
+}
+
 /** Phase name → milliseconds since the sandbox's creation began. */
 export type Timings = Record<string, number>;
 
-const destroyRpcTimeoutMs = 5000;
+/** Guest calls made while tearing down: short, since the VM is stopped next anyway. */
+const teardownRpcMs = 5000;
+/** How long a guest that just missed a deadline has to answer a health check before it counts as lost. */
+const livenessProbeMs = 10_000;
 
 export class Sandbox {
   readonly id: string;
   readonly timings: Timings;
   readonly vm: Vm;
+  /** The guest agent, every call bounded (see agent-client/deadlines.ts). */
   readonly agent: AgentApi;
   readonly share: SharedDir;
+  readonly #client: AgentClient;
   readonly #containers = new Map<string, CleanupStack>();
   readonly #cleanup: CleanupStack;
   readonly #log: Logger;
+  readonly #life: AbortController;
+  #probing = false;
   #destroying: Promise<void> | undefined;
 
   private constructor(init: {
@@ -79,14 +99,37 @@ export class Sandbox {
     share: SharedDir;
     cleanup: CleanupStack;
     log: Logger;
+    deadlines: AgentDeadlines;
   }) {
     this.id = init.id;
     this.timings = init.timings;
     this.vm = init.vm;
-    this.agent = init.client.agent;
     this.share = init.share;
+    this.#client = init.client;
     this.#cleanup = init.cleanup;
     this.#log = init.log;
+    this.#life = new AbortController();
+    this.agent = boundedAgent(init.client.agent, {
+      deadlines: init.deadlines,
+      life: this.#life.signal,
+      onDeadline: (method) => {
+        this.#probe(method);
+      },
+    });
+    void init.vm.exited.then((status) => {
+      this.#markLost(`its VM exited (${describeExit(status)})`);
+    });
+    void init.client.closed.then(() => {
+      this.#markLost("the connection to its guest agent closed");
+    });
+  }
+
+  /**
+   * Aborted, with a KataError (UNAVAILABLE) as reason, once the sandbox is lost: its VM exited, or its
+   * guest stopped answering. Nothing that runs in it can be reached any more.
+   */
+  get lost(): AbortSignal {
+    return this.#life.signal;
   }
 
   /** Boots the VM and creates the sandbox in the agent. Throws with nothing left behind. */
@@ -97,6 +140,7 @@ export class Sandbox {
       timings[phase] = deps.now() - t0;
     };
     const log = deps.logger.child({ sandboxId: cfg.id });
+    const deadlines = cfg.vm.agentDeadlines ?? defaultAgentDeadlines;
     const undo = new CleanupStack();
     try {
       const storages = planSandboxStorages({
@@ -128,93 +172,53 @@ export class Sandbox {
       undo.defer("stop vm", () => vm.stop());
       mark("vmStarted");
 
-      const vmGone = new AbortController();
-      void vm.exited.then(() => {
-        vmGone.abort(new KataError(Code.Unavailable, "the VM exited during boot"));
-      });
-      const bootDeadline = deadline(cfg.vm.bootTimeoutMs, signal, vmGone.signal);
-      const boot = bootDeadline.signal;
-      let client: AgentClient;
-      try {
-        client = await AgentClient.connect(vm.agentSocketPath, { signal: boot, logger: log });
-        undo.defer("close agent connection", () => client.close());
-        await client.waitReady(boot);
-      } catch (e) {
-        if (signal.aborted) throw abortError(signal, "boot");
-        const reason = vmGone.signal.aborted
-          ? "the VM exited before its agent answered"
-          : isKataError(e, Code.DeadlineExceeded) || boot.aborted
-            ? `the guest agent did not answer within ${cfg.vm.bootTimeoutMs} ms`
-            : `the guest agent failed: ${describeError(e)}`;
-        throw new KataError(
-          Code.DeadlineExceeded,
-          `boot sandbox ${cfg.id}: ${reason}; guest console:\n${await vm.consoleTail(20)}`,
-        );
-      } finally {
-        bootDeadline.clear();
-      }
+      const client = await connectAgent(vm, cfg, log, signal);
+      undo.defer("close agent connection", () => client.close());
       mark("agentReady");
 
       undo.defer("destroy sandbox in guest", () =>
-        client.agent.destroySandbox({}, { timeoutMs: destroyRpcTimeoutMs }).then(
+        client.agent.destroySandbox({}, { timeoutMs: teardownRpcMs }).then(
           () => undefined,
           (e: unknown) => {
             // The VM is stopped next anyway; what the guest held goes with it.
-            log.debug("destroy sandbox in guest", { err: describeError(e) });
+            log.warn("destroy sandbox in guest failed", { err: errField(e) });
           },
         ),
       );
       await client.agent.createSandbox(
-        {
-          sandboxId: cfg.id,
-          hostname: cfg.hostname,
-          storages,
-        },
-        { signal },
+        { sandboxId: cfg.id, hostname: cfg.hostname, storages },
+        { signal, timeoutMs: deadlines.requestMs },
       );
       mark("sandboxCreated");
       const cleanup = new CleanupStack();
       undo.transferTo(cleanup);
       log.info("sandbox created", { timings });
-      return new Sandbox({ id: cfg.id, timings, vm, client, share, cleanup, log });
+      return new Sandbox({ id: cfg.id, timings, vm, client, share, cleanup, log, deadlines });
     } catch (e) {
       return undo.unwind(wrap(e, `create sandbox ${cfg.id}`));
     }
   }
 
   /**
-   * Shares the bundle's rootfs and volumes with the guest (storage planning decides what crosses and
-   * how) and creates the container in the agent. On failure nothing of it is left.
+   * Shares the container's rootfs and planned volumes with the guest and creates it in the agent. On
+   * failure nothing of it is left.
    */
-  async createContainer(
-    c: { containerId: string; bundle: Bundle; isSandboxContainer: boolean; procMounts: readonly MountEntry[] },
-    signal: AbortSignal,
-  ): Promise<void> {
-    const { containerId, bundle } = c;
+  async createContainer(c: PreparedContainer, signal: AbortSignal): Promise<void> {
+    const { containerId } = c;
     if (this.#containers.has(containerId)) {
       throw new KataError(Code.AlreadyExists, `container ${containerId} already exists in sandbox ${this.id}`);
     }
     const undo = new CleanupStack();
     const relative = `${containerId}/rootfs`;
     try {
-      const mounts = bundle.spec.mounts ?? [];
-      const plan = planContainerStorage({
-        sandboxId: this.id,
-        containerId,
-        isSandboxContainer: c.isSandboxContainer,
-        mounts,
-        procMounts: c.procMounts,
-        sources: await inspectSources(sourcesToInspect(mounts)),
-      });
       // The rootfs is shared read-write even when root.readonly is set (as Kata does): crun creates the
       // mount points of the container's volumes in it before it remounts it read-only, and the sandbox
       // container's rootfs holds the pod's disk-backed emptyDirs. It is the container's own layer.
-      await this.share.bindDir(bundle.rootfs, relative, false);
+      await this.share.bindDir(c.rootfs, relative, false);
       undo.defer(`unshare rootfs of ${containerId}`, () => this.share.unbind(relative));
-      await applyHostBinds(this.share, plan.binds, undo);
-      const spec = guestSpec({ containerId, spec: bundle.spec, mounts: plan.mounts });
+      await applyHostBinds(this.share, c.storage.binds, undo);
       await this.agent.createContainer(
-        { containerId, execId: containerId, OCI: ociToGrpcSpec(spec), storages: plan.storages },
+        { containerId, execId: containerId, OCI: c.spec, storages: c.storage.storages },
         { signal },
       );
       undo.defer(`remove container ${containerId} in the guest`, () => this.#removeInGuest(containerId));
@@ -235,12 +239,11 @@ export class Sandbox {
   }
 
   async #removeInGuest(containerId: string): Promise<void> {
-    await this.agent
-      .removeContainer({ containerId, timeout: 5 }, { timeoutMs: destroyRpcTimeoutMs })
-      .catch((e: unknown) => {
-        // The VM may be on its way down; whatever the guest held goes with it.
-        this.#log.debug("remove container in guest", { containerId, err: describeError(e) });
-      });
+    if (this.lost.aborted) return;
+    await this.agent.removeContainer({ containerId, timeout: 5 }, { timeoutMs: teardownRpcMs }).catch((e: unknown) => {
+      // The host side is removed regardless: what the guest still holds dies with the VM.
+      this.#log.warn("remove container in guest failed", { containerId, err: errField(e) });
+    });
   }
 
   /** Stops everything this sandbox created. Idempotent; throws only if something could not be undone. */
@@ -250,12 +253,78 @@ export class Sandbox {
   }
 
   async #destroy(): Promise<void> {
-    const failures: string[] = [];
+    const failures: unknown[] = [];
     for (const id of [...this.#containers.keys()].reverse()) {
-      await this.removeContainer(id).catch((e: unknown) => failures.push(describeError(e)));
+      await this.removeContainer(id).catch((e: unknown) => failures.push(e));
     }
-    await this.#cleanup.close(`destroy sandbox ${this.id}`).catch((e: unknown) => failures.push(describeError(e)));
-    if (failures.length > 0) throw new KataError(Code.Internal, failures.join("; "));
+    // Pending guest calls end now rather than at their deadlines.
+    this.#markLost("it is being destroyed");
+    await this.#cleanup.close(`destroy sandbox ${this.id}`).catch((e: unknown) => failures.push(e));
+    if (failures.length > 0) {
+      throw new KataError(Code.Internal, `destroy sandbox ${this.id}: ${failures.map(describeError).join("; ")}`, {
+        cause: failures[0],
+      });
+    }
     this.#log.info("sandbox destroyed");
+  }
+
+  /** A call missed its deadline: if the guest does not answer a health check either, it is lost. */
+  #probe(method: string): void {
+    if (this.#probing || this.lost.aborted) return;
+    this.#probing = true;
+    this.#client.health.check({}, { timeoutMs: livenessProbeMs, signal: this.lost }).then(
+      (r) => {
+        this.#probing = false;
+        if (r.status !== HealthCheckResponse_ServingStatus.SERVING) {
+          this.#markLost(`its guest agent reports it is not serving (after ${method} timed out)`);
+        }
+      },
+      (e: unknown) => {
+        this.#probing = false;
+        if (isKataError(e, Code.DeadlineExceeded)) {
+          this.#markLost(
+            `its guest stopped answering (${method} timed out, then a health check for ${livenessProbeMs} ms)`,
+          );
+        }
+      },
+    );
+  }
+
+  #markLost(why: string): void {
+    if (this.#life.signal.aborted) return;
+    const reason = new KataError(Code.Unavailable, `sandbox ${this.id} is lost: ${why}`);
+    if (this.#destroying === undefined) this.#log.warn("sandbox lost", { err: errField(reason) });
+    this.#life.abort(reason);
+  }
+}
+
+/** Connects to the agent and waits for it to answer, within the boot deadline; names why it failed. */
+async function connectAgent(vm: Vm, cfg: SandboxConfig, log: Logger, signal: AbortSignal): Promise<AgentClient> {
+  const vmGone = new AbortController();
+  void vm.exited.then(() => {
+    vmGone.abort(new KataError(Code.Unavailable, "the VM exited during boot"));
+  });
+  const bootDeadline = deadline(cfg.vm.bootTimeoutMs, signal, vmGone.signal);
+  const boot = bootDeadline.signal;
+  let client: AgentClient | undefined;
+  try {
+    client = await AgentClient.connect(vm.agentSocketPath, { signal: boot, logger: log });
+    await client.waitReady(boot);
+    return client;
+  } catch (e) {
+    await client?.close();
+    if (signal.aborted) throw abortError(signal, "boot");
+    const reason = vmGone.signal.aborted
+      ? "the VM exited before its agent answered"
+      : isKataError(e, Code.DeadlineExceeded) || boot.aborted
+        ? `the guest agent did not answer within ${cfg.vm.bootTimeoutMs} ms`
+        : `the guest agent failed: ${describeError(e)}`;
+    throw new KataError(
+      Code.DeadlineExceeded,
+      `boot sandbox ${cfg.id}: ${reason}; guest console:\n${await vm.consoleTail(20)}`,
+      { cause: e },
+    );
+  } finally {
+    bootDeadline.clear();
   }
 }

@@ -19,7 +19,7 @@ export const anyTypes = {
   process: "types.containerd.io/opencontainers/runtime-spec/1/Process",
   resources: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources",
   stats: "kata-ts/cgroup-stats+json",
-  psRow: "kata-ts/ps-row",
+  psRow: "kata-ts/ps-row+json",
 } as const;
 
 /** Largest JSON payload accepted in an Any (a process spec, resources). */
@@ -66,8 +66,6 @@ function exitFields(exit: ExitInfo | undefined): {
 export interface TaskServiceHooks {
   /** After Shutdown (or when the pod is gone): the process may exit. */
   readonly onShutdown: () => void;
-  /** A create failed and left the service without a sandbox: nothing to serve. */
-  readonly onIdle: () => Promise<void>;
   readonly pid: number;
 }
 
@@ -80,23 +78,17 @@ export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskSe
           `create ${req.id}: rootfs mounts from containerd are not supported yet`,
         );
       }
-      try {
-        const pid = await pod.create(
-          {
-            id: req.id,
-            bundle: req.bundle,
-            stdio: { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal },
-          },
-          ctx.signal,
-        );
-        return { pid };
-      } catch (e) {
-        // Clean up before answering, so the caller sees no state left once it has the error.
-        if (pod.sandbox === undefined) await hooks.onIdle();
-        throw e;
-      }
+      const pid = await pod.create(
+        {
+          id: req.id,
+          bundle: req.bundle,
+          stdio: { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal },
+        },
+        ctx.signal,
+      );
+      return { pid };
     },
-    start: async (req) => ({ pid: await pod.start(req.id, req.execId) }),
+    start: async (req, ctx) => ({ pid: await pod.start(req.id, req.execId, ctx.signal) }),
     state: (req) => {
       const s = pod.state(req.id, req.execId);
       return Promise.resolve({
@@ -112,13 +104,13 @@ export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskSe
         ...exitFields(s.exit),
       });
     },
-    kill: async (req) => {
-      await pod.kill(req.id, req.execId, req.signal, req.all);
+    kill: async (req, ctx) => {
+      await pod.kill(req.id, req.execId, req.signal, req.all, ctx.signal);
       return {};
     },
     wait: async (req) => exitFields(await pod.wait(req.id, req.execId)),
-    delete: async (req) => {
-      const { exit } = await pod.delete(req.id, req.execId);
+    delete: async (req, ctx) => {
+      const { exit } = await pod.delete(req.id, req.execId, ctx.signal);
       return { pid: hooks.pid, ...exitFields(exit) };
     },
     exec: async (req) => {
@@ -132,45 +124,36 @@ export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskSe
       });
       return {};
     },
-    resizePty: async (req) => {
-      await pod.resizePty(req.id, req.execId, req.width, req.height);
+    resizePty: async (req, ctx) => {
+      await pod.resizePty(req.id, req.execId, req.width, req.height, ctx.signal);
       return {};
     },
     closeIO: (req) => {
       if (req.stdin) pod.closeIO(req.id, req.execId);
       return Promise.resolve({});
     },
-    pause: async (req) => {
-      await pod.pause(req.id);
+    pause: async (req, ctx) => {
+      await pod.pause(req.id, ctx.signal);
       return {};
     },
-    resume: async (req) => {
-      await pod.resume(req.id);
+    resume: async (req, ctx) => {
+      await pod.resume(req.id, ctx.signal);
       return {};
     },
-    update: async (req) => {
+    update: async (req, ctx) => {
       // CAST: JSON from the caller; the guest's crun validates the resources.
-      await pod.update(
-        req.id,
-        fromJsonAny(req.resources, anyTypes.resources, `update ${req.id}: resources`) as LinuxResources,
-      );
+      const resources = fromJsonAny(req.resources, anyTypes.resources, `update ${req.id}: resources`) as LinuxResources;
+      await pod.update(req.id, resources, ctx.signal);
       return {};
     },
-    stats: async (req) => {
-      const s = await pod.stats(req.id);
-      return { stats: jsonAny(anyTypes.stats, toJson(StatsContainerResponseSchema, s)) };
+    stats: async (req, ctx) => {
+      const st = await pod.stats(req.id, ctx.signal);
+      return { stats: jsonAny(anyTypes.stats, toJson(StatsContainerResponseSchema, st)) };
     },
-    pids: async (req) => {
-      const table = await pod.ps(req.id, "table");
-      const rows = table
-        .split("\n")
-        .slice(1)
-        .filter((l) => l.trim() !== "");
+    pids: async (req, ctx) => {
+      const { header, rows } = await pod.ps(req.id, ctx.signal);
       return {
-        processes: rows.map((row) => ({
-          pid: Number(row.trim().split(/\s+/)[0]),
-          info: create(AnySchema, { typeUrl: anyTypes.psRow, value: Buffer.from(row) }),
-        })),
+        processes: rows.map((row) => ({ pid: row.pid, info: jsonAny(anyTypes.psRow, { header, fields: row.fields }) })),
       };
     },
     connect: () => Promise.resolve({ shimPid: hooks.pid, taskPid: hooks.pid, version: "kata-ts" }),

@@ -2,6 +2,7 @@
 
 import { access, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
+import type { Any } from "@bufbuild/protobuf/wkt";
 import type { Command } from "commander";
 import { Code, KataError, errnoOf } from "../../base/errors.js";
 import { delay } from "../../base/async.js";
@@ -44,6 +45,39 @@ async function readResources(file: string): Promise<unknown> {
   }
 }
 
+interface PsRowInfo {
+  readonly header: readonly string[];
+  readonly fields: readonly string[];
+}
+
+/** A Pids row as the service sends it (see task-service: kata-ts/ps-row+json); the pid alone otherwise. */
+function psRowOf(pid: number, info: Any | undefined): PsRowInfo {
+  if (info === undefined) return { header: ["PID"], fields: [String(pid)] };
+  const v = fromJsonAny(info, anyTypes.psRow, `ps row of pid ${pid}`);
+  const ok = (x: unknown): x is string[] => Array.isArray(x) && x.every((f) => typeof f === "string");
+  if (typeof v !== "object" || v === null || !("header" in v) || !("fields" in v) || !ok(v.header) || !ok(v.fields)) {
+    throw new KataError(Code.Internal, `ps row of pid ${pid}: not a {header, fields} object`);
+  }
+  return { header: v.header, fields: v.fields };
+}
+
+/** Columns padded to their widest cell; the last column takes the rest of each row (the command). */
+export function formatPsTable(header: readonly string[], rows: readonly PsRowInfo[]): string {
+  const n = Math.max(1, header.length);
+  const cells = [header, ...rows.map((r) => r.fields)].map((f) =>
+    f.length <= n ? [...f] : [...f.slice(0, n - 1), f.slice(n - 1).join(" ")],
+  );
+  const widths = Array.from({ length: n }, (_, i) => Math.max(...cells.map((c) => (c[i] ?? "").length)));
+  return cells
+    .map((c) =>
+      c
+        .map((cell, i) => (i === n - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
+        .join(" ")
+        .trimEnd(),
+    )
+    .join("\n");
+}
+
 export function registerInspect(program: Command, ctx: () => RuntimeContext): void {
   const store = (): StateStore => new StateStore(ctx().flags.root);
 
@@ -59,10 +93,8 @@ export function registerInspect(program: Command, ctx: () => RuntimeContext): vo
         return;
       }
       if (flags.format !== "table") throw new KataError(Code.InvalidArgument, `unknown format ${flags.format}`);
-      const rows = r.processes.map((p) =>
-        p.info === undefined ? String(p.pid) : Buffer.from(p.info.value).toString(),
-      );
-      process.stdout.write([guestPsHeader, ...rows].join("\n") + "\n");
+      const rows = r.processes.map((p) => psRowOf(p.pid, p.info));
+      process.stdout.write(formatPsTable(rows[0]?.header ?? guestPsHeader.split(/\s+/), rows) + "\n");
     });
 
   program

@@ -1,0 +1,124 @@
+// The create path (Kata's katautils CreateSandbox/CreateContainer, the seed), in two halves:
+//   prepare: everything that can be checked or computed before anything is made (configuration, hooks,
+//            mount sources and the storage plan, the guest spec and its numbers), so bad input fails
+//            in milliseconds and leaves nothing;
+//   boot:    the sandbox's network namespace, its prestart/createRuntime hooks, then the VM.
+// Each made step registers its undo on the caller's stack.
+
+import type { CleanupStack } from "../base/cleanup.js";
+import type { NetnsPort } from "../network/netns.js";
+import { planNetns } from "../network/netns.js";
+import type { Bundle } from "../oci/bundle.js";
+import { ociVersion, type Spec, type State } from "../oci/spec.js";
+import { parseProcMounts } from "../platform/mountinfo.js";
+import type { ProcessRunner } from "../platform/process.js";
+import { inSpan } from "../platform/tracing.js";
+import { ociToGrpcSpec } from "../protocol/oci-spec.js";
+import { inspectSources } from "../storage/apply.js";
+import { planContainerStorage, sourcesToInspect } from "../storage/plan.js";
+import { guestSpec } from "./guest-spec.js";
+import { checkHooks, runHooks } from "./hooks.js";
+import type { StateStore } from "./persist.js";
+import { Sandbox, type PreparedContainer, type SandboxDeps, type SandboxVmConfig } from "./sandbox.js";
+
+export interface CreatePathDeps extends SandboxDeps {
+  readonly runner: ProcessRunner;
+  readonly netns: NetnsPort;
+  readonly store: StateStore;
+  readonly readProcMounts: () => Promise<string>;
+  /** The VM for this pod, from the configuration and the sandbox container's annotations. */
+  readonly resolveVm: (spec: Spec) => Promise<SandboxVmConfig>;
+}
+
+/** The sandbox's network namespace as created or joined. */
+export interface PodNetns {
+  readonly path: string;
+  /** Whether we created it (and so remove it). */
+  readonly created: boolean;
+  /** The name under /var/run/netns when created. */
+  readonly name?: string;
+}
+
+/**
+ * Checks and plans one container without touching anything: its hooks, its mounts (sources inspected,
+ * storage planned), and the guest spec converted to the wire (numbers in range). Throws the first
+ * problem, naming the field.
+ */
+export async function prepareContainer(
+  deps: CreatePathDeps,
+  c: { sandboxId: string; containerId: string; bundle: Bundle; isSandbox: boolean },
+): Promise<PreparedContainer> {
+  const { spec } = c.bundle;
+  if (c.isSandbox) planNetns(spec, c.sandboxId);
+  const hookKinds = c.isSandbox ? (["prestart", "createRuntime"] as const) : (["prestart"] as const);
+  for (const kind of hookKinds) await checkHooks(kind, spec.hooks?.[kind] ?? []);
+  const mounts = spec.mounts ?? [];
+  const storage = planContainerStorage({
+    sandboxId: c.sandboxId,
+    containerId: c.containerId,
+    isSandboxContainer: c.isSandbox,
+    mounts,
+    procMounts: parseProcMounts(await deps.readProcMounts()),
+    sources: await inspectSources(sourcesToInspect(mounts)),
+  });
+  const guest = ociToGrpcSpec(guestSpec({ containerId: c.containerId, spec, mounts: storage.mounts }));
+  return { containerId: c.containerId, rootfs: c.bundle.rootfs, storage, spec: guest };
+}
+
+/** The OCI state hooks get on stdin. */
+export function hookState(id: string, bundle: Bundle, status: State["status"], pid: number): State {
+  return {
+    ociVersion,
+    id,
+    status,
+    pid,
+    bundle: bundle.dir,
+    ...(bundle.spec.annotations === undefined ? {} : { annotations: bundle.spec.annotations }),
+  };
+}
+
+/**
+ * Makes the sandbox: its network namespace, its prestart and createRuntime hooks (in the runtime's
+ * namespace, before the VM exists; each failure names its own kind), then the VM. Every step's undo
+ * goes on `undo`.
+ */
+export async function bootSandbox(
+  deps: CreatePathDeps,
+  s: { id: string; runDir: string; bundle: Bundle; vm: SandboxVmConfig; pid: number },
+  undo: CleanupStack,
+  signal: AbortSignal,
+): Promise<{ sandbox: Sandbox; netns: PodNetns }> {
+  const netns = await inSpan("netns", {}, () => setupNetns(deps, s.bundle.spec, s.id, undo, signal));
+  for (const kind of ["prestart", "createRuntime"] as const) {
+    const hooks = s.bundle.spec.hooks?.[kind] ?? [];
+    await inSpan(`${kind}Hooks`, { count: hooks.length }, () =>
+      runHooks(deps, kind, hooks, hookState(s.id, s.bundle, "creating", s.pid), { netnsPath: netns.path, signal }),
+    );
+  }
+  const sandbox = await inSpan("startVm", { machineType: s.vm.machineType, memoryMiB: s.vm.memoryMiB }, () =>
+    Sandbox.create(
+      deps,
+      { id: s.id, runDir: s.runDir, hostname: s.bundle.spec.hostname ?? s.id, vm: s.vm, netnsPath: netns.path },
+      signal,
+    ),
+  );
+  undo.defer(`destroy sandbox ${s.id}`, () => sandbox.destroy());
+  return { sandbox, netns };
+}
+
+async function setupNetns(
+  deps: CreatePathDeps,
+  spec: Spec,
+  sandboxId: string,
+  undo: CleanupStack,
+  signal: AbortSignal,
+): Promise<PodNetns> {
+  const plan = planNetns(spec, sandboxId);
+  if (plan.kind === "join") {
+    await deps.netns.checkJoinable(plan.path, signal);
+    return { path: plan.path, created: false };
+  }
+  const nsPath = await deps.netns.create(plan.name, signal);
+  undo.defer(`remove netns ${plan.name}`, () => deps.netns.remove(plan.name));
+  return { path: nsPath, created: true, name: plan.name };
+}
