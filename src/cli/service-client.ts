@@ -9,8 +9,9 @@ import type { GenService } from "@bufbuild/protobuf/codegenv2";
 import { Code, KataError, errnoOf } from "../base/errors.js";
 import { Task } from "../protocol/gen/containerd/runtime/v2/task/shim_pb.js";
 import { TtrpcConnection, createClient, type TtrpcClient } from "../protocol/ttrpc/client.js";
-import type { StateStore } from "../sandbox/persist.js";
+import { StateStore } from "../sandbox/persist.js";
 import { installRoot, type RuntimeContext } from "./runtime-context.js";
+import { boundedTask, loadServiceDeadlines, type ServiceDeadlines } from "./task-deadlines.js";
 
 type MethodsOf<T> = T extends GenService<infer S> ? S : never;
 export type TaskApi = TtrpcClient<MethodsOf<typeof Task>>;
@@ -76,7 +77,11 @@ export function startService(ctx: RuntimeContext, sandboxId: string): Promise<st
   });
 }
 
-export async function connectTask(socketPath: string): Promise<TaskConnection> {
+/** Connects to a sandbox's service; with `bound`, every call has a deadline (see task-deadlines.ts). */
+export async function connectTask(
+  socketPath: string,
+  bound?: { sandboxId: string; deadlines: ServiceDeadlines },
+): Promise<TaskConnection> {
   const socket = await new Promise<net.Socket>((resolve, reject) => {
     const s = net.connect(socketPath);
     s.once("connect", () => {
@@ -92,7 +97,11 @@ export async function connectTask(socketPath: string): Promise<TaskConnection> {
     });
   });
   const conn = new TtrpcConnection(socket);
-  return { task: createClient(Task, conn), close: () => conn.close() };
+  const task = createClient(Task, conn);
+  return {
+    task: bound === undefined ? task : boundedTask(task, bound.sandboxId, bound.deadlines),
+    close: () => conn.close(),
+  };
 }
 
 /** The sandbox holding `containerId`; NOT_FOUND when there is none. */
@@ -102,14 +111,16 @@ export async function sandboxOf(store: StateStore, containerId: string): Promise
   return sid;
 }
 
-/** Runs `fn` with a task client of the service holding `containerId`. */
+/** Runs `fn` with a task client (every call bounded) of the service holding `containerId`. */
 export async function withTask<T>(
-  store: StateStore,
+  ctx: RuntimeContext,
   containerId: string,
   fn: (task: TaskApi, sandboxId: string) => Promise<T>,
 ): Promise<T> {
+  const store = new StateStore(ctx.flags.root);
   const sid = await sandboxOf(store, containerId);
-  const c = await connectTask(store.socketPath(sid));
+  const deadlines = await loadServiceDeadlines(() => ctx.config(), ctx.logger);
+  const c = await connectTask(store.socketPath(sid), { sandboxId: sid, deadlines });
   try {
     return await fn(c.task, sid);
   } finally {

@@ -2,7 +2,7 @@
 
 import { NetnsManager } from "../network/netns.js";
 import type { StateStore } from "../sandbox/persist.js";
-import { cleanupStale } from "../sandbox/stale.js";
+import { cleanupStale, procTable } from "../sandbox/stale.js";
 import type { RuntimeContext } from "./runtime-context.js";
 import { sandboxOf } from "./service-client.js";
 
@@ -16,6 +16,7 @@ export async function forceCleanup(ctx: RuntimeContext, store: StateStore, conta
       readMountInfo: d.readMountInfo,
       netns: new NetnsManager({ runner: ctx.runner }),
       logger: ctx.logger,
+      processes: procTable,
     },
     sid,
     containerId,

@@ -65,6 +65,10 @@ export async function resolveVmConfig(ctx: RuntimeContext, spec: Spec): Promise<
     // parameters come last so they win.
     kernelParams: ["panic=1", ...kernelParams(cfg, { debug: cfg.runtime.enableDebug })],
     bootTimeoutMs: cfg.agent.dialTimeoutMs,
+    agentDeadlines: {
+      requestMs: cfg.agent.requestTimeoutMs,
+      createContainerMs: cfg.runtime.createContainerTimeoutMs,
+    },
     msize9p: h.msize9p,
     hypervisorPath: h.path,
   };

@@ -73,6 +73,7 @@ export const defaultConfig: RuntimeConfig = {
     kernelModules: [],
     debugConsoleEnabled: false,
     dialTimeoutMs: 45_000,
+    requestTimeoutMs: 30_000,
   },
   runtime: {
     enableDebug: false,
@@ -83,6 +84,7 @@ export const defaultConfig: RuntimeConfig = {
     sandboxCgroupOnly: false,
     experimental: [],
     enablePprof: false,
+    createContainerTimeoutMs: 60_000,
   },
   factory: {
     enableTemplate: false,

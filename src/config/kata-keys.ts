@@ -116,7 +116,6 @@ export const kataOnlyRuntimeKeys: ReadonlySet<string> = new Set([
   "vfio_mode",
   "disable_guest_empty_dir",
   "emptydir_mode",
-  "create_container_timeout",
   "dan_conf",
   "experimental_force_guest_pull",
   "pod_resource_api_sock",

@@ -62,6 +62,7 @@ describe("parseConfig", () => {
       kernel_modules = ["e1000e InterruptThrottleRate=3000,3000,3000 EEE=1"]
       debug_console_enabled = true
       dial_timeout = 10
+      request_timeout_ms = 15000
       [runtime]
       enable_debug = true
       enable_tracing = true
@@ -71,6 +72,7 @@ describe("parseConfig", () => {
       sandbox_cgroup_only = true
       experimental = []
       enable_pprof = true
+      create_container_timeout = 90
       [factory]
       enable_template = false
       template_path = "/run/t"
@@ -110,6 +112,7 @@ describe("parseConfig", () => {
         kernelModules: ["e1000e InterruptThrottleRate=3000,3000,3000 EEE=1"],
         debugConsoleEnabled: true,
         dialTimeoutMs: 10_000,
+        requestTimeoutMs: 15_000,
       },
       runtime: {
         enableDebug: true,
@@ -120,6 +123,7 @@ describe("parseConfig", () => {
         sandboxCgroupOnly: true,
         experimental: [],
         enablePprof: true,
+        createContainerTimeoutMs: 90_000,
       },
       factory: { enableTemplate: false, templatePath: "/run/t", vmCacheNumber: 2, vmCacheEndpoint: "/run/c.sock" },
     });

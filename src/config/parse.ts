@@ -97,6 +97,7 @@ function agent(r: SectionReader, d: AgentConfig): AgentConfig {
     kernelModules: r.strings("kernel_modules", d.kernelModules, kernelModuleProblem),
     debugConsoleEnabled: r.bool("debug_console_enabled", d.debugConsoleEnabled),
     dialTimeoutMs: r.int("dial_timeout", d.dialTimeoutMs / 1000, 1) * 1000,
+    requestTimeoutMs: r.int("request_timeout_ms", d.requestTimeoutMs, 100),
   };
   r.leftovers(kataOnlyAgentKeys);
   return a;
@@ -128,6 +129,7 @@ function runtime(r: SectionReader, d: RuntimeSection): RuntimeSection {
       (f) => `unsupported experimental feature ${JSON.stringify(f)}`,
     ),
     enablePprof: r.bool("enable_pprof", d.enablePprof),
+    createContainerTimeoutMs: r.int("create_container_timeout", d.createContainerTimeoutMs / 1000, 1) * 1000,
   };
   // Kata checkNetNsConfig: without a netns of its own, only "none" leaves the host's interfaces alone.
   if (rt.disableNewNetns && rt.internetworkingModel !== "none" && r.ok("internetworking_model")) {

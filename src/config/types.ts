@@ -75,6 +75,11 @@ export interface AgentConfig {
   readonly debugConsoleEnabled: boolean;
   /** How long to wait for the guest agent to answer after the VM starts (TOML: dial_timeout, seconds). */
   readonly dialTimeoutMs: number;
+  /**
+   * Deadline of one call into the guest once it is up (TOML: request_timeout_ms, Kata runtime-rs's
+   * key); WaitProcess and the stdio streams have none.
+   */
+  readonly requestTimeoutMs: number;
 }
 
 /** `[runtime]` */
@@ -87,6 +92,8 @@ export interface RuntimeSection {
   readonly sandboxCgroupOnly: boolean;
   readonly experimental: readonly string[];
   readonly enablePprof: boolean;
+  /** CreateContainer's deadline (TOML: create_container_timeout, seconds). */
+  readonly createContainerTimeoutMs: number;
 }
 
 /** `[factory]` */

@@ -241,9 +241,11 @@ describe("PodProcess", () => {
       let released = false;
       void p.exited.then(() => (released = true));
 
-      p.attach(agent.api, { onExit: async (exit: ExitInfo) => {
-        seen.push(`${exit.exitStatus} ${await readFile(out, "utf8")} released=${released}`);
-      } });
+      p.attach(agent.api, {
+        onExit: async (exit: ExitInfo) => {
+          seen.push(`${exit.exitStatus} ${await readFile(out, "utf8")} released=${released}`);
+        },
+      });
       guest.stdout.write("bye");
       guest.exit(3);
       await p.exited;
@@ -410,10 +412,12 @@ describe("PodProcess", () => {
       const p = new PodProcess("c1", "c1", stdio(), nullLogger);
       await p.open();
       let onExitCalls = 0;
-      p.attach(agent.api, { onExit: () => {
-        onExitCalls++;
-        return Promise.resolve();
-      } });
+      p.attach(agent.api, {
+        onExit: () => {
+          onExitCalls++;
+          return Promise.resolve();
+        },
+      });
 
       p.markStopped(137);
       const exit = await p.exited;

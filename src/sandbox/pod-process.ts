@@ -192,12 +192,17 @@ export class PodProcess {
       this.#log.warn("output dropped: its reader stopped reading", ids);
       for (const w of writers) w.destroy();
     }
-    if (this.exit !== undefined) return;
+    // markStopped may have recorded an exit while this waited (teardown).
+    if (this.#hasExit()) return;
     const exit = this.#record(exitStatus, false);
     await opts.onExit(exit).catch((e: unknown) => {
       this.#log.warn("exit handling failed", { ...ids, err: errField(e) });
     });
     this.#exited.resolve(exit);
+  }
+
+  #hasExit(): boolean {
+    return this.exit !== undefined;
   }
 
   /** Records the exit (status: stopped); waiters are released now, or by the caller after onExit. */

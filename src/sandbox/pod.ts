@@ -99,7 +99,10 @@ export class Pod {
       this.#withContainer(id, async () => {
         const type = await this.#createLocked(id, req, s).catch(async (e: unknown) => {
           // A service whose sandbox could not be made has nothing to serve.
-          if (this.#sandbox === undefined) await this.#destroy().catch((d: unknown) => this.#logTeardown(d));
+          if (this.#sandbox === undefined)
+            await this.#destroy().catch((d: unknown) => {
+              this.#logTeardown(d);
+            });
           throw e;
         });
         this.#log.info("container created", { containerId: id, type });
@@ -324,30 +327,49 @@ export class Pod {
     this.#container(id).process(execId).closeStdin();
   }
 
-  /** Deletes a created or stopped process; the sandbox container's delete tears the whole pod down. */
-  async delete(id: string, execId: string, signal: AbortSignal): Promise<{ exit: ExitInfo | undefined }> {
+  /**
+   * Deletes a created or stopped process; the sandbox container's delete tears the whole pod down.
+   * With `force` (the OCI CLI's delete --force), a running process is killed with its container's removal
+   * in the guest, and the sandbox's delete takes its other containers with it: each guest call is bounded
+   * and the host side is removed whatever the guest does.
+   */
+  async delete(
+    id: string,
+    execId: string,
+    signal: AbortSignal,
+    opts: { force?: boolean } = {},
+  ): Promise<{ exit: ExitInfo | undefined }> {
+    const force = opts.force === true;
     if (execId !== "" && execId !== id) {
-      return this.#withContainer(id, () => {
+      return this.#withContainer(id, async () => {
         const c = this.#container(id);
         const e = c.exec(execId);
-        e.process.cell.require("delete");
+        if (!force) e.process.cell.require("delete");
+        if (e.process.status === "running" && this.#sandbox?.lost.aborted === false) {
+          await this.#agentCall(signal, (s) =>
+            this.#requireSandbox().agent.signalProcess({ containerId: id, execId, signal: 9 }, { signal: s }),
+          ).catch((err: unknown) => {
+            this.#log.warn("kill before a forced delete failed", { containerId: id, execId, err: errField(err) });
+          });
+        }
         e.process.markStopped(137);
         c.execs.delete(execId);
-        return Promise.resolve({ exit: e.process.exit });
+        return { exit: e.process.exit };
       });
     }
     return this.#withPod(signal, () =>
       this.#withContainer(id, async () => {
         const c = this.#container(id);
-        c.init.cell.require("delete");
+        if (!force) c.init.cell.require("delete");
         if (c.type === "sandbox") {
           const others = [...this.#containers.keys()].filter((k) => k !== id);
-          if (others.length > 0) {
+          if (others.length > 0 && !force) {
             throw new KataError(Code.FailedPrecondition, `sandbox ${id} still has containers: ${others.join(", ")}`);
           }
           c.init.markStopped(137);
           await this.#destroy();
         } else {
+          // Removing it in the guest kills whatever still runs there.
           c.init.markStopped(137);
           await this.#removeContainer(c);
           await this.#persist();

@@ -22,6 +22,12 @@ export const anyTypes = {
   psRow: "kata-ts/ps-row+json",
 } as const;
 
+/**
+ * Request metadata the OCI CLI sets on Delete for `delete --force` (containerd never sends it): kill what
+ * runs and remove it, whatever the guest answers.
+ */
+export const forceDeleteKey = "kata-ts-force";
+
 /** Largest JSON payload accepted in an Any (a process spec, resources). */
 const maxAnyJsonBytes = 1 << 20;
 
@@ -110,7 +116,8 @@ export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskSe
     },
     wait: async (req) => exitFields(await pod.wait(req.id, req.execId)),
     delete: async (req, ctx) => {
-      const { exit } = await pod.delete(req.id, req.execId, ctx.signal);
+      const force = ctx.metadata.get(forceDeleteKey)?.includes("true") === true;
+      const { exit } = await pod.delete(req.id, req.execId, ctx.signal, { force });
       return { pid: hooks.pid, ...exitFields(exit) };
     },
     exec: async (req) => {

@@ -169,7 +169,7 @@ describe("a pod through the OCI CLI (real VM)", { skip: requires("root", "qemu",
     assert.equal((await cli(["delete", "cb"])).code, 0);
     const running = await cli(["delete", sid]);
     assert.notEqual(running.code, 0);
-    assert.match(running.stderr, /is running: kill it first, or delete with --force/);
+    assert.match(running.stderr, /is running: cannot delete it \(kill it first, or delete with --force\)/);
     assert.equal((await cli(["delete", "--force", sid])).code, 0, "delete --force");
 
     assert.deepEqual(await leftovers(root), []);

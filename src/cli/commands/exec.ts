@@ -82,7 +82,7 @@ export function registerExec(program: Command, ctx: () => RuntimeContext): void 
       const fifoRoot = path.join(new StateStore(c.flags.root).sandboxDir(sid), "io");
       const stdio = await prepareStdio(c.runner, fifoRoot, flags.detach === true ? "detached" : "attached");
       try {
-        process.exitCode = await withTask(new StateStore(c.flags.root), id, async (task) => {
+        process.exitCode = await withTask(c, id, async (task) => {
           const terminal = spec.terminal === true;
           await task.exec({ id, execId, terminal, ...stdio.paths, spec: jsonAny(anyTypes.process, spec) });
           await task.start({ id, execId });

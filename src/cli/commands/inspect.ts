@@ -87,7 +87,7 @@ export function registerInspect(program: Command, ctx: () => RuntimeContext): vo
     .argument("<container-id>")
     .option("-f, --format <format>", "table or json", "table")
     .action(async (id: string, flags: { format: string }) => {
-      const r = await withTask(store(), id, (task) => task.pids({ id }));
+      const r = await withTask(ctx(), id, (task) => task.pids({ id }));
       if (flags.format === "json") {
         process.stdout.write(JSON.stringify(r.processes.map((p) => p.pid)) + "\n");
         return;
@@ -146,7 +146,7 @@ export function registerInspect(program: Command, ctx: () => RuntimeContext): vo
     .description("freeze every process of a container")
     .argument("<container-id>")
     .action(async (id: string) => {
-      await withTask(store(), id, (task) => task.pause({ id }));
+      await withTask(ctx(), id, (task) => task.pause({ id }));
     });
 
   program
@@ -154,7 +154,7 @@ export function registerInspect(program: Command, ctx: () => RuntimeContext): vo
     .description("thaw a paused container")
     .argument("<container-id>")
     .action(async (id: string) => {
-      await withTask(store(), id, (task) => task.resume({ id }));
+      await withTask(ctx(), id, (task) => task.resume({ id }));
     });
 
   program
@@ -164,7 +164,7 @@ export function registerInspect(program: Command, ctx: () => RuntimeContext): vo
     .requiredOption("-r, --resources <file>", "LinuxResources JSON (runtime-spec linux.resources), or - for stdin")
     .action(async (id: string, flags: { resources: string }) => {
       const resources = await readResources(flags.resources);
-      await withTask(store(), id, (task) => task.update({ id, resources: jsonAny(anyTypes.resources, resources) }));
+      await withTask(ctx(), id, (task) => task.update({ id, resources: jsonAny(anyTypes.resources, resources) }));
     });
 
   program
@@ -176,7 +176,7 @@ export function registerInspect(program: Command, ctx: () => RuntimeContext): vo
     .action(async (id: string, flags: { stats?: boolean; interval: string }) => {
       const intervalMs = Math.max(0.1, Number(flags.interval)) * 1000;
       for (;;) {
-        const r = await withTask(store(), id, (task) => task.stats({ id }));
+        const r = await withTask(ctx(), id, (task) => task.stats({ id }));
         const data = fromJsonAny(r.stats, anyTypes.stats, "stats");
         process.stdout.write(JSON.stringify({ type: "stats", id, data }) + "\n");
         if (flags.stats === true) return;

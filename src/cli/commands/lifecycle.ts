@@ -1,11 +1,12 @@
 // The OCI runtime CLI's lifecycle verbs (runtime-spec command-line contract): create, start, state,
 // kill, delete. Each is a call on the sandbox's service; nothing here holds state.
 
-import { writeFile } from "node:fs/promises";
+import { rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { Command } from "commander";
-import { Code, KataError, isKataError } from "../../base/errors.js";
+import { Code, KataError, isKataError, wrap } from "../../base/errors.js";
+import { errField } from "../../base/log.js";
 import { checkId } from "../../base/ids.js";
 import { containerRole } from "../../oci/annotations.js";
 import { loadBundle } from "../../oci/bundle.js";
@@ -13,7 +14,9 @@ import { ociVersion, type State } from "../../oci/spec.js";
 import { Status } from "../../protocol/gen/containerd/api/types/task/task_pb.js";
 import { StateStore } from "../../sandbox/persist.js";
 import type { RuntimeContext } from "../runtime-context.js";
+import { forceDeleteKey } from "../../shim/task-service.js";
 import { connectTask, sandboxOf, startService, withTask } from "../service-client.js";
+import { loadServiceDeadlines } from "../task-deadlines.js";
 import { prepareConsole, prepareStdio, type PreparedStdio } from "../stdio-bridge.js";
 import { parseSignal } from "../signals.js";
 import { forceCleanup } from "../stale.js";
@@ -63,7 +66,8 @@ export async function createContainer(ctx: RuntimeContext, id: string, flags: Cr
     }
     socket = store.socketPath(role.sandboxId);
   }
-  const c = await connectTask(socket);
+  const deadlines = await loadServiceDeadlines(() => ctx.config(), ctx.logger);
+  const c = await connectTask(socket, { sandboxId: role.sandboxId, deadlines });
   const ioDir = path.join(store.sandboxDir(role.sandboxId), "io");
   let stdio: PreparedStdio;
   try {
@@ -73,7 +77,11 @@ export async function createContainer(ctx: RuntimeContext, id: string, flags: Cr
         : await prepareConsole(ctx.runner, ioDir, path.resolve(flags.consoleSocket));
   } catch (e) {
     // A service started for this sandbox has nothing to hold: let it go.
-    if (role.type === "sandbox") await c.task.shutdown({ id, now: true }).catch(() => undefined);
+    if (role.type === "sandbox") {
+      await c.task.shutdown({ id, now: true }).catch((err: unknown) => {
+        ctx.logger.warn("stop the service of a sandbox not created", { sandboxId: role.sandboxId, err: errField(err) });
+      });
+    }
     await c.close();
     throw e;
   }
@@ -85,7 +93,17 @@ export async function createContainer(ctx: RuntimeContext, id: string, flags: Cr
       await stdio.abort();
       throw e;
     }
-    if (flags.pidFile !== undefined) await writeFile(path.resolve(flags.pidFile), String(pid));
+    if (flags.pidFile !== undefined) {
+      try {
+        await writePidFile(path.resolve(flags.pidFile), pid);
+      } catch (e) {
+        // The caller will not learn of a container it cannot find: take it away again.
+        await c.task.delete({ id }, { metadata: { [forceDeleteKey]: "true" } }).catch((err: unknown) => {
+          ctx.logger.warn("delete after the pid file failed", { containerId: id, err: errField(err) });
+        });
+        throw wrap(e, `write --pid-file ${flags.pidFile}`);
+      }
+    }
     return pid;
   } finally {
     await c.close();
@@ -97,7 +115,7 @@ export async function ociState(ctx: RuntimeContext, id: string): Promise<State> 
   const sid = await sandboxOf(store, id);
   const saved = (await store.load(sid))?.containers.find((c) => c.id === id);
   try {
-    return await withTask(store, id, async (task) => {
+    return await withTask(ctx, id, async (task) => {
       const s = await task.state({ id });
       return {
         ociVersion,
@@ -123,24 +141,45 @@ export async function ociState(ctx: RuntimeContext, id: string): Promise<State> 
   }
 }
 
+/** How long `delete --force` waits for a service before it tears the sandbox down without it. */
+const forceDeleteMs = 60_000;
+
+/**
+ * `delete [--force]`. With --force, the service kills and removes the container whatever its status and
+ * whatever its guest answers; when the service itself does not answer (dead, stopped, wedged), the
+ * sandbox is torn down from its saved state instead, service and VM killed.
+ */
 export async function deleteContainer(ctx: RuntimeContext, id: string, force: boolean): Promise<void> {
+  if (!force) {
+    await withTask(ctx, id, (task) => task.delete({ id }));
+    return;
+  }
   const store = new StateStore(ctx.flags.root);
+  // runc: deleting a container that does not exist with --force is not an error.
+  if ((await store.sandboxOf(id)) === undefined) return;
   try {
-    await withTask(store, id, async (task) => {
-      if (force) {
-        const s = await task.state({ id });
-        if (s.status === Status.RUNNING || s.status === Status.PAUSED) {
-          if (s.status === Status.PAUSED) await task.resume({ id });
-          await task.kill({ id, signal: 9, all: true });
-          await task.wait({ id });
-        }
-      }
-      await task.delete({ id });
-    });
+    await withTask(ctx, id, (task) =>
+      task.delete({ id }, { metadata: { [forceDeleteKey]: "true" }, timeoutMs: forceDeleteMs }),
+    );
   } catch (e) {
-    if (!force || !isKataError(e, Code.Unavailable)) throw e;
+    if (isKataError(e, Code.NotFound) && (await store.sandboxOf(id)) === undefined) return;
+    if (!isKataError(e, Code.Unavailable) && !isKataError(e, Code.DeadlineExceeded)) throw e;
+    ctx.logger.warn("the sandbox's service did not delete: cleaning up without it", {
+      containerId: id,
+      err: errField(e),
+    });
     await forceCleanup(ctx, store, id);
   }
+}
+
+/** Writes the pid file as runc does: whole or not at all (a temporary file renamed over it). */
+async function writePidFile(file: string, pid: number): Promise<void> {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
+  await writeFile(tmp, String(pid), { mode: 0o644 });
+  await rename(tmp, file).catch(async (e: unknown) => {
+    await rm(tmp, { force: true });
+    throw e;
+  });
 }
 
 export function registerLifecycle(program: Command, ctx: () => RuntimeContext): void {
@@ -160,8 +199,7 @@ export function registerLifecycle(program: Command, ctx: () => RuntimeContext): 
     .description("start created containers")
     .argument("<container-id...>")
     .action(async (ids: string[]) => {
-      const store = new StateStore(ctx().flags.root);
-      for (const id of ids) await withTask(store, id, (task) => task.start({ id }));
+      for (const id of ids) await withTask(ctx(), id, (task) => task.start({ id }));
     });
 
   program
@@ -180,9 +218,7 @@ export function registerLifecycle(program: Command, ctx: () => RuntimeContext): 
     .option("-a, --all", "send the signal to every process of the container")
     .action(async (id: string, signal: string, flags: { all?: boolean }) => {
       const signo = parseSignal(signal);
-      await withTask(new StateStore(ctx().flags.root), id, (task) =>
-        task.kill({ id, signal: signo, all: flags.all === true }),
-      );
+      await withTask(ctx(), id, (task) => task.kill({ id, signal: signo, all: flags.all === true }));
     });
 
   program
@@ -199,7 +235,7 @@ export function registerLifecycle(program: Command, ctx: () => RuntimeContext): 
     .description("wait for a container's process to exit and print its exit status")
     .argument("<container-id>")
     .action(async (id: string) => {
-      const r = await withTask(new StateStore(ctx().flags.root), id, (task) => task.wait({ id }));
+      const r = await withTask(ctx(), id, (task) => task.wait({ id }));
       const at = r.exitedAt === undefined ? "" : ` ${timestampDate(r.exitedAt).toISOString()}`;
       process.stdout.write(`${r.exitStatus}${at}\n`);
     });
