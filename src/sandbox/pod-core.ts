@@ -1,0 +1,161 @@
+// What a pod holds and how it is taken apart: its containers, its sandbox and netns, persistence of
+// their state, and teardown. Pod (pod.ts) adds the verbs and their locking on top.
+
+import { linkSignals } from "../base/async.js";
+import { Code, KataError, describeError } from "../base/errors.js";
+import { errField, type Logger } from "../base/log.js";
+import type { Bundle } from "../oci/bundle.js";
+import type { State } from "../oci/spec.js";
+import { hookState, type CreatePathDeps, type PodNetns } from "./create-path.js";
+import { runHooksWarnOnly } from "./hooks.js";
+import type { PersistedSandbox } from "./persist.js";
+import type { PodContainer } from "./pod-container.js";
+import { lostExitStatus } from "./pod-process.js";
+import type { Sandbox } from "./sandbox.js";
+
+export type PodDeps = CreatePathDeps;
+
+export interface PodOptions {
+  readonly sandboxId: string;
+  readonly runDir: string;
+  /** This service's pid: the "pid" of every container as the host sees it. */
+  readonly pid: number;
+  readonly socketPath: string;
+}
+
+export class PodCore {
+  readonly id: string;
+  readonly deps: PodDeps;
+  readonly opts: PodOptions;
+  readonly log: Logger;
+  readonly containers = new Map<string, PodContainer>();
+  /** Aborted by shutdown: verbs in flight end, later ones are refused. */
+  readonly life = new AbortController();
+  sandbox: Sandbox | undefined;
+  netns: PodNetns | undefined;
+  readonly #createdAt = new Date().toISOString();
+  readonly #done: Promise<void>;
+  #finish!: () => void;
+  #destroying: Promise<void> | undefined;
+
+  constructor(id: string, deps: PodDeps, opts: PodOptions) {
+    this.id = id;
+    this.deps = deps;
+    this.opts = opts;
+    this.log = deps.logger.child({ sandboxId: id });
+    this.#done = new Promise((r) => {
+      this.#finish = r;
+    });
+  }
+
+  get done(): Promise<void> {
+    return this.#done;
+  }
+
+  get destroying(): boolean {
+    return this.#destroying !== undefined;
+  }
+
+  container(id: string): PodContainer {
+    const c = this.containers.get(id);
+    if (c === undefined) throw new KataError(Code.NotFound, `container ${id} not found in sandbox ${this.id}`);
+    return c;
+  }
+
+  requireSandbox(): Sandbox {
+    if (this.sandbox === undefined) throw new KataError(Code.FailedPrecondition, `sandbox ${this.id} is not running`);
+    return this.sandbox;
+  }
+
+  hookState(id: string, bundle: Bundle, status: State["status"]): State {
+    return hookState(id, bundle, status, this.opts.pid);
+  }
+
+  /** A guest call that also ends when the pod shuts down. */
+  async agentCall<T>(signal: AbortSignal, fn: (s: AbortSignal) => Promise<T>): Promise<T> {
+    const linked = linkSignals(signal, this.life.signal);
+    try {
+      return await fn(linked.signal);
+    } finally {
+      linked.clear();
+    }
+  }
+
+  async persist(): Promise<void> {
+    const s: PersistedSandbox = {
+      version: 1,
+      id: this.id,
+      servicePid: this.opts.pid,
+      socket: this.opts.socketPath,
+      createdAt: this.#createdAt,
+      ...(this.netns === undefined ? {} : { netns: { path: this.netns.path, created: this.netns.created } }),
+      ...(this.sandbox === undefined ? {} : { vmPid: this.sandbox.vm.pid }),
+      containers: [...this.containers.values()].map((c) => c.persisted()),
+    };
+    await this.deps.store.save(s);
+  }
+
+  /** When the sandbox is lost, every process in it is gone: record the exits of those not started. */
+  watch(sandbox: Sandbox): void {
+    sandbox.lost.addEventListener(
+      "abort",
+      () => {
+        if (this.destroying) return;
+        for (const c of this.containers.values()) {
+          for (const p of c.processes()) if (p.status === "created") p.markStopped(lostExitStatus);
+        }
+        void this.persist().catch((e: unknown) => {
+          this.log.warn("save state after the sandbox was lost", { err: errField(e) });
+        });
+      },
+      { once: true },
+    );
+  }
+
+  /** Removes a container: its processes stopped, its guest side and host binds, its mapping; poststop hooks. */
+  async removeContainer(c: PodContainer): Promise<void> {
+    const failures: unknown[] = [];
+    for (const p of c.processes()) if (p.status !== "stopped") p.markStopped(137);
+    await this.sandbox?.removeContainer(c.id).catch((e: unknown) => failures.push(e));
+    this.containers.delete(c.id);
+    await this.deps.store.removeMapping(c.id).catch((e: unknown) => failures.push(e));
+    await runHooksWarnOnly(
+      this.deps,
+      "poststop",
+      c.bundle.spec.hooks?.poststop ?? [],
+      this.hookState(c.id, c.bundle, "stopped"),
+      { netnsPath: this.netns?.path, logger: this.log },
+    );
+    throwAll(`delete container ${c.id}`, failures);
+  }
+
+  /** Tears the whole pod down: containers, VM, share, netns, state; then the pod is done. Idempotent. */
+  destroy(): Promise<void> {
+    this.#destroying ??= this.#destroyOnce().finally(() => {
+      this.#finish();
+    });
+    return this.#destroying;
+  }
+
+  async #destroyOnce(): Promise<void> {
+    const failures: unknown[] = [];
+    for (const c of [...this.containers.values()].reverse()) {
+      await this.removeContainer(c).catch((e: unknown) => failures.push(e));
+    }
+    await this.sandbox?.destroy().catch((e: unknown) => failures.push(e));
+    this.sandbox = undefined;
+    const name = this.netns?.name;
+    if (this.netns?.created === true && name !== undefined) {
+      await this.deps.netns.remove(name).catch((e: unknown) => failures.push(e));
+    }
+    this.netns = undefined;
+    await this.deps.store.removeSandbox(this.id).catch((e: unknown) => failures.push(e));
+    throwAll(`destroy sandbox ${this.id}`, failures);
+  }
+}
+
+/** One error naming every failure, the first as its cause. */
+function throwAll(op: string, failures: readonly unknown[]): void {
+  if (failures.length === 0) return;
+  throw new KataError(Code.Internal, `${op}: ${failures.map(describeError).join("; ")}`, { cause: failures[0] });
+}

@@ -1,0 +1,106 @@
+// Creating one container of a pod, with the pod's lock held: checks, then the sandbox's VM when it is
+// the sandbox container, then the container in the guest. Everything made is undone on failure, and
+// the pod learns of the container (and of its sandbox) only once all of it exists.
+
+import { CleanupStack } from "../base/cleanup.js";
+import { Code, KataError, wrap } from "../base/errors.js";
+import { containerRole } from "../oci/annotations.js";
+import { loadBundle } from "../oci/bundle.js";
+import { inSpan } from "../platform/tracing.js";
+import { bootSandbox, prepareContainer } from "./create-path.js";
+import { runHooks } from "./hooks.js";
+import { PodContainer } from "./pod-container.js";
+import type { PodCore } from "./pod-core.js";
+import { PodProcess, type StdioPaths } from "./pod-process.js";
+import type { Sandbox } from "./sandbox.js";
+
+export interface CreateRequest {
+  readonly id: string;
+  readonly bundle: string;
+  readonly stdio: StdioPaths;
+}
+
+/** Creates the container; returns its type. `timings` receives the sandbox's boot phases. */
+export async function createInPod(
+  core: PodCore,
+  req: CreateRequest,
+  timings: Record<string, number>,
+  signal: AbortSignal,
+): Promise<"sandbox" | "container"> {
+  const { id } = req;
+  const bundle = await loadBundle(req.bundle);
+  const role = containerRole(bundle.spec, id);
+  if (role.sandboxId !== core.id) {
+    throw new KataError(Code.InvalidArgument, `container ${id} belongs to sandbox ${role.sandboxId}, not ${core.id}`);
+  }
+  if (core.containers.has(id)) throw new KataError(Code.AlreadyExists, `container ${id} already exists`);
+  const isSandbox = role.type === "sandbox";
+  if (isSandbox && core.sandbox !== undefined) {
+    throw new KataError(Code.AlreadyExists, `sandbox ${core.id} already exists: cannot create another sandbox in it`);
+  }
+  if (!isSandbox && core.sandbox === undefined) {
+    throw new KataError(
+      Code.FailedPrecondition,
+      `sandbox ${core.id} is not created yet: create its sandbox container first`,
+    );
+  }
+  const { deps } = core;
+  const undo = new CleanupStack();
+  try {
+    // Everything that can be checked is checked before anything is made, the VM above all.
+    const vm = isSandbox ? await deps.resolveVm(bundle.spec) : undefined;
+    const prepared = await prepareContainer(deps, { sandboxId: core.id, containerId: id, bundle, isSandbox });
+    // On a terminal, stdout and stderr are one stream (the pty's).
+    const terminal = bundle.spec.process?.terminal === true;
+    const stdio = terminal ? { ...req.stdio, stderr: "", terminal } : req.stdio;
+    const init = new PodProcess(id, id, stdio, core.log, { initial: "creating" });
+    await init.open();
+    undo.defer(`close stdio of ${id}`, () => {
+      init.releaseStdio();
+    });
+    await deps.store.addMapping(id, core.id);
+    undo.defer(`remove mapping of ${id}`, () => deps.store.removeMapping(id));
+
+    let sandbox = core.sandbox;
+    if (vm !== undefined) {
+      const startedAt = deps.now();
+      const s = { id: core.id, runDir: core.opts.runDir, bundle, vm, pid: core.opts.pid };
+      const made = await inSpan("createSandbox", { sandboxId: core.id }, () => bootSandbox(deps, s, undo, signal));
+      sandbox = made.sandbox;
+      core.netns = made.netns;
+      undo.defer("forget the network namespace", () => {
+        core.netns = undefined;
+      });
+      for (const [phase, ms] of Object.entries(sandbox.timings)) timings[phase] = startedAt + ms;
+    }
+    // CAST: set just above for a sandbox; checked at the top for a pod container.
+    const sb = sandbox as Sandbox;
+    await inSpan("createContainer", { sandboxId: core.id, containerId: id }, () =>
+      sb.createContainer(prepared, signal),
+    );
+    undo.defer(`remove container ${id}`, () => sb.removeContainer(id));
+    if (!isSandbox) {
+      // Kata runs a pod container's prestart hooks after it is created, in the pod's netns.
+      const state = core.hookState(id, bundle, "created");
+      const hooks = bundle.spec.hooks?.prestart ?? [];
+      await runHooks(deps, "prestart", hooks, state, { netnsPath: core.netns?.path, signal });
+    }
+    init.cell.apply("created");
+    core.containers.set(id, new PodContainer({ id, bundle, type: role.type, process: init }));
+    undo.defer(`forget container ${id}`, () => {
+      core.containers.delete(id);
+    });
+    if (isSandbox) {
+      core.sandbox = sb;
+      undo.defer("forget the sandbox", () => {
+        core.sandbox = undefined;
+      });
+      core.watch(sb);
+    }
+    await core.persist();
+    undo.release();
+    return role.type;
+  } catch (e) {
+    return undo.unwind(wrap(e, `create container ${id}`));
+  }
+}
