@@ -4,10 +4,10 @@
 // that skips loading and compiling the bundle at every boot. So: no top-level await (CommonJS has
 // none), and nothing may open a handle before main() runs (a snapshot cannot hold one).
 
-import { readFile, writeFile } from "node:fs/promises";
+import { access, readFile, writeFile } from "node:fs/promises";
 import v8 from "node:v8";
 import { JsonLogger } from "../base/log.js";
-import { describeError } from "../base/errors.js";
+import { Code, KataError, describeError, ignoreErrno } from "../base/errors.js";
 import { CommandMounter } from "../platform/mount.js";
 import { NodeProcessRunner, runChecked } from "../platform/process.js";
 import { agentPortName, guestPsColumns } from "../protocol/guest-paths.js";
@@ -30,6 +30,22 @@ async function imageVersion(): Promise<string> {
   return "kata-ts-agent";
 }
 
+/** The guest has no modprobe: /init insmods from /lib/modules/<name>.ko, and so does this. */
+async function loadKernelModule(runner: NodeProcessRunner, name: string, parameters: readonly string[]): Promise<void> {
+  const file = `/lib/modules/${name}.ko`;
+  try {
+    await access(file);
+  } catch (e) {
+    throw new KataError(Code.NotFound, `kernel module ${name} is not in the guest image (${file})`, { cause: e });
+  }
+  // Loaded already (by /init, or an earlier sandbox of this VM) is what was asked; the kernel names
+  // modules with underscores in /sys/module.
+  const loaded = await access(`/sys/module/${name.replaceAll("-", "_")}`).then(() => true, ignoreErrno("ENOENT"));
+  if (loaded === true) return;
+  const r = await runner.run("insmod", [file, ...parameters]);
+  if (r.code !== 0) throw new KataError(Code.FailedPrecondition, `insmod ${name}: ${r.stderr.trim()}`);
+}
+
 async function main(startedFrom: "snapshot" | "bundle"): Promise<void> {
   const logger = new JsonLogger((line) => process.stderr.write(line), {
     level: process.env["KATA_TS_AGENT_LOG"] === "debug" ? "debug" : "info",
@@ -49,6 +65,7 @@ async function main(startedFrom: "snapshot" | "bundle"): Promise<void> {
     storage: new StorageManager({ mounter, logger }, guestStorageHandlers),
     logger,
     setHostname: (name) => writeFile("/proc/sys/kernel/hostname", name),
+    loadKernelModule: (name, parameters) => loadKernelModule(runner, name, parameters),
   });
   // The serial port has no connection boundaries the agent can always see: a host that reconnects
   // quickly starts its stream ids at 1 on what looks like the same connection.

@@ -58,7 +58,7 @@ export function boundedTask(raw: TaskApi, sandboxId: string, d: ServiceDeadlines
       try {
         return await call(req, timeoutMs === undefined ? o : { ...o, timeoutMs });
       } catch (e) {
-        throw explain(e, sandboxId, method, timeoutMs);
+        throw explain(e, sandboxId, method);
       }
     };
   }
@@ -66,18 +66,19 @@ export function boundedTask(raw: TaskApi, sandboxId: string, d: ServiceDeadlines
   return out as TaskApi;
 }
 
-function explain(e: unknown, sandboxId: string, method: string, timeoutMs: number | undefined): unknown {
-  const hint = `if it is wedged, \`kata-ts delete --force ${sandboxId}\` removes it`;
+/**
+ * A deadline missed by the service or by its guest, or a service or guest gone: the error says which
+ * sandbox, and how to remove it if it stays that way. The cause (kept) says which call ran out.
+ */
+function explain(e: unknown, sandboxId: string, method: string): unknown {
+  const hint = `if the sandbox is wedged, \`kata-ts delete --force ${sandboxId}\` removes it`;
   if (isKataError(e, Code.DeadlineExceeded)) {
-    const within = timeoutMs === undefined ? "" : ` within ${Math.round(timeoutMs / 1000)} s`;
-    return new KataError(Code.DeadlineExceeded, `sandbox ${sandboxId} did not answer ${method}${within}; ${hint}`, {
+    return new KataError(Code.DeadlineExceeded, `${method} on sandbox ${sandboxId} ran out of time; ${hint}`, {
       cause: e,
     });
   }
   if (isKataError(e, Code.Unavailable)) {
-    return new KataError(Code.Unavailable, `sandbox ${sandboxId}: ${method}: its service is not answering; ${hint}`, {
-      cause: e,
-    });
+    return new KataError(Code.Unavailable, `${method} on sandbox ${sandboxId} failed; ${hint}`, { cause: e });
   }
   return e;
 }

@@ -65,6 +65,11 @@ export async function resolveVmConfig(ctx: RuntimeContext, spec: Spec): Promise<
     // parameters come last so they win.
     kernelParams: ["panic=1", ...kernelParams(cfg, { debug: cfg.runtime.enableDebug })],
     bootTimeoutMs: cfg.agent.dialTimeoutMs,
+    // "name param=value ..." (kernel_modules entries were checked when the configuration was read).
+    kernelModules: cfg.agent.kernelModules.map((entry) => {
+      const [name = "", ...parameters] = entry.trim().split(/\s+/);
+      return { name, parameters };
+    }),
     agentDeadlines: {
       requestMs: cfg.agent.requestTimeoutMs,
       createContainerMs: cfg.runtime.createContainerTimeoutMs,

@@ -40,6 +40,11 @@ export interface AgentDeps {
   readonly storage: StorageManager;
   readonly logger: Logger;
   readonly setHostname: (name: string) => Promise<void>;
+  /**
+   * Loads a kernel module with its parameters ([agent.kata] kernel_modules, sent in CreateSandbox);
+   * NOT_FOUND when the guest image does not have it.
+   */
+  readonly loadKernelModule?: (name: string, parameters: readonly string[]) => Promise<void>;
   readonly bundlesDir?: string;
   /** The guest's cgroup v2 mount; containers live under kata-ts/<id>. */
   readonly cgroupRoot?: string;
@@ -67,6 +72,14 @@ export class Agent {
       }
       const id = checkId("sandbox id", req.sandboxId);
       if (req.hostname !== "") await this.#deps.setHostname(req.hostname);
+      for (const m of req.kernelModules) {
+        if (!/^[A-Za-z0-9_-]+$/.test(m.name)) {
+          throw new KataError(Code.InvalidArgument, `kernel module name ${JSON.stringify(m.name)} is not valid`);
+        }
+        const load = this.#deps.loadKernelModule;
+        if (load === undefined) throw new KataError(Code.Unimplemented, `cannot load kernel module ${m.name} here`);
+        await load(m.name, m.parameters);
+      }
       this.#sandboxStorages = await this.#deps.storage.add(req.storages);
       this.#sandboxId = id;
       this.#deps.logger.info("sandbox created", { sandboxId: id, storages: this.#sandboxStorages.length });

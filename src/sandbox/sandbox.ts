@@ -44,6 +44,8 @@ export interface SandboxVmConfig {
   readonly hypervisorPath?: string;
   /** Size of the pod's /dev/shm in the guest (Kata's default: 64 MiB). */
   readonly shmSizeBytes?: number;
+  /** Kernel modules the agent loads at CreateSandbox ([agent.kata] kernel_modules). */
+  readonly kernelModules?: readonly { readonly name: string; readonly parameters: readonly string[] }[];
   /** Deadlines of calls into the guest once it is up. */
   readonly agentDeadlines?: AgentDeadlines;
 }
@@ -89,6 +91,8 @@ export class Sandbox {
   readonly #log: Logger;
   readonly #life: AbortController;
   #probing = false;
+  /** Set once destroy() began: losing the VM is then expected, not news. */
+  #destroyed = false;
   #destroying: Promise<void> | undefined;
 
   private constructor(init: {
@@ -100,6 +104,7 @@ export class Sandbox {
     cleanup: CleanupStack;
     log: Logger;
     deadlines: AgentDeadlines;
+    life: AbortController;
   }) {
     this.id = init.id;
     this.timings = init.timings;
@@ -108,7 +113,7 @@ export class Sandbox {
     this.#client = init.client;
     this.#cleanup = init.cleanup;
     this.#log = init.log;
-    this.#life = new AbortController();
+    this.#life = init.life;
     this.agent = boundedAgent(init.client.agent, {
       deadlines: init.deadlines,
       life: this.#life.signal,
@@ -141,6 +146,8 @@ export class Sandbox {
     };
     const log = deps.logger.child({ sandboxId: cfg.id });
     const deadlines = cfg.vm.agentDeadlines ?? defaultAgentDeadlines;
+    // Aborted once the sandbox is lost; made here so teardown steps registered below can see it.
+    const life = new AbortController();
     const undo = new CleanupStack();
     try {
       const storages = planSandboxStorages({
@@ -177,7 +184,7 @@ export class Sandbox {
       mark("agentReady");
 
       undo.defer("destroy sandbox in guest", () =>
-        client.agent.destroySandbox({}, { timeoutMs: teardownRpcMs }).then(
+        client.agent.destroySandbox({}, { timeoutMs: teardownRpcMs, signal: life.signal }).then(
           () => undefined,
           (e: unknown) => {
             // The VM is stopped next anyway; what the guest held goes with it.
@@ -186,14 +193,19 @@ export class Sandbox {
         ),
       );
       await client.agent.createSandbox(
-        { sandboxId: cfg.id, hostname: cfg.hostname, storages },
+        {
+          sandboxId: cfg.id,
+          hostname: cfg.hostname,
+          storages,
+          kernelModules: (cfg.vm.kernelModules ?? []).map((m) => ({ name: m.name, parameters: [...m.parameters] })),
+        },
         { signal, timeoutMs: deadlines.requestMs },
       );
       mark("sandboxCreated");
       const cleanup = new CleanupStack();
       undo.transferTo(cleanup);
       log.info("sandbox created", { timings });
-      return new Sandbox({ id: cfg.id, timings, vm, client, share, cleanup, log, deadlines });
+      return new Sandbox({ id: cfg.id, timings, vm, client, share, cleanup, log, deadlines, life });
     } catch (e) {
       return undo.unwind(wrap(e, `create sandbox ${cfg.id}`));
     }
@@ -257,9 +269,9 @@ export class Sandbox {
     for (const id of [...this.#containers.keys()].reverse()) {
       await this.removeContainer(id).catch((e: unknown) => failures.push(e));
     }
-    // Pending guest calls end now rather than at their deadlines.
-    this.#markLost("it is being destroyed");
+    this.#destroyed = true;
     await this.#cleanup.close(`destroy sandbox ${this.id}`).catch((e: unknown) => failures.push(e));
+    this.#markLost("it was destroyed");
     if (failures.length > 0) {
       throw new KataError(Code.Internal, `destroy sandbox ${this.id}: ${failures.map(describeError).join("; ")}`, {
         cause: failures[0],
@@ -293,7 +305,7 @@ export class Sandbox {
   #markLost(why: string): void {
     if (this.#life.signal.aborted) return;
     const reason = new KataError(Code.Unavailable, `sandbox ${this.id} is lost: ${why}`);
-    if (this.#destroying === undefined) this.#log.warn("sandbox lost", { err: errField(reason) });
+    if (!this.#destroyed) this.#log.warn("sandbox lost", { err: errField(reason) });
     this.#life.abort(reason);
   }
 }

@@ -5,6 +5,7 @@ import { mkdtemp, open, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { ignoreErrno } from "../../src/base/errors.js";
 import { mountsUnder, parseMountInfo } from "../../src/platform/mountinfo.js";
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
@@ -61,25 +62,42 @@ export async function makeRunRoot(): Promise<string> {
   return mkdtemp(path.join(tmpdir(), "kata-ts-it-"));
 }
 
-async function qemuProcessesUsing(dir: string): Promise<number[]> {
-  const pids: number[] = [];
+/** Command lines (NUL-separated) of every process; one that exits while being read is skipped. */
+async function processes(): Promise<{ pid: number; argv: string[] }[]> {
+  const out: { pid: number; argv: string[] }[] = [];
   for (const entry of await readdir("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
-    const cmdline = await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "");
-    if (cmdline.startsWith("qemu-system") && cmdline.includes(dir)) pids.push(Number(entry));
+    const text = await readFile(`/proc/${entry}/cmdline`, "utf8").catch(ignoreErrno("ENOENT", "ESRCH"));
+    if (text !== undefined) out.push({ pid: Number(entry), argv: text.split("\0").filter((a) => a !== "") });
   }
-  return pids;
+  return out;
+}
+
+/** QEMU processes whose arguments name a path under `dir`, and per-sandbox services of --root `dir`. */
+async function processesUsing(dir: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const { pid, argv } of await processes()) {
+    const [first = ""] = argv;
+    if (path.basename(first).startsWith("qemu-system") && argv.some((a) => a.includes(dir))) {
+      found.push(`qemu process ${pid}`);
+    }
+    const at = argv.indexOf("--root");
+    if (argv.some((a) => a.endsWith("shim-main.js")) && at >= 0 && argv[at + 1] === dir) {
+      found.push(`sandbox service ${pid} (${argv.slice(at).join(" ")})`);
+    }
+  }
+  return found;
 }
 
 /** Every host resource a run may create lives under its --root: none may remain. */
 export async function leftovers(root: string): Promise<string[]> {
   const found: string[] = [];
-  for (const pid of await qemuProcessesUsing(root)) found.push(`qemu process ${pid}`);
+  found.push(...(await processesUsing(root)));
   for (const m of mountsUnder(parseMountInfo(await readFile("/proc/self/mountinfo", "utf8")), root)) {
     found.push(`mount ${m}`);
   }
   for (const dir of ["vm", path.join("shared", "sandboxes"), "sbs", "containers-mapping", "fifo"]) {
-    const entries = await readdir(path.join(root, dir)).catch(() => []);
+    const entries = (await readdir(path.join(root, dir)).catch(ignoreErrno("ENOENT"))) ?? [];
     for (const e of entries) found.push(`${dir}/${e}`);
   }
   return found;
@@ -91,7 +109,7 @@ export async function removeRunRoot(root: string): Promise<void> {
 
 /** Network namespaces kata-ts would have created for these sandbox ids that still exist. */
 export async function netnsLeft(sandboxIds: readonly string[]): Promise<string[]> {
-  const names = new Set(await readdir("/var/run/netns").catch(() => []));
+  const names = new Set((await readdir("/var/run/netns").catch(ignoreErrno("ENOENT"))) ?? []);
   return sandboxIds.map((id) => `kata-ts-${id}`).filter((n) => names.has(n));
 }
 
