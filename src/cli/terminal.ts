@@ -1,6 +1,7 @@
 // The caller's side of a container on a terminal: the local tty goes raw (the guest's pty does the
 // line discipline), and its size follows the local window (SIGWINCH -> ResizePty).
 
+import { errField, type Logger } from "../base/log.js";
 import type { TaskApi } from "./service-client.js";
 
 export interface AttachedTerminal {
@@ -8,14 +9,17 @@ export interface AttachedTerminal {
   restore(): void;
 }
 
-export function attachTerminal(task: TaskApi, id: string, execId: string): AttachedTerminal {
+export function attachTerminal(task: TaskApi, id: string, execId: string, log: Logger): AttachedTerminal {
   const stdin = process.stdin;
   const wasRaw = stdin.isTTY && stdin.isRaw;
   if (stdin.isTTY) stdin.setRawMode(true);
   const resize = (): void => {
     const out = process.stdout;
     if (!out.isTTY) return;
-    task.resizePty({ id, execId, width: out.columns, height: out.rows }).catch(() => undefined);
+    task.resizePty({ id, execId, width: out.columns, height: out.rows }).catch((e: unknown) => {
+      // A resize racing the process's exit is harmless: the next one (if any) corrects the size.
+      log.debug("resize terminal", { containerId: id, execId, err: errField(e) });
+    });
   };
   process.on("SIGWINCH", resize);
   resize();

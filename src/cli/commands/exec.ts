@@ -87,7 +87,7 @@ export function registerExec(program: Command, ctx: () => RuntimeContext): void 
           await task.exec({ id, execId, terminal, ...stdio.paths, spec: jsonAny(anyTypes.process, spec) });
           await task.start({ id, execId });
           if (flags.detach === true) return 0;
-          const tty = terminal ? attachTerminal(task, id, execId) : undefined;
+          const tty = terminal ? attachTerminal(task, id, execId, c.logger) : undefined;
           const { exitStatus } = await task.wait({ id, execId }).finally(() => tty?.restore());
           await stdio.done;
           await task.delete({ id, execId });

@@ -8,6 +8,7 @@ import path from "node:path";
 import { constants } from "node:os";
 import type { Command } from "commander";
 import { describeError } from "../../base/errors.js";
+import { errField } from "../../base/log.js";
 import { checkId } from "../../base/ids.js";
 import { containerRole } from "../../oci/annotations.js";
 import { loadBundle } from "../../oci/bundle.js";
@@ -17,6 +18,7 @@ import { connectTask, type TaskConnection } from "../service-client.js";
 import { prepareStdio, type PreparedStdio } from "../stdio-bridge.js";
 import { attachTerminal, type AttachedTerminal } from "../terminal.js";
 import { hostService, type HostedService } from "../service-host.js";
+import { loadServiceDeadlines } from "../task-deadlines.js";
 
 const forwardGraceMs = 3000;
 
@@ -53,16 +55,24 @@ export async function runContainer(ctx: RuntimeContext, containerId: string, fla
       });
       return;
     }
-    void task.kill({ id, signal: constants.signals[sig], all: false }).catch(() => undefined);
+    const failed = (e: unknown): void => {
+      // The container may have exited meanwhile; its exit status is what run reports.
+      ctx.logger.debug("forward signal", { containerId: id, signal: sig, err: errField(e) });
+    };
+    void task.kill({ id, signal: constants.signals[sig], all: false }).catch(failed);
     setTimeout(() => {
-      void task.kill({ id, signal: 9, all: true }).catch(() => undefined);
+      void task.kill({ id, signal: 9, all: true }).catch(failed);
     }, forwardGraceMs).unref();
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   try {
     if (role.type === "sandbox") service = await hostService(ctx, role.sandboxId);
-    conn = await connectTask(service?.socketPath ?? store.socketPath(role.sandboxId));
+    const deadlines = await loadServiceDeadlines(() => ctx.config(), ctx.logger);
+    conn = await connectTask(service?.socketPath ?? store.socketPath(role.sandboxId), {
+      sandboxId: role.sandboxId,
+      deadlines,
+    });
     const task = conn.task;
     // Fifos live in the sandbox's state dir, so whatever removes the sandbox removes them too.
     stdio = await prepareStdio(ctx.runner, path.join(store.sandboxDir(role.sandboxId), "io"), "attached");
@@ -71,7 +81,7 @@ export async function runContainer(ctx: RuntimeContext, containerId: string, fla
     at("containerCreated");
     await task.start({ id });
     started = true;
-    if (terminal) tty = attachTerminal(task, id, "");
+    if (terminal) tty = attachTerminal(task, id, "", ctx.logger);
     at("containerStarted");
     const { exitStatus } = await task.wait({ id });
     await stdio.done;
