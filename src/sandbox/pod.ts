@@ -13,7 +13,7 @@ import { loadBundle, type Bundle } from "../oci/bundle.js";
 import { ociVersion, type LinuxResources, type Process, type Spec, type State } from "../oci/spec.js";
 import { parseProcMounts } from "../platform/mountinfo.js";
 import type { ProcessRunner } from "../platform/process.js";
-import { ociToGrpcProcess, ociToGrpcSpec } from "../protocol/oci-spec.js";
+import { ociToGrpcProcess, ociToGrpcSpec } from "../protocol/oci-spec/convert.js";
 import type { NetnsManager } from "../network/netns.js";
 import { planNetns } from "../network/netns.js";
 import { inSpan } from "../platform/tracing.js";

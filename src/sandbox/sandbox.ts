@@ -11,7 +11,7 @@ import { AgentClient, type AgentApi } from "../agent-client/agent-client.js";
 import type { Hypervisor, MachineType, ReadonlyDisk, Vm } from "../hypervisor/hypervisor.js";
 import type { Bundle } from "../oci/bundle.js";
 import type { Mounter } from "../platform/mount.js";
-import { ociToGrpcSpec } from "../protocol/oci-spec.js";
+import { ociToGrpcSpec } from "../protocol/oci-spec/convert.js";
 import type { MountEntry } from "../platform/mountinfo.js";
 import { applyHostBinds, inspectSources } from "../storage/apply.js";
 import { planContainerStorage, planSandboxStorages, sourcesToInspect } from "../storage/plan.js";
