@@ -12,7 +12,8 @@ import { sharedFsTag } from "../../protocol/guest-paths.js";
 import type { Hypervisor, Vm, VmConfig } from "../hypervisor.js";
 import { planQemuArgs, type Accel } from "./args.js";
 import { fastKernelParams, tscEarlyKhz } from "./kernel-params.js";
-import { QmpClient } from "./qmp.js";
+import { QmpClient } from "./qmp/client.js";
+import * as qmpCommand from "./qmp/commands.js";
 
 export interface QemuDeps {
   readonly runner: ProcessRunner;
@@ -199,11 +200,11 @@ class QemuVm implements Vm {
   }
 
   async pause(signal?: AbortSignal): Promise<void> {
-    await this.#qmp.stop(signal);
+    await qmpCommand.stop(this.#qmp, signal);
   }
 
   async resume(signal?: AbortSignal): Promise<void> {
-    await this.#qmp.cont(signal);
+    await qmpCommand.cont(this.#qmp, signal);
   }
 
   stop(): Promise<void> {
@@ -220,7 +221,7 @@ class QemuVm implements Vm {
         }, ms).unref();
       });
     if (!(await Promise.race([gone, timer(0)]))) {
-      await this.#qmp.quit().catch((e: unknown) => {
+      await qmpCommand.quit(this.#qmp).catch((e: unknown) => {
         this.#log.debug("qmp quit failed; killing qemu", { err: String(e) });
       });
       if (!(await Promise.race([gone, timer(quitGraceMs)]))) {
