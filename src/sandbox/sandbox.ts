@@ -8,7 +8,7 @@ import { CleanupStack } from "../base/cleanup.js";
 import { Code, KataError, describeError, isKataError, wrap } from "../base/errors.js";
 import type { Logger } from "../base/log.js";
 import { AgentClient, type AgentApi } from "../agent-client/agent-client.js";
-import type { Hypervisor, MachineType, ReadonlyDisk, Vm } from "../hypervisor/hypervisor.js";
+import type { Hypervisor, Vm, VmSpec } from "../hypervisor/hypervisor.js";
 import type { Bundle } from "../oci/bundle.js";
 import type { Mounter } from "../platform/mount.js";
 import { ociToGrpcSpec } from "../protocol/oci-spec/convert.js";
@@ -27,15 +27,8 @@ export interface SandboxDeps {
   readonly now: () => number;
 }
 
-export interface SandboxVmConfig {
-  readonly machineType: MachineType;
-  readonly vcpus: number;
-  readonly memoryMiB: number;
-  readonly kernelPath: string;
-  readonly initrdPath: string;
-  /** Read-only disks the image needs next to its initrd (its tools disk: node, crun). */
-  readonly readonlyDisks?: readonly ReadonlyDisk[];
-  readonly kernelParams: readonly string[];
+/** The VM of a sandbox: its VmSpec (the binary named hypervisorPath here), plus boot and guest settings. */
+export interface SandboxVmConfig extends Omit<VmSpec, "binaryPath"> {
   readonly bootTimeoutMs: number;
   readonly msize9p: number;
   /** The hypervisor binary (configuration `path`, possibly overridden by an allowed annotation). */

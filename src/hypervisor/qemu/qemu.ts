@@ -1,4 +1,4 @@
-// The QEMU driver: plans the command line (args.ts), starts QEMU, and holds its QMP connection.
+// The QEMU driver: plans the command line (args/), starts QEMU, and holds its QMP connection.
 // KVM when /dev/kvm is usable, TCG software emulation otherwise.
 
 import { mkdir, open, rm, stat } from "node:fs/promises";
@@ -10,7 +10,8 @@ import type { HostProbe } from "../../platform/probe.js";
 import { describeExit, type Child, type ExitStatus, type ProcessRunner } from "../../platform/process.js";
 import { sharedFsTag } from "../../protocol/guest-paths.js";
 import type { Hypervisor, Vm, VmConfig } from "../hypervisor.js";
-import { planQemuArgs, type Accel } from "./args.js";
+import { planQemuArgs } from "./args/plan.js";
+import type { Accel } from "./args/switches.js";
 import { fastKernelParams, tscEarlyKhz } from "./kernel-params.js";
 import { QmpClient } from "./qmp/client.js";
 import * as qmpCommand from "./qmp/commands.js";
