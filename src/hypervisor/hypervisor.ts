@@ -44,6 +44,7 @@ export interface Vm {
   readonly pid: number;
   /** The host end of the agent channel: a unix socket the hypervisor listens on. */
   readonly agentSocketPath: string;
+  /** The guest console, capped by the driver (older output rotated to `<consoleLogPath>.1`). */
   readonly consoleLogPath: string;
   /** Resolves when the hypervisor process has exited, however it ended. */
   readonly exited: Promise<ExitStatus>;

@@ -46,7 +46,7 @@ const microvmNoBoot: QemuVmConfig = {
   memoryMiB: 512,
   kernelPath: "/opt/kata-ts/vmlinux",
   kernelParams: [...fastKernelParams("microvm", "tcg", 2096013), "agent.log=debug"].join(" "),
-  consoleLogPath: "/run/kata-ts/sb1/console.log",
+  consoleSocketPath: "/run/kata-ts/sb1/console.sock",
   qmpSocketPath: "/run/kata-ts/sb1/qmp.sock",
   agentSocketPath: "/run/kata-ts/sb1/agent.sock",
   sharedDir: { path: "/run/kata-ts/sb1/shared", mountTag: "kataShared" },
@@ -79,7 +79,7 @@ const q35Kvm: QemuVmConfig = {
     "rootfstype=ext4",
     "rootflags=data=ordered,errors=remount-ro",
   ].join(" "),
-  consoleLogPath: "/run/kata-ts/pod,2/console.log",
+  consoleSocketPath: "/run/kata-ts/pod,2/console.sock",
   qmpSocketPath: "/run/kata-ts/pod,2/qmp.sock",
   agentSocketPath: "/run/kata-ts/pod,2/agent.sock",
   pidfilePath: "/run/kata-ts/pod,2/qemu.pid",
@@ -88,7 +88,7 @@ const q35Kvm: QemuVmConfig = {
 
 const microvmClone: QemuVmConfig = {
   ...microvmTcg,
-  consoleLogPath: "/run/kata-ts/clone3/console.log",
+  consoleSocketPath: "/run/kata-ts/clone3/console.sock",
   qmpSocketPath: "/run/kata-ts/clone3/qmp.sock",
   agentSocketPath: "/run/kata-ts/clone3/agent.sock",
   sharedDir: { path: "/run/kata-ts/clone3/shared", mountTag: "kataShared" },
@@ -147,6 +147,16 @@ describe("planQemuArgs", () => {
     assert.ok(
       valuesOf(argv, "-chardev").includes("socket,id=agent,path=/run/kata-ts/sb1/agent.sock,server=on,wait=off"),
     );
+  });
+
+  it("puts the serial console on a socket QEMU listens on, never on a file", () => {
+    const argv = planQemuArgs(q35Kvm);
+
+    assert.equal(valueOf(argv, "-serial"), "chardev:console");
+    assert.ok(
+      valuesOf(argv, "-chardev").includes("socket,id=console,path=/run/kata-ts/pod,,2/console.sock,server=on,wait=off"),
+    );
+    assert.ok(!valuesOf(argv, "-chardev").some((c) => c.startsWith("file,")));
   });
 
   it("sizes the memory backend from memoryMiB, as QEMU requires it to equal -m", () => {
@@ -223,6 +233,7 @@ describe("planQemuArgs", () => {
       vcpus: 0,
       memoryMiB: 1.5,
       kernelPath: "vmlinux",
+      consoleSocketPath: "console.sock",
       qmpSocketPath: "/" + "q".repeat(107),
       sharedDir: { path: "/s", mountTag: "t".repeat(32) },
     };
@@ -232,6 +243,7 @@ describe("planQemuArgs", () => {
       (e) =>
         isKataError(e, "INVALID_ARGUMENT") &&
         ["vcpus", "memoryMiB", "kernelPath: not an absolute path", "qmpSocketPath: unix socket path is 108 bytes"]
+          .concat(["consoleSocketPath: not an absolute path"])
           .concat(["sharedDir.mountTag: 32 bytes"])
           .every((s) => e.message.includes(s)),
     );

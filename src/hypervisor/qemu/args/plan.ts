@@ -10,7 +10,6 @@ import {
   append,
   bios,
   blockdevRawFile,
-  chardevFile,
   chardevSocket,
   cpu,
   deviceVirtio9p,
@@ -56,8 +55,8 @@ export interface QemuVmConfig extends Pick<
   readonly imagePath?: string;
   /** Already assembled by the caller (see fastKernelParams). */
   readonly kernelParams: string;
-  /** The guest serial console (ttyS0) is written to this file. */
-  readonly consoleLogPath: string;
+  /** QEMU listens here (server=on,wait=off) for the reader of the guest serial console (ttyS0). */
+  readonly consoleSocketPath: string;
   /** QEMU listens here (server=on,wait=off). */
   readonly qmpSocketPath: string;
   /** QEMU listens here for the virtio-serial port agentPortName, so the host can connect, close and reconnect. */
@@ -127,7 +126,7 @@ function configIssues(c: QemuVmConfig): string[] {
     if (serials.has(d.serial)) issues.push(`readonlyDisks[${i}].serial: ${d.serial} is used twice`);
     serials.add(d.serial);
   }
-  path("consoleLogPath", c.consoleLogPath);
+  socket("consoleSocketPath", c.consoleSocketPath);
   socket("qmpSocketPath", c.qmpSocketPath);
   socket("agentSocketPath", c.agentSocketPath);
   path("sharedDir.path", c.sharedDir?.path);
@@ -180,9 +179,13 @@ export function planQemuArgs(config: QemuVmConfig): string[] {
   if (config.initrdPath !== undefined) s.push(initrd(config.initrdPath));
   s.push(append(config.kernelParams));
 
-  // A chardev file rather than `-serial file:PATH`: -serial's legacy syntax takes the path verbatim, so the
-  // chardev keeps every path on the same (comma-doubling) escaping rule.
-  s.push(chardevFile({ id: ids.console, path: config.consoleLogPath }), serial(ids.console));
+  // A socket, not a file: QEMU would append to a file without bound; the driver reads the socket and keeps a
+  // capped log (console-log.ts). wait=off lets QEMU start without a reader; it drops console output while none
+  // is connected, and the driver connects as soon as the socket exists, before the guest kernel runs.
+  s.push(
+    chardevSocket({ id: ids.console, path: config.consoleSocketPath, server: true, wait: false }),
+    serial(ids.console),
+  );
   s.push(qmp(config.qmpSocketPath));
   s.push(
     deviceVirtioSerial(bus, { id: ids.virtioSerial }),

@@ -75,11 +75,7 @@ export function chardevSocket(opts: { id: string; path: string; server: boolean;
   return ["-chardev", `socket,id=${qemuValue(opts.id)},path=${qemuValue(opts.path)}${mode}`];
 }
 
-export function chardevFile(opts: { id: string; path: string }): QemuSwitch {
-  return ["-chardev", `file,id=${qemuValue(opts.id)},path=${qemuValue(opts.path)}`];
-}
-
-/** The first ISA serial port (ttyS0) on a chardev defined with chardevFile/chardevSocket. */
+/** The first ISA serial port (ttyS0) on a chardev, e.g. one defined with chardevSocket. */
 export function serial(chardevId: string): QemuSwitch {
   return ["-serial", `chardev:${chardevId}`];
 }
