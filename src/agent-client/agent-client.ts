@@ -1,12 +1,12 @@
 // The host's typed client of the guest agent, over the hypervisor's agent socket (the host end of the
 // virtio-serial port). Readiness is "Health.Check answered", nothing weaker.
 
-import net from "node:net";
 import type { GenService } from "@bufbuild/protobuf/codegenv2";
-import { abortError, deferred, delay } from "../base/async.js";
-import { Code, KataError, errnoOf, isKataError } from "../base/errors.js";
+import { abortError, deferred } from "../base/async.js";
+import { Code, isKataError } from "../base/errors.js";
 import type { Logger } from "../base/log.js";
 import { nullLogger } from "../base/log.js";
+import { dialUnix, notReadyErrnos } from "../platform/unix-socket.js";
 import { AgentService } from "../protocol/gen/agent_pb.js";
 import { Health, HealthCheckResponse_ServingStatus } from "../protocol/gen/health_pb.js";
 import { TtrpcConnection, createClient, type TtrpcClient } from "../protocol/ttrpc/client.js";
@@ -17,25 +17,8 @@ export type HealthApi = TtrpcClient<MethodsOf<typeof Health>>;
 
 /** How long one health probe waits before another is sent (a guest still booting never answers it). */
 const probeIntervalMs = 2000;
-
-function connectSocket(socketPath: string, signal: AbortSignal): Promise<net.Socket> {
-  return new Promise<net.Socket>((resolve, reject) => {
-    const s = net.connect(socketPath);
-    const onAbort = (): void => {
-      s.destroy();
-      reject(abortError(signal, `connect ${socketPath}`));
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-    s.once("connect", () => {
-      signal.removeEventListener("abort", onAbort);
-      resolve(s);
-    });
-    s.once("error", (e) => {
-      signal.removeEventListener("abort", onAbort);
-      reject(e);
-    });
-  });
-}
+/** The socket appears when the hypervisor creates its chardev, some milliseconds after it starts. */
+const connectBackoffMs = { first: 5, max: 20 } as const;
 
 export class AgentClient {
   readonly agent: AgentApi;
@@ -50,21 +33,18 @@ export class AgentClient {
     this.closed = conn.closed;
   }
 
-  /** Connects to the agent socket, retrying while the hypervisor has not created it yet. */
+  /**
+   * Connects to the agent socket, retrying while the hypervisor has not created it yet. Throws
+   * CANCELLED/DEADLINE_EXCEEDED when `signal` aborts first, UNAVAILABLE when the socket cannot be reached.
+   */
   static async connect(socketPath: string, opts: { signal: AbortSignal; logger?: Logger }): Promise<AgentClient> {
-    for (;;) {
-      try {
-        const socket = await connectSocket(socketPath, opts.signal);
-        return new AgentClient(new TtrpcConnection(socket, { logger: opts.logger ?? nullLogger }));
-      } catch (e) {
-        if (isKataError(e)) throw e;
-        const errno = errnoOf(e);
-        if (errno !== "ENOENT" && errno !== "ECONNREFUSED") {
-          throw new KataError(Code.Unavailable, `connect agent socket ${socketPath}`, { cause: e });
-        }
-        await delay(20, opts.signal);
-      }
-    }
+    const socket = await dialUnix(socketPath, {
+      signal: opts.signal,
+      op: "connect agent socket",
+      retryWhile: notReadyErrnos,
+      backoffMs: connectBackoffMs,
+    });
+    return new AgentClient(new TtrpcConnection(socket, { logger: opts.logger ?? nullLogger }));
   }
 
   /**

@@ -3,10 +3,11 @@
 
 import { spawn } from "node:child_process";
 import { openSync } from "node:fs";
-import net from "node:net";
 import path from "node:path";
 import type { GenService } from "@bufbuild/protobuf/codegenv2";
-import { Code, KataError, errnoOf } from "../base/errors.js";
+import { deadline } from "../base/async.js";
+import { Code, KataError } from "../base/errors.js";
+import { dialUnix } from "../platform/unix-socket.js";
 import { Task } from "../protocol/gen/containerd/runtime/v2/task/shim_pb.js";
 import { TtrpcConnection, createClient, type TtrpcClient } from "../protocol/ttrpc/client.js";
 import { StateStore } from "../sandbox/persist.js";
@@ -82,20 +83,14 @@ export async function connectTask(
   socketPath: string,
   bound?: { sandboxId: string; deadlines: ServiceDeadlines },
 ): Promise<TaskConnection> {
-  const socket = await new Promise<net.Socket>((resolve, reject) => {
-    const s = net.connect(socketPath);
-    s.once("connect", () => {
-      resolve(s);
-    });
-    s.once("error", (e) => {
-      const errno = errnoOf(e);
-      reject(
-        errno === "ENOENT" || errno === "ECONNREFUSED"
-          ? new KataError(Code.Unavailable, `the sandbox service at ${socketPath} is not running`, { cause: e })
-          : e,
-      );
-    });
-  });
+  // A local service accepts at once or not at all; the deadline only bounds a wedged one.
+  const dialTimeoutMs = 5000;
+  const dial = deadline(dialTimeoutMs);
+  const socket = await dialUnix(socketPath, { signal: dial.signal, op: "connect to the sandbox service at" }).finally(
+    () => {
+      dial.clear();
+    },
+  );
   const conn = new TtrpcConnection(socket);
   const task = createClient(Task, conn);
   return {

@@ -75,6 +75,6 @@ export async function resolveVmConfig(ctx: RuntimeContext, spec: Spec): Promise<
       createContainerMs: cfg.runtime.createContainerTimeoutMs,
     },
     msize9p: h.msize9p,
-    hypervisorPath: h.path,
+    binaryPath: h.path,
   };
 }

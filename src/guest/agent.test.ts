@@ -19,7 +19,7 @@ import {
   type Storage,
 } from "../protocol/gen/agent_pb.js";
 import { guestRootfsPath, guestSharedDir } from "../protocol/guest-paths.js";
-import { ociToGrpcProcess, ociToGrpcSpec } from "../protocol/oci-spec.js";
+import { ociToGrpcProcess, ociToGrpcSpec } from "../protocol/oci-spec/convert.js";
 import { FakeChild, kataError } from "../../test/helpers/fakes.js";
 import { Agent } from "./agent.js";
 import type { Crun, TtyOptions } from "./crun.js";

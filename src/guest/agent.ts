@@ -13,7 +13,7 @@ import type { CreateContainerRequest, CreateSandboxRequest, ExecProcessRequest }
 import { create } from "@bufbuild/protobuf";
 import { SpecSchema, type LinuxResources as GrpcLinuxResources } from "../protocol/gen/oci_pb.js";
 import { guestBundlesDir, guestSharedDir } from "../protocol/guest-paths.js";
-import { grpcToOciProcess, grpcToOciSpec } from "../protocol/oci-spec.js";
+import { grpcToOciProcess, grpcToOciSpec } from "../protocol/oci-spec/convert.js";
 import { readCgroupStats, type CgroupStatsInit } from "./cgroup-stats.js";
 import type { Crun } from "./crun.js";
 import { GuestProcess } from "./guest-process.js";

@@ -1,22 +1,21 @@
 // The hypervisor seam: small on purpose (kata's has 29 methods). A Vm is a running guest with an agent
 // socket; what runs inside is the sandbox layer's business.
 
+import type { MachineType } from "../config/types.js";
 import type { ExitStatus } from "../platform/process.js";
 
-/** A disk the guest may read but never write; `serial` is how the guest finds it (/sys/block/vdX/serial). */
+/** A disk the guest may read but never write, such as the guest image's tools disk. */
 export interface ReadonlyDisk {
   readonly path: string;
+  /** virtio-blk serial (1..20 bytes, the virtio limit): how the guest finds the disk (/sys/block/vdX/serial). */
   readonly serial: string;
 }
 
-export type MachineType = "microvm" | "q35";
-
-export interface VmConfig {
-  readonly id: string;
-  /** Private directory for the VM's sockets and console log; created, and removed by stop(). */
-  readonly vmDir: string;
-  /** The hypervisor binary, when not the driver's default (configuration, annotations). */
-  readonly binaryPath?: string;
+/**
+ * What a VM is made of, whoever describes it: the sandbox's resolved configuration, the driver's VmConfig and
+ * the QEMU planner's QemuVmConfig all start from these fields.
+ */
+export interface VmSpec {
   readonly machineType: MachineType;
   readonly vcpus: number;
   readonly memoryMiB: number;
@@ -26,6 +25,14 @@ export interface VmConfig {
   readonly readonlyDisks?: readonly ReadonlyDisk[];
   /** Parameters after the machine-type defaults the driver adds itself (so these win). */
   readonly kernelParams: readonly string[];
+  /** The hypervisor binary, when not the driver's default (configuration, annotations). */
+  readonly binaryPath?: string;
+}
+
+export interface VmConfig extends VmSpec {
+  readonly id: string;
+  /** Private directory for the VM's sockets and console log; created, and removed by stop(). */
+  readonly vmDir: string;
   /** Host directory exported to the guest as the sandbox share (read-only view, see storage/shared-dir). */
   readonly sharedDir?: string;
   /** Run the hypervisor inside this network namespace (a path like /var/run/netns/x). */
@@ -37,6 +44,7 @@ export interface Vm {
   readonly pid: number;
   /** The host end of the agent channel: a unix socket the hypervisor listens on. */
   readonly agentSocketPath: string;
+  /** The guest console, capped by the driver (older output rotated to `<consoleLogPath>.1`). */
   readonly consoleLogPath: string;
   /** Resolves when the hypervisor process has exited, however it ended. */
   readonly exited: Promise<ExitStatus>;

@@ -13,7 +13,7 @@ import { ociVersion, type Spec, type State } from "../oci/spec.js";
 import { parseProcMounts } from "../platform/mountinfo.js";
 import type { ProcessRunner } from "../platform/process.js";
 import { inSpan } from "../platform/tracing.js";
-import { ociToGrpcSpec } from "../protocol/oci-spec.js";
+import { ociToGrpcSpec } from "../protocol/oci-spec/convert.js";
 import { inspectSources } from "../storage/apply.js";
 import { planContainerStorage, sourcesToInspect } from "../storage/plan.js";
 import { guestSpec } from "./guest-spec.js";

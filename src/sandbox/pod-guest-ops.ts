@@ -5,7 +5,7 @@
 import { Code, KataError } from "../base/errors.js";
 import { ociVersion, type LinuxResources } from "../oci/spec.js";
 import type { StatsContainerResponse } from "../protocol/gen/agent_pb.js";
-import { ociToGrpcSpec } from "../protocol/oci-spec.js";
+import { ociToGrpcSpec } from "../protocol/oci-spec/convert.js";
 import type { PodCore } from "./pod-core.js";
 
 /** One row of `ps`: the guest pid first, then the rest of the guest's ps line. */

@@ -15,7 +15,7 @@ import { KeyedLock } from "../base/lock.js";
 import { errField } from "../base/log.js";
 import type { LinuxResources, Process, State } from "../oci/spec.js";
 import type { StatsContainerResponse } from "../protocol/gen/agent_pb.js";
-import { ociToGrpcProcess } from "../protocol/oci-spec.js";
+import { ociToGrpcProcess } from "../protocol/oci-spec/convert.js";
 import { runHooksWarnOnly } from "./hooks.js";
 import { PodCore, type PodDeps, type PodOptions } from "./pod-core.js";
 import { createInPod, type CreateRequest } from "./pod-create.js";

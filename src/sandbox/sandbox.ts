@@ -11,7 +11,7 @@ import type { Logger } from "../base/log.js";
 import { errField } from "../base/log.js";
 import { AgentClient, type AgentApi } from "../agent-client/agent-client.js";
 import { boundedAgent, defaultAgentDeadlines, type AgentDeadlines } from "../agent-client/deadlines.js";
-import type { Hypervisor, MachineType, ReadonlyDisk, Vm } from "../hypervisor/hypervisor.js";
+import type { Hypervisor, Vm, VmSpec } from "../hypervisor/hypervisor.js";
 import type { Mounter } from "../platform/mount.js";
 import { describeExit } from "../platform/process.js";
 import type { Spec as GrpcSpec } from "../protocol/gen/oci_pb.js";
@@ -29,19 +29,10 @@ export interface SandboxDeps {
   readonly now: () => number;
 }
 
-export interface SandboxVmConfig {
-  readonly machineType: MachineType;
-  readonly vcpus: number;
-  readonly memoryMiB: number;
-  readonly kernelPath: string;
-  readonly initrdPath: string;
-  /** Read-only disks the image needs next to its initrd (its tools disk: node, crun). */
-  readonly readonlyDisks?: readonly ReadonlyDisk[];
-  readonly kernelParams: readonly string[];
+/** The VM of a sandbox: what the hypervisor boots (VmSpec), plus boot and guest settings. */
+export interface SandboxVmConfig extends VmSpec {
   readonly bootTimeoutMs: number;
   readonly msize9p: number;
-  /** The hypervisor binary (configuration `path`, possibly overridden by an allowed annotation). */
-  readonly hypervisorPath?: string;
   /** Size of the pod's /dev/shm in the guest (Kata's default: 64 MiB). */
   readonly shmSizeBytes?: number;
   /** Kernel modules the agent loads at CreateSandbox ([agent.kata] kernel_modules). */
@@ -161,16 +152,9 @@ export class Sandbox {
 
       const vm = await deps.hypervisor.startVm(
         {
+          ...vmSpecOf(cfg.vm),
           id: cfg.id,
           vmDir: path.join(cfg.runDir, "vm", cfg.id),
-          machineType: cfg.vm.machineType,
-          vcpus: cfg.vm.vcpus,
-          memoryMiB: cfg.vm.memoryMiB,
-          kernelPath: cfg.vm.kernelPath,
-          initrdPath: cfg.vm.initrdPath,
-          ...(cfg.vm.readonlyDisks === undefined ? {} : { readonlyDisks: cfg.vm.readonlyDisks }),
-          kernelParams: cfg.vm.kernelParams,
-          ...(cfg.vm.hypervisorPath === undefined ? {} : { binaryPath: cfg.vm.hypervisorPath }),
           sharedDir: share.paths.shared,
           ...(cfg.netnsPath === undefined ? {} : { netnsPath: cfg.netnsPath }),
         },
@@ -308,6 +292,21 @@ export class Sandbox {
     if (!this.#destroyed) this.#log.warn("sandbox lost", { err: errField(reason) });
     this.#life.abort(reason);
   }
+}
+
+/** The hypervisor's part of a sandbox's VM configuration. */
+function vmSpecOf(vm: SandboxVmConfig): VmSpec {
+  const { machineType, vcpus, memoryMiB, kernelPath, initrdPath, readonlyDisks, kernelParams, binaryPath } = vm;
+  return {
+    machineType,
+    vcpus,
+    memoryMiB,
+    kernelPath,
+    initrdPath,
+    kernelParams,
+    ...(readonlyDisks === undefined ? {} : { readonlyDisks }),
+    ...(binaryPath === undefined ? {} : { binaryPath }),
+  };
 }
 
 /** Connects to the agent and waits for it to answer, within the boot deadline; names why it failed. */

@@ -2,7 +2,8 @@
 // machine type and accelerator (measured under TCG: feasibility §2, fast-cmdline.txt).
 
 import { Code, KataError } from "../../base/errors.js";
-import type { Accel, MachineType } from "./args.js";
+import type { MachineType } from "../../config/types.js";
+import type { Accel } from "./args/switches.js";
 
 /**
  * The host TSC frequency in kHz from /proc/cpuinfo content ("cpu MHz : 2096.013" -> 2096013), or undefined.

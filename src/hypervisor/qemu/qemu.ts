@@ -1,18 +1,23 @@
-// The QEMU driver: plans the command line (args.ts), starts QEMU, and holds its QMP connection.
+// The QEMU driver: plans the command line (args/), starts QEMU, and holds its QMP connection.
 // KVM when /dev/kvm is usable, TCG software emulation otherwise.
 
-import { mkdir, open, rm, stat } from "node:fs/promises";
+import { mkdir, rm, stat } from "node:fs/promises";
+import type { Socket } from "node:net";
 import path from "node:path";
-import { abortError } from "../../base/async.js";
-import { Code, KataError, errnoOf, wrap } from "../../base/errors.js";
+import { abortError, deadline } from "../../base/async.js";
+import { Code, KataError, describeError, errnoOf, messageOf, wrap } from "../../base/errors.js";
 import type { Logger } from "../../base/log.js";
 import type { HostProbe } from "../../platform/probe.js";
-import { describeExit, type Child, type ExitStatus, type ProcessRunner } from "../../platform/process.js";
+import { describeExit, type Child, type ProcessRunner } from "../../platform/process.js";
+import { dialUnix, notReadyErrnos } from "../../platform/unix-socket.js";
 import { sharedFsTag } from "../../protocol/guest-paths.js";
 import type { Hypervisor, Vm, VmConfig } from "../hypervisor.js";
-import { planQemuArgs, type Accel } from "./args.js";
+import { planQemuArgs } from "./args/plan.js";
+import type { Accel } from "./args/switches.js";
+import { CappedLog, defaultConsoleLogMaxBytes, relayConsole } from "./console-log.js";
 import { fastKernelParams, tscEarlyKhz } from "./kernel-params.js";
-import { QmpClient } from "./qmp.js";
+import { QemuVm } from "./qemu-vm.js";
+import { QmpClient } from "./qmp/client.js";
 
 export interface QemuDeps {
   readonly runner: ProcessRunner;
@@ -22,14 +27,16 @@ export interface QemuDeps {
 
 export interface QemuOptions {
   readonly binary: string;
-  /** How long QEMU may take to open its QMP socket. */
+  /** How long QEMU may take to open its console and QMP sockets. */
   readonly controlTimeoutMs?: number;
+  /** Cap of the guest console log (console.log; console.log.1 holds as much again). */
+  readonly consoleLogMaxBytes?: number;
   /** -bios for q35 (e.g. qboot); microvm uses its own. */
   readonly firmware?: string;
 }
 
 const stderrTailBytes = 8192;
-const quitGraceMs = 3000;
+const defaultControlTimeoutMs = 10_000;
 
 /** What to run and how to say the file is missing: the image builder makes both files. */
 async function requireFile(what: string, p: string): Promise<void> {
@@ -68,7 +75,8 @@ export class QemuHypervisor implements Hypervisor {
     const paths = {
       qmp: path.join(config.vmDir, "qmp.sock"),
       agent: path.join(config.vmDir, "agent.sock"),
-      console: path.join(config.vmDir, "console.log"),
+      consoleSocket: path.join(config.vmDir, "console.sock"),
+      consoleLog: path.join(config.vmDir, "console.log"),
       pid: path.join(config.vmDir, "qemu.pid"),
     };
     const args = planQemuArgs({
@@ -81,7 +89,7 @@ export class QemuHypervisor implements Hypervisor {
       initrdPath: config.initrdPath,
       ...(config.readonlyDisks === undefined ? {} : { readonlyDisks: config.readonlyDisks }),
       kernelParams: [...fastKernelParams(config.machineType, accel, tsc), ...config.kernelParams].join(" "),
-      consoleLogPath: paths.console,
+      consoleSocketPath: paths.consoleSocket,
       qmpSocketPath: paths.qmp,
       agentSocketPath: paths.agent,
       pidfilePath: paths.pid,
@@ -117,119 +125,51 @@ export class QemuHypervisor implements Hypervisor {
     void child.exited.then(() => {
       exitedEarly.abort(new KataError(Code.Unavailable, "qemu exited"));
     });
-    const timeout = AbortSignal.timeout(this.#opts.controlTimeoutMs ?? 10_000);
+    const consoleLog = new CappedLog(paths.consoleLog, {
+      maxBytes: this.#opts.consoleLogMaxBytes ?? defaultConsoleLogMaxBytes,
+      onError: (e) => {
+        log.warn("guest console log write failed; dropping console output", { err: describeError(e) });
+      },
+    });
+    const control = deadline(this.#opts.controlTimeoutMs ?? defaultControlTimeoutMs, signal, exitedEarly.signal);
+    let consoleSocket: Socket | undefined;
     let qmp: QmpClient;
     try {
-      qmp = await QmpClient.connect(paths.qmp, {
-        signal: AbortSignal.any([signal, timeout, exitedEarly.signal]),
-        logger: log,
+      // The console first: QEMU drops console output while nobody is connected (see args/plan.ts).
+      consoleSocket = await dialUnix(paths.consoleSocket, {
+        signal: control.signal,
+        op: "connect qemu console",
+        retryWhile: notReadyErrnos,
       });
+      relayConsole(consoleSocket, consoleLog, (e) => {
+        log.debug("guest console connection failed", { err: messageOf(e) });
+      });
+      qmp = await QmpClient.connect(paths.qmp, { signal: control.signal, logger: log });
     } catch (e) {
+      // Read before the kill below, whose exit would abort exitedEarly too.
+      const diedByItself = exitedEarly.signal.aborted;
+      consoleSocket?.destroy();
       child.kill("SIGKILL");
       const status = await child.exited;
+      await consoleLog.close();
       await rm(config.vmDir, { recursive: true, force: true });
-      if (exitedEarly.signal.aborted) {
+      if (diedByItself) {
         throw new KataError(Code.Internal, `qemu failed to start (${describeExit(status)}): ${stderr.trim()}`);
       }
       if (signal.aborted) throw abortError(signal, "start qemu");
       throw wrap(e, "start qemu");
+    } finally {
+      control.clear();
     }
-    return new QemuVm(config.id, child, qmp, paths, config.vmDir, () => stderr, log);
-  }
-}
-
-class QemuVm implements Vm {
-  readonly id: string;
-  readonly pid: number;
-  readonly agentSocketPath: string;
-  readonly consoleLogPath: string;
-  readonly exited: Promise<ExitStatus>;
-  readonly #child: Child;
-  readonly #qmp: QmpClient;
-  readonly #vmDir: string;
-  readonly #stderr: () => string;
-  readonly #log: Logger;
-  #stopping: Promise<void> | undefined;
-
-  constructor(
-    id: string,
-    child: Child,
-    qmp: QmpClient,
-    paths: { agent: string; console: string },
-    vmDir: string,
-    stderr: () => string,
-    log: Logger,
-  ) {
-    this.id = id;
-    this.pid = child.pid;
-    this.#child = child;
-    this.#qmp = qmp;
-    this.agentSocketPath = paths.agent;
-    this.consoleLogPath = paths.console;
-    this.#vmDir = vmDir;
-    this.#stderr = stderr;
-    this.#log = log;
-    this.exited = child.exited;
-  }
-
-  async consoleTail(lines: number): Promise<string> {
-    const maxBytes = 64 * 1024;
-    try {
-      const fh = await open(this.consoleLogPath, "r");
-      try {
-        const size = (await fh.stat()).size;
-        const start = Math.max(0, size - maxBytes);
-        const buf = Buffer.alloc(size - start);
-        await fh.read(buf, 0, buf.length, start);
-        const text = buf.toString("utf8").replace(/\r/g, "");
-        const tail = text
-          .split("\n")
-          .filter((l) => l.trim() !== "")
-          .slice(-lines)
-          .join("\n");
-        const err = this.#stderr().trim();
-        return err === "" ? tail : `${tail}\n[qemu stderr] ${err}`;
-      } finally {
-        await fh.close();
-      }
-    } catch (e) {
-      if (errnoOf(e) === "ENOENT") return "(no console output)";
-      throw e;
-    }
-  }
-
-  async pause(signal?: AbortSignal): Promise<void> {
-    await this.#qmp.stop(signal);
-  }
-
-  async resume(signal?: AbortSignal): Promise<void> {
-    await this.#qmp.cont(signal);
-  }
-
-  stop(): Promise<void> {
-    this.#stopping ??= this.#stop();
-    return this.#stopping;
-  }
-
-  async #stop(): Promise<void> {
-    const gone = this.exited.then(() => true);
-    const timer = (ms: number): Promise<boolean> =>
-      new Promise((r) => {
-        setTimeout(() => {
-          r(false);
-        }, ms).unref();
-      });
-    if (!(await Promise.race([gone, timer(0)]))) {
-      await this.#qmp.quit().catch((e: unknown) => {
-        this.#log.debug("qmp quit failed; killing qemu", { err: String(e) });
-      });
-      if (!(await Promise.race([gone, timer(quitGraceMs)]))) {
-        this.#child.kill("SIGKILL");
-      }
-    }
-    const status = await this.exited;
-    this.#qmp.close();
-    this.#log.info("qemu stopped", { exit: describeExit(status) });
-    await rm(this.#vmDir, { recursive: true, force: true });
+    return new QemuVm({
+      id: config.id,
+      child,
+      qmp,
+      console: { socket: consoleSocket, log: consoleLog },
+      agentSocketPath: paths.agent,
+      vmDir: config.vmDir,
+      stderr: () => stderr,
+      log,
+    });
   }
 }

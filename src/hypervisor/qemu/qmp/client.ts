@@ -1,11 +1,14 @@
 // A QMP client over QEMU's `-qmp unix:...,server=on,wait=off` socket: greeting, capabilities negotiation,
 // commands answered in order, asynchronous events. QEMU is treated as untrusted-ish: every line has a size
-// limit and any protocol violation closes the client. Protocol: https://www.qemu.org/docs/master/interop/qmp-spec.html
+// limit and any protocol violation closes the client. The typed commands live in commands.ts.
+// Protocol: https://www.qemu.org/docs/master/interop/qmp-spec.html
 
-import { connect as netConnect, type Socket } from "node:net";
-import { abortError, deferred, delay, raceAbort, type Deferred } from "../../base/async.js";
-import { Code, KataError, errnoOf, isKataError, messageOf } from "../../base/errors.js";
-import { nullLogger, type Logger } from "../../base/log.js";
+import type { Socket } from "node:net";
+import { deferred, raceAbort, type Deferred } from "../../../base/async.js";
+import { Code, KataError, isKataError, messageOf } from "../../../base/errors.js";
+import { nullLogger, type Logger } from "../../../base/log.js";
+import { dialUnix, notReadyErrnos } from "../../../platform/unix-socket.js";
+import { LineDecoder, defaultMaxLineBytes } from "./line-decoder.js";
 
 export interface QmpEvent {
   readonly event: string;
@@ -13,26 +16,6 @@ export interface QmpEvent {
   /** QEMU sends `{ seconds, microseconds }`. */
   readonly timestamp?: unknown;
 }
-
-export interface QmpStatus {
-  /** "running", "paused", "inmigrate", "postmigrate", "shutdown"... */
-  readonly status: string;
-  readonly running: boolean;
-}
-
-export interface QmpMigrationInfo {
-  /** Absent until a migration starts (QEMU 7.2 answers `{}`), then "setup", "active", "completed", "failed"... */
-  readonly status?: string;
-  readonly [key: string]: unknown;
-}
-
-/** A JSON line longer than this closes the client. QEMU's largest answers (query-qmp-schema) are ~200 KB. */
-export const defaultMaxLineBytes = 1024 * 1024;
-
-/** Errnos that mean "QEMU has not created or started listening on the socket yet". */
-const retryableConnectErrnos = new Set(["ENOENT", "ECONNREFUSED", "EAGAIN"]);
-const connectBackoffMs = { first: 5, max: 100 } as const;
-const migrationPollMs = 10;
 
 /** QMP error classes that are obviously not internal failures; everything else is INTERNAL. */
 const errorClassCodes: Readonly<Record<string, Code>> = {
@@ -42,49 +25,6 @@ const errorClassCodes: Readonly<Record<string, Code>> = {
   KVMMissingCap: Code.Unimplemented,
 };
 
-/** Splits a byte stream into lines, refusing (throwing) once a line exceeds maxLineBytes. */
-export class LineDecoder {
-  readonly #maxLineBytes: number;
-  #parts: Buffer[] = [];
-  #size = 0;
-
-  constructor(maxLineBytes: number) {
-    this.#maxLineBytes = maxLineBytes;
-  }
-
-  /** The complete lines in `chunk` (without "\n" or "\r\n"); throws INTERNAL on an oversize line. */
-  push(chunk: Buffer): string[] {
-    const lines: string[] = [];
-    let rest = chunk;
-    for (let nl = rest.indexOf(0x0a); nl >= 0; nl = rest.indexOf(0x0a)) {
-      this.#take(rest.subarray(0, nl));
-      let line = Buffer.concat(this.#parts, this.#size);
-      if (line.at(-1) === 0x0d) line = line.subarray(0, -1);
-      if (line.length > this.#maxLineBytes) this.#tooLong();
-      lines.push(line.toString("utf8"));
-      this.#parts = [];
-      this.#size = 0;
-      rest = rest.subarray(nl + 1);
-    }
-    this.#take(rest);
-    return lines;
-  }
-
-  #take(bytes: Buffer): void {
-    // Checked before buffering, so a peer that never sends "\n" costs at most maxLineBytes. One byte more is
-    // allowed only while it is the "\r" of QEMU's "\r\n".
-    const size = this.#size + bytes.length;
-    const last = bytes.length > 0 ? bytes.at(-1) : this.#parts.at(-1)?.at(-1);
-    if (size > this.#maxLineBytes + 1 || (size === this.#maxLineBytes + 1 && last !== 0x0d)) this.#tooLong();
-    if (bytes.length > 0) this.#parts.push(bytes);
-    this.#size += bytes.length;
-  }
-
-  #tooLong(): never {
-    throw new KataError(Code.Internal, `qmp: protocol error: line longer than ${this.#maxLineBytes} bytes`);
-  }
-}
-
 interface Pending {
   readonly command: string;
   readonly reply: Deferred<unknown>;
@@ -92,7 +32,8 @@ interface Pending {
 
 type EventListener = (e: QmpEvent) => void;
 
-function isRecord(v: unknown): v is Readonly<Record<string, unknown>> {
+/** A JSON object, as every QMP message and most `return` values are. */
+export function isRecord(v: unknown): v is Readonly<Record<string, unknown>> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
@@ -136,7 +77,7 @@ export class QmpClient {
   /**
    * Connects to QEMU's QMP socket, retrying while QEMU has not created it yet (ENOENT/ECONNREFUSED), then reads
    * the greeting and negotiates capabilities. Throws CANCELLED/DEADLINE_EXCEEDED when `signal` aborts first,
-   * UNAVAILABLE when the connection fails otherwise.
+   * UNAVAILABLE when the connection closes before that, otherwise what dialUnix throws.
    */
   static async connect(
     socketPath: string,
@@ -144,7 +85,14 @@ export class QmpClient {
   ): Promise<QmpClient> {
     const logger = opts.logger ?? nullLogger;
     const op = `qmp connect ${socketPath}`;
-    const socket = await connectWithRetry(socketPath, opts.signal, logger, op);
+    const socket = await dialUnix(socketPath, {
+      signal: opts.signal,
+      op: "qmp connect",
+      retryWhile: notReadyErrnos,
+      onRetry: (err, attempt) => {
+        logger.debug("qmp connect retry", { op, err: messageOf(err), attempt });
+      },
+    });
     const client = new QmpClient(socket, logger, opts.maxLineBytes ?? defaultMaxLineBytes);
     try {
       await raceAbort(client.#greeting.promise, opts.signal, "greeting");
@@ -208,6 +156,11 @@ export class QmpClient {
     });
   }
 
+  /** True once the connection is closed (or closing after a protocol error): commands then fail at once. */
+  get isClosed(): boolean {
+    return this.#isClosed;
+  }
+
   /** Closes the connection (idempotent); pending commands reject with UNAVAILABLE. Await `closed` to know it is. */
   close(): void {
     this.#socket.destroy();
@@ -216,70 +169,6 @@ export class QmpClient {
   async [Symbol.asyncDispose](): Promise<void> {
     this.close();
     await this.closed;
-  }
-
-  /** Asks QEMU to exit. QEMU may close the socket before answering, which counts as success. */
-  async quit(signal?: AbortSignal): Promise<void> {
-    // Checked first: once "quit" is in flight, UNAVAILABLE means QEMU is exiting, not that we never asked.
-    if (this.#isClosed) {
-      throw new KataError(Code.Unavailable, "qmp quit: connection closed", { cause: this.#closeCause });
-    }
-    try {
-      await this.execute("quit", undefined, { signal });
-    } catch (e) {
-      if (!isKataError(e, Code.Unavailable)) throw e;
-    }
-  }
-
-  async stop(signal?: AbortSignal): Promise<void> {
-    await this.execute("stop", undefined, { signal });
-  }
-
-  async cont(signal?: AbortSignal): Promise<void> {
-    await this.execute("cont", undefined, { signal });
-  }
-
-  async queryStatus(signal?: AbortSignal): Promise<QmpStatus> {
-    const r = await this.execute("query-status", undefined, { signal });
-    if (!isRecord(r) || typeof r["status"] !== "string" || typeof r["running"] !== "boolean") {
-      throw new KataError(Code.Internal, "qmp query-status: unexpected answer", {
-        details: { answer: JSON.stringify(r) },
-      });
-    }
-    return { status: r["status"], running: r["running"] };
-  }
-
-  /** Starts an outgoing migration. QEMU 7.2 has no `file:` URI: save with `exec:cat > FILE`. */
-  async migrate(uri: string, signal?: AbortSignal): Promise<void> {
-    await this.execute("migrate", { uri }, { signal });
-  }
-
-  /** Starts an incoming migration on a VM started with `-incoming defer`, e.g. `exec:cat FILE`. */
-  async migrateIncoming(uri: string, signal?: AbortSignal): Promise<void> {
-    await this.execute("migrate-incoming", { uri }, { signal });
-  }
-
-  /** `{ "x-ignore-shared": true }`: set on both sides, before migrate / migrate-incoming. */
-  async setMigrationCapabilities(caps: Readonly<Record<string, boolean>>, signal?: AbortSignal): Promise<void> {
-    const capabilities = Object.entries(caps).map(([capability, state]) => ({ capability, state }));
-    await this.execute("migrate-set-capabilities", { capabilities }, { signal });
-  }
-
-  /** Polls query-migrate until `completed` (returned) or `failed`/`cancelled` (INTERNAL with QEMU's error-desc). */
-  async waitMigration(signal: AbortSignal): Promise<QmpMigrationInfo> {
-    for (;;) {
-      const info = await this.execute("query-migrate", undefined, { signal });
-      if (!isRecord(info)) throw new KataError(Code.Internal, "qmp query-migrate: unexpected answer");
-      const status = info["status"];
-      if (status === "completed") return { ...info, status };
-      if (status === "failed" || status === "cancelled") {
-        const desc = typeof info["error-desc"] === "string" ? `: ${info["error-desc"]}` : "";
-        throw new KataError(Code.Internal, `qmp migrate: ${status}${desc}`);
-      }
-      await delay(migrationPollMs, signal).catch(() => {
-        throw abortError(signal, "qmp wait migration");
-      });
-    }
   }
 
   #onData(chunk: Buffer): void {
@@ -367,52 +256,4 @@ export class QmpClient {
     this.#pending.clear();
     for (const onClose of [...this.#closeListeners]) onClose();
   }
-}
-
-/** Connects, retrying while the socket is missing or not listening yet, until `signal` aborts. */
-async function connectWithRetry(path: string, signal: AbortSignal, logger: Logger, op: string): Promise<Socket> {
-  let waitMs: number = connectBackoffMs.first;
-  for (let attempt = 1; ; attempt++) {
-    let lastError: unknown;
-    try {
-      return await openSocket(path, signal, op);
-    } catch (e) {
-      if (isKataError(e)) throw e;
-      if (!retryableConnectErrnos.has(errnoOf(e) ?? "")) throw new KataError(Code.Unavailable, op, { cause: e });
-      lastError = e;
-    }
-    logger.debug("qmp connect retry", { op, err: messageOf(lastError), attempt });
-    try {
-      await delay(waitMs, signal);
-    } catch (e) {
-      // "qmp connect /run/x/qmp.sock: timed out: connect ENOENT /run/x/qmp.sock"
-      const aborted = abortError(signal, op);
-      throw new KataError(isKataError(e) ? e.code : aborted.code, aborted.message, { cause: lastError });
-    }
-    waitMs = Math.min(waitMs * 2, connectBackoffMs.max);
-  }
-}
-
-/** One connection attempt; rejects with the socket's errno error, or CANCELLED/DEADLINE_EXCEEDED on abort. */
-function openSocket(path: string, signal: AbortSignal, op: string): Promise<Socket> {
-  if (signal.aborted) return Promise.reject(abortError(signal, op));
-  return new Promise<Socket>((resolve, reject) => {
-    const socket = netConnect(path);
-    const onAbort = (): void => {
-      socket.destroy();
-      reject(abortError(signal, op));
-    };
-    const onError = (e: Error): void => {
-      signal.removeEventListener("abort", onAbort);
-      socket.destroy();
-      reject(e);
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-    socket.once("error", onError);
-    socket.once("connect", () => {
-      signal.removeEventListener("abort", onAbort);
-      socket.off("error", onError);
-      resolve(socket);
-    });
-  });
 }

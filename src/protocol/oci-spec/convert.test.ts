@@ -5,11 +5,11 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { create, equals, fromBinary, toBinary, type DescMessage } from "@bufbuild/protobuf";
 import { isReflectMessage, reflect, type ReflectMessage } from "@bufbuild/protobuf/reflect";
-import { Code, isKataError } from "../base/errors.js";
-import { defaultSpec } from "../oci/default-spec.js";
-import type { Spec } from "../oci/spec.js";
-import { SpecSchema } from "./gen/oci_pb.js";
-import { grpcToOciProcess, grpcToOciSpec, ociToGrpcProcess, ociToGrpcSpec, unmappedOciFields } from "./oci-spec.js";
+import { Code, isKataError } from "../../base/errors.js";
+import { defaultSpec } from "../../oci/default-spec.js";
+import type { Spec } from "../../oci/spec.js";
+import { SpecSchema } from "../gen/oci_pb.js";
+import { grpcToOciProcess, grpcToOciSpec, ociToGrpcProcess, ociToGrpcSpec, unmappedOciFields } from "./convert.js";
 
 /** Every field the converter maps, each set to a distinct non-zero value. */
 function fullSpec(): Spec {

@@ -1,0 +1,132 @@
+// A running QEMU VM: its process, QMP connection and console log. Teardown is bounded: QMP quit gets a
+// deadline, then SIGKILL, which ends even a stopped or wedged QEMU.
+
+import type { Socket } from "node:net";
+import { rm } from "node:fs/promises";
+import { deadline, raceAbort } from "../../base/async.js";
+import { describeError } from "../../base/errors.js";
+import type { Logger } from "../../base/log.js";
+import { describeExit, type Child, type ExitStatus } from "../../platform/process.js";
+import type { Vm } from "../hypervisor.js";
+import { readLogTail, type CappedLog } from "./console-log.js";
+import type { QmpClient } from "./qmp/client.js";
+import * as qmpCommand from "./qmp/commands.js";
+
+/** How long QEMU gets to answer QMP quit and exit before it is SIGKILLed. */
+export const quitDeadlineMs = 2000;
+/** Default deadline of pause and resume: a QEMU that answers neither within it is wedged. */
+export const qmpCommandDeadlineMs = 5000;
+/** After QEMU exited, how long a console tail waits for the last console bytes still in the socket. */
+const consoleDrainMs = 500;
+
+export interface QemuVmParts {
+  readonly id: string;
+  readonly child: Child;
+  readonly qmp: QmpClient;
+  /** The connection to QEMU's console chardev, relayed into `log`. */
+  readonly console: { readonly socket: Socket; readonly log: CappedLog };
+  readonly agentSocketPath: string;
+  /** Removed by stop(). */
+  readonly vmDir: string;
+  /** The tail of QEMU's stderr. */
+  readonly stderr: () => string;
+  readonly log: Logger;
+}
+
+export class QemuVm implements Vm {
+  readonly id: string;
+  readonly pid: number;
+  readonly agentSocketPath: string;
+  readonly consoleLogPath: string;
+  readonly exited: Promise<ExitStatus>;
+  readonly #parts: QemuVmParts;
+  readonly #consoleClosed: Promise<void>;
+  #hasExited = false;
+  #stopping: Promise<void> | undefined;
+
+  constructor(parts: QemuVmParts) {
+    this.id = parts.id;
+    this.pid = parts.child.pid;
+    this.agentSocketPath = parts.agentSocketPath;
+    this.consoleLogPath = parts.console.log.path;
+    this.exited = parts.child.exited;
+    this.#parts = parts;
+    this.#consoleClosed = new Promise((resolve) => {
+      parts.console.socket.once("close", () => {
+        resolve();
+      });
+    });
+    void this.exited.then(() => {
+      this.#hasExited = true;
+    });
+  }
+
+  async consoleTail(lines: number): Promise<string> {
+    // A guest's last words (a panic) may still be in the socket when the exit is reported.
+    if (this.#hasExited) await settledWithin(this.#consoleClosed, consoleDrainMs);
+    await this.#parts.console.log.flush();
+    const tail = (await readLogTail(this.consoleLogPath, lines)) ?? "(no console output)";
+    const err = this.#parts.stderr().trim();
+    return err === "" ? tail : `${tail}\n[qemu stderr] ${err}`;
+  }
+
+  /** Pauses the vCPUs; DEADLINE_EXCEEDED after qmpCommandDeadlineMs unless `signal` ends it sooner. */
+  async pause(signal?: AbortSignal): Promise<void> {
+    await this.#qmpWithDeadline((s) => qmpCommand.stop(this.#parts.qmp, s), signal);
+  }
+
+  /** Resumes the vCPUs; DEADLINE_EXCEEDED after qmpCommandDeadlineMs unless `signal` ends it sooner. */
+  async resume(signal?: AbortSignal): Promise<void> {
+    await this.#qmpWithDeadline((s) => qmpCommand.cont(this.#parts.qmp, s), signal);
+  }
+
+  stop(): Promise<void> {
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  async #qmpWithDeadline(run: (signal: AbortSignal) => Promise<void>, signal?: AbortSignal): Promise<void> {
+    const d = deadline(qmpCommandDeadlineMs, signal);
+    try {
+      await run(d.signal);
+    } finally {
+      d.clear();
+    }
+  }
+
+  async #stop(): Promise<void> {
+    const { child, qmp, log, console: guestConsole } = this.#parts;
+    if (!this.#hasExited) {
+      const quitting = deadline(quitDeadlineMs);
+      try {
+        await qmpCommand.quit(qmp, quitting.signal);
+        await raceAbort(this.exited, quitting.signal, "qemu exit after quit");
+      } catch (e) {
+        log.debug("qemu did not quit; killing it", { err: describeError(e) });
+      } finally {
+        quitting.clear();
+      }
+      // SIGKILL ends even a SIGSTOPped QEMU or one whose QMP is wedged; a no-op once it exited.
+      child.kill("SIGKILL");
+    }
+    const status = await this.exited;
+    qmp.close();
+    guestConsole.socket.destroy();
+    await guestConsole.log.close();
+    const dropped = guestConsole.log.dropped;
+    if (dropped > 0) log.warn("guest console output dropped", { bytes: dropped });
+    log.info("qemu stopped", { exit: describeExit(status) });
+    await rm(this.#parts.vmDir, { recursive: true, force: true });
+  }
+}
+
+/** Waits until `p` settles or `ms` pass, whichever is first; `p` must not reject. */
+function settledWithin(p: Promise<void>, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    void p.then(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
