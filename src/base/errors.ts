@@ -23,11 +23,22 @@ export class KataError extends Error {
   readonly code: Code;
   /** Facts for logs (ids, paths, pids). Never parsed for control flow. */
   readonly details: Details;
+  /**
+   * Failures that happened while handling this one (an undo step, a follow-up check) and that must not
+   * replace it: the error keeps its own code and cause, and these ride along (Java's suppressed
+   * exceptions, youki's CreateContainerError).
+   */
+  readonly suppressed: readonly unknown[];
 
-  constructor(code: Code, message: string, options: { cause?: unknown; details?: Details } = {}) {
+  constructor(
+    code: Code,
+    message: string,
+    options: { cause?: unknown; details?: Details; suppressed?: readonly unknown[] } = {},
+  ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.details = options.details ?? {};
+    this.suppressed = options.suppressed ?? [];
   }
 }
 
@@ -47,16 +58,30 @@ export function messageOf(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
-/** Renders the cause chain: "start sandbox s1: boot vm: qmp connect /run/kata/s1/qmp.sock: ENOENT". */
+/**
+ * Renders the cause chain, then every suppressed failure found along it:
+ * "start sandbox s1: boot vm: qmp connect /run/kata/s1/qmp.sock: ENOENT; also failed: undo mkdir /x: EBUSY".
+ */
 export function describeError(e: unknown): string {
+  return describeAt(e, 0);
+}
+
+/** Suppressed errors nest (an undo whose own undo failed); past this depth they are not rendered. */
+const maxDescribeDepth = 4;
+
+function describeAt(e: unknown, depth: number): string {
   const parts: string[] = [];
+  const suppressed: unknown[] = [];
   let cur: unknown = e;
   while (cur !== undefined && parts.length < 16) {
     const m = messageOf(cur);
     if (m !== "" && parts.at(-1) !== m) parts.push(m);
+    if (cur instanceof KataError) suppressed.push(...cur.suppressed);
     cur = cur instanceof Error ? cur.cause : undefined;
   }
-  return parts.join(": ");
+  let text = parts.join(": ");
+  if (depth < maxDescribeDepth) for (const s of suppressed) text += `; also failed: ${describeAt(s, depth + 1)}`;
+  return text;
 }
 
 /** Wraps `e` with our operation's name, keeping its code. */
