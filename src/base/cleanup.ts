@@ -1,7 +1,7 @@
 // Undo log for multi-step setup: steps are undone in reverse order, and a failed undo never hides
 // the error that triggered it (youki's CreateContainerError, crun's cleanup_* attributes).
 
-import { KataError, codeOf, messageOf } from "./errors.js";
+import { KataError, codeOf, firstFailure, messageOf } from "./errors.js";
 
 export class CleanupStack {
   readonly #undo: Array<{ what: string; fn: () => Promise<void> | void }> = [];
@@ -62,7 +62,7 @@ export class CleanupStack {
    * the first failure, with the others as `suppressed`.
    */
   async close(op: string): Promise<void> {
-    const [first, ...rest] = await this.runAll();
-    if (first !== undefined) throw new KataError(first.code, op, { cause: first, suppressed: rest });
+    const failed = firstFailure(op, await this.runAll());
+    if (failed !== undefined) throw failed;
   }
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { Code, KataError, describeError, errnoOf, ignoreErrno, wrap } from "./errors.js";
+import { Code, KataError, describeError, errnoOf, firstFailure, ignoreErrno, isKataError, wrap } from "./errors.js";
 
 function errno(code: string, message: string): Error {
   return Object.assign(new Error(message), { code });
@@ -77,5 +77,23 @@ describe("ignoreErrno", () => {
     );
     assert.equal(errnoOf(busy), "EBUSY");
     assert.equal(errnoOf(new Error("x")), undefined);
+  });
+});
+
+describe("firstFailure", () => {
+  it("is undefined when nothing failed", () => {
+    assert.equal(firstFailure("teardown", []), undefined);
+  });
+
+  it("is named by the operation, caused and coded by the first failure, the rest suppressed", () => {
+    const first = new KataError(Code.Unavailable, "detach /a");
+    const second = new Error("detach /b");
+
+    const e = firstFailure("release storages", [first, second]);
+
+    assert.ok(isKataError(e, Code.Unavailable));
+    assert.equal(e.cause, first);
+    assert.deepEqual(e.suppressed, [second]);
+    assert.equal(describeError(e), "release storages: detach /a; also failed: detach /b");
   });
 });

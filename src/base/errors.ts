@@ -89,6 +89,16 @@ export function wrap(e: unknown, op: string, details?: Details): KataError {
   return new KataError(codeOf(e), op, details === undefined ? { cause: e } : { cause: e, details });
 }
 
+/**
+ * The error of a teardown that went on past its failures: named `op`, caused (and coded) by the first
+ * failure, with the others as `suppressed`. Undefined when nothing failed.
+ */
+export function firstFailure(op: string, failures: readonly unknown[]): KataError | undefined {
+  const [first, ...rest] = failures;
+  if (failures.length === 0) return undefined;
+  return new KataError(codeOf(first), op, { cause: first, suppressed: rest });
+}
+
 /** For states only a bug can produce. Never use for bad input: that is InvalidArgument. */
 export function invariant(cond: unknown, what: string): asserts cond {
   if (!cond) throw new KataError(Code.Internal, `invariant violated: ${what}`);
