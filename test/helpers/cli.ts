@@ -5,6 +5,7 @@ import { mkdtemp, open, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { ignoreErrno } from "../../src/base/errors.js";
 import { mountsUnder, parseMountInfo } from "../../src/platform/mountinfo.js";
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
@@ -65,7 +66,8 @@ async function qemuProcessesUsing(dir: string): Promise<number[]> {
   const pids: number[] = [];
   for (const entry of await readdir("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
-    const cmdline = await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "");
+    // A process that exited since readdir has no /proc entry any more.
+    const cmdline = (await readFile(`/proc/${entry}/cmdline`, "utf8").catch(ignoreErrno("ENOENT", "ESRCH"))) ?? "";
     if (cmdline.startsWith("qemu-system") && cmdline.includes(dir)) pids.push(Number(entry));
   }
   return pids;
@@ -79,7 +81,7 @@ export async function leftovers(root: string): Promise<string[]> {
     found.push(`mount ${m}`);
   }
   for (const dir of ["vm", path.join("shared", "sandboxes"), "sbs", "containers-mapping", "fifo"]) {
-    const entries = await readdir(path.join(root, dir)).catch(() => []);
+    const entries = (await readdir(path.join(root, dir)).catch(ignoreErrno("ENOENT"))) ?? [];
     for (const e of entries) found.push(`${dir}/${e}`);
   }
   return found;
@@ -91,7 +93,7 @@ export async function removeRunRoot(root: string): Promise<void> {
 
 /** Network namespaces kata-ts would have created for these sandbox ids that still exist. */
 export async function netnsLeft(sandboxIds: readonly string[]): Promise<string[]> {
-  const names = new Set(await readdir("/var/run/netns").catch(() => []));
+  const names = new Set((await readdir("/var/run/netns").catch(ignoreErrno("ENOENT"))) ?? []);
   return sandboxIds.map((id) => `kata-ts-${id}`).filter((n) => names.has(n));
 }
 
