@@ -1,7 +1,7 @@
 // Undo log for multi-step setup: steps are undone in reverse order, and a failed undo never hides
 // the error that triggered it (youki's CreateContainerError, crun's cleanup_* attributes).
 
-import { KataError, codeOf, firstFailure, messageOf } from "./errors.js";
+import { KataError, codeOf, firstFailure, withSuppressed } from "./errors.js";
 
 export class CleanupStack {
   readonly #undo: Array<{ what: string; fn: () => Promise<void> | void }> = [];
@@ -48,13 +48,7 @@ export class CleanupStack {
    * steps as `suppressed`: the failure that started the unwinding stays the error callers see.
    */
   async unwind(original: unknown): Promise<never> {
-    const failures = await this.runAll();
-    if (failures.length === 0) throw original;
-    throw new KataError(codeOf(original), messageOf(original), {
-      cause: original,
-      details: original instanceof KataError ? original.details : {},
-      suppressed: failures,
-    });
+    throw withSuppressed(original, await this.runAll());
   }
 
   /**

@@ -90,6 +90,20 @@ export function wrap(e: unknown, op: string, details?: Details): KataError {
 }
 
 /**
+ * `original` itself when nothing else failed; otherwise a KataError with `original` as its cause (and its
+ * code, message and details) that carries the later failures as `suppressed`. For a failure whose
+ * handling (an undo, a follow-up check) failed too: the first failure stays the error callers see.
+ */
+export function withSuppressed(original: unknown, suppressed: readonly unknown[]): unknown {
+  if (suppressed.length === 0) return original;
+  return new KataError(codeOf(original), messageOf(original), {
+    cause: original,
+    details: original instanceof KataError ? original.details : {},
+    suppressed,
+  });
+}
+
+/**
  * The error of a teardown that went on past its failures: named `op`, caused (and coded) by the first
  * failure, with the others as `suppressed`. Undefined when nothing failed.
  */

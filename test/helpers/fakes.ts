@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { PassThrough } from "node:stream";
 import { deferred, type Deferred } from "../../src/base/async.js";
 import { Code, KataError, isKataError } from "../../src/base/errors.js";
+import type { LogFields, Logger, LogLevel } from "../../src/base/log.js";
 import type { Child, ExitStatus, ProcessRunner, RunOptions, RunResult } from "../../src/platform/process.js";
 
 /**
@@ -100,5 +101,32 @@ export class ScriptedRunner implements ProcessRunner {
 
   spawn(file: string): Promise<Child> {
     return Promise.reject(new KataError(Code.Unimplemented, `ScriptedRunner: spawn ${file} is not scripted`));
+  }
+}
+
+/** A Logger that keeps every entry (a child's too, with the child's fields merged in). */
+export class RecordingLogger implements Logger {
+  readonly entries: { level: LogLevel; msg: string; fields: LogFields }[];
+  readonly #fields: LogFields;
+
+  constructor(entries: { level: LogLevel; msg: string; fields: LogFields }[] = [], fields: LogFields = {}) {
+    this.entries = entries;
+    this.#fields = fields;
+  }
+
+  debug(msg: string, fields: LogFields = {}): void {
+    this.entries.push({ level: "debug", msg, fields: { ...this.#fields, ...fields } });
+  }
+  info(msg: string, fields: LogFields = {}): void {
+    this.entries.push({ level: "info", msg, fields: { ...this.#fields, ...fields } });
+  }
+  warn(msg: string, fields: LogFields = {}): void {
+    this.entries.push({ level: "warn", msg, fields: { ...this.#fields, ...fields } });
+  }
+  error(msg: string, fields: LogFields = {}): void {
+    this.entries.push({ level: "error", msg, fields: { ...this.#fields, ...fields } });
+  }
+  child(fields: LogFields): Logger {
+    return new RecordingLogger(this.entries, { ...this.#fields, ...fields });
   }
 }
