@@ -1,6 +1,16 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { Code, KataError, describeError, errnoOf, firstFailure, ignoreErrno, isKataError, wrap } from "./errors.js";
+import {
+  Code,
+  KataError,
+  describeError,
+  errnoOf,
+  firstFailure,
+  ignoreErrno,
+  isKataError,
+  withSuppressed,
+  wrap,
+} from "./errors.js";
 
 function errno(code: string, message: string): Error {
   return Object.assign(new Error(message), { code });
@@ -95,5 +105,27 @@ describe("firstFailure", () => {
     assert.equal(e.cause, first);
     assert.deepEqual(e.suppressed, [second]);
     assert.equal(describeError(e), "release storages: detach /a; also failed: detach /b");
+  });
+});
+
+describe("withSuppressed", () => {
+  it("is the original itself when nothing else failed", () => {
+    const original = new Error("kill failed");
+
+    assert.equal(withSuppressed(original, []), original);
+  });
+
+  it("keeps the original as cause, with its code, message and details, the others beside it", () => {
+    const original = new KataError(Code.NotFound, "kill c1", { details: { containerId: "c1" } });
+    const check = new Error("state failed");
+
+    const e = withSuppressed(original, [check]);
+
+    assert.ok(isKataError(e, Code.NotFound));
+    assert.equal(e.cause, original);
+    assert.equal(e.message, "kill c1");
+    assert.deepEqual(e.details, { containerId: "c1" });
+    assert.deepEqual(e.suppressed, [check]);
+    assert.equal(describeError(e), "kill c1; also failed: state failed");
   });
 });
