@@ -1,6 +1,24 @@
 import { defineConfig } from "eslint/config";
 import tseslint from "typescript-eslint";
 
+// A rejection handler that ignores its error: it takes no parameter, or its body is empty or a constant.
+// `.catch(ignoreErrno("ENOENT"))` names the one failure that is the wanted state; anything else is
+// logged with the error or propagated (docs: style.md §4.4 "Never swallow").
+const silentHandler = [
+  "[params.length=0]",
+  "[body.type='BlockStatement'][body.body.length=0]",
+  "[body.type='Literal']",
+  "[body.type='TemplateLiteral'][body.expressions.length=0]",
+  "[body.type='Identifier'][body.name='undefined']",
+  "[body.type='ArrayExpression'][body.elements.length=0]",
+  "[body.type='ObjectExpression'][body.properties.length=0]",
+  "[body.type='UnaryExpression'][body.operator='void']",
+]
+  .map((attr) => `:matches(ArrowFunctionExpression, FunctionExpression)${attr}`)
+  .join(", ");
+const silentCatchMessage =
+  "rejection handler ignores its error: use ignoreErrno(...) for the expected errno, or log or rethrow it";
+
 export default defineConfig(
   { ignores: ["dist/", "src/protocol/gen/", "node_modules/"] },
   tseslint.configs.strictTypeChecked,
@@ -30,6 +48,14 @@ export default defineConfig(
       "no-restricted-syntax": [
         "error",
         { selector: "CatchClause[body.body.length=0]", message: "empty catch: rethrow with context or explain" },
+        {
+          selector: `CallExpression[callee.property.name='catch'][arguments.length=1] > :matches(${silentHandler}).arguments`,
+          message: silentCatchMessage,
+        },
+        {
+          selector: `CallExpression[callee.property.name='then'][arguments.length=2] > :matches(${silentHandler}).arguments:nth-child(2)`,
+          message: silentCatchMessage,
+        },
       ],
     },
   },

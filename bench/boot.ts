@@ -9,6 +9,7 @@ import { copyFile, mkdir, readFile, rm, writeFile, appendFile } from "node:fs/pr
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { delay } from "../src/base/async.js";
+import { ignoreErrno } from "../src/base/errors.js";
 import { nullLogger } from "../src/base/log.js";
 import { QemuHypervisor } from "../src/hypervisor/qemu/qemu.js";
 import type { ReadonlyDisk, Vm } from "../src/hypervisor/hypervisor.js";
@@ -63,7 +64,8 @@ function vmConfig(work: string, kernelPath: string, initrdPath: string, name: st
 async function waitConsole(vm: Vm, pattern: RegExp, timeoutMs: number): Promise<RegExpExecArray> {
   const until = performance.now() + timeoutMs;
   while (performance.now() < until) {
-    const text = await readFile(vm.consoleLogPath, "utf8").catch(() => "");
+    // QEMU creates the console log once it starts: until then there is nothing to match.
+    const text = (await readFile(vm.consoleLogPath, "utf8").catch(ignoreErrno("ENOENT"))) ?? "";
     const m = pattern.exec(text);
     if (m !== null) return m;
     await delay(5);
@@ -300,7 +302,7 @@ export async function writeBootResults(
   await mkdir(rawDir, { recursive: true });
   await writeFile(path.join(rawDir, `boot-${Date.now()}.json`), JSON.stringify({ date, host, samples }, null, 2));
   const section = renderBootReport(samples, { date, host });
-  const doc = await readFile(docPath, "utf8").catch(() => "# Benchmarks\n");
+  const doc = (await readFile(docPath, "utf8").catch(ignoreErrno("ENOENT"))) ?? "# Benchmarks\n";
   const begin = "<!-- bench:boot:begin -->";
   const end = "<!-- bench:boot:end -->";
   const block = `${begin}\n${section}\n${end}`;

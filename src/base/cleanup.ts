@@ -1,7 +1,7 @@
 // Undo log for multi-step setup: steps are undone in reverse order, and a failed undo never hides
 // the error that triggered it (youki's CreateContainerError, crun's cleanup_* attributes).
 
-import { KataError, codeOf, describeError } from "./errors.js";
+import { KataError, codeOf, firstFailure, withSuppressed } from "./errors.js";
 
 export class CleanupStack {
   readonly #undo: Array<{ what: string; fn: () => Promise<void> | void }> = [];
@@ -25,32 +25,38 @@ export class CleanupStack {
     this.#undo.length = 0;
   }
 
-  /** Runs every undo step (used for normal teardown); returns the failures, never throws. */
-  async runAll(): Promise<string[]> {
-    const failures: string[] = [];
+  /**
+   * Runs every step, most recent first (normal teardown). Never throws: returns one KataError per failed
+   * step, named after the step, with the step's error as its cause and its code.
+   */
+  async runAll(): Promise<KataError[]> {
+    const failures: KataError[] = [];
     const steps = this.#undo.splice(0).reverse();
     for (const { what, fn } of steps) {
       try {
         await fn();
       } catch (e) {
-        failures.push(`${what}: ${describeError(e)}`);
+        failures.push(new KataError(codeOf(e), what, { cause: e }));
       }
     }
     return failures;
   }
 
-  /** Undo everything, then rethrow `original`; undo failures wrap it, never replace it. */
+  /**
+   * Undoes everything, then throws `original` itself when every step succeeded. Otherwise it throws a
+   * KataError with `original` as its cause (and its code, message and details) that carries the failed
+   * steps as `suppressed`: the failure that started the unwinding stays the error callers see.
+   */
   async unwind(original: unknown): Promise<never> {
-    const failures = await this.runAll();
-    if (failures.length === 0) throw original;
-    throw new KataError(codeOf(original), describeError(original), {
-      cause: new KataError(codeOf(original), `undo after failure also failed (${failures.join("; ")})`),
-    });
+    throw withSuppressed(original, await this.runAll());
   }
 
-  /** Teardown: run every step and throw one error naming every failure. */
+  /**
+   * Teardown: runs every step, then throws if any failed: a KataError named `op` whose cause (and code) is
+   * the first failure, with the others as `suppressed`.
+   */
   async close(op: string): Promise<void> {
-    const failures = await this.runAll();
-    if (failures.length > 0) throw new KataError(codeOf(undefined), `${op}: ${failures.join("; ")}`);
+    const failed = firstFailure(op, await this.runAll());
+    if (failed !== undefined) throw failed;
   }
 }

@@ -11,6 +11,7 @@ import { defaultCacheDir } from "../image/guest-image.js";
 import { NodeProcessRunner } from "../platform/process.js";
 import { makeBusyboxBundle } from "../tools/busybox-bundle.js";
 import { installRoot } from "./runtime-context.js";
+import { ignoreErrno } from "../base/errors.js";
 
 const greeting = "Hello from kata-ts: this container runs in its own virtual machine.";
 
@@ -59,7 +60,10 @@ async function main(): Promise<number> {
   });
   const runMs = performance.now() - t1;
   process.stdout.write("--- end of container output ---\n");
-  const timings = JSON.parse(await readFile(timingsFile, "utf8").catch(() => "{}")) as Record<string, number>;
+  const timings = JSON.parse((await readFile(timingsFile, "utf8").catch(ignoreErrno("ENOENT"))) ?? "{}") as Record<
+    string,
+    number
+  >;
   await rm(tmp, { recursive: true, force: true });
   const setupMs = Number(process.env["KATA_TS_SETUP_MS"] ?? NaN);
   const at = (k: string): number => timings[k] ?? NaN;

@@ -47,7 +47,7 @@ async function pending(p: Promise<unknown>): Promise<boolean> {
   let settled = false;
   p.then(
     () => (settled = true),
-    () => (settled = true),
+    (_e: unknown) => (settled = true),
   );
   await turn();
   return !settled;

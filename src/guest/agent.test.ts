@@ -1,189 +1,29 @@
 import assert from "node:assert/strict";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
-import { constants, tmpdir } from "node:os";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import { deadline, raceAbort } from "../base/async.js";
 import { Code, KataError } from "../base/errors.js";
-import { nullLogger } from "../base/log.js";
 import { defaultSpec } from "../oci/default-spec.js";
-import type { Spec } from "../oci/spec.js";
-import type { Mounter } from "../platform/mount.js";
-import {
-  CreateContainerRequestSchema,
-  CreateSandboxRequestSchema,
-  ExecProcessRequestSchema,
-  StorageSchema,
-  type CreateContainerRequest,
-  type Storage,
-} from "../protocol/gen/agent_pb.js";
+import { CreateContainerRequestSchema, CreateSandboxRequestSchema, type Storage } from "../protocol/gen/agent_pb.js";
 import { guestRootfsPath, guestSharedDir } from "../protocol/guest-paths.js";
-import { ociToGrpcProcess, ociToGrpcSpec } from "../protocol/oci-spec/convert.js";
-import { FakeChild, kataError } from "../../test/helpers/fakes.js";
-import { Agent } from "./agent.js";
-import type { Crun, TtyOptions } from "./crun.js";
-import { StorageManager, type StorageHandler } from "./storage.js";
-
-const signalNames = new Map(Object.entries(constants.signals).map(([name, n]) => [n, name as NodeJS.Signals] as const));
-
-/** `fn`'s result, or its throw as a rejection (crun's failures are asynchronous). */
-function attempt<T>(fn: () => T): Promise<T> {
-  return new Promise<T>((resolve) => {
-    resolve(fn());
-  });
-}
-
-interface FakeContainer {
-  readonly bundleDir: string;
-  readonly spec: Spec;
-  readonly init: FakeChild;
-  paused: boolean;
-}
-
-/**
- * Behaves like `crun` for the calls the agent makes: `run` reads the bundle's config.json and starts
- * the container's init (a FakeChild the test ends), `kill` delivers the signal to it, `delete` removes
- * it, `pause`/`resume` need a running/paused one. Unknown containers fail as with crun.
- */
-class FakeCrun implements Pick<Crun, "run" | "exec" | "kill" | "delete" | "pause" | "resume" | "update" | "ps"> {
-  readonly containers = new Map<string, FakeContainer>();
-  readonly execs: { containerId: string; process: unknown; tty: boolean; child: FakeChild }[] = [];
-  readonly runs: { containerId: string; tty: TtyOptions | undefined }[] = [];
-  /** When true, `kill` succeeds but the process ignores the signal (stuck in D state, say). */
-  ignoreKill = false;
-
-  #get(id: string): FakeContainer {
-    const c = this.containers.get(id);
-    if (c === undefined) throw new Error(`crun: container \`${id}\` does not exist`);
-    return c;
-  }
-
-  async run(containerId: string, bundleDir: string, tty?: TtyOptions): Promise<FakeChild> {
-    this.runs.push({ containerId, tty });
-    if (this.containers.has(containerId)) throw new Error(`crun: container \`${containerId}\` already exists`);
-    // CAST: the agent writes the spec it converted; a parse failure fails the test.
-    const spec = JSON.parse(await readFile(path.join(bundleDir, "config.json"), "utf8")) as Spec;
-    const init = new FakeChild();
-    this.containers.set(containerId, { bundleDir, spec, init, paused: false });
-    return init;
-  }
-
-  async exec(containerId: string, processJsonPath: string, ttyOptions?: TtyOptions): Promise<FakeChild> {
-    const tty = ttyOptions !== undefined;
-    const c = this.#get(containerId);
-    if (c.init.hasExited) throw new Error(`crun: container \`${containerId}\` is not running`);
-    const process: unknown = JSON.parse(await readFile(processJsonPath, "utf8"));
-    const child = new FakeChild();
-    this.execs.push({ containerId, process, tty, child });
-    return child;
-  }
-
-  kill(containerId: string, signal: number, all: boolean): Promise<void> {
-    return attempt(() => {
-      const c = this.#get(containerId);
-      if (c.init.hasExited) throw new Error(`crun: container \`${containerId}\` is not running`);
-      if (this.ignoreKill) return;
-      const name = signalNames.get(signal) ?? "SIGKILL";
-      c.init.kill(name);
-      if (all) for (const e of this.execs.filter((x) => x.containerId === containerId)) e.child.kill(name);
-    });
-  }
-
-  delete(containerId: string): Promise<void> {
-    return attempt(() => {
-      this.#get(containerId).init.kill("SIGKILL");
-      this.containers.delete(containerId);
-    });
-  }
-
-  pause(containerId: string): Promise<void> {
-    return attempt(() => {
-      const c = this.#get(containerId);
-      if (c.init.hasExited || c.paused) throw new Error(`crun: container \`${containerId}\` is not running`);
-      c.paused = true;
-    });
-  }
-
-  resume(containerId: string): Promise<void> {
-    return attempt(() => {
-      const c = this.#get(containerId);
-      if (!c.paused) throw new Error(`crun: container \`${containerId}\` is not paused`);
-      c.paused = false;
-    });
-  }
-
-  update(containerId: string): Promise<void> {
-    return attempt(() => {
-      this.#get(containerId);
-    });
-  }
-
-  ps(containerId: string): Promise<number[]> {
-    return attempt(() => {
-      const c = this.#get(containerId);
-      return c.init.hasExited ? [] : [c.init.pid];
-    });
-  }
-
-  /** The init of a container crun runs. */
-  init(containerId: string): FakeChild {
-    const c = this.containers.get(containerId);
-    assert.ok(c !== undefined, `crun runs no container ${containerId}`);
-    return c.init;
-  }
-}
-
-/** Storage driver "fake": attaching records the mount point, detaching forgets it. */
-class FakeStorageHandler implements StorageHandler {
-  readonly driver = "fake";
-  readonly attached = new Set<string>();
-
-  attach(s: Storage): Promise<() => Promise<void>> {
-    if (this.attached.has(s.mountPoint)) return Promise.reject(new Error(`fake: ${s.mountPoint} attached twice`));
-    this.attached.add(s.mountPoint);
-    return Promise.resolve(() => {
-      this.attached.delete(s.mountPoint);
-      return Promise.resolve();
-    });
-  }
-}
-
-/** The fake handler never mounts: any mount is a test failure. */
-const noMounter: Mounter = {
-  mount: () => Promise.reject(new Error("unexpected mount")),
-  bind: () => Promise.reject(new Error("unexpected bind")),
-  remountReadonly: () => Promise.reject(new Error("unexpected remount")),
-  setPropagation: () => Promise.reject(new Error("unexpected propagation change")),
-  unmount: () => Promise.reject(new Error("unexpected unmount")),
-};
-
-const fakeStorage = (mountPoint: string, shared = false): Storage =>
-  create(StorageSchema, { driver: "fake", source: "fake", fstype: "fake", mountPoint, shared });
-
-/** Where the sandbox's share is mounted: the sandbox storage of these tests. */
-const sandboxMp = guestSharedDir;
-const mpOf = (id: string): string => `${guestSharedDir}/${id}/rootfs`;
-
-function containerRequest(id: string, opts: { rootPath?: string; storages?: Storage[] } = {}): CreateContainerRequest {
-  const spec = defaultSpec({ args: ["sleep", "inf"], rootPath: opts.rootPath ?? guestRootfsPath(id) });
-  return create(CreateContainerRequestSchema, {
-    containerId: id,
-    OCI: ociToGrpcSpec(spec),
-    storages: opts.storages ?? [fakeStorage(mpOf(id))],
-  });
-}
-
-const execRequest = (containerId: string, execId: string) =>
-  create(ExecProcessRequestSchema, {
-    containerId,
-    execId,
-    process: ociToGrpcProcess({
-      ...defaultSpec({ args: ["ps"], terminal: false }).process,
-      cwd: "/",
-      user: { uid: 0, gid: 0 },
-    }),
-  });
+import type { FakeChild } from "../../test/helpers/fakes.js";
+import { kataError } from "../../test/helpers/fakes.js";
+import {
+  agentWorld,
+  containerRequest,
+  execRequest,
+  fakeStorage,
+  mpOf,
+  running as runningIn,
+  sandboxMp,
+  withSandbox as sandboxOf,
+  type FakeCrun,
+  type FakeStorageHandler,
+} from "../../test/helpers/guest-agent.js";
+import type { Agent } from "./agent.js";
 
 let bundlesDir = "";
 let crun: FakeCrun;
@@ -191,40 +31,14 @@ let handler: FakeStorageHandler;
 let hostnames: string[];
 let agent: Agent;
 
-function newAgent(): Agent {
-  return new Agent({
-    // CAST: FakeCrun implements every Crun method the agent calls; Crun's private fields make the
-    // class nominal, so no other object can satisfy the type.
-    crun: crun as unknown as Crun,
-    storage: new StorageManager({ mounter: noMounter, logger: nullLogger }, [handler]),
-    logger: nullLogger,
-    setHostname: (name) => {
-      hostnames.push(name);
-      return Promise.resolve();
-    },
-    bundlesDir,
-  });
-}
-
-async function withSandbox(): Promise<void> {
-  await agent.createSandbox(
-    create(CreateSandboxRequestSchema, { sandboxId: "sb1", hostname: "pod1", storages: [fakeStorage(sandboxMp)] }),
-  );
-}
-
-async function running(id: string, opts: { storages?: Storage[] } = {}): Promise<FakeChild> {
-  await agent.createContainer(containerRequest(id, opts));
-  await agent.startContainer(id);
-  return crun.init(id);
-}
+const withSandbox = (): Promise<void> => sandboxOf(agent);
+const running = (id: string, opts: { storages?: Storage[] } = {}): Promise<FakeChild> =>
+  runningIn({ agent, crun }, id, opts);
 
 describe("Agent", () => {
   beforeEach(async () => {
     bundlesDir = await mkdtemp(path.join(tmpdir(), "kata-ts-agent-"));
-    crun = new FakeCrun();
-    handler = new FakeStorageHandler();
-    hostnames = [];
-    agent = newAgent();
+    ({ agent, crun, handler, hostnames } = agentWorld(bundlesDir));
   });
   afterEach(async () => {
     await rm(bundlesDir, { recursive: true, force: true });
@@ -535,13 +349,8 @@ describe("Agent", () => {
       await withSandbox();
       const init = await running("c1");
       crun.ignoreKill = true;
-      // The deadline is an AbortSignal.timeout, whose timer does not hold the event loop open; in the
-      // guest the agent's server does, here this handle.
-      const keepAlive = setInterval(() => undefined, 1000);
 
-      await agent.removeContainer("c1", 0.05).finally(() => {
-        clearInterval(keepAlive);
-      });
+      await agent.removeContainer("c1", 0.05);
 
       assert.deepEqual(init.signals, ["SIGKILL"]);
       assert.equal(crun.containers.has("c1"), false);

@@ -3,7 +3,8 @@
 
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { Code, KataError, wrap } from "../base/errors.js";
+import { deadline } from "../base/async.js";
+import { Code, KataError, errnoOf, isKataError, wrap } from "../base/errors.js";
 import { checkId } from "../base/ids.js";
 import { KeyedLock } from "../base/lock.js";
 import type { Logger } from "../base/log.js";
@@ -216,7 +217,7 @@ export class Agent {
     }
     if (p.exited) return;
     await writeFile(p.resizeFile, `${rows} ${cols}\n`);
-    process.kill(p.pid, "SIGUSR1");
+    signalPid(p.pid, "SIGUSR1");
   }
 
   async pauseContainer(containerId: string): Promise<void> {
@@ -268,9 +269,10 @@ export class Agent {
     const p = this.process(containerId, execId);
     if (p.exited) return;
     if (execId === "" || execId === containerId) {
+      // Crun.kill succeeds for a container that ended meanwhile.
       await this.#deps.crun.kill(containerId, signal, execId === "");
     } else {
-      process.kill(p.pid, signal);
+      signalPid(p.pid, signal);
     }
   }
 
@@ -283,15 +285,13 @@ export class Agent {
         await this.#deps.crun.kill(containerId, 9, true).catch((e: unknown) => {
           this.#deps.logger.warn("kill before remove failed", { containerId, err: errField(e) });
         });
-        const deadline = AbortSignal.timeout(timeoutS > 0 ? timeoutS * 1000 : 2 ** 31 - 1);
-        await init.wait(deadline).catch(() => {
-          init.killRuntime();
-          return init.exitCode;
-        });
+        await this.#awaitExit(containerId, init, timeoutS);
       }
       if (init !== undefined) {
+        // `crun delete --force` of a container crun already removed succeeds; a failure may leave its
+        // cgroup behind, which the sandbox outlives: worth a warning, not a failed RemoveContainer.
         await this.#deps.crun.delete(containerId).catch((e: unknown) => {
-          this.#deps.logger.debug("crun delete", { containerId, err: errField(e) });
+          this.#deps.logger.warn("crun delete failed", { containerId, err: errField(e) });
         });
       }
       await this.#deps.storage.release(c.storagePoints);
@@ -301,10 +301,38 @@ export class Agent {
     });
   }
 
+  /** Waits up to timeoutS (0: no limit) for the killed init to exit, then kills crun itself. */
+  async #awaitExit(containerId: string, init: GuestProcess, timeoutS: number): Promise<void> {
+    // setTimeout's longest delay (about 24.8 days) stands for "no limit".
+    const d = deadline(timeoutS > 0 ? Math.min(timeoutS * 1000, maxTimerMs) : maxTimerMs);
+    try {
+      await init.wait(d.signal);
+    } catch (e) {
+      if (!isKataError(e, Code.DeadlineExceeded)) throw e;
+      this.#deps.logger.warn("container outlived SIGKILL: killing crun", { containerId, timeoutS, err: errField(e) });
+      init.killRuntime();
+      await init.exitCode;
+    } finally {
+      d.clear();
+    }
+  }
+
   #container(containerId: string): GuestContainer {
     const c = this.#containers.get(containerId);
     if (c === undefined) throw new KataError(Code.NotFound, `container ${containerId} not found`);
     return c;
+  }
+}
+
+/** setTimeout's longest delay (2^31 - 1 ms); longer ones fire at once. */
+const maxTimerMs = 2 ** 31 - 1;
+
+/** kill(2) that treats ESRCH as done: the process exited since we looked, which is what a signal ends in. */
+function signalPid(pid: number, signal: NodeJS.Signals | number): void {
+  try {
+    process.kill(pid, signal);
+  } catch (e) {
+    if (errnoOf(e) !== "ESRCH") throw wrap(e, `signal ${String(signal)} to pid ${pid}`);
   }
 }
 

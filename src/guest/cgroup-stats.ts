@@ -3,6 +3,7 @@
 
 import { readFile } from "node:fs/promises";
 import path from "node:path";
+import { ignoreErrno } from "../base/errors.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { CgroupStatsSchema } from "../protocol/gen/agent_pb.js";
 
@@ -71,7 +72,7 @@ const statFiles = [
 export async function readCgroupStats(cgroupDir: string): Promise<CgroupStatsInit> {
   const files: Record<string, string | undefined> = {};
   for (const f of statFiles) {
-    files[f] = await readFile(path.join(cgroupDir, f), "utf8").catch(() => undefined);
+    files[f] = await readFile(path.join(cgroupDir, f), "utf8").catch(ignoreErrno("ENOENT"));
   }
   return statsFromFiles(files);
 }

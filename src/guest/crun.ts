@@ -2,8 +2,11 @@
 // waits for the container and exits with its status, so the process stays a child the agent can
 // wait for (a detached `crun create` would reparent it to PID 1 and lose its exit status).
 
-import { Code, KataError } from "../base/errors.js";
-import { runChecked, type Child, type ProcessRunner } from "../platform/process.js";
+import { lstat } from "node:fs/promises";
+import path from "node:path";
+import { deadline } from "../base/async.js";
+import { Code, KataError, ignoreErrno, isKataError, withSuppressed } from "../base/errors.js";
+import { runChecked, type Child, type ProcessRunner, type RunResult } from "../platform/process.js";
 
 /** A process on a terminal: run under the pty helper, which resizes it on SIGUSR1 from resizeFile. */
 export interface TtyOptions {
@@ -12,12 +15,32 @@ export interface TtyOptions {
   readonly resizeFile: string;
 }
 
+/**
+ * Deadlines of crun's short commands: each fails DEADLINE_EXCEEDED (naming the command) past its own, so
+ * a crun stuck on a frozen cgroup cannot hang an RPC. kill and delete run on teardown paths, which must
+ * finish even then: they get less.
+ */
+export const crunTimeoutsMs: Readonly<Record<CrunCommand, number>> = {
+  kill: 5_000,
+  delete: 5_000,
+  state: 5_000,
+  update: 10_000,
+  pause: 10_000,
+  resume: 10_000,
+  ps: 10_000,
+};
+
+/** The crun commands that run to completion (run and exec start long-lived processes instead). */
+export type CrunCommand = "kill" | "delete" | "state" | "update" | "pause" | "resume" | "ps";
+
 export interface CrunOptions {
   readonly binary: string;
   /** The static pty helper (kata-ts-tty); absent, terminal processes are refused. */
   readonly ttyHelper?: string;
   /** crun's state directory (--root), on guest tmpfs. */
   readonly stateDir: string;
+  /** Per-command deadlines instead of crunTimeoutsMs (tests, slow guests). */
+  readonly timeoutsMs?: Partial<Record<CrunCommand, number>>;
 }
 
 export class Crun {
@@ -63,37 +86,100 @@ export class Crun {
     );
   }
 
-  async kill(containerId: string, signal: number, all: boolean): Promise<void> {
+  /**
+   * Sends `signal` to the container's init, or with `all` to every process in its cgroup. A container that
+   * already ended (crun reports it stopped, or keeps no state for it) has nothing left to signal: that is
+   * success, not an error (youki's kill_one_process treats ESRCH the same way).
+   */
+  async kill(containerId: string, signal: number, all: boolean, callerSignal?: AbortSignal): Promise<void> {
     const args = ["kill"];
     if (all) args.push("--all");
     args.push(containerId, String(signal));
-    await runChecked(this.#runner, this.#opts.binary, this.#args(...args));
+    try {
+      await this.#run("kill", args, callerSignal);
+    } catch (e) {
+      if (isAborted(e)) throw e;
+      let ended: boolean;
+      try {
+        ended = await this.#ended(containerId, callerSignal);
+      } catch (checkError) {
+        throw withSuppressed(e, [checkError]);
+      }
+      if (!ended) throw e;
+    }
   }
 
-  async delete(containerId: string): Promise<void> {
-    await runChecked(this.#runner, this.#opts.binary, this.#args("delete", "--force", containerId));
+  /** `crun delete --force`: stops what still runs and removes crun's state (a missing container is fine). */
+  async delete(containerId: string, callerSignal?: AbortSignal): Promise<void> {
+    await this.#run("delete", ["delete", "--force", containerId], callerSignal);
   }
 
-  async update(containerId: string, resourcesJsonPath: string): Promise<void> {
-    await runChecked(
-      this.#runner,
-      this.#opts.binary,
-      this.#args("update", "--resources", resourcesJsonPath, containerId),
-    );
+  async update(containerId: string, resourcesJsonPath: string, callerSignal?: AbortSignal): Promise<void> {
+    await this.#run("update", ["update", "--resources", resourcesJsonPath, containerId], callerSignal);
   }
 
-  async pause(containerId: string): Promise<void> {
-    await runChecked(this.#runner, this.#opts.binary, this.#args("pause", containerId));
+  async pause(containerId: string, callerSignal?: AbortSignal): Promise<void> {
+    await this.#run("pause", ["pause", containerId], callerSignal);
   }
 
-  async resume(containerId: string): Promise<void> {
-    await runChecked(this.#runner, this.#opts.binary, this.#args("resume", containerId));
+  async resume(containerId: string, callerSignal?: AbortSignal): Promise<void> {
+    await this.#run("resume", ["resume", containerId], callerSignal);
   }
 
   /** Guest pids of the container's processes. */
-  async ps(containerId: string): Promise<number[]> {
-    const r = await runChecked(this.#runner, this.#opts.binary, this.#args("ps", "--format", "json", containerId));
-    const parsed: unknown = JSON.parse(r.stdout);
-    return Array.isArray(parsed) ? parsed.filter((p): p is number => typeof p === "number") : [];
+  async ps(containerId: string, callerSignal?: AbortSignal): Promise<number[]> {
+    const r = await this.#run("ps", ["ps", "--format", "json", containerId], callerSignal);
+    const parsed = parseJson(r.stdout, `crun ps ${containerId}`);
+    if (!Array.isArray(parsed))
+      throw new KataError(Code.Internal, `crun ps ${containerId}: output is not a JSON array`);
+    return parsed.filter((p): p is number => typeof p === "number");
+  }
+
+  /** The container's OCI state as crun reports it: status "created", "running", "paused" or "stopped". */
+  async state(containerId: string, callerSignal?: AbortSignal): Promise<{ status: string; pid: number }> {
+    const r = await this.#run("state", ["state", containerId], callerSignal);
+    const parsed = parseJson(r.stdout, `crun state ${containerId}`);
+    if (typeof parsed !== "object" || parsed === null || !("status" in parsed) || typeof parsed.status !== "string") {
+      throw new KataError(Code.Internal, `crun state ${containerId}: output has no status`);
+    }
+    const pid = "pid" in parsed && typeof parsed.pid === "number" ? parsed.pid : 0;
+    return { status: parsed.status, pid };
+  }
+
+  /** Runs one short crun command under its deadline (and the caller's signal, if any). */
+  async #run(command: CrunCommand, args: string[], callerSignal: AbortSignal | undefined): Promise<RunResult> {
+    const d = deadline(this.#opts.timeoutsMs?.[command] ?? crunTimeoutsMs[command], callerSignal);
+    try {
+      return await runChecked(this.#runner, this.#opts.binary, this.#args(...args), { signal: d.signal });
+    } finally {
+      d.clear();
+    }
+  }
+
+  /** Whether the container has ended: crun reports it stopped, or has no state left for it. */
+  async #ended(containerId: string, callerSignal: AbortSignal | undefined): Promise<boolean> {
+    try {
+      return (await this.state(containerId, callerSignal)).status === "stopped";
+    } catch (e) {
+      if (isAborted(e)) throw e;
+      // crun keeps a container's state in <root>/<id>/status, and the foreground `crun run` removes it once
+      // its container exited: no file, no container (checked after the failure: it may just have gone).
+      const status = await lstat(path.join(this.#opts.stateDir, containerId, "status")).catch(ignoreErrno("ENOENT"));
+      if (status === undefined) return true;
+      throw e;
+    }
+  }
+}
+
+/** A failure that is the deadline or the caller's cancellation, not crun's answer. */
+function isAborted(e: unknown): boolean {
+  return isKataError(e, Code.DeadlineExceeded) || isKataError(e, Code.Cancelled);
+}
+
+function parseJson(text: string, what: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new KataError(Code.Internal, `${what}: output is not JSON`, { cause: e });
   }
 }

@@ -8,12 +8,7 @@ import { OutputBuffer } from "./output-buffer.js";
 
 /** True when `p` has not settled after the event loop had a turn to settle it. */
 async function pending(p: Promise<unknown>): Promise<boolean> {
-  let settled = false;
-  p.then(
-    () => (settled = true),
-    () => (settled = true),
-  );
-  await turn();
+  const settled = await Promise.race([Promise.allSettled([p]).then(() => true), turn().then(() => false)]);
   return !settled;
 }
 

@@ -3,15 +3,20 @@
 // connection is served until it ends, then the port is reopened.
 
 import { delay } from "../base/async.js";
-import { describeError } from "../base/errors.js";
-import type { Logger } from "../base/log.js";
+import { Code, isKataError } from "../base/errors.js";
+import { errField, type Logger } from "../base/log.js";
 import type { TtrpcServer } from "../protocol/ttrpc/server.js";
 import { readFile } from "node:fs/promises";
 import { findPort, openPort } from "./port.js";
 
-/** Seconds since the guest booted: boot phases appear in the console log with it. */
-async function uptimeSeconds(): Promise<number> {
-  return Number((await readFile("/proc/uptime", "utf8").catch(() => "0")).split(" ")[0]);
+/** Seconds since the guest booted (boot phases appear in the console log with it); undefined if unreadable. */
+async function uptimeSeconds(logger: Logger): Promise<number | undefined> {
+  try {
+    return Number((await readFile("/proc/uptime", "utf8")).split(" ")[0]);
+  } catch (e) {
+    logger.debug("read /proc/uptime", { err: errField(e) });
+    return undefined;
+  }
 }
 
 /** While the host end is closed the port reads as hung up at once: poll at this pace, not in a spin. */
@@ -32,7 +37,8 @@ export async function servePort(
       await delay(findRetryMs, signal);
     }
   }
-  logger.info("serving", { port: portName, device, uptimeS: await uptimeSeconds(), nodeUptimeS: process.uptime() });
+  const uptimeS = await uptimeSeconds(logger);
+  logger.info("serving", { port: portName, device, uptimeS, nodeUptimeS: process.uptime() });
   let quietReopens = 0;
   while (!signal.aborted) {
     const started = Date.now();
@@ -40,7 +46,7 @@ export async function servePort(
       const socket = openPort(device);
       await server.serve(socket);
     } catch (e) {
-      logger.warn("agent port failed", { device, err: describeError(e) });
+      logger.warn("agent port failed", { device, err: errField(e) });
     }
     // A session that lasted is worth a log line; the hang-up polls while the host is away are not.
     if (Date.now() - started > 1000) {
@@ -49,6 +55,12 @@ export async function servePort(
     } else if (++quietReopens % 200 === 0) {
       logger.debug("waiting for the host", { device });
     }
-    await delay(reopenDelayMs, signal).catch(() => undefined);
+    try {
+      await delay(reopenDelayMs, signal);
+    } catch (e) {
+      // delay() fails only when `signal` aborts, which is how this loop ends.
+      if (isKataError(e, Code.Cancelled) || isKataError(e, Code.DeadlineExceeded)) break;
+      throw e;
+    }
   }
 }

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { create } from "@bufbuild/protobuf";
-import { Code, isKataError } from "../base/errors.js";
+import { Code, ignoreErrno, isKataError } from "../base/errors.js";
 import type { Logger } from "../base/log.js";
 import type { Mounter, MountRequest } from "../platform/mount.js";
 import { StorageSchema, type Storage } from "../protocol/gen/agent_pb.js";
@@ -74,10 +74,7 @@ const local = (options: string[] = ["mode=0777"], shared = false): Storage =>
   storage({ driver: "local", source: "local", fstype: "local", options, mountPoint: localMp, shared });
 
 async function exists(p: string): Promise<boolean> {
-  return stat(p).then(
-    () => true,
-    () => false,
-  );
+  return (await stat(p).then(() => true, ignoreErrno("ENOENT"))) ?? false;
 }
 
 async function modeOf(p: string): Promise<number> {

@@ -5,7 +5,7 @@
 
 import { chmod, chown, lstat, mkdir, rm, rmdir } from "node:fs/promises";
 import path from "node:path";
-import { Code, KataError, describeError, ignoreErrno, wrap } from "../base/errors.js";
+import { Code, KataError, firstFailure, ignoreErrno, wrap } from "../base/errors.js";
 import { CleanupStack } from "../base/cleanup.js";
 import { KeyedLock } from "../base/lock.js";
 import type { Logger } from "../base/log.js";
@@ -228,25 +228,27 @@ export class StorageManager {
   /** Drops one reference on each mount point; the last one detaches it, unless it is shared. */
   release(mountPoints: readonly string[]): Promise<void> {
     return this.#lock.with("storages", async () => {
-      const failures: string[] = [];
+      const failures: KataError[] = [];
       for (const p of [...mountPoints].reverse()) {
-        await this.#drop(p, false).catch((e: unknown) => failures.push(`${p}: detach: ${describeError(e)}`));
+        await this.#drop(p, false).catch((e: unknown) => failures.push(wrap(e, `detach ${p}`)));
       }
-      if (failures.length > 0) throw new KataError(Code.Internal, `release storages: ${failures.join("; ")}`);
+      const failed = firstFailure("release storages", failures);
+      if (failed !== undefined) throw failed;
     });
   }
 
   /** Detaches everything, shared or not, most recent first (DestroySandbox). */
   releaseAll(): Promise<void> {
     return this.#lock.with("storages", async () => {
-      const failures: string[] = [];
+      const failures: KataError[] = [];
       for (const p of [...this.#attached.keys()].reverse()) {
         const a = this.#attached.get(p);
         if (a === undefined) continue;
         this.#attached.delete(p);
-        await a.detach().catch((e: unknown) => failures.push(`${p}: detach: ${describeError(e)}`));
+        await a.detach().catch((e: unknown) => failures.push(wrap(e, `detach ${p}`)));
       }
-      if (failures.length > 0) throw new KataError(Code.Internal, `release storages: ${failures.join("; ")}`);
+      const failed = firstFailure("release storages", failures);
+      if (failed !== undefined) throw failed;
     });
   }
 

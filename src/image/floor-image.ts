@@ -4,6 +4,7 @@
 
 import { mkdir, rename, stat } from "node:fs/promises";
 import path from "node:path";
+import { ignoreErrno } from "../base/errors.js";
 import type { ProcessRunner } from "../platform/process.js";
 import type { CpioEntry } from "./cpio.js";
 import { writeCpioFile } from "./cpio-writer.js";
@@ -44,7 +45,7 @@ export async function buildFloorInitrd(
   busyboxPath = "/bin/busybox",
 ): Promise<string> {
   const out = path.join(dir, "floor-initrd.img");
-  const have = await stat(out).catch(() => undefined);
+  const have = await stat(out).catch(ignoreErrno("ENOENT"));
   if (have !== undefined) return out;
   await mkdir(dir, { recursive: true });
   const applets = await busyboxApplets({ runner: deps.runner, progress: () => undefined }, busyboxPath);

@@ -1,8 +1,9 @@
 // The shared-library closure of a binary, read from `ldd` (which already walks the closure through the
 // dynamic loader), so the initrd can carry the same files at the same absolute paths.
 
-import { Code, KataError } from "../base/errors.js";
+import { Code, KataError, wrap } from "../base/errors.js";
 import { describeExit, type ProcessRunner } from "../platform/process.js";
+import { isDynamicElf } from "./elf.js";
 
 export interface LddResult {
   /** Absolute paths in the order ldd printed them, the dynamic loader included. */
@@ -32,11 +33,6 @@ export function parseLdd(output: string): LddResult {
   return { paths, missing };
 }
 
-/** True for ldd's answer on a static binary ("not a dynamic executable", "statically linked"). */
-export function isStaticLddOutput(output: string): boolean {
-  return /not a dynamic executable|statically linked/.test(output);
-}
-
 /**
  * The absolute paths of every shared library `binary` loads (empty for a static binary).
  * Throws FAILED_PRECONDITION when a library is missing on this host.
@@ -46,8 +42,12 @@ export async function sharedLibraries(
   binary: string,
   signal?: AbortSignal,
 ): Promise<readonly string[]> {
+  // A static binary has no libraries; ldd says so only in words, and fails for it.
+  const dynamic = await isDynamicElf(binary).catch((e: unknown) => {
+    throw wrap(e, `read the ELF header of ${binary}`);
+  });
+  if (!dynamic) return [];
   const r = await runner.run("ldd", [binary], signal === undefined ? {} : { signal });
-  if (isStaticLddOutput(r.stdout + r.stderr)) return [];
   if (r.code !== 0) {
     throw new KataError(Code.Internal, `ldd ${binary}: ${describeExit(r)}: ${r.stderr.trim()}`);
   }

@@ -1,8 +1,12 @@
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterEach, beforeEach, describe, it } from "node:test";
 import { Code, isKataError } from "../base/errors.js";
 import type { LinuxNamespace, Spec } from "../oci/spec.js";
-import { netnsName, nsenterCommand, planNetns } from "./netns.js";
+import { kataError, ScriptedRunner, type ScriptedReply } from "../../test/helpers/fakes.js";
+import { NetnsManager, netnsName, nsenterCommand, planNetns } from "./netns.js";
 
 function specWith(namespaces: LinuxNamespace[] | undefined): Spec {
   return { ociVersion: "1.0.2", linux: namespaces === undefined ? {} : { namespaces } };
@@ -93,5 +97,65 @@ describe("nsenterCommand", () => {
       file: "/usr/bin/nsenter",
       args: ["--net=/var/run/netns/n1", "--", "/bin/hook", "--flag", "x y"],
     });
+  });
+});
+
+describe("NetnsManager.create", () => {
+  let runDir = "";
+  beforeEach(async () => {
+    runDir = await mkdtemp(path.join(tmpdir(), "kata-ts-netns-"));
+  });
+  afterEach(async () => {
+    await rm(runDir, { recursive: true, force: true });
+  });
+
+  /** A manager whose `ip netns add` runs `add` (which may create the namespace file, as a racer would). */
+  const managerWith = (
+    add: (file: string) => Promise<ScriptedReply>,
+  ): { netns: NetnsManager; runner: ScriptedRunner } => {
+    const runner = new ScriptedRunner((_file, args) => add(path.join(runDir, args[2] ?? "")));
+    return { netns: new NetnsManager({ runner, runDir }), runner };
+  };
+
+  it("runs ip netns add and returns the namespace file", async () => {
+    const { netns, runner } = managerWith(async (file) => {
+      await writeFile(file, "");
+      return {};
+    });
+
+    assert.equal(await netns.create("kata-ts-a"), path.join(runDir, "kata-ts-a"));
+    assert.deepEqual(runner.argv, [["ip", "netns", "add", "kata-ts-a"]]);
+  });
+
+  it("refuses a name already taken with ALREADY_EXISTS, without running ip", async () => {
+    await writeFile(path.join(runDir, "kata-ts-a"), "");
+    const { netns, runner } = managerWith(() => Promise.resolve({}));
+
+    await assert.rejects(
+      netns.create("kata-ts-a"),
+      kataError(Code.AlreadyExists, "network namespace kata-ts-a already exists"),
+    );
+    assert.deepEqual(runner.calls, []);
+  });
+
+  it("reports ALREADY_EXISTS when a racing creator made the file between the check and ip, whatever ip printed", async () => {
+    const { netns } = managerWith(async (file) => {
+      await writeFile(file, "");
+      return { code: 1, stderr: "Kann die Namensraumdatei nicht anlegen\n" };
+    });
+
+    const e = await netns.create("kata-ts-a").catch((err: unknown) => err);
+
+    assert.ok(isKataError(e, Code.AlreadyExists));
+    assert.ok(isKataError(e.cause, Code.Internal) && e.cause.message.startsWith("ip netns add kata-ts-a: exit code 1"));
+  });
+
+  it("reports INTERNAL when ip fails and leaves no namespace file, even if it printed File exists", async () => {
+    const { netns } = managerWith(() => Promise.resolve({ code: 1, stderr: "mount: File exists\n" }));
+
+    await assert.rejects(
+      netns.create("kata-ts-a"),
+      kataError(Code.Internal, "ip netns add kata-ts-a: exit code 1: mount: File exists"),
+    );
   });
 });

@@ -8,7 +8,7 @@ import type { Stats } from "node:fs";
 import path from "node:path";
 import { abortError } from "../base/async.js";
 import { CleanupStack } from "../base/cleanup.js";
-import { Code, KataError, errnoOf } from "../base/errors.js";
+import { Code, KataError, errnoOf, withSuppressed } from "../base/errors.js";
 import type { Spec } from "../oci/spec.js";
 import { describeExit, type ProcessRunner, type RunOptions, type RunResult } from "../platform/process.js";
 
@@ -130,6 +130,8 @@ export interface NetnsDeps {
   readonly runner: ProcessRunner;
   /** nsenter binary (default /usr/bin/nsenter). */
   readonly nsenterPath?: string;
+  /** Where `ip netns` keeps namespace files (default netnsRunDir, compiled into iproute2): tests only. */
+  readonly runDir?: string;
 }
 
 /** What the create path needs of network namespaces (NetnsManager; a fake in component tests). */
@@ -143,10 +145,16 @@ export interface NetnsPort {
 export class NetnsManager implements NetnsPort {
   readonly #runner: ProcessRunner;
   readonly #nsenter: string;
+  readonly #runDir: string;
 
   constructor(deps: NetnsDeps) {
     this.#runner = deps.runner;
     this.#nsenter = deps.nsenterPath ?? defaultNsenterPath;
+    this.#runDir = deps.runDir ?? netnsRunDir;
+  }
+
+  #pathOf(name: string): string {
+    return path.join(this.#runDir, name);
   }
 
   /**
@@ -155,7 +163,7 @@ export class NetnsManager implements NetnsPort {
    */
   async create(name: string, signal?: AbortSignal): Promise<string> {
     checkName(name);
-    const nsPath = netnsPathOf(name);
+    const nsPath = this.#pathOf(name);
     if (await exists(nsPath)) {
       throw new KataError(Code.AlreadyExists, `network namespace ${name} already exists`, { details: { nsPath } });
     }
@@ -166,10 +174,23 @@ export class NetnsManager implements NetnsPort {
       return undo.unwind(abortError(signal, `create network namespace ${name}`));
     }
     if (r.code !== 0) {
-      // A racing creator can win between our check and iproute2's open(O_EXCL); iproute2 reports the
-      // EEXIST only as text ("Cannot create namespace file ...: File exists").
-      const code = r.stderr.includes("File exists") ? Code.AlreadyExists : Code.Internal;
-      throw new KataError(code, `ip netns add ${name}: ${describeExit(r)}: ${r.stderr.trim()}`);
+      const failed = new KataError(Code.Internal, `ip netns add ${name}: ${describeExit(r)}: ${r.stderr.trim()}`, {
+        details: { nsPath },
+      });
+      // A racing creator can win between our check and iproute2's open(O_CREAT|O_EXCL), whose EEXIST
+      // iproute2 reports only as text. But iproute2 removes a file it created when a later step fails:
+      // a file there now, absent before the call, is someone else's namespace.
+      let taken: boolean;
+      try {
+        taken = await exists(nsPath);
+      } catch (e) {
+        throw withSuppressed(failed, [e]);
+      }
+      if (!taken) throw failed;
+      throw new KataError(Code.AlreadyExists, `network namespace ${name} already exists`, {
+        cause: failed,
+        details: { nsPath },
+      });
     }
     return nsPath;
   }
@@ -177,9 +198,9 @@ export class NetnsManager implements NetnsPort {
   /** `ip netns delete NAME`; a namespace that is already gone is not an error. */
   async remove(name: string): Promise<void> {
     checkName(name);
-    if (!(await exists(netnsPathOf(name)))) return;
+    if (!(await exists(this.#pathOf(name)))) return;
     const r = await this.#runner.run("ip", ["netns", "delete", name]);
-    if (r.code !== 0 && (await exists(netnsPathOf(name)))) {
+    if (r.code !== 0 && (await exists(this.#pathOf(name)))) {
       throw new KataError(Code.Internal, `ip netns delete ${name}: ${describeExit(r)}: ${r.stderr.trim()}`);
     }
   }

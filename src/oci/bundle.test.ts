@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, rm, symlink, truncate, writeFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { Code } from "../base/errors.js";
+import { Code, isKataError } from "../base/errors.js";
 import { kataError } from "../../test/helpers/fakes.js";
 import { loadBundle, maxConfigBytes, parseConfigJson, positionOf } from "./bundle.js";
 import { defaultSpec } from "./default-spec.js";
@@ -67,7 +67,7 @@ describe("parseConfigJson", () => {
 
     const call = (): unknown => parseConfigJson(text, "/b/config.json");
 
-    assert.throws(call, kataError(Code.InvalidArgument, /^\/b\/config\.json is not valid JSON at line 3, column 14: /));
+    assert.throws(call, kataError(Code.InvalidArgument, /^\/b\/config\.json is not valid JSON at line 3, column 14$/));
   });
 
   it("says where truncated JSON ends", () => {
@@ -75,7 +75,7 @@ describe("parseConfigJson", () => {
 
     const call = (): unknown => parseConfigJson(text, "/b/config.json");
 
-    assert.throws(call, kataError(Code.InvalidArgument, "/b/config.json is not valid JSON at line 2, column 24: "));
+    assert.throws(call, kataError(Code.InvalidArgument, "/b/config.json is not valid JSON at line 2, column 24"));
   });
 
   it("says where a control character breaks a string", () => {
@@ -83,7 +83,19 @@ describe("parseConfigJson", () => {
 
     const call = (): unknown => parseConfigJson(text, "/b/config.json");
 
-    assert.throws(call, kataError(Code.InvalidArgument, "/b/config.json is not valid JSON at line 2, column 21: "));
+    assert.throws(call, kataError(Code.InvalidArgument, "/b/config.json is not valid JSON at line 2, column 21"));
+  });
+
+  it("keeps JSON.parse's error as the cause", () => {
+    const call = (): unknown => parseConfigJson("[1,]", "/b/config.json");
+
+    assert.throws(
+      call,
+      (e: unknown) =>
+        isKataError(e, Code.InvalidArgument) &&
+        e.cause instanceof SyntaxError &&
+        e.message === "/b/config.json is not valid JSON at line 1, column 4",
+    );
   });
 
   it("says where an unexpected token such as a trailing comma in an array is", {}, () => {

@@ -36,16 +36,15 @@ export function positionOf(text: string, offset: number): string {
   return `line ${line}, column ${column}`;
 }
 
-/** Parses config.json text; a syntax error says where. */
+/** Parses config.json text; a syntax error says where, and JSON.parse's own words are its cause. */
 export function parseConfigJson(text: string, file: string): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
-    const msg = e instanceof Error ? e.message : String(e);
-    const m = /position (\d+)/.exec(msg);
-    const offset = m?.[1] === undefined ? jsonErrorOffset(text) : Number(m[1]);
+    // JSON.parse names the position in its message text for some errors only: find it ourselves.
+    const offset = jsonErrorOffset(text);
     const where = offset === undefined ? "" : ` at ${positionOf(text, offset)}`;
-    throw new KataError(Code.InvalidArgument, `${file} is not valid JSON${where}: ${msg}`);
+    throw new KataError(Code.InvalidArgument, `${file} is not valid JSON${where}`, { cause: e });
   }
 }
 

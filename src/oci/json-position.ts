@@ -2,6 +2,16 @@
 // ("Unexpected token ']', "[1,]" is not valid JSON" has none), and a config.json error should say
 // where it is. Used only after JSON.parse failed, so it only needs to find the offset, not a value.
 
+/** Unwinds the recursive scan from the first bad character to jsonErrorOffset, carrying its offset. */
+class SyntaxAt extends Error {
+  readonly offset: number;
+
+  constructor(offset: number) {
+    super(`JSON syntax error at offset ${offset}`);
+    this.offset = offset;
+  }
+}
+
 /** Offset of the first syntax error in `text`, or undefined if it is valid JSON. */
 export function jsonErrorOffset(text: string): number | undefined {
   let i = 0;
@@ -9,7 +19,7 @@ export function jsonErrorOffset(text: string): number | undefined {
     while (i < text.length && " \t\n\r".includes(text.charAt(i))) i++;
   };
   const fail = (): never => {
-    throw new RangeError(String(i));
+    throw new SyntaxAt(i);
   };
   const literal = (word: string): void => {
     if (text.startsWith(word, i)) i += word.length;
@@ -91,7 +101,7 @@ export function jsonErrorOffset(text: string): number | undefined {
     if (i < text.length) fail();
     return undefined;
   } catch (e) {
-    if (e instanceof RangeError) return Number(e.message);
+    if (e instanceof SyntaxAt) return e.offset;
     throw e;
   }
 }

@@ -3,6 +3,7 @@
 
 import { spawn as nodeSpawn, type StdioOptions } from "node:child_process";
 import type { Readable, Writable } from "node:stream";
+import { abortError, raceAbort } from "../base/async.js";
 import { Code, KataError, errnoOf } from "../base/errors.js";
 
 export interface ExitStatus {
@@ -192,17 +193,24 @@ export class NodeProcessRunner implements ProcessRunner {
   }
 }
 
-/** Runs `file` and throws (naming the command, its exit and stderr) unless it exits 0. */
+/**
+ * Runs `file` and throws (naming the command, its exit and stderr) unless it exits 0. When `opts.signal`
+ * aborts, the child is killed and the call rejects at once with CANCELLED or DEADLINE_EXCEEDED naming the
+ * command, without waiting for a child that does not die (stuck in D state, say).
+ */
 export async function runChecked(
   runner: ProcessRunner,
   file: string,
   args: readonly string[],
   opts: RunOptions = {},
 ): Promise<RunResult> {
-  const r = await runner.run(file, args, opts);
+  const command = `${file} ${args.join(" ")}`;
+  const r = await raceAbort(runner.run(file, args, opts), opts.signal, command);
+  // A child that failed as the signal aborted most likely died of the abort: report that, not its exit.
+  if (r.code !== 0 && opts.signal?.aborted === true) throw abortError(opts.signal, command);
   if (r.code !== 0) {
     const err = r.stderr.trim().split("\n").slice(-5).join(" | ");
-    throw new KataError(Code.Internal, `${file} ${args.join(" ")}: ${describeExit(r)}${err === "" ? "" : `: ${err}`}`);
+    throw new KataError(Code.Internal, `${command}: ${describeExit(r)}${err === "" ? "" : `: ${err}`}`);
   }
   return r;
 }

@@ -15,7 +15,10 @@ describe("file tracing", () => {
     await inSpan("createSandbox", { sandboxId: "s1" }, async () => {
       await delay(5);
       await inSpan("startVm", {}, () => delay(5));
-      await inSpan("agentReady", {}, () => Promise.reject(new Error("boom"))).catch(() => undefined);
+      await assert.rejects(
+        inSpan("agentReady", {}, () => Promise.reject(new Error("boom"))),
+        /boom/,
+      );
     });
 
     const spans = (await readFile(file, "utf8"))

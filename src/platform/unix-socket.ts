@@ -47,8 +47,8 @@ export async function dialUnix(path: string, opts: DialOptions): Promise<Socket>
     }
     opts.onRetry?.(lastError, attempt);
     // delay() rejects only when signal aborts; the error then names the dial, not the wait.
-    await delay(waitMs, signal).catch(() => {
-      throw withCause(abortError(signal, op), lastError);
+    await delay(waitMs, signal).catch((e: unknown) => {
+      throw withCause(abortError(signal, op), lastError ?? e);
     });
     waitMs = Math.min(waitMs * 2, backoff.max);
   }

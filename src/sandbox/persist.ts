@@ -59,9 +59,10 @@ export class StateStore {
   save(s: PersistedSandbox): Promise<void> {
     const text = JSON.stringify(s, null, 2) + "\n";
     const prev = this.#saving.get(s.id) ?? Promise.resolve();
+    // Each save waits for the one before, whatever its outcome (its own caller got that).
     const next = prev.then(
       () => this.#write(s.id, text),
-      () => this.#write(s.id, text),
+      (_earlier: unknown) => this.#write(s.id, text),
     );
     this.#saving.set(s.id, next);
     const forget = (): void => {

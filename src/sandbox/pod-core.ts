@@ -2,7 +2,7 @@
 // their state, and teardown. Pod (pod.ts) adds the verbs and their locking on top.
 
 import { linkSignals } from "../base/async.js";
-import { Code, KataError, describeError } from "../base/errors.js";
+import { Code, KataError, firstFailure } from "../base/errors.js";
 import { errField, type Logger } from "../base/log.js";
 import type { Bundle } from "../oci/bundle.js";
 import type { State } from "../oci/spec.js";
@@ -112,11 +112,15 @@ export class PodCore {
     );
   }
 
-  /** Removes a container: its processes stopped, its guest side and host binds, its mapping; poststop hooks. */
-  async removeContainer(c: PodContainer): Promise<void> {
+  /**
+   * Removes a container: its processes stopped, its guest side and host binds (unless the whole sandbox
+   * goes next, which removes them in the order that works when the guest does not answer), its mapping;
+   * poststop hooks.
+   */
+  async removeContainer(c: PodContainer, opts: { sandboxGoes?: boolean } = {}): Promise<void> {
     const failures: unknown[] = [];
     for (const p of c.processes()) if (p.status !== "stopped") p.markStopped(137);
-    await this.sandbox?.removeContainer(c.id).catch((e: unknown) => failures.push(e));
+    if (opts.sandboxGoes !== true) await this.sandbox?.removeContainer(c.id).catch((e: unknown) => failures.push(e));
     this.containers.delete(c.id);
     await this.deps.store.removeMapping(c.id).catch((e: unknown) => failures.push(e));
     await runHooksWarnOnly(
@@ -140,7 +144,7 @@ export class PodCore {
   async #destroyOnce(): Promise<void> {
     const failures: unknown[] = [];
     for (const c of [...this.containers.values()].reverse()) {
-      await this.removeContainer(c).catch((e: unknown) => failures.push(e));
+      await this.removeContainer(c, { sandboxGoes: true }).catch((e: unknown) => failures.push(e));
     }
     await this.sandbox?.destroy().catch((e: unknown) => failures.push(e));
     this.sandbox = undefined;
@@ -154,8 +158,8 @@ export class PodCore {
   }
 }
 
-/** One error naming every failure, the first as its cause. */
+/** Throws one error for `op` when anything failed: the first failure as its cause, the rest beside it. */
 function throwAll(op: string, failures: readonly unknown[]): void {
-  if (failures.length === 0) return;
-  throw new KataError(Code.Internal, `${op}: ${failures.map(describeError).join("; ")}`, { cause: failures[0] });
+  const e = firstFailure(op, failures);
+  if (e !== undefined) throw e;
 }

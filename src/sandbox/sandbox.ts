@@ -6,7 +6,7 @@
 import path from "node:path";
 import { abortError, deadline } from "../base/async.js";
 import { CleanupStack } from "../base/cleanup.js";
-import { Code, KataError, describeError, isKataError, wrap } from "../base/errors.js";
+import { Code, KataError, describeError, firstFailure, isKataError, wrap } from "../base/errors.js";
 import type { Logger } from "../base/log.js";
 import { errField } from "../base/log.js";
 import { AgentClient, type AgentApi } from "../agent-client/agent-client.js";
@@ -77,6 +77,7 @@ export class Sandbox {
   readonly agent: AgentApi;
   readonly share: SharedDir;
   readonly #client: AgentClient;
+  /** Per container: the host binds it shared (undone last, after the guest let go of them). */
   readonly #containers = new Map<string, CleanupStack>();
   readonly #cleanup: CleanupStack;
   readonly #log: Logger;
@@ -217,7 +218,6 @@ export class Sandbox {
         { containerId, execId: containerId, OCI: c.spec, storages: c.storage.storages },
         { signal },
       );
-      undo.defer(`remove container ${containerId} in the guest`, () => this.#removeInGuest(containerId));
       const stack = new CleanupStack();
       undo.transferTo(stack);
       this.#containers.set(containerId, stack);
@@ -226,11 +226,15 @@ export class Sandbox {
     }
   }
 
-  /** Removes the container from the guest and unshares what it shared. Idempotent. */
+  /**
+   * Removes the container from the guest (which kills what still runs in it and lets go of its files),
+   * then unshares what it shared. Idempotent.
+   */
   async removeContainer(containerId: string): Promise<void> {
     const stack = this.#containers.get(containerId);
     if (stack === undefined) return;
     this.#containers.delete(containerId);
+    await this.#removeInGuest(containerId);
     await stack.close(`remove container ${containerId}`);
   }
 
@@ -250,17 +254,16 @@ export class Sandbox {
 
   async #destroy(): Promise<void> {
     const failures: unknown[] = [];
-    for (const id of [...this.#containers.keys()].reverse()) {
-      await this.removeContainer(id).catch((e: unknown) => failures.push(e));
-    }
+    // The guest first; then the VM stops, which closes whatever files of the containers its 9p server
+    // still held (a guest that stopped answering never let go of them); then the share's teardown
+    // unmounts every container's binds with the rest.
+    for (const id of [...this.#containers.keys()].reverse()) await this.#removeInGuest(id);
+    this.#containers.clear();
     this.#destroyed = true;
     await this.#cleanup.close(`destroy sandbox ${this.id}`).catch((e: unknown) => failures.push(e));
     this.#markLost("it was destroyed");
-    if (failures.length > 0) {
-      throw new KataError(Code.Internal, `destroy sandbox ${this.id}: ${failures.map(describeError).join("; ")}`, {
-        cause: failures[0],
-      });
-    }
+    const failed = firstFailure(`destroy sandbox ${this.id}`, failures);
+    if (failed !== undefined) throw failed;
     this.#log.info("sandbox destroyed");
   }
 

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { CleanupStack } from "../base/cleanup.js";
+import { ignoreErrno } from "../base/errors.js";
 import type { Mounter, MountRequest } from "../platform/mount.js";
 import { applyHostBinds, inspectSources } from "./apply.js";
 import { SharedDir, sharedDirPaths } from "./shared-dir.js";
@@ -124,12 +125,7 @@ describe("applyHostBinds", () => {
     assert.deepEqual(mounter.table(), {});
     assert.deepEqual(
       await Promise.all(
-        [www, hosts].map((p) =>
-          stat(p).then(
-            () => true,
-            () => false,
-          ),
-        ),
+        [www, hosts].map(async (p) => (await stat(p).then(() => true, ignoreErrno("ENOENT"))) ?? false),
       ),
       [false, false],
     );

@@ -9,7 +9,7 @@
 
 import { lstat, mkdir, readFile, rm, rmdir, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { Code, KataError, ignoreErrno, wrap } from "../base/errors.js";
+import { Code, KataError, ignoreErrno, withSuppressed, wrap } from "../base/errors.js";
 import { CleanupStack } from "../base/cleanup.js";
 import type { Mounter } from "../platform/mount.js";
 import { mountsUnder, parseMountInfo } from "../platform/mountinfo.js";
@@ -131,7 +131,16 @@ export class SharedDir {
     if (!st.isDirectory() && !st.isFile()) {
       throw new KataError(Code.FailedPrecondition, `refusing to unmount ${target}: not a directory or regular file`);
     }
-    await this.#deps.mounter.unmount(target);
+    try {
+      await this.#deps.mounter.unmount(target);
+    } catch (e) {
+      // Busy: the VM's 9p server still holds files of it (a guest that stopped answering never let go).
+      // Detached, it leaves the host's view now and is freed when QEMU closes them; the rest of the
+      // mount table must not wait for a guest.
+      await this.#deps.mounter.unmount(target, { detach: true }).catch((detachFailed: unknown) => {
+        throw withSuppressed(e, [detachFailed]);
+      });
+    }
     if (st.isDirectory()) await rmdir(target).catch(ignoreErrno("ENOENT"));
     else await unlink(target).catch(ignoreErrno("ENOENT"));
   }

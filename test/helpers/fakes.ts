@@ -1,10 +1,12 @@
-// Shared test helpers: an error matcher for assert.rejects/throws and a controllable child process.
+// Shared test helpers: an error matcher for assert.rejects/throws, a controllable child process and a
+// scripted ProcessRunner.
 
 import assert from "node:assert/strict";
 import { PassThrough } from "node:stream";
 import { deferred, type Deferred } from "../../src/base/async.js";
-import { isKataError, type Code } from "../../src/base/errors.js";
-import type { Child, ExitStatus } from "../../src/platform/process.js";
+import { Code, KataError, isKataError } from "../../src/base/errors.js";
+import type { LogFields, Logger, LogLevel } from "../../src/base/log.js";
+import type { Child, ExitStatus, ProcessRunner, RunOptions, RunResult } from "../../src/platform/process.js";
 
 /**
  * A validator for assert.rejects/assert.throws: the error is a KataError with `code` whose message
@@ -56,5 +58,75 @@ export class FakeChild implements Child {
     if (this.#done) return;
     this.signals.push(signal);
     this.exit({ code: null, signal });
+  }
+}
+
+/**
+ * How a ScriptedRunner call ends: a result (missing fields: exit 0, no output), "hang" for a child that
+ * runs until the call's signal aborts it (then it dies of SIGKILL), or "stuck" for one that never ends,
+ * not even when killed (a process in D state).
+ */
+export type ScriptedReply = Partial<RunResult> | "hang" | "stuck";
+
+/** A ProcessRunner whose `run` answers from a script and records every call; `spawn` is not scripted. */
+export class ScriptedRunner implements ProcessRunner {
+  readonly calls: { file: string; args: string[]; signal: AbortSignal | undefined }[] = [];
+  readonly #script: (file: string, args: readonly string[]) => ScriptedReply | Promise<ScriptedReply>;
+
+  constructor(script: (file: string, args: readonly string[]) => ScriptedReply | Promise<ScriptedReply>) {
+    this.#script = script;
+  }
+
+  /** The argument lists of every call, for asserting what ran. */
+  get argv(): string[][] {
+    return this.calls.map((c) => [c.file, ...c.args]);
+  }
+
+  async run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+    this.calls.push({ file, args: [...args], signal: opts.signal });
+    const reply = await this.#script(file, args);
+    if (reply === "stuck") return new Promise<RunResult>(() => undefined);
+    if (reply === "hang") {
+      const signal = opts.signal;
+      return new Promise<RunResult>((resolve) => {
+        const die = (): void => {
+          resolve({ code: null, signal: "SIGKILL", stdout: "", stderr: "" });
+        };
+        if (signal?.aborted === true) die();
+        else signal?.addEventListener("abort", die, { once: true });
+      });
+    }
+    return { code: 0, signal: null, stdout: "", stderr: "", ...reply };
+  }
+
+  spawn(file: string): Promise<Child> {
+    return Promise.reject(new KataError(Code.Unimplemented, `ScriptedRunner: spawn ${file} is not scripted`));
+  }
+}
+
+/** A Logger that keeps every entry (a child's too, with the child's fields merged in). */
+export class RecordingLogger implements Logger {
+  readonly entries: { level: LogLevel; msg: string; fields: LogFields }[];
+  readonly #fields: LogFields;
+
+  constructor(entries: { level: LogLevel; msg: string; fields: LogFields }[] = [], fields: LogFields = {}) {
+    this.entries = entries;
+    this.#fields = fields;
+  }
+
+  debug(msg: string, fields: LogFields = {}): void {
+    this.entries.push({ level: "debug", msg, fields: { ...this.#fields, ...fields } });
+  }
+  info(msg: string, fields: LogFields = {}): void {
+    this.entries.push({ level: "info", msg, fields: { ...this.#fields, ...fields } });
+  }
+  warn(msg: string, fields: LogFields = {}): void {
+    this.entries.push({ level: "warn", msg, fields: { ...this.#fields, ...fields } });
+  }
+  error(msg: string, fields: LogFields = {}): void {
+    this.entries.push({ level: "error", msg, fields: { ...this.#fields, ...fields } });
+  }
+  child(fields: LogFields): Logger {
+    return new RecordingLogger(this.entries, { ...this.#fields, ...fields });
   }
 }

@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { CommandMounter } from "../../src/platform/mount.js";
+import { mountsUnder, parseMountInfo } from "../../src/platform/mountinfo.js";
 import { NodeProcessRunner } from "../../src/platform/process.js";
 import type { Spec } from "../../src/oci/spec.js";
 import { makeBusyboxBundle } from "../../src/tools/busybox-bundle.js";
@@ -79,7 +80,9 @@ describe("a pod through the OCI CLI (real VM)", { skip: requires("root", "qemu",
 
   after(async () => {
     await cli(["delete", "--force", sid]);
-    await mounter.unmount(memVol).catch(() => undefined);
+    // before() may have failed ahead of the mount: unmount only what is there, and let a failure show.
+    const mounted = mountsUnder(parseMountInfo(await readFile("/proc/self/mountinfo", "utf8")), memVol);
+    if (mounted.includes(memVol)) await mounter.unmount(memVol);
     await removeRunRoot(root);
     await rm(work, { recursive: true, force: true });
   });

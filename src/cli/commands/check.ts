@@ -4,6 +4,7 @@
 import type { Command } from "commander";
 import { defaultImageDir, readGuestImage } from "../../image/guest-image.js";
 import type { RuntimeContext } from "../runtime-context.js";
+import { errField } from "../../base/log.js";
 
 export interface CheckResult {
   readonly name: string;
@@ -37,7 +38,10 @@ export async function runChecks(ctx: RuntimeContext, imageDir: string): Promise<
       fix: "apt-get install -y qemu-system-x86",
     });
   } else {
-    const v = await ctx.runner.run(qemu, ["--version"]).catch(() => undefined);
+    const v = await ctx.runner.run(qemu, ["--version"]).catch((e: unknown) => {
+      ctx.logger.warn("qemu --version", { err: errField(e) });
+      return undefined;
+    });
     const version = /version (\S+)/.exec(v?.stdout ?? "")?.[1] ?? "unknown version";
     out.push({ name: "QEMU", ok: true, detail: `${qemu} ${version}` });
   }

@@ -10,9 +10,10 @@ import { readGuestImage } from "../../image/guest-image.js";
 import type { RuntimeContext } from "../runtime-context.js";
 import { installRoot } from "../runtime-context.js";
 import path from "node:path";
+import { Code, ignoreCode, ignoreErrno } from "../../base/errors.js";
 
 async function distro(): Promise<{ Name: string; Version: string }> {
-  const text = await readFile("/etc/os-release", "utf8").catch(() => "");
+  const text = (await readFile("/etc/os-release", "utf8").catch(ignoreErrno("ENOENT"))) ?? "";
   const field = (k: string): string => new RegExp(`^${k}="?([^"\\n]*)"?$`, "m").exec(text)?.[1] ?? "";
   return { Name: field("NAME"), Version: field("VERSION_ID") };
 }
@@ -27,7 +28,9 @@ export async function envReport(ctx: RuntimeContext): Promise<Record<string, unk
   const cfg = loaded.config;
   const pkg = JSON.parse(await readFile(path.join(installRoot, "package.json"), "utf8")) as { version?: string };
   const image = await readGuestImage(path.dirname(cfg.hypervisor.initrd));
-  const qemuVersion = (await ctx.runner.run(cfg.hypervisor.path, ["--version"]).catch(() => undefined))?.stdout ?? "";
+  // A missing QEMU is reported by `check`; here its version is just empty.
+  const qemuVersion =
+    (await ctx.runner.run(cfg.hypervisor.path, ["--version"]).catch(ignoreCode(Code.NotFound)))?.stdout ?? "";
   const kvmProblem = ctx.probe.kvmProblem();
   return {
     Meta: { Version: "1.0.24" },

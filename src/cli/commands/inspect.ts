@@ -4,7 +4,8 @@ import { access, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Any } from "@bufbuild/protobuf/wkt";
 import type { Command } from "commander";
-import { Code, KataError, errnoOf } from "../../base/errors.js";
+import { Code, KataError, errnoOf, ignoreErrno } from "../../base/errors.js";
+import { errField } from "../../base/log.js";
 import { delay } from "../../base/async.js";
 import { defaultSpec } from "../../oci/default-spec.js";
 import { guestPsHeader } from "../../protocol/guest-paths.js";
@@ -106,7 +107,11 @@ export function registerInspect(program: Command, ctx: () => RuntimeContext): vo
       const s = store();
       const rows: { id: string; pid: number; status: string; bundle: string; created: string; sandbox: string }[] = [];
       for (const sid of await s.sandboxIds()) {
-        const saved = await s.load(sid).catch(() => undefined);
+        const saved = await s.load(sid).catch((e: unknown) => {
+          // One unreadable state file must not hide the other sandboxes.
+          ctx().logger.warn("list: sandbox state not readable", { sandboxId: sid, err: errField(e) });
+          return undefined;
+        });
         if (saved === undefined) continue;
         const up = alive(saved.servicePid);
         for (const c of saved.containers) {
@@ -191,11 +196,8 @@ export function registerInspect(program: Command, ctx: () => RuntimeContext): vo
     .option("-b, --bundle <dir>", "directory to write it in", ".")
     .action(async (flags: { bundle: string }) => {
       const file = path.join(flags.bundle, "config.json");
-      const exists = await access(file).then(
-        () => true,
-        () => false,
-      );
-      if (exists) throw new KataError(Code.AlreadyExists, `${file} already exists`);
+      const exists = await access(file).then(() => true, ignoreErrno("ENOENT"));
+      if (exists === true) throw new KataError(Code.AlreadyExists, `${file} already exists`);
       await writeFile(file, JSON.stringify(defaultSpec(), null, 2) + "\n");
     });
 }

@@ -82,8 +82,8 @@ export async function waitMigration(qmp: QmpClient, signal: AbortSignal): Promis
       throw new KataError(Code.Internal, `qmp migrate: ${status}${desc}`);
     }
     // delay() rejects only when signal aborts; the error then names the wait, not the sleep.
-    await delay(migrationPollMs, signal).catch(() => {
-      throw abortError(signal, "qmp wait migration");
+    await delay(migrationPollMs, signal).catch((e: unknown) => {
+      throw new KataError(abortError(signal, "qmp wait migration").code, "qmp wait migration", { cause: e });
     });
   }
 }
