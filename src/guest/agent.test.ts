@@ -22,7 +22,7 @@ import { guestRootfsPath, guestSharedDir } from "../protocol/guest-paths.js";
 import { ociToGrpcProcess, ociToGrpcSpec } from "../protocol/oci-spec.js";
 import { FakeChild, kataError } from "../../test/helpers/fakes.js";
 import { Agent } from "./agent.js";
-import type { Crun, TtyOptions } from "./crun.js";
+import type { CrunPort, TtyOptions } from "./crun.js";
 import { StorageManager, type StorageHandler } from "./storage.js";
 
 const signalNames = new Map(Object.entries(constants.signals).map(([name, n]) => [n, name as NodeJS.Signals] as const));
@@ -46,7 +46,7 @@ interface FakeContainer {
  * the container's init (a FakeChild the test ends), `kill` delivers the signal to it, `delete` removes
  * it, `pause`/`resume` need a running/paused one. Unknown containers fail as with crun.
  */
-class FakeCrun implements Pick<Crun, "run" | "exec" | "kill" | "delete" | "pause" | "resume" | "update" | "ps"> {
+class FakeCrun implements CrunPort {
   readonly containers = new Map<string, FakeContainer>();
   readonly execs: { containerId: string; process: unknown; tty: boolean; child: FakeChild }[] = [];
   readonly runs: { containerId: string; tty: TtyOptions | undefined }[] = [];
@@ -193,9 +193,7 @@ let agent: Agent;
 
 function newAgent(): Agent {
   return new Agent({
-    // CAST: FakeCrun implements every Crun method the agent calls; Crun's private fields make the
-    // class nominal, so no other object can satisfy the type.
-    crun: crun as unknown as Crun,
+    crun,
     storage: new StorageManager({ mounter: noMounter, logger: nullLogger }, [handler]),
     logger: nullLogger,
     setHostname: (name) => {
@@ -441,6 +439,31 @@ describe("Agent", () => {
       assert.equal(await agent.process("c1", "").wait(), 128 + 15);
     });
 
+    it("delivers a signal to an exec through its own process, not crun", async () => {
+      await withSandbox();
+      const init = await running("c1");
+      await agent.execProcess(execRequest("c1", "e1"));
+      const exec = crun.execs[0];
+      assert.ok(exec !== undefined);
+
+      await agent.signalProcess("c1", "e1", 15);
+
+      assert.deepEqual(exec.child.signals, ["SIGTERM"]);
+      assert.deepEqual(init.signals, []);
+      assert.equal(await agent.process("c1", "e1").wait(), 128 + 15);
+    });
+
+    it("refuses a number that is no signal with INVALID_ARGUMENT", async () => {
+      await withSandbox();
+      await running("c1");
+      await agent.execProcess(execRequest("c1", "e1"));
+
+      await assert.rejects(
+        agent.signalProcess("c1", "e1", 4242),
+        kataError(Code.InvalidArgument, "signal 4242 is not a signal number"),
+      );
+    });
+
     it("does nothing to a container whose init has exited", async () => {
       await withSandbox();
       const init = await running("c1");
@@ -450,6 +473,18 @@ describe("Agent", () => {
       await agent.signalProcess("c1", "", 9);
 
       assert.deepEqual(init.signals, []);
+    });
+  });
+
+  describe("resizeTerminal", () => {
+    it("writes the new size where the pty helper reads it, then wakes the helper with SIGUSR1", async () => {
+      await withSandbox();
+      const init = await running("c1");
+
+      await agent.resizeTerminal("c1", "", 30, 100);
+
+      assert.equal(await readFile(path.join(bundlesDir, "c1", "winsize"), "utf8"), "30 100\n");
+      assert.deepEqual(init.signals, ["SIGUSR1"]);
     });
   });
 

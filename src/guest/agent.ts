@@ -2,6 +2,7 @@
 // call these methods; nothing here knows about ttRPC.
 
 import { mkdir, rm, writeFile } from "node:fs/promises";
+import { constants } from "node:os";
 import path from "node:path";
 import { Code, KataError, wrap } from "../base/errors.js";
 import { checkId } from "../base/ids.js";
@@ -15,9 +16,9 @@ import { SpecSchema, type LinuxResources as GrpcLinuxResources } from "../protoc
 import { guestBundlesDir, guestSharedDir } from "../protocol/guest-paths.js";
 import { grpcToOciProcess, grpcToOciSpec } from "../protocol/oci-spec.js";
 import { readCgroupStats, type CgroupStatsInit } from "./cgroup-stats.js";
-import type { Crun } from "./crun.js";
+import type { CrunPort } from "./crun.js";
 import { GuestProcess } from "./guest-process.js";
-import type { StorageManager } from "./storage.js";
+import type { StoragePort } from "./storage.js";
 
 /** The sandbox's lock key; container ids cannot contain "/", so it never collides with one. */
 const sandboxLockKey = "/sandbox";
@@ -36,8 +37,8 @@ interface GuestContainer {
 }
 
 export interface AgentDeps {
-  readonly crun: Crun;
-  readonly storage: StorageManager;
+  readonly crun: CrunPort;
+  readonly storage: StoragePort;
   readonly logger: Logger;
   readonly setHostname: (name: string) => Promise<void>;
   readonly bundlesDir?: string;
@@ -203,7 +204,7 @@ export class Agent {
     }
     if (p.exited) return;
     await writeFile(p.resizeFile, `${rows} ${cols}\n`);
-    process.kill(p.pid, "SIGUSR1");
+    p.signal(constants.signals.SIGUSR1);
   }
 
   async pauseContainer(containerId: string): Promise<void> {
@@ -257,7 +258,7 @@ export class Agent {
     if (execId === "" || execId === containerId) {
       await this.#deps.crun.kill(containerId, signal, execId === "");
     } else {
-      process.kill(p.pid, signal);
+      p.signal(signal);
     }
   }
 
