@@ -95,6 +95,19 @@ describe("Sandbox (fake VM, real agent)", { timeout: 10_000 }, () => {
     assert.deepEqual(await h.leaks(), []);
   });
 
+  it("fails when the agent cannot attach a sandbox storage, and leaves nothing", async () => {
+    h.hypervisor.onStart = (vm) => {
+      vm.storage.failAttach = (s) =>
+        s.driver === "ephemeral" ? new KataError(Code.ResourceExhausted, "injected: no room for shm") : undefined;
+    };
+
+    const create = Sandbox.create(h.sandboxDeps(), h.sandboxConfig("sb1"), signal);
+
+    await assert.rejects(create, kataErrorChain(Code.ResourceExhausted, "create sandbox sb1", "no room for shm"));
+    assert.deepEqual(h.hypervisor.vm.storage.attached(), [], "the share attached before shm was detached again");
+    assert.deepEqual(await h.leaks(), []);
+  });
+
   it("unwinds a container's host binds when the agent refuses CreateContainer", async () => {
     const sandbox = await Sandbox.create(h.sandboxDeps(), h.sandboxConfig("sb1"), signal);
     const shareMounts = h.mounter.mounted();

@@ -227,6 +227,8 @@ export class FakeHypervisor implements Hypervisor {
   readonly vms: FakeVm[] = [];
   /** The config of every startVm call, including those that failed. */
   readonly configs: VmConfig[] = [];
+  /** Called with each new VM before its agent answers: to set up its crun or storage (faults, say). */
+  onStart: ((vm: FakeVm) => void) | undefined;
   readonly #rpcFaults = new RpcFaults();
   readonly #startFaults: StartFault[] = [];
 
@@ -262,6 +264,7 @@ export class FakeHypervisor implements Hypervisor {
       if (fault?.kind === "hang") await raceAbort(new Promise<never>(() => undefined), signal, `start vm ${config.id}`);
       const vm = new FakeVm(config, this.#rpcFaults, fault?.kind === "frozen");
       vm.console.push(`fake VM ${config.id}: booting`);
+      this.onStart?.(vm);
       if (fault?.kind === "exitDuringBoot") {
         setImmediate(() => {
           vm.console.push("fake VM: kernel panic during boot");
