@@ -255,6 +255,31 @@ describe("Agent", () => {
       assert.equal(await agent.process("c1", "").wait(), 128 + 15);
     });
 
+    it("delivers a signal to an exec through its own process, not crun", async () => {
+      await withSandbox();
+      const init = await running("c1");
+      await agent.execProcess(execRequest("c1", "e1"));
+      const exec = crun.execs[0];
+      assert.ok(exec !== undefined);
+
+      await agent.signalProcess("c1", "e1", 15);
+
+      assert.deepEqual(exec.child.signals, ["SIGTERM"]);
+      assert.deepEqual(init.signals, []);
+      assert.equal(await agent.process("c1", "e1").wait(), 128 + 15);
+    });
+
+    it("refuses a number that is no signal with INVALID_ARGUMENT", async () => {
+      await withSandbox();
+      await running("c1");
+      await agent.execProcess(execRequest("c1", "e1"));
+
+      await assert.rejects(
+        agent.signalProcess("c1", "e1", 4242),
+        kataError(Code.InvalidArgument, "signal 4242 is not a signal number"),
+      );
+    });
+
     it("does nothing to a container whose init has exited", async () => {
       await withSandbox();
       const init = await running("c1");
@@ -264,6 +289,18 @@ describe("Agent", () => {
       await agent.signalProcess("c1", "", 9);
 
       assert.deepEqual(init.signals, []);
+    });
+  });
+
+  describe("resizeTerminal", () => {
+    it("writes the new size where the pty helper reads it, then wakes the helper with SIGUSR1", async () => {
+      await withSandbox();
+      const init = await running("c1");
+
+      await agent.resizeTerminal("c1", "", 30, 100);
+
+      assert.equal(await readFile(path.join(bundlesDir, "c1", "winsize"), "utf8"), "30 100\n");
+      assert.deepEqual(init.signals, ["SIGUSR1"]);
     });
   });
 

@@ -2,9 +2,10 @@
 // call these methods; nothing here knows about ttRPC.
 
 import { mkdir, rm, writeFile } from "node:fs/promises";
+import { constants } from "node:os";
 import path from "node:path";
 import { deadline } from "../base/async.js";
-import { Code, KataError, errnoOf, isKataError, wrap } from "../base/errors.js";
+import { Code, KataError, isKataError, wrap } from "../base/errors.js";
 import { checkId } from "../base/ids.js";
 import { KeyedLock } from "../base/lock.js";
 import type { Logger } from "../base/log.js";
@@ -16,9 +17,9 @@ import { SpecSchema, type LinuxResources as GrpcLinuxResources } from "../protoc
 import { guestBundlesDir, guestSharedDir } from "../protocol/guest-paths.js";
 import { grpcToOciProcess, grpcToOciSpec } from "../protocol/oci-spec/convert.js";
 import { readCgroupStats, type CgroupStatsInit } from "./cgroup-stats.js";
-import type { Crun } from "./crun.js";
+import type { CrunPort } from "./crun.js";
 import { GuestProcess } from "./guest-process.js";
-import type { StorageManager } from "./storage.js";
+import type { StoragePort } from "./storage.js";
 
 /** The sandbox's lock key; container ids cannot contain "/", so it never collides with one. */
 const sandboxLockKey = "/sandbox";
@@ -37,8 +38,8 @@ interface GuestContainer {
 }
 
 export interface AgentDeps {
-  readonly crun: Crun;
-  readonly storage: StorageManager;
+  readonly crun: CrunPort;
+  readonly storage: StoragePort;
   readonly logger: Logger;
   readonly setHostname: (name: string) => Promise<void>;
   /**
@@ -217,7 +218,7 @@ export class Agent {
     }
     if (p.exited) return;
     await writeFile(p.resizeFile, `${rows} ${cols}\n`);
-    signalPid(p.pid, "SIGUSR1");
+    p.signal(constants.signals.SIGUSR1);
   }
 
   async pauseContainer(containerId: string): Promise<void> {
@@ -272,7 +273,7 @@ export class Agent {
       // Crun.kill succeeds for a container that ended meanwhile.
       await this.#deps.crun.kill(containerId, signal, execId === "");
     } else {
-      signalPid(p.pid, signal);
+      p.signal(signal);
     }
   }
 
@@ -326,15 +327,6 @@ export class Agent {
 
 /** setTimeout's longest delay (2^31 - 1 ms); longer ones fire at once. */
 const maxTimerMs = 2 ** 31 - 1;
-
-/** kill(2) that treats ESRCH as done: the process exited since we looked, which is what a signal ends in. */
-function signalPid(pid: number, signal: NodeJS.Signals | number): void {
-  try {
-    process.kill(pid, signal);
-  } catch (e) {
-    if (errnoOf(e) !== "ESRCH") throw wrap(e, `signal ${String(signal)} to pid ${pid}`);
-  }
-}
 
 /** The rootfs must be the container's directory on the sandbox share, and nothing else. */
 function checkRoot(containerId: string, spec: Spec): void {

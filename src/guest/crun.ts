@@ -43,7 +43,25 @@ export interface CrunOptions {
   readonly timeoutsMs?: Partial<Record<CrunCommand, number>>;
 }
 
-export class Crun {
+/**
+ * What the agent asks of the OCI runtime, one method per crun verb it uses. Crun is the real one; the
+ * component tests' fake crun implements this too (Crun's #private fields make the class nominal).
+ */
+export interface CrunPort {
+  /** `crun run`: starts the container's init with piped stdio, held as a child until it exits. */
+  run(containerId: string, bundleDir: string, tty?: TtyOptions): Promise<Child>;
+  /** `crun exec --process`: starts another process in a running container. */
+  exec(containerId: string, processJsonPath: string, tty?: TtyOptions): Promise<Child>;
+  kill(containerId: string, signal: number, all: boolean): Promise<void>;
+  delete(containerId: string): Promise<void>;
+  update(containerId: string, resourcesJsonPath: string): Promise<void>;
+  pause(containerId: string): Promise<void>;
+  resume(containerId: string): Promise<void>;
+  /** Guest pids of the container's processes. */
+  ps(containerId: string): Promise<number[]>;
+}
+
+export class Crun implements CrunPort {
   readonly #runner: ProcessRunner;
   readonly #opts: CrunOptions;
 

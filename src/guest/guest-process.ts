@@ -14,6 +14,11 @@ export function exitCodeOf(s: ExitStatus): number {
   return s.code ?? 255;
 }
 
+const signalNames: ReadonlyMap<number, NodeJS.Signals> = new Map(
+  // CAST: the keys of os.constants.signals are exactly the signal names.
+  Object.entries(constants.signals).map(([name, n]) => [n, name as NodeJS.Signals] as const),
+);
+
 export class GuestProcess {
   readonly execId: string;
   readonly pid: number;
@@ -71,6 +76,18 @@ export class GuestProcess {
 
   closeStdin(): void {
     this.#stdin?.end();
+  }
+
+  /**
+   * Sends signal number `signal` to the process (an exec's, or the pty helper's on SIGUSR1) through its
+   * child handle, which does nothing once the child is reaped: a recycled pid is never signalled.
+   * Signal 0 only checks that the process is there. INVALID_ARGUMENT for a number that is no signal.
+   */
+  signal(signal: number): void {
+    if (signal === 0) return;
+    const name = signalNames.get(signal);
+    if (name === undefined) throw new KataError(Code.InvalidArgument, `signal ${signal} is not a signal number`);
+    this.#child.kill(name);
   }
 
   /** Signals crun itself (used only when the container was never created by crun). */

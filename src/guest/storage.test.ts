@@ -8,7 +8,6 @@ import { Code, ignoreErrno, isKataError } from "../base/errors.js";
 import type { Logger } from "../base/log.js";
 import type { Mounter, MountRequest } from "../platform/mount.js";
 import { StorageSchema, type Storage } from "../protocol/gen/agent_pb.js";
-import { requires } from "../../test/helpers/requires.js";
 import { StorageManager, guestStorageHandlers } from "./storage.js";
 
 /** An in-memory mount table; mount fails for targets listed in `failOn`. */
@@ -59,8 +58,6 @@ const silent: Logger = {
   child: () => silent,
 };
 
-/** Kata's MODE_SETGID. */
-const modeSetgidForTest = 0o2000;
 const volumeMp = "/run/kata-containers/sandbox/ephemeral/cache";
 const localMp = "/run/kata-containers/shared/containers/sb1/rootfs/local/data";
 
@@ -211,23 +208,6 @@ describe("guest storages", () => {
 
     await manager.release(second);
     assert.equal(await exists(under(localMp)), false);
-  });
-
-  it("gives a local volume the fsGroup with the setgid bit", { skip: requires("root") }, async () => {
-    await manager.add([local(["mode=0777", "fsgid=2000"])]);
-
-    const st = await stat(under(localMp));
-    assert.equal(st.gid, 2000);
-    assert.equal(st.mode & 0o7777, 0o2777);
-  });
-
-  it("gives an ephemeral volume the fsGroup, without passing fsgid to mount", { skip: requires("root") }, async () => {
-    await manager.add([ephemeral(["size=1m", "fsgid=2000"])]);
-
-    assert.deepEqual(mounter.get(under(volumeMp))?.options, ["size=1m"]);
-    const st = await stat(under(volumeMp));
-    assert.equal(st.gid, 2000);
-    assert.equal(st.mode & modeSetgidForTest, modeSetgidForTest);
   });
 
   it("rolls back the first storage when the second one fails", async () => {

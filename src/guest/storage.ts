@@ -170,7 +170,17 @@ interface Attached {
   readonly detach: () => Promise<void>;
 }
 
-export class StorageManager {
+/** What the agent asks of guest storage; StorageManager is the real one (a class, hence nominal). */
+export interface StoragePort {
+  /** Attaches (or takes another reference on) each storage; returns their mount points. */
+  add(storages: readonly Storage[]): Promise<string[]>;
+  /** Drops one reference on each mount point. */
+  release(mountPoints: readonly string[]): Promise<void>;
+  /** Detaches everything (DestroySandbox). */
+  releaseAll(): Promise<void>;
+}
+
+export class StorageManager implements StoragePort {
   readonly #handlers: ReadonlyMap<string, StorageHandler>;
   readonly #deps: StorageDeps;
   readonly #attached = new Map<string, Attached>();

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { NodeProcessRunner } from "../platform/process.js";
+import { requires } from "../../test/helpers/requires.js";
 import { archiveName, encodeCpio, orderEntries, pad4, type CpioEntry } from "./cpio.js";
 import { cpioSizeBytes, writeCpioFile } from "./cpio-writer.js";
 
@@ -102,7 +102,7 @@ describe("pad4", () => {
   });
 });
 
-const noCpio = existsSync("/usr/bin/cpio") ? false : "needs cpio (apt-get install -y cpio)";
+const noCpio = requires("cpio");
 
 describe("writeCpioFile", () => {
   it("streams files from disk into an archive GNU cpio lists", { skip: noCpio, timeout: 30_000 }, async () => {

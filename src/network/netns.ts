@@ -1,5 +1,5 @@
 // The sandbox's network namespace: which one the OCI spec asks for (planNetns, pure), then creating,
-// checking, entering and removing it (NetnsManager, through iproute2 and nsenter).
+// checking, entering and removing it (NetnsPort; NetnsManager does it through iproute2 and nsenter).
 // Kata: src/runtime/pkg/katautils/network.go (SetupNetworkNamespace, hostNetworkingRequested).
 
 import { createHash } from "node:crypto";
@@ -139,6 +139,18 @@ export interface NetnsPort {
   create(name: string, signal?: AbortSignal): Promise<string>;
   remove(name: string): Promise<void>;
   checkJoinable(nsPath: string, signal?: AbortSignal): Promise<void>;
+}
+
+/** What the sandbox layer asks of network namespaces; NetnsManager is the real one (a class, hence nominal). */
+export interface NetnsPort {
+  /** Creates namespace `name`; returns its path. ALREADY_EXISTS when taken, INVALID_ARGUMENT for a bad name. */
+  create(name: string, signal?: AbortSignal): Promise<string>;
+  /** Removes namespace `name`; one already gone is not an error. */
+  remove(name: string): Promise<void>;
+  /** Throws unless a sandbox may join the namespace at `nsPath` (FAILED_PRECONDITION for the host's). */
+  checkJoinable(nsPath: string, signal?: AbortSignal): Promise<void>;
+  /** Runs `file args` inside the namespace at `nsPath`. */
+  run(nsPath: string, file: string, args: readonly string[], opts?: Omit<RunOptions, "argv0">): Promise<RunResult>;
 }
 
 /** Creates, checks, enters and removes network namespaces. Needs root (CAP_SYS_ADMIN). */

@@ -1,10 +1,10 @@
-// Shared test helpers: an error matcher for assert.rejects/throws, a controllable child process and a
-// scripted ProcessRunner.
+// Shared test helpers: an error matcher for assert.rejects/throws, a controllable child process, the
+// pids fakes give their processes, a scripted ProcessRunner, and loggers that keep their lines.
 
 import assert from "node:assert/strict";
 import { PassThrough } from "node:stream";
 import { deferred, type Deferred } from "../../src/base/async.js";
-import { Code, KataError, isKataError } from "../../src/base/errors.js";
+import { Code, KataError, describeError, isKataError } from "../../src/base/errors.js";
 import type { LogFields, Logger, LogLevel } from "../../src/base/log.js";
 import type { Child, ExitStatus, ProcessRunner, RunOptions, RunResult } from "../../src/platform/process.js";
 
@@ -25,12 +25,41 @@ export function kataError(code: Code, ...patterns: (RegExp | string)[]): (e: unk
 }
 
 /**
+ * As kataError, but the patterns are matched against the whole cause chain (describeError), for errors
+ * that callers wrap with the name of their operation.
+ */
+export function kataErrorChain(code: Code, ...patterns: (RegExp | string)[]): (e: unknown) => true {
+  return (e: unknown) => {
+    assert.ok(isKataError(e), `expected a KataError, got ${String(e)}`);
+    const text = describeError(e);
+    assert.equal(e.code, code, `code of "${text}"`);
+    for (const p of patterns) {
+      if (typeof p === "string") assert.ok(text.includes(p), `"${text}" should contain "${p}"`);
+      else assert.match(text, p);
+    }
+    return true;
+  };
+}
+
+/**
+ * PID_MAX_LIMIT on 64-bit Linux (2^22): pid_max cannot be set above it, so no process ever has a pid at
+ * or over it. Fakes number their processes from here, so a stray kill(2) of one gets ESRCH and its
+ * /proc/<pid> never exists (stale cleanup, which checks /proc/<pid>/cmdline first, never matches one).
+ */
+export const firstFakePid = 4_194_304;
+let lastFakePid = firstFakePid - 1;
+
+/** A pid that no real process can have (see firstFakePid), different on every call. */
+export function nextFakePid(): number {
+  return ++lastFakePid;
+}
+
+/**
  * A child process whose stdio are in-memory pipes and whose exit the test decides. `kill` behaves
  * like a process that dies of the signal (it exits, once).
  */
 export class FakeChild implements Child {
-  static #nextPid = 1000;
-  readonly pid = FakeChild.#nextPid++;
+  readonly pid = nextFakePid();
   readonly stdin = new PassThrough();
   readonly stdout = new PassThrough();
   readonly stderr = new PassThrough();
@@ -128,5 +157,41 @@ export class RecordingLogger implements Logger {
   }
   child(fields: LogFields): Logger {
     return new RecordingLogger(this.entries, { ...this.#fields, ...fields });
+  }
+}
+
+/** Keeps log lines ("level msg {fields}") in `lines`, for a fake VM's console or a test's assertions. */
+export class LineLogger implements Logger {
+  readonly lines: string[];
+  readonly #fields: LogFields;
+  readonly #debug: boolean;
+
+  /** Debug lines are dropped unless `debug` is set (a real agent logs at info by default). */
+  constructor(lines: string[] = [], opts: { fields?: LogFields; debug?: boolean } = {}) {
+    this.lines = lines;
+    this.#fields = opts.fields ?? {};
+    this.#debug = opts.debug === true;
+  }
+
+  #log(level: string, msg: string, fields: LogFields | undefined): void {
+    const all = { ...this.#fields, ...fields };
+    const text = JSON.stringify(all, (_k, v: unknown) => (typeof v === "bigint" ? String(v) : v));
+    this.lines.push(`${level} ${msg}${text === "{}" ? "" : " " + text}`);
+  }
+
+  debug(msg: string, fields?: LogFields): void {
+    if (this.#debug) this.#log("debug", msg, fields);
+  }
+  info(msg: string, fields?: LogFields): void {
+    this.#log("info", msg, fields);
+  }
+  warn(msg: string, fields?: LogFields): void {
+    this.#log("warn", msg, fields);
+  }
+  error(msg: string, fields?: LogFields): void {
+    this.#log("error", msg, fields);
+  }
+  child(fields: LogFields): Logger {
+    return new LineLogger(this.lines, { fields: { ...this.#fields, ...fields }, debug: this.#debug });
   }
 }

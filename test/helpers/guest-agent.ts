@@ -8,7 +8,7 @@ import path from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { nullLogger, type Logger } from "../../src/base/log.js";
 import { Agent } from "../../src/guest/agent.js";
-import type { Crun, TtyOptions } from "../../src/guest/crun.js";
+import type { CrunPort, TtyOptions } from "../../src/guest/crun.js";
 import { StorageManager, type StorageHandler } from "../../src/guest/storage.js";
 import { defaultSpec } from "../../src/oci/default-spec.js";
 import type { Spec } from "../../src/oci/spec.js";
@@ -64,7 +64,7 @@ export const vanishedPid = 2 ** 30;
  * for a container that already ended, `delete` (--force) removes it, `pause`/`resume` need a
  * running/paused one. Other calls on unknown containers fail as with crun.
  */
-export class FakeCrun implements Pick<Crun, "run" | "exec" | "kill" | "delete" | "pause" | "resume" | "update" | "ps"> {
+export class FakeCrun implements CrunPort {
   readonly containers = new Map<string, FakeContainer>();
   readonly execs: { containerId: string; process: unknown; tty: boolean; child: FakeChild }[] = [];
   readonly runs: { containerId: string; tty: TtyOptions | undefined }[] = [];
@@ -224,9 +224,7 @@ export function agentWorld(bundlesDir: string, logger: Logger = nullLogger): Age
   const handler = new FakeStorageHandler();
   const hostnames: string[] = [];
   const agent = new Agent({
-    // CAST: FakeCrun implements every Crun method the agent calls; Crun's private fields make the
-    // class nominal, so no other object can satisfy the type.
-    crun: crun as unknown as Crun,
+    crun,
     storage: new StorageManager({ mounter: noMounter, logger: nullLogger }, [handler]),
     logger,
     setHostname: (name) => {

@@ -6,7 +6,21 @@ import { accessSync, constants, existsSync } from "node:fs";
 import path from "node:path";
 const defaultImageDir = "/var/cache/kata-ts/image";
 
-export type Capability = "root" | "kvm" | "qemu" | "crun" | "netns" | "image" | "containerd";
+export type Capability =
+  "root" | "kvm" | "qemu" | "crun" | "netns" | "image" | "containerd" | "cpio" | "erofs" | "image-build";
+
+/** What building the guest image needs from Debian, besides crun, cpio and mkfs.erofs: binary → package. */
+const imageBuildTools: Readonly<Record<string, string>> = {
+  "dpkg-deb": "dpkg",
+  "apt-get": "apt",
+  xz: "xz-utils",
+};
+/** The image carries the host's static busybox from this path (src/image/host-inputs.ts). */
+const busyboxPath = "/bin/busybox";
+const imageBuildNeeds = [
+  ...Object.entries(imageBuildTools).map(([bin, pkg]) => `${bin} (${pkg})`),
+  `${busyboxPath} (busybox-static)`,
+];
 
 function onPath(bin: string): boolean {
   return (process.env["PATH"] ?? "").split(":").some((d) => d !== "" && existsSync(path.join(d, bin)));
@@ -34,6 +48,9 @@ const probes: Record<Capability, () => boolean> = {
   netns: () => process.getuid?.() === 0 && onPath("ip"),
   image: () => existsSync(path.join(testImageDir, "manifest.json")),
   containerd: () => onPath("containerd") && onPath("ctr"),
+  cpio: () => onPath("cpio"),
+  erofs: () => onPath("mkfs.erofs"),
+  "image-build": () => Object.keys(imageBuildTools).every(onPath) && existsSync(busyboxPath),
 };
 
 const reasons: Record<Capability, string> = {
@@ -44,6 +61,9 @@ const reasons: Record<Capability, string> = {
   netns: "needs root and iproute2 for network namespaces",
   image: `needs the guest image in ${testImageDir} (kata-ts image build)`,
   containerd: "needs containerd and ctr",
+  cpio: "needs cpio (apt-get install -y cpio)",
+  erofs: "needs mkfs.erofs (apt-get install -y erofs-utils)",
+  "image-build": `needs ${imageBuildNeeds.join(", ")}`,
 };
 
 export function requires(...caps: Capability[]): string | false {

@@ -6,10 +6,10 @@ import { readdir, rm, writeFile, mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
-import { requires } from "../../test/helpers/requires.js";
-import { Code, errnoOf, isKataError } from "../base/errors.js";
-import { NodeProcessRunner, type RunResult } from "../platform/process.js";
-import { NetnsManager, netnsInode, netnsName, netnsRunDir } from "./netns.js";
+import { requires } from "../helpers/requires.js";
+import { Code, errnoOf, isKataError } from "../../src/base/errors.js";
+import { NodeProcessRunner, type RunResult } from "../../src/platform/process.js";
+import { NetnsManager, netnsInode, netnsName, netnsRunDir } from "../../src/network/netns.js";
 
 const skip = requires("netns");
 const prefix = netnsName(`t${process.pid}-`);

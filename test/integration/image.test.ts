@@ -1,36 +1,24 @@
 // Builds the real guest image (downloads the Debian kernel into /var/cache/kata-ts the first time).
 
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
 import { mkdtemp, open, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { nullLogger } from "../base/log.js";
-import { QemuHypervisor } from "../hypervisor/qemu/qemu.js";
-import { NodeProcessRunner } from "../platform/process.js";
-import { RealHostProbe } from "../platform/probe.js";
-import { buildGuestImage, defaultCacheDir, readGuestImage } from "./guest-image.js";
+import { nullLogger } from "../../src/base/log.js";
+import { QemuHypervisor } from "../../src/hypervisor/qemu/qemu.js";
+import { NodeProcessRunner } from "../../src/platform/process.js";
+import { RealHostProbe } from "../../src/platform/probe.js";
+import { buildGuestImage, defaultCacheDir, readGuestImage } from "../../src/image/guest-image.js";
+import { requires } from "../helpers/requires.js";
 
-function skipReason(): string | false {
-  if (process.getuid?.() !== 0) return "needs root (writes /var/cache/kata-ts)";
-  const tools: Record<string, string> = {
-    "/usr/bin/dpkg-deb": "dpkg",
-    "/usr/bin/apt-get": "apt",
-    "/bin/busybox": "busybox-static",
-    "/usr/bin/crun": "crun",
-    "/usr/bin/cpio": "cpio",
-    "/usr/bin/xz": "xz-utils",
-    "/usr/bin/mkfs.erofs": "erofs-utils",
-  };
-  const missing = Object.entries(tools).filter(([path]) => !existsSync(path));
-  return missing.length === 0 ? false : `needs ${missing.map(([p, pkg]) => `${p} (${pkg})`).join(", ")}`;
-}
+/** Root, because the Debian packages are downloaded to /var/cache/kata-ts (the image itself goes to a temp dir). */
+const builds = ["root", "image-build", "crun", "cpio", "erofs"] as const;
 
 describe("buildGuestImage", () => {
   it(
     "builds a bootable kernel, initrd and tools disk, then skips the rebuild",
-    { skip: skipReason(), timeout: 600_000 },
+    { skip: requires(...builds), timeout: 600_000 },
     async () => {
       // A test is its own composition root: it builds the real runner.
       const runner = new NodeProcessRunner();
@@ -102,7 +90,7 @@ describe("buildGuestImage", () => {
 
   it(
     "builds the agent's startup snapshot in a VM of the new image",
-    { skip: skipReason() || qemuMissing(), timeout: 600_000 },
+    { skip: requires(...builds, "qemu"), timeout: 600_000 },
     async () => {
       const runner = new NodeProcessRunner();
       const probe = new RealHostProbe(process.env["PATH"] ?? "/usr/bin:/bin");
@@ -141,8 +129,3 @@ describe("buildGuestImage", () => {
     },
   );
 });
-
-function qemuMissing(): string | false {
-  const onPath = (process.env["PATH"] ?? "").split(":").some((d) => existsSync(join(d, "qemu-system-x86_64")));
-  return onPath ? false : "needs qemu-system-x86_64 (qemu-system-x86)";
-}
