@@ -6,7 +6,7 @@ import { create, toJson } from "@bufbuild/protobuf";
 import { StatsContainerResponseSchema } from "../protocol/gen/agent_pb.js";
 import { AnySchema, timestampFromDate, type Any } from "@bufbuild/protobuf/wkt";
 import { Code, KataError } from "../base/errors.js";
-import type { LinuxResources, Process } from "../oci/spec.js";
+import { parseLinuxResources, parseProcess } from "../oci/parse-spec.js";
 import type { ContainerStatus } from "../sandbox/persist.js";
 import type { Pod } from "../sandbox/pod.js";
 import type { ExitInfo } from "../sandbox/pod-process.js";
@@ -121,8 +121,9 @@ export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskSe
       return { pid: hooks.pid, ...exitFields(exit) };
     },
     exec: async (req) => {
-      // CAST: fromJsonAny returns parsed JSON; Pod.exec validates what it uses.
-      const process = fromJsonAny(req.spec, anyTypes.process, `exec ${req.execId}: spec`) as Process;
+      // The same rules as config.json's process, so a bad exec is refused here, naming the field.
+      const what = `exec ${req.execId}: spec`;
+      const process = parseProcess(fromJsonAny(req.spec, anyTypes.process, what), what);
       await pod.exec(req.id, req.execId, process, {
         stdin: req.stdin,
         stdout: req.stdout,
@@ -148,8 +149,8 @@ export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskSe
       return {};
     },
     update: async (req, ctx) => {
-      // CAST: JSON from the caller; the guest's crun validates the resources.
-      const resources = fromJsonAny(req.resources, anyTypes.resources, `update ${req.id}: resources`) as LinuxResources;
+      const what = `update ${req.id}: resources`;
+      const resources = parseLinuxResources(fromJsonAny(req.resources, anyTypes.resources, what), what);
       await pod.update(req.id, resources, ctx.signal);
       return {};
     },

@@ -7,7 +7,8 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { Command } from "commander";
 import { Code, KataError } from "../../base/errors.js";
-import { loadBundle } from "../../oci/bundle.js";
+import { loadBundle, parseConfigJson } from "../../oci/bundle.js";
+import { parseProcess } from "../../oci/parse-spec.js";
 import type { Process } from "../../oci/spec.js";
 import { StateStore } from "../../sandbox/persist.js";
 import { anyTypes, jsonAny } from "../../shim/task-service.js";
@@ -35,9 +36,7 @@ function parseUser(s: string): { uid: number; gid: number } {
 /** The process to exec: --process FILE as is, or the container's process with args and flags applied. */
 export async function execProcessSpec(base: Process | undefined, args: string[], flags: ExecFlags): Promise<Process> {
   if (flags.process !== undefined) {
-    const text = await readFile(flags.process, "utf8");
-    // CAST: JSON from the user's file; the guest validates it as a runtime-spec process.
-    return JSON.parse(text) as Process;
+    return parseProcess(parseConfigJson(await readFile(flags.process, "utf8"), flags.process), flags.process);
   }
   if (args.length === 0) throw new KataError(Code.InvalidArgument, "exec: no command given (or use --process FILE)");
   const p: Process = {

@@ -8,6 +8,7 @@ import { Code, KataError, errnoOf, ignoreErrno } from "../../base/errors.js";
 import { errField } from "../../base/log.js";
 import { delay } from "../../base/async.js";
 import { defaultSpec } from "../../oci/default-spec.js";
+import { parseLinuxResources } from "../../oci/parse-spec.js";
 import { guestPsHeader } from "../../protocol/guest-paths.js";
 import { StateStore } from "../../sandbox/persist.js";
 import { anyTypes, fromJsonAny, jsonAny } from "../../shim/task-service.js";
@@ -168,7 +169,7 @@ export function registerInspect(program: Command, ctx: () => RuntimeContext): vo
     .argument("<container-id>")
     .requiredOption("-r, --resources <file>", "LinuxResources JSON (runtime-spec linux.resources), or - for stdin")
     .action(async (id: string, flags: { resources: string }) => {
-      const resources = await readResources(flags.resources);
+      const resources = parseLinuxResources(await readResources(flags.resources), `--resources ${flags.resources}`);
       await withTask(ctx(), id, (task) => task.update({ id, resources: jsonAny(anyTypes.resources, resources) }));
     });
 
