@@ -19,7 +19,7 @@ function recordingAgent(answer: (method: string, o: CallOptions) => Promise<unkn
   return { api: api as unknown as AgentApi, calls };
 }
 
-const deadlines = { requestMs: 1234, createContainerMs: 5678 };
+const deadlines = { requestMs: 1234, createContainerMs: 5678, healthCheckMs: 99 };
 
 describe("boundedAgent", () => {
   it("gives an ordinary call the request deadline", async () => {

@@ -13,10 +13,19 @@ export interface AgentDeadlines {
   readonly requestMs: number;
   /** CreateContainer's deadline, in ms ([runtime] create_container_timeout, seconds in TOML). */
   readonly createContainerMs: number;
+  /**
+   * How long a guest that missed a deadline has to answer a health check before it counts as lost
+   * (Kata runtime-rs: health_check_request_timeout_ms).
+   */
+  readonly healthCheckMs: number;
 }
 
-/** Kata's defaults: 30 s per request (runtime-rs request_timeout_ms), 60 s for CreateContainer. */
-export const defaultAgentDeadlines: AgentDeadlines = { requestMs: 30_000, createContainerMs: 60_000 };
+/** Kata's defaults: 30 s per request (runtime-rs request_timeout_ms), 60 s for CreateContainer; 10 s to prove life. */
+export const defaultAgentDeadlines: AgentDeadlines = {
+  requestMs: 30_000,
+  createContainerMs: 60_000,
+  healthCheckMs: 10_000,
+};
 
 /**
  * RPCs with no default deadline: WaitProcess lasts as long as the process, and the stdio calls block

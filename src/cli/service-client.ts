@@ -20,7 +20,15 @@ export type TaskApi = TtrpcClient<MethodsOf<typeof Task>>;
 export interface TaskConnection {
   readonly task: TaskApi;
   close(): Promise<void>;
+  /**
+   * Resolves true once the service closed the connection (it does so only by exiting), false after
+   * `ms`. A command that ended a sandbox waits for it, so nothing of the sandbox outlives the command.
+   */
+  serviceGone(ms: number): Promise<boolean>;
 }
+
+/** How long a command that ended a sandbox waits for its service to exit. */
+export const serviceExitMs = 10_000;
 
 const serviceStartTimeoutMs = 30_000;
 
@@ -96,6 +104,7 @@ export async function connectTask(
   return {
     task: bound === undefined ? task : boundedTask(task, bound.sandboxId, bound.deadlines),
     close: () => conn.close(),
+    serviceGone: (ms) => settlesWithin(conn.closed, ms),
   };
 }
 
@@ -106,19 +115,43 @@ export async function sandboxOf(store: StateStore, containerId: string): Promise
   return sid;
 }
 
-/** Runs `fn` with a task client (every call bounded) of the service holding `containerId`. */
+/**
+ * Runs `fn` with a task client (every call bounded) of the service holding `containerId`. With
+ * `endsSandbox`, `fn` ends the sandbox when `containerId` is the sandbox's own container: the command
+ * then returns once the service has exited.
+ */
 export async function withTask<T>(
   ctx: RuntimeContext,
   containerId: string,
   fn: (task: TaskApi, sandboxId: string) => Promise<T>,
+  opts: { endsSandbox?: boolean } = {},
 ): Promise<T> {
   const store = new StateStore(ctx.flags.root);
   const sid = await sandboxOf(store, containerId);
   const deadlines = await loadServiceDeadlines(() => ctx.config(), ctx.logger);
   const c = await connectTask(store.socketPath(sid), { sandboxId: sid, deadlines });
   try {
-    return await fn(c.task, sid);
+    const result = await fn(c.task, sid);
+    if (opts.endsSandbox === true && containerId === sid && !(await c.serviceGone(serviceExitMs))) {
+      ctx.logger.warn("the sandbox's service did not exit after its sandbox was deleted", { sandboxId: sid });
+    }
+    return result;
   } finally {
     await c.close();
+  }
+}
+
+/** Whether `p` settles within `ms`. */
+async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((r) => {
+    timer = setTimeout(() => {
+      r(false);
+    }, ms);
+  });
+  try {
+    return await Promise.race([p.then(() => true), late]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -12,6 +12,7 @@ import type { RuntimeConfig } from "../config/types.js";
 import { toolsDiskSerial } from "../image/guest-init.js";
 import { defaultImageDir, readGuestImage } from "../image/guest-image.js";
 import type { Spec } from "../oci/spec.js";
+import { defaultAgentDeadlines } from "../agent-client/deadlines.js";
 import type { SandboxVmConfig } from "../sandbox/sandbox.js";
 import type { RuntimeContext } from "./runtime-context.js";
 
@@ -73,6 +74,7 @@ export async function resolveVmConfig(ctx: RuntimeContext, spec: Spec): Promise<
     agentDeadlines: {
       requestMs: cfg.agent.requestTimeoutMs,
       createContainerMs: cfg.runtime.createContainerTimeoutMs,
+      healthCheckMs: defaultAgentDeadlines.healthCheckMs,
     },
     msize9p: h.msize9p,
     binaryPath: h.path,

@@ -20,6 +20,7 @@ import {
   WriteStreamResponseSchema,
 } from "../protocol/gen/agent_pb.js";
 import type { CallOptions } from "../protocol/ttrpc/client.js";
+import { kataErrorChain } from "../../test/helpers/fakes.js";
 import { PodProcess, lostExitStatus, type ExitInfo, type StdioPaths } from "./pod-process.js";
 
 /** A process in the fake guest: output the test writes, stdin it records, an exit the test decides. */
@@ -367,7 +368,7 @@ describe("PodProcess", () => {
         nullLogger,
       );
 
-      await assert.rejects(p.open(), (e: unknown) => e instanceof Error && "code" in e && e.code === "ENOENT");
+      await assert.rejects(p.open(), kataErrorChain(Code.NotFound, "open stderr", "no/such/err"));
 
       assert.equal(await reader, "", "the stdout fifo was closed");
     });

@@ -5,7 +5,7 @@
 import type { WriteStream } from "node:fs";
 import type { Readable } from "node:stream";
 import { deferred, linkSignals } from "../base/async.js";
-import { Code, isKataError } from "../base/errors.js";
+import { Code, KataError, errnoOf, isKataError } from "../base/errors.js";
 import { errField, type Logger } from "../base/log.js";
 import type { AgentApi } from "../agent-client/agent-client.js";
 import { pumpInput, pumpOutput } from "./io.js";
@@ -97,15 +97,18 @@ export class PodProcess {
    * waits for the answer, and containerd expects its fifos opened by then too.
    */
   async open(): Promise<void> {
+    let which: "stdin" | "stdout" | "stderr" = "stdout";
     try {
-      for (const which of ["stdout", "stderr"] as const) {
+      for (which of ["stdout", "stderr"] as const) {
         const p = this.stdio[which];
         if (p !== "") this.#writers[which] = await openWriter(p);
       }
+      which = "stdin";
       if (this.stdio.stdin !== "") this.#input = await openReader(this.stdio.stdin);
     } catch (e) {
       this.releaseStdio();
-      throw e;
+      const code = errnoOf(e) === "ENOENT" ? Code.NotFound : Code.InvalidArgument;
+      throw new KataError(code, `open ${which} ${this.stdio[which]} of ${this.execId}`, { cause: e });
     }
   }
 

@@ -66,8 +66,6 @@ export type Timings = Record<string, number>;
 
 /** Guest calls made while tearing down: short, since the VM is stopped next anyway. */
 const teardownRpcMs = 5000;
-/** How long a guest that just missed a deadline has to answer a health check before it counts as lost. */
-const livenessProbeMs = 10_000;
 
 export class Sandbox {
   readonly id: string;
@@ -82,6 +80,7 @@ export class Sandbox {
   readonly #cleanup: CleanupStack;
   readonly #log: Logger;
   readonly #life: AbortController;
+  readonly #deadlines: AgentDeadlines;
   #probing = false;
   /** Set once destroy() began: losing the VM is then expected, not news. */
   #destroyed = false;
@@ -106,6 +105,7 @@ export class Sandbox {
     this.#cleanup = init.cleanup;
     this.#log = init.log;
     this.#life = init.life;
+    this.#deadlines = init.deadlines;
     this.agent = boundedAgent(init.client.agent, {
       deadlines: init.deadlines,
       life: this.#life.signal,
@@ -169,13 +169,15 @@ export class Sandbox {
       mark("agentReady");
 
       undo.defer("destroy sandbox in guest", () =>
-        client.agent.destroySandbox({}, { timeoutMs: teardownRpcMs, signal: life.signal }).then(
-          () => undefined,
-          (e: unknown) => {
-            // The VM is stopped next anyway; what the guest held goes with it.
-            log.warn("destroy sandbox in guest failed", { err: errField(e) });
-          },
-        ),
+        client.agent
+          .destroySandbox({}, { timeoutMs: Math.min(teardownRpcMs, deadlines.requestMs), signal: life.signal })
+          .then(
+            () => undefined,
+            (e: unknown) => {
+              // The VM is stopped next anyway; what the guest held goes with it.
+              log.warn("destroy sandbox in guest failed", { err: errField(e) });
+            },
+          ),
       );
       await client.agent.createSandbox(
         {
@@ -240,7 +242,8 @@ export class Sandbox {
 
   async #removeInGuest(containerId: string): Promise<void> {
     if (this.lost.aborted) return;
-    await this.agent.removeContainer({ containerId, timeout: 5 }, { timeoutMs: teardownRpcMs }).catch((e: unknown) => {
+    const timeoutMs = Math.min(teardownRpcMs, this.#deadlines.requestMs);
+    await this.agent.removeContainer({ containerId, timeout: 5 }, { timeoutMs }).catch((e: unknown) => {
       // The host side is removed regardless: what the guest still holds dies with the VM.
       this.#log.warn("remove container in guest failed", { containerId, err: errField(e) });
     });
@@ -271,7 +274,8 @@ export class Sandbox {
   #probe(method: string): void {
     if (this.#probing || this.lost.aborted) return;
     this.#probing = true;
-    this.#client.health.check({}, { timeoutMs: livenessProbeMs, signal: this.lost }).then(
+    const probeMs = this.#deadlines.healthCheckMs;
+    this.#client.health.check({}, { timeoutMs: probeMs, signal: this.lost }).then(
       (r) => {
         this.#probing = false;
         if (r.status !== HealthCheckResponse_ServingStatus.SERVING) {
@@ -281,9 +285,7 @@ export class Sandbox {
       (e: unknown) => {
         this.#probing = false;
         if (isKataError(e, Code.DeadlineExceeded)) {
-          this.#markLost(
-            `its guest stopped answering (${method} timed out, then a health check for ${livenessProbeMs} ms)`,
-          );
+          this.#markLost(`its guest stopped answering (${method} timed out, then a health check for ${probeMs} ms)`);
         }
       },
     );

@@ -15,7 +15,7 @@ import { Status } from "../../protocol/gen/containerd/api/types/task/task_pb.js"
 import { StateStore } from "../../sandbox/persist.js";
 import type { RuntimeContext } from "../runtime-context.js";
 import { forceDeleteKey } from "../../shim/task-service.js";
-import { connectTask, sandboxOf, startService, withTask } from "../service-client.js";
+import { connectTask, sandboxOf, serviceExitMs, startService, withTask } from "../service-client.js";
 import { loadServiceDeadlines } from "../task-deadlines.js";
 import { prepareConsole, prepareStdio, type PreparedStdio } from "../stdio-bridge.js";
 import { parseSignal } from "../signals.js";
@@ -81,6 +81,7 @@ export async function createContainer(ctx: RuntimeContext, id: string, flags: Cr
       await c.task.shutdown({ id, now: true }).catch((err: unknown) => {
         ctx.logger.warn("stop the service of a sandbox not created", { sandboxId: role.sandboxId, err: errField(err) });
       });
+      await c.serviceGone(serviceExitMs);
     }
     await c.close();
     throw e;
@@ -91,6 +92,10 @@ export async function createContainer(ctx: RuntimeContext, id: string, flags: Cr
       pid = (await c.task.create({ id, bundle: bundle.dir, terminal, ...stdio.paths })).pid;
     } catch (e) {
       await stdio.abort();
+      // A sandbox that could not be made ends its service: return once it is gone.
+      if (role.type === "sandbox" && !(await c.serviceGone(serviceExitMs))) {
+        ctx.logger.warn("the service of a sandbox not created did not exit", { sandboxId: role.sandboxId });
+      }
       throw e;
     }
     if (flags.pidFile !== undefined) {
@@ -151,15 +156,18 @@ const forceDeleteMs = 60_000;
  */
 export async function deleteContainer(ctx: RuntimeContext, id: string, force: boolean): Promise<void> {
   if (!force) {
-    await withTask(ctx, id, (task) => task.delete({ id }));
+    await withTask(ctx, id, (task) => task.delete({ id }), { endsSandbox: true });
     return;
   }
   const store = new StateStore(ctx.flags.root);
   // runc: deleting a container that does not exist with --force is not an error.
   if ((await store.sandboxOf(id)) === undefined) return;
   try {
-    await withTask(ctx, id, (task) =>
-      task.delete({ id }, { metadata: { [forceDeleteKey]: "true" }, timeoutMs: forceDeleteMs }),
+    await withTask(
+      ctx,
+      id,
+      (task) => task.delete({ id }, { metadata: { [forceDeleteKey]: "true" }, timeoutMs: forceDeleteMs }),
+      { endsSandbox: true },
     );
   } catch (e) {
     if (isKataError(e, Code.NotFound) && (await store.sandboxOf(id)) === undefined) return;
