@@ -40,7 +40,10 @@ export async function hostService(ctx: RuntimeContext, sandboxId: string): Promi
     { sandboxId, runDir: ctx.flags.root, pid: process.pid, socketPath },
   );
   const server = new TtrpcServer({ logger: ctx.logger });
+  const clients = new Set<net.Socket>();
   const listener = net.createServer((socket) => {
+    clients.add(socket);
+    socket.once("close", () => clients.delete(socket));
     void server.serve(socket);
   });
   let end!: () => void;
@@ -67,11 +70,15 @@ export async function hostService(ctx: RuntimeContext, sandboxId: string): Promi
     socketPath,
     ended,
     async close() {
-      await new Promise<void>((r) => {
+      // Clients still connected are told the service is gone by their connection closing (the CLI
+      // waits for that after a sandbox's delete): close them rather than wait for them.
+      const closed = new Promise<void>((r) => {
         listener.close(() => {
           r();
         });
       });
+      for (const c of clients) c.destroy();
+      await closed;
       await rm(socketPath, { force: true });
     },
   };

@@ -7,10 +7,8 @@ import { existsSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { requires } from "../../test/helpers/requires.js";
 import { Code, isKataError } from "../base/errors.js";
 import type { LogFields, Logger } from "../base/log.js";
-import { NetnsManager, netnsInode, netnsName } from "../network/netns.js";
 import type { Hook, State } from "../oci/spec.js";
 import { NodeProcessRunner } from "../platform/process.js";
 import { runHooks, runHooksWarnOnly } from "./hooks.js";
@@ -189,25 +187,5 @@ describe("runHooksWarnOnly", { timeout: 30_000 }, () => {
       logger.lines.map((l) => [l.level, l.msg, l.fields["path"]]),
       [["warn", "poststop hook failed", failing]],
     );
-  });
-});
-
-describe("runHooks in a network namespace", { skip: requires("netns"), timeout: 30_000 }, () => {
-  it("runs the hook inside the namespace", async () => {
-    const netns = new NetnsManager(deps);
-    const name = netnsName(`t${String(process.pid)}-hook`);
-    const nsPath = await netns.create(name);
-    try {
-      const out = join(dir, "hook-netns");
-      const hook = await script("netns.sh", `/bin/readlink /proc/self/ns/net > ${out}; /bin/cat > ${out}.stdin`);
-
-      await runHooks(deps, "prestart", [{ path: hook }], state, { netnsPath: nsPath });
-
-      assert.equal((await readFile(out, "utf8")).trim(), `net:[${String(await netnsInode(nsPath))}]`);
-      assert.deepEqual(JSON.parse(await readFile(`${out}.stdin`, "utf8")), state);
-    } finally {
-      await netns.remove(name);
-    }
-    assert.equal(existsSync(nsPath), false);
   });
 });
