@@ -74,32 +74,34 @@ export function delay(ms: number, signal?: AbortSignal): Promise<void> {
  * collected together with their timer, and the deadline then never fires. Call clear() when done.
  */
 export function deadline(ms: number, ...parents: (AbortSignal | undefined)[]): { signal: AbortSignal; clear(): void } {
-  const ctl = new AbortController();
+  const timeout = new AbortController();
   const timer = setTimeout(() => {
-    ctl.abort(new DOMException(`timed out after ${ms} ms`, "TimeoutError"));
+    timeout.abort(new DOMException(`timed out after ${ms} ms`, "TimeoutError"));
   }, ms);
-  const unlinks: (() => void)[] = [];
-  for (const p of parents) {
-    if (p === undefined) continue;
-    if (p.aborted) {
-      ctl.abort(p.reason);
-      break;
-    }
-    const onAbort = (): void => {
-      ctl.abort(p.reason);
-    };
-    p.addEventListener("abort", onAbort, { once: true });
-    unlinks.push(() => {
-      p.removeEventListener("abort", onAbort);
-    });
-  }
+  const linked = linkSignals(...parents, timeout.signal);
   return {
-    signal: ctl.signal,
+    signal: linked.signal,
     clear() {
       clearTimeout(timer);
-      for (const u of unlinks) u();
+      linked.clear();
     },
   };
+}
+
+/** Whether `p` settles within `ms` (the timer does not keep the process alive; `p`'s rejection is its own). */
+export async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((r) => {
+    timer = setTimeout(() => {
+      r(false);
+    }, ms);
+    timer.unref();
+  });
+  try {
+    return await Promise.race([p.then(() => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**

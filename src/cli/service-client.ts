@@ -5,7 +5,7 @@ import { spawn } from "node:child_process";
 import { openSync } from "node:fs";
 import path from "node:path";
 import type { GenService } from "@bufbuild/protobuf/codegenv2";
-import { deadline } from "../base/async.js";
+import { deadline, settlesWithin } from "../base/async.js";
 import { Code, KataError } from "../base/errors.js";
 import { dialUnix } from "../platform/unix-socket.js";
 import { Task } from "../protocol/gen/containerd/runtime/v2/task/shim_pb.js";
@@ -138,20 +138,5 @@ export async function withTask<T>(
     return result;
   } finally {
     await c.close();
-  }
-}
-
-/** Whether `p` settles within `ms`. */
-async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<boolean>((r) => {
-    timer = setTimeout(() => {
-      r(false);
-    }, ms);
-  });
-  try {
-    return await Promise.race([p.then(() => true), late]);
-  } finally {
-    clearTimeout(timer);
   }
 }

@@ -86,6 +86,16 @@ export function describeExit(s: ExitStatus): string {
   return s.signal !== null ? `signal ${s.signal}` : `exit code ${String(s.code)}`;
 }
 
+/** Whether a process with this pid exists (kill(pid, 0); EPERM means it exists but is not ours). */
+export function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return errnoOf(e) === "EPERM";
+  }
+}
+
 /** Conventional shell exit status: the code, or 128 + signal number. */
 export function exitStatusNumber(s: ExitStatus, signalNumbers: Readonly<Record<string, number>>): number {
   if (s.signal !== null) return 128 + (signalNumbers[s.signal] ?? 0);

@@ -4,7 +4,7 @@
 
 import type { WriteStream } from "node:fs";
 import type { Readable } from "node:stream";
-import { deferred, linkSignals } from "../base/async.js";
+import { deferred, linkSignals, settlesWithin } from "../base/async.js";
 import { Code, KataError, errnoOf, isKataError } from "../base/errors.js";
 import { errField, type Logger } from "../base/log.js";
 import type { AgentApi } from "../agent-client/agent-client.js";
@@ -184,14 +184,14 @@ export class PodProcess {
       waiting.clear();
     }
     if (this.exit !== undefined) return; // recorded already by markStopped
-    if (!(await settleWithin(Promise.all(outputs), drainAfterExitMs))) {
+    if (!(await settlesWithin(Promise.all(outputs), drainAfterExitMs))) {
       this.#log.warn("output did not drain after exit", ids);
     }
     this.#stop.abort();
     this.#closeStdin?.();
     // The exit is reported once every byte is out of our buffers (a caller that exits on it, like
     // kata-ts run, must not lose the tail), unless the reader stopped reading: then the rest is dropped.
-    if (!(await settleWithin(Promise.all(writers.map(endWriter)), flushAfterExitMs))) {
+    if (!(await settlesWithin(Promise.all(writers.map(endWriter)), flushAfterExitMs))) {
       this.#log.warn("output dropped: its reader stopped reading", ids);
       for (const w of writers) w.destroy();
     }
@@ -233,20 +233,4 @@ function endWriter(w: WriteStream): Promise<void> {
       resolve();
     });
   });
-}
-
-/** Whether `p` settled within `ms` (the timer does not keep the process alive). */
-async function settleWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<boolean>((r) => {
-    timer = setTimeout(() => {
-      r(false);
-    }, ms);
-    timer.unref();
-  });
-  try {
-    return await Promise.race([p.then(() => true), late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

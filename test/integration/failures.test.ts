@@ -7,9 +7,8 @@ import { access, mkdtemp, readFile, rm, writeFile, chmod } from "node:fs/promise
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { errnoOf } from "../../src/base/errors.js";
 import type { Spec } from "../../src/oci/spec.js";
-import { NodeProcessRunner } from "../../src/platform/process.js";
+import { NodeProcessRunner, processExists } from "../../src/platform/process.js";
 import { makeBusyboxBundle } from "../../src/tools/busybox-bundle.js";
 import { leftovers, makeRunRoot, netnsLeft, removeRunRoot, runCliToFiles } from "../helpers/cli.js";
 import { requires, testImageDir } from "../helpers/requires.js";
@@ -17,15 +16,6 @@ import { requires, testImageDir } from "../helpers/requires.js";
 const runner = new NodeProcessRunner();
 const env = { ...process.env, KATA_TS_IMAGE_DIR: testImageDir };
 const vmTimeout = 240_000;
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return errnoOf(e) === "EPERM";
-  }
-}
 
 describe("failures and wedged guests (real VM)", { skip: requires("root", "qemu", "image", "netns") }, () => {
   let work = "";
@@ -116,11 +106,11 @@ describe("failures and wedged guests (real VM)", { skip: requires("root", "qemu"
       const del = await t.cli(["delete", "--force", id], 120_000);
 
       assert.equal(del.code, 0, del.stderr);
-      assert.equal(alive(vmPid), false, "QEMU must be gone");
+      assert.equal(processExists(vmPid), false, "QEMU must be gone");
       assert.deepEqual(await leftovers(t.root), []);
       assert.deepEqual(await netnsLeft([id]), []);
     } finally {
-      if (alive(vmPid)) process.kill(vmPid, "SIGKILL");
+      if (processExists(vmPid)) process.kill(vmPid, "SIGKILL");
     }
   });
 
@@ -147,7 +137,7 @@ describe("failures and wedged guests (real VM)", { skip: requires("root", "qemu"
     const del = await t.cli(["delete", "--force", id], 120_000);
 
     assert.equal(del.code, 0, del.stderr);
-    assert.equal(alive(vmPid), false, "QEMU must be gone");
+    assert.equal(processExists(vmPid), false, "QEMU must be gone");
     assert.deepEqual(await leftovers(t.root), []);
     assert.deepEqual(await netnsLeft([id]), []);
   });

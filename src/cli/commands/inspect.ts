@@ -4,8 +4,9 @@ import { access, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Any } from "@bufbuild/protobuf/wkt";
 import type { Command } from "commander";
-import { Code, KataError, errnoOf, ignoreErrno } from "../../base/errors.js";
+import { Code, KataError, ignoreErrno } from "../../base/errors.js";
 import { errField } from "../../base/log.js";
+import { processExists } from "../../platform/process.js";
 import { delay } from "../../base/async.js";
 import { defaultSpec } from "../../oci/default-spec.js";
 import { parseLinuxResources } from "../../oci/parse-spec.js";
@@ -15,15 +16,6 @@ import { anyTypes, fromJsonAny, jsonAny } from "../../shim/task-service.js";
 import type { RuntimeContext } from "../runtime-context.js";
 import { withTask } from "../service-client.js";
 import { ociState } from "./lifecycle.js";
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return errnoOf(e) === "EPERM";
-  }
-}
 
 async function readResources(file: string): Promise<unknown> {
   const text =
@@ -114,7 +106,7 @@ export function registerInspect(program: Command, ctx: () => RuntimeContext): vo
           return undefined;
         });
         if (saved === undefined) continue;
-        const up = alive(saved.servicePid);
+        const up = processExists(saved.servicePid);
         for (const c of saved.containers) {
           rows.push({
             id: c.id,
