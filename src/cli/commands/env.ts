@@ -11,6 +11,7 @@ import type { RuntimeContext } from "../runtime-context.js";
 import { installRoot } from "../runtime-context.js";
 import path from "node:path";
 import { Code, ignoreCode, ignoreErrno } from "../../base/errors.js";
+import { agentPortName } from "../../protocol/guest-paths.js";
 
 async function distro(): Promise<{ Name: string; Version: string }> {
   const text = (await readFile("/etc/os-release", "utf8").catch(ignoreErrno("ENOENT"))) ?? "";
@@ -60,7 +61,7 @@ export async function envReport(ctx: RuntimeContext): Promise<Record<string, unk
     Image: { Path: cfg.hypervisor.image },
     Kernel: { Path: cfg.hypervisor.kernel, Parameters: kernelParams(cfg).join(" ") },
     Initrd: { Path: cfg.hypervisor.initrd, Built: image !== undefined, KernelRelease: image?.kernelRelease ?? "" },
-    Agent: { Debug: cfg.agent.enableDebug, Trace: cfg.agent.enableTracing, Channel: "virtio-serial agent.channel.0" },
+    Agent: { Debug: cfg.agent.enableDebug, Trace: cfg.agent.enableTracing, Channel: `virtio-serial ${agentPortName}` },
     Host: {
       Kernel: release(),
       Architecture: arch(),
