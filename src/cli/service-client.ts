@@ -102,7 +102,7 @@ export async function connectTask(
   const conn = new TtrpcConnection(socket);
   const task = createClient(Task, conn);
   return {
-    task: bound === undefined ? task : boundedTask(task, bound.sandboxId, bound.deadlines),
+    task: bound === undefined ? task : boundedTask(task, bound.sandboxId, bound.deadlines, () => conn.isClosed),
     close: () => conn.close(),
     serviceGone: (ms) => settlesWithin(conn.closed, ms),
   };

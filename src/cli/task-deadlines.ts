@@ -2,6 +2,7 @@
 // these bound the service itself (a stopped or wedged service must not hang the CLI), and turn a missed
 // deadline into an error that names the sandbox and what to do about it.
 
+import { deadline } from "../base/async.js";
 import { Code, KataError, isKataError } from "../base/errors.js";
 import type { Logger } from "../base/log.js";
 import { errField } from "../base/log.js";
@@ -43,11 +44,15 @@ export async function loadServiceDeadlines(
 /** Methods that wait for a process, as long as it runs. */
 const unbounded: ReadonlySet<string> = new Set(["wait"]);
 
+/** Sent to the service as the request's own deadline: later than ours, so our timer fires first. */
+const wireGraceMs = 1000;
+
 /**
- * The task client with a deadline on each call (its own timeoutMs wins), and errors that say which
- * sandbox did not answer and how to remove it.
+ * The task client with a deadline on each call (its own timeoutMs wins). When our deadline fires, the
+ * service is gone, or the service says its guest did not answer (or is lost), the error says which sandbox
+ * and how to remove it; other errors pass as they are.
  */
-export function boundedTask(raw: TaskApi, sandboxId: string, d: ServiceDeadlines): TaskApi {
+export function boundedTask(raw: TaskApi, sandboxId: string, d: ServiceDeadlines, closed: () => boolean): TaskApi {
   const out: Record<string, unknown> = {};
   for (const [method, fn] of Object.entries(raw)) {
     // CAST: createClient builds one function per method, each taking (request, CallOptions).
@@ -55,10 +60,23 @@ export function boundedTask(raw: TaskApi, sandboxId: string, d: ServiceDeadlines
     const ms = unbounded.has(method) ? undefined : method === "create" ? d.createMs : d.callMs;
     out[method] = async (req: unknown, o: CallOptions = {}) => {
       const timeoutMs = o.timeoutMs ?? ms;
+      if (timeoutMs === undefined) return call(req, o);
+      const ours = deadline(timeoutMs, o.signal);
       try {
-        return await call(req, timeoutMs === undefined ? o : { ...o, timeoutMs });
+        return await call(req, { ...o, signal: ours.signal, timeoutMs: timeoutMs + wireGraceMs });
       } catch (e) {
-        throw explain(e, sandboxId, method);
+        if (ours.signal.aborted && o.signal?.aborted !== true) {
+          const within = `its service did not answer within ${Math.round(timeoutMs / 1000)} s`;
+          throw notAnswered(e, sandboxId, method, within);
+        }
+        if (isKataError(e, Code.Unavailable) && closed())
+          throw notAnswered(e, sandboxId, method, "its service is gone");
+        // The guest did not answer the service, or is lost. A failed create cleaned up after itself.
+        const wedged = isKataError(e, Code.DeadlineExceeded) || isKataError(e, Code.Unavailable);
+        if (wedged && method !== "create") throw notAnswered(e, sandboxId, method, "failed");
+        throw e;
+      } finally {
+        ours.clear();
       }
     };
   }
@@ -66,19 +84,8 @@ export function boundedTask(raw: TaskApi, sandboxId: string, d: ServiceDeadlines
   return out as TaskApi;
 }
 
-/**
- * A deadline missed by the service or by its guest, or a service or guest gone: the error says which
- * sandbox, and how to remove it if it stays that way. The cause (kept) says which call ran out.
- */
-function explain(e: unknown, sandboxId: string, method: string): unknown {
-  const hint = `if the sandbox is wedged, \`kata-ts delete --force ${sandboxId}\` removes it`;
-  if (isKataError(e, Code.DeadlineExceeded)) {
-    return new KataError(Code.DeadlineExceeded, `${method} on sandbox ${sandboxId} ran out of time; ${hint}`, {
-      cause: e,
-    });
-  }
-  if (isKataError(e, Code.Unavailable)) {
-    return new KataError(Code.Unavailable, `${method} on sandbox ${sandboxId} failed; ${hint}`, { cause: e });
-  }
-  return e;
+function notAnswered(e: unknown, sandboxId: string, method: string, what: string): KataError {
+  const hint = `if it stays so, \`kata-ts delete --force ${sandboxId}\` removes the sandbox`;
+  const code = isKataError(e, Code.Unavailable) ? Code.Unavailable : Code.DeadlineExceeded;
+  return new KataError(code, `${method} on sandbox ${sandboxId}: ${what}; ${hint}`, { cause: e });
 }

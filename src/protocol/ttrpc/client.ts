@@ -77,6 +77,11 @@ export class TtrpcConnection {
     if (stream.destroyed) this.#shutdown(new KataError(Code.Unavailable, "ttrpc stream already destroyed"));
   }
 
+  /** Whether the connection is closed (by either side, or an error). */
+  get isClosed(): boolean {
+    return this.#closeReason !== undefined;
+  }
+
   /** Closes the stream; pending calls reject with UNAVAILABLE. Resolves as `closed` does. */
   close(): Promise<void> {
     this.#shutdown(new KataError(Code.Unavailable, "ttrpc connection closed by us"));
