@@ -16,7 +16,7 @@ import { QemuHypervisor } from "./qemu.js";
 import { quitDeadlineMs } from "./qemu-vm.js";
 
 /** quit-ok: answers every command, exits on quit. ignore-qmp: never answers quit, stop or cont. flood-exit:
- * writes 1 MiB to the console, then exits. */
+ * once QMP is negotiated, writes 1 MiB to the console, then exits. */
 type Mode = "quit-ok" | "ignore-qmp" | "flood-exit";
 
 function fakeQemu(mode: Mode): string {
@@ -27,15 +27,17 @@ const argv = process.argv.slice(2);
 const values = (flag) => argv.flatMap((a, i) => (a === flag ? [argv[i + 1]] : []));
 const qmpPath = /^unix:([^,]*)/.exec(values("-qmp")[0])[1];
 const consolePath = /path=([^,]*)/.exec(values("-chardev").find((v) => v.startsWith("socket,id=console,")))[1];
+let consoleConn;
+// flood-exit floods only once the driver holds QMP too: a QEMU that exits before that failed to start.
+const flood = () => {
+  const line = "x".repeat(1023) + "\\n";
+  for (let i = 0; i < 1024; i++) consoleConn.write(line);
+  consoleConn.end(() => process.exit(0));
+};
 net.createServer((c) => {
   c.on("error", () => undefined);
-  if (mode !== "flood-exit") {
-    c.write("[    0.000000] Linux version 6.1\\r\\nhello from ttyS0\\r\\n");
-    return;
-  }
-  const line = "x".repeat(1023) + "\\n";
-  for (let i = 0; i < 1024; i++) c.write(line);
-  c.end(() => process.exit(0));
+  consoleConn = c;
+  if (mode !== "flood-exit") c.write("[    0.000000] Linux version 6.1\\r\\nhello from ttyS0\\r\\n");
 }).listen(consolePath);
 net.createServer((c) => {
   c.on("error", () => undefined);
@@ -50,6 +52,7 @@ net.createServer((c) => {
       if (mode === "ignore-qmp" && ["quit", "stop", "cont"].includes(msg.execute)) continue;
       send({ return: {}, id: msg.id });
       if (msg.execute === "quit") process.exit(0);
+      if (mode === "flood-exit" && msg.execute === "qmp_capabilities") flood();
     }
   });
 }).listen(qmpPath);
