@@ -5,3 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 node --test --test-reporter=spec dist/src
 node --test --test-reporter=spec --test-concurrency=1 dist/test/integration
+node --test --test-reporter=spec --test-concurrency=1 dist/test/security

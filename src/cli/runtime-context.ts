@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import { JsonLogger, nullLogger, type Logger } from "../base/log.js";
 import { QemuHypervisor } from "../hypervisor/qemu/qemu.js";
 import { CommandMounter } from "../platform/mount.js";
+import { HelperShareBinder } from "../platform/share-binder.js";
 import { NodeProcessRunner, type ProcessRunner } from "../platform/process.js";
 import { RealHostProbe, type HostProbe } from "../platform/probe.js";
 import type { SandboxDeps } from "../sandbox/sandbox.js";
@@ -71,6 +72,7 @@ export function makeContext(flags: GlobalFlags): RuntimeContext {
       return {
         hypervisor: new QemuHypervisor({ runner, probe, logger }, { binary: "qemu-system-x86_64" }),
         mounter: new CommandMounter(runner),
+        binder: new HelperShareBinder(runner, path.join(installRoot, "dist", "native", "kata-ts-mount")),
         readMountInfo: readSelfMountInfo,
         logger,
         now: () => performance.now(),

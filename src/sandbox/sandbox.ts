@@ -13,6 +13,7 @@ import { AgentClient, type AgentApi } from "../agent-client/agent-client.js";
 import { boundedAgent, defaultAgentDeadlines, type AgentDeadlines } from "../agent-client/deadlines.js";
 import type { Hypervisor, Vm, VmSpec } from "../hypervisor/hypervisor.js";
 import type { Mounter } from "../platform/mount.js";
+import type { ShareBinder } from "../platform/share-binder.js";
 import { describeExit } from "../platform/process.js";
 import type { Spec as GrpcSpec } from "../protocol/gen/oci_pb.js";
 import { HealthCheckResponse_ServingStatus } from "../protocol/gen/health_pb.js";
@@ -23,6 +24,8 @@ import { SharedDir, sharedDirPaths } from "../storage/shared-dir.js";
 export interface SandboxDeps {
   readonly hypervisor: Hypervisor;
   readonly mounter: Mounter;
+  /** Binds into the share without following symlinks (the native helper kata-ts-mount). */
+  readonly binder: ShareBinder;
   readonly readMountInfo: () => Promise<string>;
   readonly logger: Logger;
   /** Monotonic milliseconds, for phase timings. */

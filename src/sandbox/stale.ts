@@ -10,7 +10,7 @@ import { Code, KataError, describeError, errnoOf, ignoreErrno } from "../base/er
 import type { Logger } from "../base/log.js";
 import type { NetnsPort } from "../network/netns.js";
 import type { Mounter } from "../platform/mount.js";
-import { SharedDir, sharedDirPaths } from "../storage/shared-dir.js";
+import { sharedDirPaths, teardownShare } from "../storage/shared-dir.js";
 import type { StateStore } from "./persist.js";
 
 /** What stale cleanup needs to know of, and do to, host processes. */
@@ -103,7 +103,7 @@ export async function cleanupStale(deps: StaleDeps, sandboxId: string, container
       }
     }
   }
-  await attempt("share directory", () => new SharedDir(deps, sharedDirPaths(store.root, sandboxId)).teardown());
+  await attempt("share directory", () => teardownShare(deps, sharedDirPaths(store.root, sandboxId)));
   await attempt("vm directory", () => rm(vmDir, { recursive: true, force: true }));
   if (saved?.netns?.created === true) {
     const name = path.basename(saved.netns.path);

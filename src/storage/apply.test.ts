@@ -5,43 +5,34 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { CleanupStack } from "../base/cleanup.js";
-import { ignoreErrno } from "../base/errors.js";
-import type { Mounter, MountRequest } from "../platform/mount.js";
+import type { Mounter } from "../platform/mount.js";
+import type { ShareBind, ShareBinder } from "../platform/share-binder.js";
 import { applyHostBinds, inspectSources } from "./apply.js";
 import { SharedDir, sharedDirPaths } from "./shared-dir.js";
 
 /** Records binds as an in-memory table; `failOn` targets refuse to mount. */
-class FakeMounter implements Mounter {
-  readonly #table = new Map<string, string>();
+const unusedMounter: Mounter = {
+  mount: () => Promise.reject(new Error("unexpected mount")),
+  bind: () => Promise.reject(new Error("unexpected bind")),
+  remountReadonly: () => Promise.reject(new Error("unexpected remount")),
+  setPropagation: () => Promise.reject(new Error("unexpected propagation change")),
+  unmount: () => Promise.reject(new Error("unexpected unmount")),
+};
+
+/** Records what would be bound where, and fails a bind whose relative path is listed. */
+class RecordingBinder implements ShareBinder {
+  readonly bound = new Map<string, ShareBind>();
   readonly failOn = new Set<string>();
-  readonly readonlyTargets: string[] = [];
 
-  mount(m: MountRequest): Promise<void> {
-    return this.bind(m.source, m.target);
-  }
-
-  bind(source: string, target: string): Promise<void> {
-    if (this.failOn.has(target)) return Promise.reject(new Error(`fake: bind ${target} failed`));
-    this.#table.set(target, source);
+  bind(b: ShareBind): Promise<void> {
+    if (this.failOn.has(b.relative)) return Promise.reject(new Error(`injected: bind ${b.relative}`));
+    this.bound.set(b.relative, b);
     return Promise.resolve();
   }
 
-  remountReadonly(target: string): Promise<void> {
-    this.readonlyTargets.push(target);
+  unbind(_root: string, relative: string): Promise<void> {
+    this.bound.delete(relative);
     return Promise.resolve();
-  }
-
-  setPropagation(): Promise<void> {
-    return Promise.resolve();
-  }
-
-  unmount(target: string): Promise<void> {
-    this.#table.delete(target);
-    return Promise.resolve();
-  }
-
-  table(): Record<string, string> {
-    return Object.fromEntries(this.#table);
   }
 }
 
@@ -83,74 +74,61 @@ describe("inspectSources", () => {
 });
 
 describe("applyHostBinds", () => {
-  let run = "";
-  let mounter = new FakeMounter();
+  let binder = new RecordingBinder();
   let share = new SharedDir(
-    { mounter, readMountInfo: () => Promise.resolve("") },
-    sharedDirPaths("/nonexistent", "sb"),
+    { mounter: unusedMounter, readMountInfo: () => Promise.resolve(""), binder },
+    sharedDirPaths("/nonexistent", "sb1"),
   );
 
-  beforeEach(async () => {
-    run = await mkdtemp(path.join(tmpdir(), "kata-ts-apply-"));
-    mounter = new FakeMounter();
-    share = new SharedDir({ mounter, readMountInfo: () => Promise.resolve("") }, sharedDirPaths(run, "sb1"));
-    await mkdir(share.paths.mounts, { recursive: true });
+  beforeEach(() => {
+    binder = new RecordingBinder();
+    share = new SharedDir(
+      { mounter: unusedMounter, readMountInfo: () => Promise.resolve(""), binder },
+      sharedDirPaths("/run/x", "sb1"),
+    );
   });
 
-  afterEach(async () => {
-    await rm(run, { recursive: true, force: true });
-  });
-
-  it("binds directories and files under mounts/, read-only ones on both copies, and undoes them", async () => {
+  it("binds directories and files below mounts/, read-only ones read-only, and undoes them", async () => {
     const undo = new CleanupStack();
 
     await applyHostBinds(
       share,
       [
-        { source: "/srv/www", relative: "c1-0011223344556677-html", readonly: false, kind: "dir" },
-        { source: "/etc/hosts", relative: "c1-8899aabbccddeeff-hosts", readonly: true, kind: "file" },
+        { source: "/srv/www", relative: "c1/volumes/0011223344556677-html", readonly: false, kind: "dir" },
+        { source: "/etc/hosts", relative: "c1/volumes/8899aabbccddeeff-hosts", readonly: true, kind: "file" },
       ],
       undo,
     );
 
-    const www = path.join(share.paths.mounts, "c1-0011223344556677-html");
-    const hosts = path.join(share.paths.mounts, "c1-8899aabbccddeeff-hosts");
-    assert.deepEqual(mounter.table(), { [www]: "/srv/www", [hosts]: "/etc/hosts" });
-    assert.ok((await stat(www)).isDirectory());
-    assert.ok((await stat(hosts)).isFile());
-    assert.deepEqual(mounter.readonlyTargets, [hosts, path.join(share.paths.shared, "c1-8899aabbccddeeff-hosts")]);
-
-    await undo.close("unshare");
-
-    assert.deepEqual(mounter.table(), {});
     assert.deepEqual(
-      await Promise.all(
-        [www, hosts].map(async (p) => (await stat(p).then(() => true, ignoreErrno("ENOENT"))) ?? false),
-      ),
-      [false, false],
+      [...binder.bound.values()].map((b) => [b.source, b.root, b.relative, b.kind, b.readonly]),
+      [
+        ["/srv/www", share.paths.mounts, "c1/volumes/0011223344556677-html", "dir", false],
+        ["/etc/hosts", share.paths.mounts, "c1/volumes/8899aabbccddeeff-hosts", "file", true],
+      ],
     );
+    await undo.close("unshare");
+    assert.deepEqual([...binder.bound.keys()], []);
   });
 
   it("names the bind that failed and leaves the earlier ones to the caller's undo", async () => {
     const undo = new CleanupStack();
-    const second = path.join(share.paths.mounts, "c1-2-b");
-    mounter.failOn.add(second);
+    binder.failOn.add("c1/volumes/2-b");
 
     await assert.rejects(
       applyHostBinds(
         share,
         [
-          { source: "/srv/a", relative: "c1-1-a", readonly: false, kind: "dir" },
-          { source: "/srv/b", relative: "c1-2-b", readonly: false, kind: "file" },
+          { source: "/srv/a", relative: "c1/volumes/1-a", readonly: false, kind: "dir" },
+          { source: "/srv/b", relative: "c1/volumes/2-b", readonly: false, kind: "file" },
         ],
         undo,
       ),
-      /share \/srv\/b with the guest as c1-2-b/,
+      /share \/srv\/b with the guest as c1\/volumes\/2-b/,
     );
     assert.equal(undo.size, 1);
-    await assert.rejects(stat(second));
 
     await undo.close("unshare");
-    assert.deepEqual(mounter.table(), {});
+    assert.deepEqual([...binder.bound.keys()], []);
   });
 });

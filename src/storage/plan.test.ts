@@ -367,7 +367,7 @@ describe("planContainerStorage: other mounts", () => {
 
     const [b] = plan.binds;
     assert.ok(b);
-    assert.match(b.relative, /^c1-[0-9a-f]{16}-html$/);
+    assert.match(b.relative, /^c1\/volumes\/[0-9a-f]{16}-html$/);
     assert.deepEqual(b, { source: "/srv/www", relative: b.relative, readonly: false, kind: "dir" });
     assert.deepEqual(plan.mounts, [
       {
@@ -401,7 +401,7 @@ describe("planContainerStorage: other mounts", () => {
 
     assert.equal(new Set(first).size, 2);
     assert.deepEqual(again, first);
-    assert.ok(other.every((r) => r.startsWith("c2-") && !first.includes(r)));
+    assert.ok(other.every((r) => r.startsWith("c2/volumes/") && !first.includes(r)));
   });
 
   it("binds a symlink source's target, as the kernel would", () => {

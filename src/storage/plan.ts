@@ -101,10 +101,15 @@ function guestBindOptions(options: readonly string[] | undefined): string[] {
   return opts.includes("bind") || opts.includes("rbind") ? opts : ["rbind", ...opts];
 }
 
-/** Kata names shared files <cid>-<16 random hex>-<basename>; ours is derived, so plans are reproducible. */
+/** Kata names shared files <cid>-<16 random hex>-<basename>; ours are derived, so plans are reproducible. */
+/**
+ * Where a container's volume is bound in the share: below `<cid>/volumes/`, a name space that cannot
+ * meet a rootfs (`<cid>/rootfs`) whatever the container ids are, so no bind ever lands inside another
+ * container's (guest-writable) volume (CVE-2020-2026 class).
+ */
 function sharedName(containerId: string, index: number, destination: string): string {
   const hash = createHash("sha256").update(`${containerId}\0${index}\0${destination}`).digest("hex").slice(0, 16);
-  return `${containerId}-${hash}-${path.posix.basename(destination)}`;
+  return `${containerId}/volumes/${hash}-${path.posix.basename(destination)}`;
 }
 
 /** The paths the applier must inspect (lstat, realpath, gid) before planning. */

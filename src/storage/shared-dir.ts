@@ -7,11 +7,12 @@
 // set up would not appear in `shared/` (a Kata 1.x failure). We make `mounts/` a shared mount of its
 // own and `shared/` its slave: new binds propagate one way, host to guest view.
 
-import { lstat, mkdir, readFile, rm, rmdir, unlink, writeFile } from "node:fs/promises";
+import { lstat, mkdir, readFile, rm } from "node:fs/promises";
 import path from "node:path";
 import { Code, KataError, ignoreErrno, withSuppressed, wrap } from "../base/errors.js";
 import { CleanupStack } from "../base/cleanup.js";
 import type { Mounter } from "../platform/mount.js";
+import type { ShareBinder } from "../platform/share-binder.js";
 import { mountsUnder, parseMountInfo } from "../platform/mountinfo.js";
 
 export interface SharedDirPaths {
@@ -28,9 +29,14 @@ export function sharedDirPaths(runDir: string, sandboxId: string): SharedDirPath
   return { root, mounts: path.join(root, "mounts"), shared: path.join(root, "shared") };
 }
 
-export interface SharedDirDeps {
+/** What tearing a share down needs. */
+export interface ShareTeardownDeps {
   readonly mounter: Mounter;
   readonly readMountInfo: () => Promise<string>;
+}
+
+export interface SharedDirDeps extends ShareTeardownDeps {
+  readonly binder: ShareBinder;
 }
 
 export const readSelfMountInfo = (): Promise<string> => readFile("/proc/self/mountinfo", "utf8");
@@ -77,96 +83,68 @@ export class SharedDir {
   }
 
   /**
-   * Binds `source` (a directory) at mounts/<relative>. A read-only bind is made read-only on the host
-   * too (CVE-2020-28914), on both copies: a remount does not propagate, and the copy the guest sees is
-   * the one under shared/.
+   * Binds `source` (a directory) at mounts/<relative>, through the ShareBinder: opened once without
+   * following symlinks, mounted from that descriptor at a target that cannot leave mounts/ or enter
+   * another bind. A read-only bind is read-only on the host too (CVE-2020-28914), in both views.
    */
-  async bindDir(source: string, relative: string, readonly: boolean): Promise<string> {
-    const target = this.hostPath(relative);
-    const created = await mkdir(target, { recursive: true, mode: 0o755 });
-    await this.#bind(source, relative, readonly, async () => {
-      if (created !== undefined) await rmdir(target).catch(ignoreErrno("ENOENT"));
-    });
-    return target;
+  async bindDir(source: string, relative: string, readonly: boolean, signal?: AbortSignal): Promise<string> {
+    return this.#bind({ source, relative, readonly, kind: "dir" }, signal);
   }
 
-  /** Binds `source` (a regular file) at mounts/<relative>, over an empty file made for it; read-only as bindDir. */
-  async bindFile(source: string, relative: string, readonly: boolean): Promise<string> {
-    const target = this.hostPath(relative);
-    await mkdir(path.dirname(target), { recursive: true, mode: 0o755 });
-    // "a" creates the file or keeps an existing one; nothing under mounts/ is guest-made (CVE-2020-2026).
-    await writeFile(target, "", { flag: "a", mode: 0o644 });
-    await this.#bind(source, relative, readonly, () => unlink(target).catch(ignoreErrno("ENOENT")));
-    return target;
+  /** Binds `source` (a regular file) at mounts/<relative>, over an empty file made for it; as bindDir. */
+  async bindFile(source: string, relative: string, readonly: boolean, signal?: AbortSignal): Promise<string> {
+    return this.#bind({ source, relative, readonly, kind: "file" }, signal);
   }
 
-  async #bind(source: string, relative: string, readonly: boolean, removeTarget: () => Promise<void>): Promise<void> {
-    const { mounter } = this.#deps;
-    const target = this.hostPath(relative);
-    try {
-      await mounter.bind(source, target);
-    } catch (e) {
-      await removeTarget();
-      throw wrap(e, `bind ${source} at ${target}`);
-    }
-    if (!readonly) return;
-    try {
-      await mounter.remountReadonly(target);
-      await mounter.remountReadonly(path.join(this.paths.shared, relative));
-    } catch (e) {
-      await mounter.unmount(target);
-      await removeTarget();
-      throw wrap(e, `make ${target} read-only`);
-    }
+  async #bind(
+    b: { source: string; relative: string; readonly: boolean; kind: "dir" | "file" },
+    signal: AbortSignal | undefined,
+  ): Promise<string> {
+    const target = this.hostPath(b.relative);
+    await this.#deps.binder.bind({ ...b, root: this.paths.mounts }, signal);
+    return target;
   }
 
   /**
-   * Unmounts what bindDir or bindFile mounted and removes its target; the target lives under host-only
-   * mounts/, so no guest symlink is followed.
+   * Unmounts what bindDir or bindFile mounted (detached when the VM still holds it) and removes its
+   * mount point, resolved as it was made.
    */
-  async unbind(relative: string): Promise<void> {
-    const target = this.hostPath(relative);
-    const st = await lstat(target).catch(ignoreErrno("ENOENT"));
-    if (st === undefined) return;
-    if (!st.isDirectory() && !st.isFile()) {
-      throw new KataError(Code.FailedPrecondition, `refusing to unmount ${target}: not a directory or regular file`);
-    }
-    try {
-      await this.#deps.mounter.unmount(target);
-    } catch (e) {
-      // Busy: the VM's 9p server still holds files of it (a guest that stopped answering never let go).
-      // Detached, it leaves the host's view now and is freed when QEMU closes them; the rest of the
-      // mount table must not wait for a guest.
-      await this.#deps.mounter.unmount(target, { detach: true }).catch((detachFailed: unknown) => {
-        throw withSuppressed(e, [detachFailed]);
+  async unbind(relative: string, signal?: AbortSignal): Promise<void> {
+    this.hostPath(relative);
+    await this.#deps.binder.unbind(this.paths.mounts, relative, signal);
+  }
+
+  /** See teardownShare. */
+  teardown(): Promise<void> {
+    return teardownShare(this.#deps, this.paths);
+  }
+}
+
+/**
+ * Unmounts everything under a sandbox's share root and removes it (also after the service died: stale
+ * cleanup). Never removes files while a mount remains below it: a recursive delete through a leftover
+ * bind would destroy a user's rootfs. Runs once the VM is gone, so no guest races it.
+ */
+export async function teardownShare(deps: ShareTeardownDeps, paths: SharedDirPaths): Promise<void> {
+  const { root } = paths;
+  if ((await lstat(root).catch(ignoreErrno("ENOENT"))) === undefined) return;
+  for (let pass = 0; pass < 8; pass++) {
+    const left = mountsUnder(parseMountInfo(await deps.readMountInfo()), root);
+    if (left.length === 0) break;
+    for (const m of left) {
+      await deps.mounter.unmount(m).catch(async (e: unknown) => {
+        // Propagation may already have removed a slave copy; a busy one (QEMU not gone yet) is detached.
+        const still = mountsUnder(parseMountInfo(await deps.readMountInfo()), m);
+        if (!still.includes(m)) return;
+        await deps.mounter.unmount(m, { detach: true }).catch((detachFailed: unknown) => {
+          throw withSuppressed(e, [detachFailed]);
+        });
       });
     }
-    if (st.isDirectory()) await rmdir(target).catch(ignoreErrno("ENOENT"));
-    else await unlink(target).catch(ignoreErrno("ENOENT"));
   }
-
-  /**
-   * Unmounts everything under the sandbox's share root and removes it. Never removes files while a
-   * mount remains below it: a recursive delete through a leftover bind would destroy a user's rootfs.
-   */
-  async teardown(): Promise<void> {
-    const { root } = this.paths;
-    if ((await lstat(root).catch(ignoreErrno("ENOENT"))) === undefined) return;
-    for (let pass = 0; pass < 8; pass++) {
-      const left = mountsUnder(parseMountInfo(await this.#deps.readMountInfo()), root);
-      if (left.length === 0) break;
-      for (const m of left) {
-        await this.#deps.mounter.unmount(m).catch(async (e: unknown) => {
-          // Propagation may already have removed a slave copy; anything else is a real failure.
-          const still = mountsUnder(parseMountInfo(await this.#deps.readMountInfo()), m);
-          if (still.includes(m)) throw e;
-        });
-      }
-    }
-    const left = mountsUnder(parseMountInfo(await this.#deps.readMountInfo()), root);
-    if (left.length > 0) {
-      throw new KataError(Code.Internal, `cannot remove ${root}: still mounted: ${left.join(", ")}`);
-    }
-    await rm(root, { recursive: true, force: true });
+  const left = mountsUnder(parseMountInfo(await deps.readMountInfo()), root);
+  if (left.length > 0) {
+    throw new KataError(Code.Internal, `cannot remove ${root}: still mounted: ${left.join(", ")}`);
   }
+  await rm(root, { recursive: true, force: true });
 }

@@ -5,14 +5,15 @@
 // (and back on unmount), "not mounted" and "target is busy" failures. FakeNetns records namespaces
 // and touches nothing.
 
-import { stat } from "node:fs/promises";
+import { lstat, mkdir, readdir, rm, rmdir, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { abortError } from "../../src/base/async.js";
-import { Code, KataError, errnoOf } from "../../src/base/errors.js";
+import { Code, KataError, errnoOf, ignoreErrno } from "../../src/base/errors.js";
 import type { NetnsPort } from "../../src/network/netns.js";
 import { netnsPathOf } from "../../src/network/netns.js";
 import type { MountRequest, Mounter, Propagation } from "../../src/platform/mount.js";
 import type { RunResult } from "../../src/platform/process.js";
+import type { ShareBind, ShareBinder } from "../../src/platform/share-binder.js";
 
 export type MountOp = "mount" | "bind" | "remountReadonly" | "setPropagation" | "unmount";
 
@@ -291,5 +292,71 @@ export class FakeNetns implements NetnsPort {
   run(nsPath: string, file: string, args: readonly string[]): Promise<RunResult> {
     this.calls.push({ op: "run", arg: [nsPath, file, ...args].join(" ") });
     return Promise.resolve(this.runResult);
+  }
+}
+
+/**
+ * The ShareBinder contract over a FakeMounter: the mount point is made below the root (a symlink in the
+ * source or on the way to the target is refused with FAILED_PRECONDITION, as the native helper does), the
+ * bind recorded (read-only in both views when asked), and unbind removes it and the parents it empties.
+ */
+export class FakeShareBinder implements ShareBinder {
+  readonly #mounter: FakeMounter;
+  /** The share's read-only view of `root` (the mounts/ dir's sibling shared/), where copies propagate. */
+  readonly #viewOf: (root: string) => string;
+
+  constructor(
+    mounter: FakeMounter,
+    viewOf: (root: string) => string = (root) => path.join(path.dirname(root), "shared"),
+  ) {
+    this.#mounter = mounter;
+    this.#viewOf = viewOf;
+  }
+
+  async bind(b: ShareBind): Promise<void> {
+    await refuseSymlinks(b.source, "/");
+    await refuseSymlinks(path.join(b.root, b.relative), b.root);
+    const target = path.join(b.root, b.relative);
+    if (b.kind === "dir") {
+      await mkdir(target, { recursive: true });
+    } else {
+      await mkdir(path.dirname(target), { recursive: true });
+      await writeFile(target, "", { flag: "a" });
+    }
+    await this.#mounter.bind(b.source, target);
+    if (b.readonly) {
+      await this.#mounter.remountReadonly(target);
+      const copy = path.join(this.#viewOf(b.root), b.relative);
+      if (this.#mounter.mounted().includes(copy)) await this.#mounter.remountReadonly(copy);
+    }
+  }
+
+  async unbind(root: string, relative: string): Promise<void> {
+    const target = path.join(root, relative);
+    const st = await lstat(target).catch(ignoreErrno("ENOENT"));
+    if (st === undefined) return;
+    if (this.#mounter.mounted().includes(target)) await this.#mounter.unmount(target);
+    await rm(target, { recursive: false, force: true }).catch(async (e: unknown) => {
+      if (errnoOf(e) !== "EISDIR" && errnoOf(e) !== "ERR_FS_EISDIR") throw e;
+      await rmdir(target);
+    });
+    for (let dir = path.dirname(target); dir.startsWith(root + path.sep); dir = path.dirname(dir)) {
+      if ((await readdir(dir)).length > 0) break;
+      await rmdir(dir);
+    }
+  }
+}
+
+/** FAILED_PRECONDITION when an existing component of `p` below `root` is a symlink. */
+async function refuseSymlinks(p: string, root: string): Promise<void> {
+  const parts = path.relative(root, p).split(path.sep);
+  let cur = root;
+  for (const part of parts) {
+    cur = path.join(cur, part);
+    const st = await lstat(cur).catch(ignoreErrno("ENOENT"));
+    if (st === undefined) return;
+    if (st.isSymbolicLink()) {
+      throw new KataError(Code.FailedPrecondition, `${cur}: a component is a symlink: refusing to follow it`);
+    }
   }
 }

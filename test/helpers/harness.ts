@@ -27,7 +27,7 @@ import type { StdioPaths } from "../../src/sandbox/pod-process.js";
 import type { PodDeps, PodOptions } from "../../src/sandbox/pod.js";
 import type { SandboxConfig, SandboxDeps, SandboxVmConfig } from "../../src/sandbox/sandbox.js";
 import { procTable, type StaleDeps } from "../../src/sandbox/stale.js";
-import { FakeMounter, FakeNetns } from "./fake-host.js";
+import { FakeMounter, FakeNetns, FakeShareBinder } from "./fake-host.js";
 import { FakeHypervisor } from "./fake-vm.js";
 import { LineLogger, nextFakePid } from "./fakes.js";
 
@@ -85,6 +85,7 @@ export class Harness {
   readonly root: string;
   readonly hypervisor = new FakeHypervisor();
   readonly mounter = new FakeMounter();
+  readonly binder = new FakeShareBinder(this.mounter);
   readonly netns = new FakeNetns();
   readonly store: StateStore;
   /** The host side's log lines (debug included). */
@@ -112,6 +113,7 @@ export class Harness {
     return {
       hypervisor: this.hypervisor,
       mounter: this.mounter,
+      binder: this.binder,
       readMountInfo: this.mounter.readMountInfo,
       logger: this.logger,
       now: () => performance.now(),

@@ -9,8 +9,19 @@ import { describe, it } from "node:test";
 import { CommandMounter } from "../../src/platform/mount.js";
 import { mountsUnder, parseMountInfo } from "../../src/platform/mountinfo.js";
 import { NodeProcessRunner } from "../../src/platform/process.js";
-import { SharedDir, readSelfMountInfo, sharedDirPaths } from "../../src/storage/shared-dir.js";
+import { HelperShareBinder } from "../../src/platform/share-binder.js";
+import { SharedDir, readSelfMountInfo, sharedDirPaths, type SharedDirDeps } from "../../src/storage/shared-dir.js";
+import { repoRoot } from "../helpers/cli.js";
 import { requires } from "../helpers/requires.js";
+
+function shareDeps(): SharedDirDeps {
+  const runner = new NodeProcessRunner();
+  return {
+    mounter: new CommandMounter(runner),
+    readMountInfo: readSelfMountInfo,
+    binder: new HelperShareBinder(runner, path.join(repoRoot, "dist", "native", "kata-ts-mount")),
+  };
+}
 
 async function errnoOfWrite(file: string): Promise<string | undefined> {
   try {
@@ -22,7 +33,7 @@ async function errnoOfWrite(file: string): Promise<string | undefined> {
   }
 }
 
-describe("SharedDir (real mounts)", { skip: requires("root") }, () => {
+describe("SharedDir (real mounts, the kata-ts-mount helper)", { skip: requires("root") }, () => {
   it("shows later binds in the read-only view, keeps read-only volumes read-only, and leaves nothing", async () => {
     const run = await mkdtemp(path.join(tmpdir(), "kata-ts-share-"));
     const rootfs = path.join(run, "rootfs");
@@ -30,24 +41,21 @@ describe("SharedDir (real mounts)", { skip: requires("root") }, () => {
     await mkdir(rootfs);
     await mkdir(volume);
     await writeFile(path.join(rootfs, "hello"), "from host");
-    const share = new SharedDir(
-      { mounter: new CommandMounter(new NodeProcessRunner()), readMountInfo: readSelfMountInfo },
-      sharedDirPaths(path.join(run, "state"), "sb1"),
-    );
+    const share = new SharedDir(shareDeps(), sharedDirPaths(path.join(run, "state"), "sb1"));
     try {
       await share.setup();
       await share.bindDir(rootfs, "c1/rootfs", false);
-      await share.bindDir(volume, "c1-vol", true);
+      await share.bindDir(volume, "c1/volumes/vol", true);
 
       const viewRootfs = path.join(share.paths.shared, "c1", "rootfs");
       assert.equal(await readFile(path.join(viewRootfs, "hello"), "utf8"), "from host");
       assert.equal(await errnoOfWrite(path.join(share.paths.shared, "planted")), "EROFS");
       assert.equal(await errnoOfWrite(path.join(viewRootfs, "written-by-guest")), undefined);
-      assert.equal(await errnoOfWrite(path.join(share.paths.shared, "c1-vol", "x")), "EROFS");
-      assert.equal(await errnoOfWrite(path.join(share.paths.mounts, "c1-vol", "x")), "EROFS");
+      assert.equal(await errnoOfWrite(path.join(share.paths.shared, "c1/volumes/vol", "x")), "EROFS");
+      assert.equal(await errnoOfWrite(path.join(share.paths.mounts, "c1/volumes/vol", "x")), "EROFS");
 
       await share.unbind("c1/rootfs");
-      await share.unbind("c1-vol");
+      await share.unbind("c1/volumes/vol");
       await share.teardown();
 
       assert.deepEqual(mountsUnder(parseMountInfo(await readSelfMountInfo()), run), []);
@@ -65,23 +73,23 @@ describe("SharedDir (real mounts)", { skip: requires("root") }, () => {
     const log = path.join(run, "termination-log");
     await writeFile(hosts, "127.0.0.1 localhost\n");
     await writeFile(log, "");
-    const share = new SharedDir(
-      { mounter: new CommandMounter(new NodeProcessRunner()), readMountInfo: readSelfMountInfo },
-      sharedDirPaths(path.join(run, "state"), "sb3"),
-    );
+    const share = new SharedDir(shareDeps(), sharedDirPaths(path.join(run, "state"), "sb3"));
     try {
       await share.setup();
-      await share.bindFile(hosts, "c3-aa-hosts", true);
-      await share.bindFile(log, "c3-bb-termination-log", false);
+      await share.bindFile(hosts, "c3/volumes/aa-hosts", true);
+      await share.bindFile(log, "c3/volumes/bb-termination-log", false);
 
-      assert.equal(await readFile(path.join(share.paths.shared, "c3-aa-hosts"), "utf8"), "127.0.0.1 localhost\n");
-      assert.equal(await errnoOfWrite(path.join(share.paths.shared, "c3-aa-hosts")), "EROFS");
-      assert.equal(await errnoOfWrite(path.join(share.paths.mounts, "c3-aa-hosts")), "EROFS");
-      assert.equal(await errnoOfWrite(path.join(share.paths.shared, "c3-bb-termination-log")), undefined);
+      assert.equal(
+        await readFile(path.join(share.paths.shared, "c3/volumes/aa-hosts"), "utf8"),
+        "127.0.0.1 localhost\n",
+      );
+      assert.equal(await errnoOfWrite(path.join(share.paths.shared, "c3/volumes/aa-hosts")), "EROFS");
+      assert.equal(await errnoOfWrite(path.join(share.paths.mounts, "c3/volumes/aa-hosts")), "EROFS");
+      assert.equal(await errnoOfWrite(path.join(share.paths.shared, "c3/volumes/bb-termination-log")), undefined);
       assert.equal(await readFile(log, "utf8"), "x");
 
-      await share.unbind("c3-aa-hosts");
-      await share.unbind("c3-bb-termination-log");
+      await share.unbind("c3/volumes/aa-hosts");
+      await share.unbind("c3/volumes/bb-termination-log");
 
       assert.deepEqual(await readdir(share.paths.mounts), []);
       assert.deepEqual(mountsUnder(parseMountInfo(await readSelfMountInfo()), share.paths.mounts), [
@@ -101,10 +109,7 @@ describe("SharedDir (real mounts)", { skip: requires("root") }, () => {
     const rootfs = path.join(run, "rootfs");
     await mkdir(rootfs);
     await writeFile(path.join(rootfs, "precious"), "keep me");
-    const share = new SharedDir(
-      { mounter: new CommandMounter(new NodeProcessRunner()), readMountInfo: readSelfMountInfo },
-      sharedDirPaths(path.join(run, "state"), "sb2"),
-    );
+    const share = new SharedDir(shareDeps(), sharedDirPaths(path.join(run, "state"), "sb2"));
     try {
       await share.setup();
       await share.bindDir(rootfs, "c2/rootfs", false);

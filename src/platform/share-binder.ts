@@ -1,0 +1,73 @@
+// Binds into a sandbox's share directory that hold under a race with the guest: the native helper
+// kata-ts-mount opens each source once without following symlinks, checks that descriptor (kind, no
+// kernel file system), and mounts it from the descriptor at a target it resolves below the share root
+// without following symlinks, leaving the root or entering another mount (CVE-2021-30465, CVE-2020-2026).
+
+import { abortError, deadline } from "../base/async.js";
+import { Code, KataError, codeOf } from "../base/errors.js";
+import { describeExit, type ProcessRunner } from "./process.js";
+
+export interface ShareBind {
+  /** Absolute, already resolved (no symlink in it): a symlink found there now is refused. */
+  readonly source: string;
+  /** The share's host-only mounts/ directory. */
+  readonly root: string;
+  /** Below root: "<cid>/rootfs", "<cid>/volumes/<name>". */
+  readonly relative: string;
+  readonly kind: "dir" | "file";
+  /** Read-only on the host too (CVE-2020-28914), set before the mount is attached, so every copy has it. */
+  readonly readonly: boolean;
+}
+
+export interface ShareBinder {
+  /** Mounts `source` at root/relative (nosuid, nodev). FAILED_PRECONDITION when the helper refuses it. */
+  bind(b: ShareBind, signal?: AbortSignal): Promise<void>;
+  /** Unmounts root/relative (detached when busy) and removes it and the parents it leaves empty. */
+  unbind(root: string, relative: string, signal?: AbortSignal): Promise<void>;
+}
+
+/** The helper's exit statuses (native/kata-ts-mount.c). */
+const exitRefused = 3;
+const exitUsage = 2;
+
+/** A bind or unbind is a few syscalls; one that takes this long is stuck in the kernel. */
+export const defaultShareBindTimeoutMs = 10_000;
+
+export class HelperShareBinder implements ShareBinder {
+  readonly #runner: ProcessRunner;
+  readonly #helper: string;
+  readonly #timeoutMs: number;
+
+  constructor(runner: ProcessRunner, helperPath: string, timeoutMs: number = defaultShareBindTimeoutMs) {
+    this.#runner = runner;
+    this.#helper = helperPath;
+    this.#timeoutMs = timeoutMs;
+  }
+
+  async bind(b: ShareBind, signal?: AbortSignal): Promise<void> {
+    const args = ["bind", ...(b.readonly ? ["--ro"] : []), "--kind", b.kind, b.source, b.root, b.relative];
+    await this.#run(args, `share ${b.source} as ${b.relative}`, signal);
+  }
+
+  async unbind(root: string, relative: string, signal?: AbortSignal): Promise<void> {
+    await this.#run(["unbind", root, relative], `unshare ${relative}`, signal);
+  }
+
+  async #run(args: string[], op: string, signal: AbortSignal | undefined): Promise<void> {
+    const limit = deadline(this.#timeoutMs, signal);
+    let r;
+    try {
+      r = await this.#runner.run(this.#helper, args, { signal: limit.signal });
+    } catch (e) {
+      throw new KataError(codeOf(e), `${op}: ${this.#helper} did not run (build it: npm run build)`, { cause: e });
+    } finally {
+      limit.clear();
+    }
+    if (limit.signal.aborted) throw abortError(limit.signal, op);
+    if (r.code === 0) return;
+    const why = r.stderr.trim().replace(/^kata-ts-mount: /, "");
+    const code = r.code === exitRefused ? Code.FailedPrecondition : Code.Internal;
+    const what = r.code === exitUsage ? `bad helper arguments (a bug): ${why}` : why || describeExit(r);
+    throw new KataError(code, `${op}: ${what}`);
+  }
+}
