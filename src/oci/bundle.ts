@@ -42,7 +42,9 @@ export function parseConfigJson(text: string, file: string): unknown {
     return JSON.parse(text);
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
-    const m = /position (\d+)/.exec(msg);
+    // V8 ends a located message with "at position N" (Node 22 adds "(line L column C)"); other messages
+    // quote the text itself, where "position N" may well appear, so only the end of the message counts.
+    const m = / at position (\d+)(?: \(line \d+ column \d+\))?$/.exec(msg);
     const offset = m?.[1] === undefined ? jsonErrorOffset(text) : Number(m[1]);
     const where = offset === undefined ? "" : ` at ${positionOf(text, offset)}`;
     throw new KataError(Code.InvalidArgument, `${file} is not valid JSON${where}: ${msg}`);

@@ -1,98 +1,21 @@
 // Validates config.json (runtime-spec 1.x) from untrusted JSON into a Spec, reporting every problem at
-// once with its JSON path. Unknown keys are allowed (the spec is extensible); wrong types are not.
+// once with its JSON path. Unknown keys are allowed (the spec is extensible); wrong types are not, for
+// every field the runtime reads. `linux` is checked in parse-linux.ts.
 
 import { Code, KataError } from "../base/errors.js";
-import type { Spec } from "./spec.js";
+import { Checker, isObject, typeName, type Issue, type Json } from "./json-checker.js";
+import { checkIdMappings, checkLinux, checkResources } from "./parse-linux.js";
+import type { LinuxResources, Process, Spec } from "./spec.js";
 
-export interface Issue {
-  readonly path: string;
-  readonly message: string;
-}
+export type { Issue } from "./json-checker.js";
 
-type Json = unknown;
-
-function isObject(v: Json): v is Record<string, Json> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
-class Checker {
-  readonly issues: Issue[] = [];
-
-  add(path: string, message: string): void {
-    this.issues.push({ path, message });
-  }
-
-  string(v: Json, path: string, required: boolean): void {
-    if (v === undefined) {
-      if (required) this.add(path, "is required");
-    } else if (typeof v !== "string") this.add(path, `must be a string, not ${typeName(v)}`);
-  }
-
-  bool(v: Json, path: string): void {
-    if (v !== undefined && typeof v !== "boolean") this.add(path, `must be a boolean, not ${typeName(v)}`);
-  }
-
-  int(v: Json, path: string, required: boolean, min = -(2 ** 53)): void {
-    if (v === undefined) {
-      if (required) this.add(path, "is required");
-    } else if (typeof v !== "number" || !Number.isSafeInteger(v))
-      this.add(path, `must be an integer, not ${typeName(v)}`);
-    else if (v < min) this.add(path, `must be >= ${min}`);
-  }
-
-  stringArray(v: Json, path: string): void {
-    if (v === undefined) return;
-    if (!Array.isArray(v)) {
-      this.add(path, `must be an array of strings, not ${typeName(v)}`);
-      return;
-    }
-    v.forEach((s, i) => {
-      if (typeof s !== "string") this.add(`${path}[${i}]`, `must be a string, not ${typeName(s)}`);
-    });
-  }
-
-  stringMap(v: Json, path: string): void {
-    if (v === undefined) return;
-    if (!isObject(v)) {
-      this.add(path, `must be an object of strings, not ${typeName(v)}`);
-      return;
-    }
-    for (const [k, s] of Object.entries(v)) {
-      if (typeof s !== "string") this.add(`${path}.${k}`, `must be a string, not ${typeName(s)}`);
-    }
-  }
-
-  object(v: Json, path: string, required: boolean): v is Record<string, Json> {
-    if (v === undefined) {
-      if (required) this.add(path, "is required");
-      return false;
-    }
-    if (!isObject(v)) {
-      this.add(path, `must be an object, not ${typeName(v)}`);
-      return false;
-    }
-    return true;
-  }
-
-  array(v: Json, path: string): v is Json[] {
-    if (v === undefined) return false;
-    if (!Array.isArray(v)) {
-      this.add(path, `must be an array, not ${typeName(v)}`);
-      return false;
-    }
-    return true;
-  }
-}
-
-function typeName(v: Json): string {
-  if (v === null) return "null";
-  if (Array.isArray(v)) return "an array";
-  return typeof v === "object" ? "an object" : `a ${typeof v}`;
-}
-
-function checkProcess(c: Checker, p: Json, path: string): void {
-  if (!c.object(p, path, false)) return;
+function checkProcess(c: Checker, p: Json, path: string, required = false): void {
+  if (!c.object(p, path, required)) return;
   c.bool(p["terminal"], `${path}.terminal`);
+  if (c.object(p["consoleSize"], `${path}.consoleSize`, false)) {
+    c.int(p["consoleSize"]["height"], `${path}.consoleSize.height`, true, 0);
+    c.int(p["consoleSize"]["width"], `${path}.consoleSize.width`, true, 0);
+  }
   if (c.object(p["user"], `${path}.user`, true)) {
     c.int(p["user"]["uid"], `${path}.user.uid`, true, 0);
     c.int(p["user"]["gid"], `${path}.user.gid`, true, 0);
@@ -102,11 +25,13 @@ function checkProcess(c: Checker, p: Json, path: string): void {
         c.int(g, `${path}.user.additionalGids[${i}]`, true, 0);
       });
     }
+    c.string(p["user"]["username"], `${path}.user.username`, false);
   }
   c.stringArray(p["args"], `${path}.args`);
   c.stringArray(p["env"], `${path}.env`);
   c.string(p["cwd"], `${path}.cwd`, true);
   if (typeof p["cwd"] === "string" && !p["cwd"].startsWith("/")) c.add(`${path}.cwd`, "must be an absolute path");
+  c.strings(p, path, ["commandLine", "apparmorProfile", "selinuxLabel"]);
   c.bool(p["noNewPrivileges"], `${path}.noNewPrivileges`);
   c.int(p["oomScoreAdj"], `${path}.oomScoreAdj`, false);
   if (c.object(p["capabilities"], `${path}.capabilities`, false)) {
@@ -136,6 +61,8 @@ function checkMounts(c: Checker, mounts: Json): void {
     c.string(m["type"], `${path}.type`, false);
     c.string(m["source"], `${path}.source`, false);
     c.stringArray(m["options"], `${path}.options`);
+    checkIdMappings(c, m["uidMappings"], `${path}.uidMappings`);
+    checkIdMappings(c, m["gidMappings"], `${path}.gidMappings`);
   });
 }
 
@@ -157,31 +84,13 @@ function checkHooks(c: Checker, hooks: Json): void {
   }
 }
 
-function checkLinux(c: Checker, linux: Json): void {
-  if (!c.object(linux, "linux", false)) return;
-  c.string(linux["cgroupsPath"], "linux.cgroupsPath", false);
-  c.stringMap(linux["sysctl"], "linux.sysctl");
-  c.stringArray(linux["maskedPaths"], "linux.maskedPaths");
-  c.stringArray(linux["readonlyPaths"], "linux.readonlyPaths");
-  const known = ["pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time"];
-  if (c.array(linux["namespaces"], "linux.namespaces")) {
-    linux["namespaces"].forEach((n, i) => {
-      const path = `linux.namespaces[${i}]`;
-      if (!c.object(n, path, true)) return;
-      c.string(n["type"], `${path}.type`, true);
-      if (typeof n["type"] === "string" && !known.includes(n["type"]))
-        c.add(`${path}.type`, `unknown namespace ${JSON.stringify(n["type"])}`);
-      c.string(n["path"], `${path}.path`, false);
-    });
-  }
-  c.object(linux["resources"], "linux.resources", false);
-}
-
-/** Throws INVALID_ARGUMENT listing every problem in `json`, or returns it as a Spec. */
-export function parseSpec(json: Json, file = "config.json"): Spec {
+/** Every problem of `json` as a config.json, each with its JSON path ("" for the document itself). */
+export function specIssues(json: Json): Issue[] {
   const c = new Checker();
-  if (!isObject(json))
-    throw new KataError(Code.InvalidArgument, `${file}: must be a JSON object, not ${typeName(json)}`);
+  if (!isObject(json)) {
+    c.add("", `must be a JSON object, not ${typeName(json)}`);
+    return c.issues;
+  }
   c.string(json["ociVersion"], "ociVersion", true);
   if (c.object(json["root"], "root", true)) {
     c.string(json["root"]["path"], "root.path", true);
@@ -190,13 +99,46 @@ export function parseSpec(json: Json, file = "config.json"): Spec {
   }
   checkProcess(c, json["process"], "process");
   c.string(json["hostname"], "hostname", false);
+  c.string(json["domainname"], "domainname", false);
   checkMounts(c, json["mounts"]);
   checkHooks(c, json["hooks"]);
   c.stringMap(json["annotations"], "annotations");
   checkLinux(c, json["linux"]);
-  if (c.issues.length > 0) {
-    throw new KataError(Code.InvalidArgument, `${file}: ${c.issues.map((i) => `${i.path} ${i.message}`).join("; ")}`);
-  }
-  // CAST: every field the runtime reads was checked above.
-  return json as unknown as Spec;
+  return c.issues;
+}
+
+function refuse(what: string, issues: readonly Issue[]): KataError {
+  const problems = issues.map((i) => (i.path === "" ? i.message : `${i.path} ${i.message}`));
+  return new KataError(Code.InvalidArgument, `${what}: ${problems.join("; ")}`, {
+    details: { problems: issues.length },
+  });
+}
+
+/** Throws INVALID_ARGUMENT listing every problem in `json`, or returns it as a Spec. */
+export function parseSpec(json: Json, file = "config.json"): Spec {
+  const issues = specIssues(json);
+  if (issues.length > 0) throw refuse(file, issues);
+  // CAST: every field the runtime reads was checked by specIssues.
+  return json as Spec;
+}
+
+/**
+ * An exec's process (containerd's ExecProcess spec, `kata-ts exec --process FILE`), checked as
+ * config.json's `process`; `what` starts the INVALID_ARGUMENT message, the paths start at `process`.
+ */
+export function parseProcess(json: Json, what: string): Process {
+  const c = new Checker();
+  checkProcess(c, json, "process", true);
+  if (c.issues.length > 0) throw refuse(what, c.issues);
+  // CAST: checkProcess checked every field the runtime reads.
+  return json as Process;
+}
+
+/** New limits for a running container (containerd's UpdateTask), checked as config.json's `linux.resources`. */
+export function parseLinuxResources(json: Json, what: string): LinuxResources {
+  const c = new Checker();
+  checkResources(c, json, "resources", true);
+  if (c.issues.length > 0) throw refuse(what, c.issues);
+  // CAST: checkResources checked every field the runtime reads.
+  return json as LinuxResources;
 }
