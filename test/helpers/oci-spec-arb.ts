@@ -5,6 +5,11 @@
 import fc from "fast-check";
 
 export type Wire = "u32" | "u64" | "i64";
+/**
+ * One field type. `num.min`: generated mostly at or above it (where the OCI spec sets a floor). `obj.group`:
+ * omitted on the way back when nothing in it is set (convert.ts). `obj.post`: adjusts the expected output
+ * of the round trip for a rule of that object alone.
+ */
 export type Node =
   | { t: "str"; arb?: fc.Arbitrary<string> }
   | { t: "bool" }
