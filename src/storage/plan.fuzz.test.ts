@@ -67,9 +67,7 @@ function inspected(mounts: readonly Mount[]): fc.Arbitrary<Map<string, SourceInf
     const map = new Map<string, SourceInfo>(
       paths.map((p, i) => [p, infos[i] ?? { kind: "missing", gid: 0, realPath: p }]),
     );
-    const targets = [
-      ...new Set(infos.flatMap((i) => (i.kind === "symlink" && i.realPath !== "" ? [i.realPath] : []))),
-    ];
+    const targets = [...new Set(infos.flatMap((i) => (i.kind === "symlink" && i.realPath !== "" ? [i.realPath] : [])))];
     const fresh = targets.filter((t) => !map.has(t));
     // realpath succeeded, so the target exists, is no symlink, and is its own real path.
     const target = (t: string): fc.Arbitrary<SourceInfo> =>
