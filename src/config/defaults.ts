@@ -35,6 +35,13 @@ export const minMsize9p = 4096;
 /** Kata caps cold-plugged PCI bridges at 5 (katautils maxPCIBridges). */
 export const maxBridges = 5;
 
+/**
+ * The longest timeout a configuration key may set: a day. A Node timer fires at once when asked for more
+ * than 2^31-1 ms (about 24.8 days), and callers add timeouts up (a create waits for the dial, then for
+ * CreateContainer), so each stays far below that.
+ */
+export const maxTimeoutMs = 86_400_000;
+
 export const defaultConfig: RuntimeConfig = {
   hypervisor: {
     path: "/usr/bin/qemu-system-x86_64",

@@ -218,6 +218,16 @@ describe("loadConfig", () => {
     assert.match(e.message, /configuration\.toml:2:\d+: invalid TOML: /);
   });
 
+  // Found by parse.fuzz.test.ts: smol-toml bounds inline nesting only, and merging overflowed the stack.
+  it("refuses tables nested thousands deep by dotted keys, instead of overflowing the stack", async () => {
+    const dir = await tree({ "configuration.toml": `${"a.".repeat(5000)}b = 1\n` });
+
+    const e = await rejection(loadConfig({ configPath: join(dir, "configuration.toml") }));
+
+    assert.ok(isKataError(e, "INVALID_ARGUMENT"), String(e));
+    assert.match(e.message, /configuration\.toml: invalid TOML: tables or arrays nested deeper than 32 levels$/);
+  });
+
   it("reports every invalid key of every file in one INVALID_ARGUMENT", async () => {
     const dir = await tree({
       "configuration.toml": '[hypervisor.qemu]\nmachine_type = "pc"\n',

@@ -8,7 +8,7 @@ import path from "node:path";
 import { parse, TomlError } from "smol-toml";
 import { Code, errnoOf, KataError, wrap } from "../base/errors.js";
 import { builtInSource, defaultConfig, defaultConfigSearchPaths, dropInDirName } from "./defaults.js";
-import { mergeLayers, type Layer } from "./merge.js";
+import { isTable, mergeLayers, type Layer, type TomlTable } from "./merge.js";
 import { parseConfig } from "./parse.js";
 import { formatConfigIssue, type RuntimeConfig } from "./types.js";
 
@@ -111,17 +111,42 @@ async function readDropIns(
   return out;
 }
 
+/**
+ * Kata's configuration nests two levels ([hypervisor.qemu] key). smol-toml bounds inline nesting but not
+ * dotted keys or table headers ("a.a.a...a = 1"), and merging walks tables recursively: a few thousand
+ * levels overflowed the stack.
+ */
+export const maxTomlDepth = 32;
+
+/** True when tables and arrays in `doc` nest deeper than `max` levels (`doc` itself is level 1). */
+function nestedDeeper(doc: TomlTable, max: number): boolean {
+  const stack: { v: unknown; depth: number }[] = [{ v: doc, depth: 1 }];
+  for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
+    if (item.depth > max) return true;
+    const { v, depth } = item;
+    const children = Array.isArray(v) ? v : isTable(v) ? Object.values(v) : [];
+    for (const c of children) if (Array.isArray(c) || isTable(c)) stack.push({ v: c, depth: depth + 1 });
+  }
+  return false;
+}
+
 /** Parses one file's TOML; a syntax error becomes "<file>:<line>:<column>: invalid TOML: <what>". */
 export function parseToml(file: string, text: string, problems: string[]): Layer | undefined {
+  let doc: TomlTable;
   try {
     // "throw" refuses __proto__/constructor keys, which would otherwise reach plain objects during merging.
-    return { file, doc: parse(text, { unsafeKeyBehaviour: "throw" }) };
+    doc = parse(text, { unsafeKeyBehaviour: "throw" });
   } catch (e) {
     if (!(e instanceof TomlError)) throw e;
     const what = (e.message.split("\n")[0] ?? "").replace(/^Invalid TOML document: /, "");
     problems.push(`${file}:${e.line}:${e.column}: invalid TOML: ${what}`);
     return undefined;
   }
+  if (nestedDeeper(doc, maxTomlDepth)) {
+    problems.push(`${file}: invalid TOML: tables or arrays nested deeper than ${maxTomlDepth} levels`);
+    return undefined;
+  }
+  return { file, doc };
 }
 
 function invalid(problems: readonly string[]): KataError {

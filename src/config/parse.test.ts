@@ -227,7 +227,18 @@ describe("parseConfig", () => {
     [
       "a zero dial timeout",
       "[agent.kata]\ndial_timeout = 0",
-      `${file}: [agent.kata] dial_timeout: must be an integer >= 1`,
+      `${file}: [agent.kata] dial_timeout: must be an integer between 1 and 86400`,
+    ],
+    // Found by parse.fuzz.test.ts: 2147484 s is over 2^31-1 ms, which a Node timer turns into 1 ms.
+    [
+      "a create timeout no timer can hold",
+      "[runtime]\ncreate_container_timeout = 2147484",
+      `${file}: [runtime] create_container_timeout: must be an integer between 1 and 86400`,
+    ],
+    [
+      "a request timeout over a day",
+      "[agent.kata]\nrequest_timeout_ms = 86400001",
+      `${file}: [agent.kata] request_timeout_ms: must be an integer between 100 and 86400000`,
     ],
     [
       "a bad kernel module",

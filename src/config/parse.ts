@@ -2,7 +2,7 @@
 // range-checked, every problem collected (none stops the others), Kata-only and unknown keys turned into
 // warnings. Pure: load.ts does the file reading and merging.
 
-import { defaultConfig, maxBridges, maxVcpus, minMemoryMiB, minMsize9p } from "./defaults.js";
+import { defaultConfig, maxBridges, maxTimeoutMs, maxVcpus, minMemoryMiB, minMsize9p } from "./defaults.js";
 import {
   kata1Sections,
   kataOnlyAgentKeys,
@@ -96,8 +96,8 @@ function agent(r: SectionReader, d: AgentConfig): AgentConfig {
     enableTracing: r.bool("enable_tracing", d.enableTracing),
     kernelModules: r.strings("kernel_modules", d.kernelModules, kernelModuleProblem),
     debugConsoleEnabled: r.bool("debug_console_enabled", d.debugConsoleEnabled),
-    dialTimeoutMs: r.int("dial_timeout", d.dialTimeoutMs / 1000, 1) * 1000,
-    requestTimeoutMs: r.int("request_timeout_ms", d.requestTimeoutMs, 100),
+    dialTimeoutMs: r.int("dial_timeout", d.dialTimeoutMs / 1000, 1, maxTimeoutMs / 1000) * 1000,
+    requestTimeoutMs: r.int("request_timeout_ms", d.requestTimeoutMs, 100, maxTimeoutMs),
   };
   r.leftovers(kataOnlyAgentKeys);
   return a;
@@ -129,7 +129,8 @@ function runtime(r: SectionReader, d: RuntimeSection): RuntimeSection {
       (f) => `unsupported experimental feature ${JSON.stringify(f)}`,
     ),
     enablePprof: r.bool("enable_pprof", d.enablePprof),
-    createContainerTimeoutMs: r.int("create_container_timeout", d.createContainerTimeoutMs / 1000, 1) * 1000,
+    createContainerTimeoutMs:
+      r.int("create_container_timeout", d.createContainerTimeoutMs / 1000, 1, maxTimeoutMs / 1000) * 1000,
   };
   // Kata checkNetNsConfig: without a netns of its own, only "none" leaves the host's interfaces alone.
   if (rt.disableNewNetns && rt.internetworkingModel !== "none" && r.ok("internetworking_model")) {

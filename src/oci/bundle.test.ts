@@ -105,6 +105,15 @@ describe("parseConfigJson", () => {
 
     assert.throws(call, kataError(Code.InvalidArgument, "/b/config.json is not valid JSON at line 3, column 29"));
   });
+
+  // Found by bundle.fuzz.test.ts: V8 quotes the text in this message, and the quote was read as the position.
+  it("does not take a position from the text quoted in the error", () => {
+    const text = 'e"position 99"[]';
+
+    const call = (): unknown => parseConfigJson(text, "/b/config.json");
+
+    assert.throws(call, kataError(Code.InvalidArgument, /^\/b\/config\.json is not valid JSON at line 1, column 1$/));
+  });
 });
 
 describe("loadBundle", () => {

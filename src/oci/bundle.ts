@@ -42,9 +42,9 @@ export function parseConfigJson(text: string, file: string): unknown {
     return JSON.parse(text);
   } catch (e) {
     // JSON.parse names the position in its message text for some errors only: find it ourselves.
-    const offset = jsonErrorOffset(text);
-    const where = offset === undefined ? "" : ` at ${positionOf(text, offset)}`;
-    throw new KataError(Code.InvalidArgument, `${file} is not valid JSON${where}`, { cause: e });
+    // Where JSON.parse and our scan disagree (they should not), the end of the text is the best guess.
+    const offset = jsonErrorOffset(text) ?? text.length;
+    throw new KataError(Code.InvalidArgument, `${file} is not valid JSON at ${positionOf(text, offset)}`, { cause: e });
   }
 }
 

@@ -57,15 +57,19 @@ describe("parseProcess", () => {
     });
   }
 
-  it("names the object as the caller asks, and lists every problem at once", () => {
+  it("names the request in the error, and lists every problem at once", () => {
     const json = processJson((p) => {
       p["args"] = [1];
       delete p["cwd"];
     });
 
     assert.throws(
-      () => parseProcess(json, "exec e1", "spec"),
-      kataError(Code.InvalidArgument, "exec e1: spec.args[0] must be a string, not a number; spec.cwd is required"),
+      () => parseProcess(json, "exec e1"),
+      kataError(
+        Code.InvalidArgument,
+        "exec e1: process.args[0] must be a string, not a number",
+        "process.cwd is required",
+      ),
     );
   });
 });
@@ -93,49 +97,45 @@ describe("parseLinuxResources", () => {
   it("requires a resources object", () => {
     assert.throws(
       () => parseLinuxResources("max", "update c1"),
-      kataError(Code.InvalidArgument, "update c1: linux.resources must be an object, not a string"),
+      kataError(Code.InvalidArgument, "update c1: resources must be an object, not a string"),
     );
   });
 
   const cases: [string, Record<string, unknown>, string][] = [
-    ["memory.limit", { memory: { limit: "1G" } }, "linux.resources.memory.limit must be an integer, not a string"],
-    ["memory.swappiness", { memory: { swappiness: -1 } }, "linux.resources.memory.swappiness must be >= 0"],
-    ["cpu.shares", { cpu: { shares: 1.5 } }, "linux.resources.cpu.shares must be an integer, not a number"],
-    ["cpu.cpus", { cpu: { cpus: 2 } }, "linux.resources.cpu.cpus must be a string, not a number"],
-    ["pids.limit", { pids: {} }, "linux.resources.pids.limit is required"],
-    ["devices", { devices: {} }, "linux.resources.devices must be an array, not an object"],
-    ["devices[].allow", { devices: [{ access: "rwm" }] }, "linux.resources.devices[0].allow is required"],
-    [
-      "devices[].type",
-      { devices: [{ allow: true, type: "x" }] },
-      'linux.resources.devices[0].type must be "a", "b" or "c", not "x"',
-    ],
+    ["memory.limit", { memory: { limit: "1G" } }, "memory.limit must be an integer, not a string"],
+    ["memory.swappiness", { memory: { swappiness: -1 } }, "memory.swappiness must be >= 0"],
+    ["cpu.shares", { cpu: { shares: 1.5 } }, "cpu.shares must be an integer, not a number"],
+    ["cpu.cpus", { cpu: { cpus: 2 } }, "cpu.cpus must be a string, not a number"],
+    ["pids.limit", { pids: {} }, "pids.limit is required"],
+    ["devices", { devices: {} }, "devices must be an array, not an object"],
+    ["devices[].allow", { devices: [{ access: "rwm" }] }, "devices[0].allow is required"],
+    ["devices[].type", { devices: [{ allow: true, type: "x" }] }, 'devices[0].type must be "a", "b" or "c", not "x"'],
     [
       "devices[].access",
       { devices: [{ allow: true, access: "rwx" }] },
-      'linux.resources.devices[0].access must be made of r, w and m, not "rwx"',
+      'devices[0].access must be made of r, w and m, not "rwx"',
     ],
     [
       "blockIO throttling",
       { blockIO: { throttleWriteIOPSDevice: [{ major: 8, minor: 0 }] } },
-      "linux.resources.blockIO.throttleWriteIOPSDevice[0].rate is required",
+      "blockIO.throttleWriteIOPSDevice[0].rate is required",
     ],
-    ["hugepageLimits", { hugepageLimits: [{ limit: 1 }] }, "linux.resources.hugepageLimits[0].pageSize is required"],
+    ["hugepageLimits", { hugepageLimits: [{ limit: 1 }] }, "hugepageLimits[0].pageSize is required"],
     [
       "network.priorities",
       { network: { priorities: [{ name: "eth0", priority: -2 }] } },
-      "linux.resources.network.priorities[0].priority must be >= 0",
+      "network.priorities[0].priority must be >= 0",
     ],
-    ["unified", { unified: { "cpu.max": 1 } }, "linux.resources.unified.cpu.max must be a string, not a number"],
+    ["unified", { unified: { "cpu.max": 1 } }, "unified.cpu.max must be a string, not a number"],
   ];
   for (const [field, json, problem] of cases) {
     it(`checks ${field} as config.json does, naming the path`, () => {
       assert.throws(
         () => parseLinuxResources(json, "update c1"),
-        kataError(Code.InvalidArgument, `update c1: ${problem}`),
+        kataError(Code.InvalidArgument, `update c1: resources.${problem}`),
       );
       const spec = { ociVersion: "1.0.2", root: { path: "rootfs" }, linux: { resources: json } };
-      assert.throws(() => parseSpec(spec), kataError(Code.InvalidArgument, `config.json: ${problem}`));
+      assert.throws(() => parseSpec(spec), kataError(Code.InvalidArgument, `config.json: linux.resources.${problem}`));
     });
   }
 });

@@ -62,13 +62,19 @@ export function mountAt(procMounts: readonly MountEntry[], mountPoint: string): 
 
 const sizeUnits: Readonly<Record<string, number>> = { "": 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 };
 
-/** "2M" (as /proc/mounts shows hugetlbfs pagesize), "1G", "2048k", "2Mi", "2MiB" → bytes (binary units, as Kata's units.RAMInBytes). */
+/**
+ * "2M" (as /proc/mounts shows hugetlbfs pagesize), "1G", "2048k", "2Mi", "2MiB" → bytes (binary units, as
+ * Kata's units.RAMInBytes); undefined for anything else, including sizes past Number's exact integers.
+ */
 export function parseSizeBytes(s: string): number | undefined {
   const m = /^(\d+)(?:([kKmMgGtT])(?:i?[bB]|i)?|[bB])?$/.exec(s);
   if (m === null) return undefined;
   const [, digits = "", unit = ""] = m;
   const factor = sizeUnits[unit.toLowerCase()];
-  return factor === undefined ? undefined : Number(digits) * factor;
+  if (factor === undefined) return undefined;
+  // "10000T" is past 2^53: it would be sent on as an inexact float ("1.0995116277760001e+16").
+  const bytes = Number(digits) * factor;
+  return Number.isSafeInteger(bytes) ? bytes : undefined;
 }
 
 export interface EmptyDirPlan {

@@ -502,6 +502,17 @@ describe("planContainerStorage: other mounts", () => {
     assert.match(msg, /mounts\[1\] at \/n: type "nfs" is not supported/);
   });
 
+  // Found by plan.fuzz.test.ts: the NUL reached the host bind's file name ("c1-<hash>-\0").
+  it("refuses a NUL in a destination or a source, and does not ask to inspect such a source", () => {
+    const mounts = [bind("/srv/a", "/\0"), bind("/srv/\0b", "/b")];
+
+    const msg = planError(input({ mounts, sources: new Map([dir("/srv/a")]) }));
+
+    assert.match(msg, /mounts\[0\]\.destination "\/\\u0000" must be absolute, without "\.\." elements or NUL/);
+    assert.match(msg, /mounts\[1\]\.source "\/srv\/\\u0000b" must be an absolute host path without NUL/);
+    assert.deepEqual(sourcesToInspect(mounts), ["/srv/a"]);
+  });
+
   it("lists each source to inspect once", () => {
     const mounts = [
       bind("/srv/a", "/a"),
@@ -552,5 +563,12 @@ describe("parseSizeBytes", () => {
     assert.equal(parseSizeBytes("2MiB"), 2 * 2 ** 20);
     assert.equal(parseSizeBytes("4096"), 4096);
     assert.equal(parseSizeBytes("x"), undefined);
+  });
+
+  // Found by empty-dir.fuzz.test.ts: 10000 * 2^40 is past 2^53 and became an inexact float.
+  it("refuses a size past Number's exact integers", () => {
+    assert.equal(parseSizeBytes("8191T"), 8191 * 2 ** 40);
+    assert.equal(parseSizeBytes("10000TiB"), undefined);
+    assert.equal(parseSizeBytes("9".repeat(400)), undefined);
   });
 });

@@ -112,11 +112,16 @@ function sharedName(containerId: string, index: number, destination: string): st
   return `${containerId}/volumes/${hash}-${path.posix.basename(destination)}`;
 }
 
+/** An absolute path with no NUL: the kernel cuts a path at NUL, and node's fs functions throw a TypeError. */
+function isAbsolutePath(p: string): boolean {
+  return p.startsWith("/") && !p.includes("\0");
+}
+
 /** The paths the applier must inspect (lstat, realpath, gid) before planning. */
 export function sourcesToInspect(mounts: readonly Mount[]): string[] {
   const out = new Set<string>();
   for (const m of mounts) {
-    if (!isBindMount(m) || m.source === undefined || !m.source.startsWith("/")) continue;
+    if (!isBindMount(m) || m.source === undefined || !isAbsolutePath(m.source)) continue;
     const source = trimTrailingSlashes(m.source);
     if (isSystemPath(source)) continue;
     // CRI's /dev/shm source is replaced by the guest's shm, unless it is an emptyDir.
@@ -214,8 +219,9 @@ export function planContainerStorage(input: StoragePlanInput): StoragePlan {
   const out: Outputs = { mounts: [], storages: [], binds: [], issues: [] };
   input.mounts.forEach((m, i) => {
     const d = m.destination;
-    if (!d.startsWith("/") || d.split("/").includes("..")) {
-      out.issues.push(`mounts[${i}].destination ${JSON.stringify(d)} must be absolute, without ".." elements`);
+    // The destination's last element names the host bind (sharedName): no NUL may reach a file name.
+    if (!isAbsolutePath(d) || d.split("/").includes("..")) {
+      out.issues.push(`mounts[${i}].destination ${JSON.stringify(d)} must be absolute, without ".." elements or NUL`);
       return;
     }
     if (!isBindMount(m)) {
@@ -228,8 +234,10 @@ export function planContainerStorage(input: StoragePlanInput): StoragePlan {
       }
       return;
     }
-    if (m.source === undefined || !m.source.startsWith("/")) {
-      out.issues.push(`mounts[${i}].source ${JSON.stringify(m.source ?? "")} must be an absolute host path`);
+    if (m.source === undefined || !isAbsolutePath(m.source)) {
+      out.issues.push(
+        `mounts[${i}].source ${JSON.stringify(m.source ?? "")} must be an absolute host path without NUL`,
+      );
       return;
     }
     const source = trimTrailingSlashes(m.source);

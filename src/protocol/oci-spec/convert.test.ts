@@ -324,6 +324,16 @@ describe("ociToGrpcSpec refusals", () => {
     assertInvalid(() => ociToGrpcSpec(uid), "process.user.uid");
     assertInvalid(() => ociToGrpcSpec(hook), "hooks.poststop[1].timeout");
   });
+
+  // Found by convert.fuzz.test.ts: the guest's decoder dropped the entry without a word.
+  it("refuses a __proto__ map key, which the guest side could not decode", () => {
+    // CAST (two below): JSON.parse makes __proto__ an own key, as config.json would; the shape is a Spec.
+    const annotations = JSON.parse('{"ociVersion":"1.0.2","annotations":{"__proto__":"x"}}') as Spec;
+    const sysctl = JSON.parse('{"ociVersion":"1.0.2","linux":{"sysctl":{"__proto__":"1"}}}') as Spec;
+
+    assertInvalid(() => ociToGrpcSpec(annotations), "annotations.__proto__");
+    assertInvalid(() => ociToGrpcSpec(sysctl), "linux.sysctl.__proto__");
+  });
 });
 
 describe("unmappedOciFields", () => {

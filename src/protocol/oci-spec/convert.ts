@@ -27,13 +27,15 @@
  * - int64/uint64 <-> number: a value outside Number's safe-integer range (or not an integer) is refused
  *   with INVALID_ARGUMENT naming its OCI JSON path, as is a uint32 out of range. Signed fields pass
  *   negative values through (`memory.swap` -1 = unlimited, `cpu.quota` -1 = no quota).
+ * - A map key `__proto__` (annotations, sysctl) is refused with INVALID_ARGUMENT: protobuf-es would drop it
+ *   while decoding on the guest side.
  * - OCI fields the proto lacks are dropped by `ociToGrpcSpec`; `unmappedOciFields` names the ones set.
  */
 
 import { create } from "@bufbuild/protobuf";
 import type * as oci from "../../oci/spec.js";
 import * as grpc from "../gen/oci_pb.js";
-import { copy, each, flag, list, prune, record, str } from "./fields.js";
+import { copy, each, flag, list, prune, record, str, wireMap } from "./fields.js";
 import { hooksInit, hooksOut } from "./hooks.js";
 import { linuxInit, linuxOut } from "./linux.js";
 import { processInit, processOut } from "./process.js";
@@ -52,7 +54,7 @@ export function ociToGrpcSpec(spec: oci.Spec): grpc.Spec {
       options: copy(m.options),
     })),
     Hooks: spec.hooks && hooksInit(spec.hooks),
-    Annotations: { ...spec.annotations },
+    Annotations: wireMap(spec.annotations, "annotations"),
     Linux: spec.linux && linuxInit(spec.linux),
   });
 }

@@ -47,6 +47,18 @@ export const record = (v: Readonly<Record<string, string>>): Record<string, stri
   Object.keys(v).length === 0 ? undefined : { ...v };
 export const copy = <T>(v: readonly T[] | undefined): T[] => (v === undefined ? [] : [...v]);
 
+/**
+ * Host side: a copy of a string map for the wire. protobuf-es decodes a map field into a plain object,
+ * where a "__proto__" key sets the prototype instead of adding an entry, so the guest would silently
+ * lose it; refusing it names the problem instead.
+ */
+export function wireMap(v: Readonly<Record<string, string>> | undefined, path: string): Record<string, string> {
+  if (v !== undefined && Object.hasOwn(v, "__proto__")) {
+    throw invalid(`${path}.__proto__`, "the key __proto__ cannot cross the wire (the guest decodes maps into objects)");
+  }
+  return { ...v };
+}
+
 /** `prune`, and absent when nothing is left: for the resource groups, where `{}` only adds noise. */
 export function group<T extends object>(v: Loose<T>): T | undefined {
   const out = prune<T>(v);

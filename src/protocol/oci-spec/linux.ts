@@ -2,7 +2,23 @@
 
 import type * as oci from "../../oci/spec.js";
 import type * as grpc from "../gen/oci_pb.js";
-import { copy, each, i64, invalid, list, num, nz, nz32, prune, record, str, u32, u64, type Init } from "./fields.js";
+import {
+  copy,
+  each,
+  i64,
+  invalid,
+  list,
+  num,
+  nz,
+  nz32,
+  prune,
+  record,
+  str,
+  u32,
+  u64,
+  wireMap,
+  type Init,
+} from "./fields.js";
 import { resourcesInit, resourcesOut } from "./resources.js";
 
 // ---- OCI -> protobuf ----
@@ -18,7 +34,7 @@ export function linuxInit(l: oci.Linux): Init<typeof grpc.LinuxSchema> {
   return {
     UIDMappings: idMaps(l.uidMappings, "linux.uidMappings"),
     GIDMappings: idMaps(l.gidMappings, "linux.gidMappings"),
-    Sysctl: { ...l.sysctl },
+    Sysctl: wireMap(l.sysctl, "linux.sysctl"),
     Resources: l.resources && resourcesInit(l.resources, "linux.resources"),
     CgroupsPath: l.cgroupsPath ?? "",
     Namespaces: (l.namespaces ?? []).map((n) => ({ Type: n.type, Path: n.path ?? "" })),

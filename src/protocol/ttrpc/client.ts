@@ -66,6 +66,14 @@ export class TtrpcConnection {
       this.#onData(chunk);
     });
     stream.on("end", () => {
+      try {
+        this.#decoder.end();
+      } catch (e) {
+        this.#shutdown(
+          new KataError(Code.Unavailable, "ttrpc peer closed the connection inside a frame", { cause: e }),
+        );
+        return;
+      }
       this.#shutdown(new KataError(Code.Unavailable, "ttrpc peer closed the connection"));
     });
     stream.on("close", () => {
@@ -80,6 +88,11 @@ export class TtrpcConnection {
   /** Whether the connection is closed (by either side, or an error). */
   get isClosed(): boolean {
     return this.#closeReason !== undefined;
+  }
+
+  /** Bytes of a frame the server has started but not finished (at most the frame limit plus a header). */
+  get bufferedBytes(): number {
+    return this.#decoder.bufferedBytes;
   }
 
   /** Closes the stream; pending calls reject with UNAVAILABLE. Resolves as `closed` does. */

@@ -46,6 +46,8 @@ export interface TtrpcServerOptions {
    * ignored by the new one.
    */
   readonly newClientOnStreamOne?: boolean;
+  /** Requests one connection may have in its handlers at once (default maxInFlightRequests). */
+  readonly maxInFlightRequests?: number;
 }
 
 interface Route {
@@ -56,9 +58,24 @@ interface Route {
 /** Longest deadline a timer can hold; a request asking for more simply gets this much. */
 const maxTimerMs = 2 ** 31 - 1;
 
+/**
+ * Requests of one connection whose handlers are still running. A client flooding requests gets
+ * RESOURCE_EXHAUSTED for each one beyond it, instead of one handler (and its memory) per request.
+ * Not lower: the host keeps three calls waiting in the agent for every live process (WaitProcess and
+ * the long-polling ReadStdout and ReadStderr), so this leaves room for some 340 processes in a pod.
+ */
+export const maxInFlightRequests = 1024;
+
+/**
+ * Responses queued for a client that does not read them. Past this the connection stops reading
+ * requests until the queue drains, so a client cannot make us queue answers without bound.
+ */
+export const maxQueuedResponseBytes = 1 << 20;
+
 export class TtrpcServer {
   readonly #maxFrameBytes: number;
   readonly #newClientOnStreamOne: boolean;
+  readonly #maxInFlight: number;
   readonly #log: Logger;
   /** "grpc.AgentService/CreateContainer" → handler. */
   readonly #routes = new Map<string, Route>();
@@ -67,6 +84,7 @@ export class TtrpcServer {
   constructor(opts: TtrpcServerOptions = {}) {
     this.#maxFrameBytes = opts.maxFrameBytes ?? defaultMaxFrameBytes;
     this.#newClientOnStreamOne = opts.newClientOnStreamOne === true;
+    this.#maxInFlight = opts.maxInFlightRequests ?? maxInFlightRequests;
     this.#log = (opts.logger ?? nullLogger).child({ component: "ttrpc-server" });
   }
 
@@ -98,8 +116,20 @@ export class TtrpcServer {
    * connection closes see `ctx.signal` abort; their results are dropped.
    */
   serve(stream: Duplex): Promise<void> {
-    return new ServerConnection(stream, this.#routes, this.#maxFrameBytes, this.#log, this.#newClientOnStreamOne).done;
+    return new ServerConnection(stream, this.#routes, {
+      maxFrameBytes: this.#maxFrameBytes,
+      log: this.#log,
+      newClientOnStreamOne: this.#newClientOnStreamOne,
+      maxInFlight: this.#maxInFlight,
+    }).done;
   }
+}
+
+interface ConnectionLimits {
+  readonly maxFrameBytes: number;
+  readonly log: Logger;
+  readonly newClientOnStreamOne: boolean;
+  readonly maxInFlight: number;
 }
 
 class ServerConnection {
@@ -113,20 +143,19 @@ class ServerConnection {
   readonly #done = deferred<undefined>();
   #lastStreamId = 0;
   readonly #newClientOnStreamOne: boolean;
+  readonly #maxInFlight: number;
+  #inFlight = 0;
+  /** Reading is paused until the client reads the responses queued for it. */
+  #waitingForDrain = false;
 
-  constructor(
-    stream: Duplex,
-    routes: ReadonlyMap<string, Route>,
-    maxFrameBytes: number,
-    log: Logger,
-    newClientOnStreamOne: boolean,
-  ) {
-    this.#newClientOnStreamOne = newClientOnStreamOne;
+  constructor(stream: Duplex, routes: ReadonlyMap<string, Route>, limits: ConnectionLimits) {
+    this.#newClientOnStreamOne = limits.newClientOnStreamOne;
+    this.#maxInFlight = limits.maxInFlight;
     this.#stream = stream;
     this.#routes = routes;
-    this.#maxFrameBytes = maxFrameBytes;
-    this.#log = log;
-    this.#decoder = new FrameDecoder({ maxFrameBytes });
+    this.#maxFrameBytes = limits.maxFrameBytes;
+    this.#log = limits.log;
+    this.#decoder = new FrameDecoder({ maxFrameBytes: limits.maxFrameBytes });
     this.done = this.#done.promise;
 
     stream.on("data", (chunk: Buffer) => {
@@ -205,6 +234,14 @@ class ServerConnection {
       this.#respondStatus(id, invalid(`${op}: decode request: ${messageOf(e)}`));
       return;
     }
+    // Counted from here (synchronously, before the handler's first await) to the handler's end: requests
+    // answered at once (unimplemented, undecodable) take no slot.
+    if (this.#inFlight >= this.#maxInFlight) {
+      const why = `${op}: ${this.#maxInFlight} requests are already in flight on this connection`;
+      this.#log.debug("ttrpc: refusing a request over the in-flight limit", { streamId: id, op });
+      this.#respondStatus(id, toWireStatus(new KataError(Code.ResourceExhausted, why)));
+      return;
+    }
 
     const deadline = new AbortController();
     let timer: NodeJS.Timeout | undefined;
@@ -227,6 +264,7 @@ class ServerConnection {
     for (const { key, value } of request.metadata) metadata.set(key, [...(metadata.get(key) ?? []), value]);
 
     const started = Date.now();
+    this.#inFlight++;
     try {
       const init = await route.call(input, { signal, metadata });
       let payload: Uint8Array;
@@ -246,6 +284,7 @@ class ServerConnection {
       });
       this.#respondStatus(id, toWireStatus(e));
     } finally {
+      this.#inFlight--;
       clearTimeout(timer);
       closed.removeEventListener("abort", onClosed);
     }
@@ -289,6 +328,17 @@ class ServerConnection {
         this.#shutdown("write failed");
       }
     });
+    if (this.#stream.writableLength > maxQueuedResponseBytes && !this.#waitingForDrain) {
+      this.#log.debug("ttrpc: client is not reading its responses, pausing requests", {
+        queuedBytes: this.#stream.writableLength,
+      });
+      this.#waitingForDrain = true;
+      this.#stream.pause();
+      this.#stream.once("drain", () => {
+        this.#waitingForDrain = false;
+        this.#stream.resume();
+      });
+    }
   }
 
   #shutdown(why: string): void {
