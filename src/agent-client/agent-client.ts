@@ -51,13 +51,15 @@ export class AgentClient {
    * Resolves once the agent answers Health.Check SERVING. Probes sent before the guest opened its port
    * wait in the channel and are answered late (all at once, by an agent whose code is still cold), so
    * none is abandoned: another is added every probeIntervalMs in case one was lost, and the first
-   * SERVING answer from any of them wins.
+   * SERVING answer from any of them wins. The probes do not watch `signal` themselves (a slow boot would
+   * pile a listener per probe onto it); when it aborts, waiting stops, and the caller closes the
+   * connection, which ends them.
    */
   async waitReady(signal: AbortSignal): Promise<void> {
     const ready = deferred<undefined>();
     let failure: unknown;
     const probe = (): void => {
-      this.health.check({}, { signal }).then(
+      this.health.check({}).then(
         (r) => {
           if (r.status === HealthCheckResponse_ServingStatus.SERVING) ready.resolve(undefined);
         },

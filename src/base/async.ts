@@ -1,5 +1,6 @@
 // Small async helpers that Node 20 lacks (Promise.withResolvers) or that every layer needs.
 
+import { setMaxListeners } from "node:events";
 import { Code, KataError } from "./errors.js";
 
 export interface Deferred<T> {
@@ -131,4 +132,14 @@ export function linkSignals(...parents: (AbortSignal | undefined)[]): { signal: 
       for (const u of unlinks) u();
     },
   };
+}
+
+/**
+ * An AbortController whose signal may have any number of listeners: a long-lived signal (a sandbox's
+ * life) is linked into every call made during that life, and Node warns past 10 listeners otherwise.
+ */
+export function longLivedController(): AbortController {
+  const ctl = new AbortController();
+  setMaxListeners(0, ctl.signal);
+  return ctl;
 }

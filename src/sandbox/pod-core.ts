@@ -1,7 +1,7 @@
 // What a pod holds and how it is taken apart: its containers, its sandbox and netns, persistence of
 // their state, and teardown. Pod (pod.ts) adds the verbs and their locking on top.
 
-import { linkSignals } from "../base/async.js";
+import { linkSignals, longLivedController } from "../base/async.js";
 import { Code, KataError, firstFailure } from "../base/errors.js";
 import { errField, type Logger } from "../base/log.js";
 import type { Bundle } from "../oci/bundle.js";
@@ -30,7 +30,7 @@ export class PodCore {
   readonly log: Logger;
   readonly containers = new Map<string, PodContainer>();
   /** Aborted by shutdown: verbs in flight end, later ones are refused. */
-  readonly life = new AbortController();
+  readonly life = longLivedController();
   sandbox: Sandbox | undefined;
   netns: PodNetns | undefined;
   readonly #createdAt = new Date().toISOString();

@@ -4,7 +4,7 @@
 
 import type { WriteStream } from "node:fs";
 import type { Readable } from "node:stream";
-import { deferred, linkSignals, settlesWithin } from "../base/async.js";
+import { deferred, linkSignals, longLivedController, settlesWithin } from "../base/async.js";
 import { Code, KataError, errnoOf, isKataError } from "../base/errors.js";
 import { errField, type Logger } from "../base/log.js";
 import type { AgentApi } from "../agent-client/agent-client.js";
@@ -50,7 +50,7 @@ export class PodProcess {
   readonly #settled = deferred<undefined>();
   readonly #log: Logger;
   /** Aborted when the exit is recorded: the copiers stop, whatever they wait for. */
-  readonly #stop = new AbortController();
+  readonly #stop = longLivedController();
   #closeStdin: (() => void) | undefined;
   #writers: Partial<Record<"stdout" | "stderr", WriteStream>> = {};
   #input: Readable | undefined;

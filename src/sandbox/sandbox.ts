@@ -4,7 +4,7 @@
 // guest that stops answering (or a VM that exits) marks the sandbox lost: calls then fail at once.
 
 import path from "node:path";
-import { abortError, deadline } from "../base/async.js";
+import { abortError, deadline, longLivedController } from "../base/async.js";
 import { CleanupStack } from "../base/cleanup.js";
 import { Code, KataError, describeError, firstFailure, isKataError, wrap } from "../base/errors.js";
 import type { Logger } from "../base/log.js";
@@ -142,7 +142,7 @@ export class Sandbox {
     const log = deps.logger.child({ sandboxId: cfg.id });
     const deadlines = cfg.vm.agentDeadlines ?? defaultAgentDeadlines;
     // Aborted once the sandbox is lost; made here so teardown steps registered below can see it.
-    const life = new AbortController();
+    const life = longLivedController();
     const undo = new CleanupStack();
     try {
       const storages = planSandboxStorages({

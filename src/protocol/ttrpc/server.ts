@@ -7,7 +7,7 @@ import type { Duplex } from "node:stream";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { DescMessage, DescMethod, Message, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
-import { deferred } from "../../base/async.js";
+import { deferred, longLivedController } from "../../base/async.js";
 import { Code, KataError, codeOf, messageOf } from "../../base/errors.js";
 import { errField, nullLogger } from "../../base/log.js";
 import type { Logger } from "../../base/log.js";
@@ -139,7 +139,7 @@ class ServerConnection {
   readonly #maxFrameBytes: number;
   readonly #log: Logger;
   readonly #decoder: FrameDecoder;
-  readonly #closed = new AbortController();
+  readonly #closed = longLivedController();
   readonly #done = deferred<undefined>();
   #lastStreamId = 0;
   readonly #newClientOnStreamOne: boolean;
