@@ -404,6 +404,18 @@ describe("planContainerStorage: other mounts", () => {
     assert.ok(other.every((r) => r.startsWith("c2-") && !first.includes(r)));
   });
 
+  it("cuts a long destination basename so the shared name stays one path component (NAME_MAX)", () => {
+    const cid = "c".repeat(200);
+    const long = `/data/${"é".repeat(100)}`;
+    const i = input({ containerId: cid, mounts: [bind("/srv/a", long)], sources: new Map([dir("/srv/a")]) });
+
+    const [b] = planContainerStorage(i).binds;
+
+    assert.ok(b);
+    assert.ok(Buffer.byteLength(b.relative) <= 255, `${Buffer.byteLength(b.relative)} bytes`);
+    assert.match(b.relative, new RegExp(`^${cid}-[0-9a-f]{16}-(é)+$`));
+  });
+
   it("binds a symlink source's target, as the kernel would", () => {
     const plan = planContainerStorage(
       input({

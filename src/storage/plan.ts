@@ -101,10 +101,30 @@ function guestBindOptions(options: readonly string[] | undefined): string[] {
   return opts.includes("bind") || opts.includes("rbind") ? opts : ["rbind", ...opts];
 }
 
-/** Kata names shared files <cid>-<16 random hex>-<basename>; ours is derived, so plans are reproducible. */
+/** A shared file's name is one path component: NAME_MAX bytes. */
+const maxNameBytes = 255;
+
+/** The longest prefix of `s` (whole characters) that fits in `maxBytes` of UTF-8. */
+function fitUtf8(s: string, maxBytes: number): string {
+  let out = "";
+  let used = 0;
+  for (const ch of s) {
+    used += Buffer.byteLength(ch);
+    if (used > maxBytes) break;
+    out += ch;
+  }
+  return out;
+}
+
+/**
+ * Kata names shared files <cid>-<16 random hex>-<basename>; ours is derived, so plans are reproducible.
+ * The basename is only there for people reading the share (the hash keeps names apart), so it is cut
+ * to what fits in one path component.
+ */
 function sharedName(containerId: string, index: number, destination: string): string {
   const hash = createHash("sha256").update(`${containerId}\0${index}\0${destination}`).digest("hex").slice(0, 16);
-  return `${containerId}-${hash}-${path.posix.basename(destination)}`;
+  const prefix = `${containerId}-${hash}-`;
+  return prefix + fitUtf8(path.posix.basename(destination), maxNameBytes - Buffer.byteLength(prefix));
 }
 
 /** The paths the applier must inspect (lstat, realpath, gid) before planning. */

@@ -16,6 +16,7 @@ import { StateStore } from "../../sandbox/persist.js";
 import type { RuntimeContext } from "../runtime-context.js";
 import { forceDeleteKey } from "../../shim/task-service.js";
 import { connectTask, sandboxOf, serviceExitMs, startService, withTask } from "../service-client.js";
+import { checkSandboxId } from "../service-host.js";
 import { checkPreserveFds, preserveFdsOption } from "../preserve-fds.js";
 import { loadServiceDeadlines } from "../task-deadlines.js";
 import { prepareConsole, prepareStdio, type PreparedStdio } from "../stdio-bridge.js";
@@ -55,6 +56,7 @@ export async function createContainer(ctx: RuntimeContext, id: string, flags: Cr
     );
   }
   const store = new StateStore(ctx.flags.root);
+  if (role.type === "sandbox") checkSandboxId(ctx.flags.root, role.sandboxId);
   if ((await store.sandboxOf(id)) !== undefined)
     throw new KataError(Code.AlreadyExists, `container ${id} already exists`);
   let socket: string;
