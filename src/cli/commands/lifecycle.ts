@@ -18,6 +18,7 @@ import { forceDeleteKey } from "../../shim/task-service.js";
 import { connectTask, sandboxOf, serviceExitMs, startService, withTask } from "../service-client.js";
 import { checkSandboxId } from "../service-host.js";
 import { checkPreserveFds, preserveFdsOption } from "../preserve-fds.js";
+import { resolveVmConfig } from "../vm-config.js";
 import { loadServiceDeadlines } from "../task-deadlines.js";
 import { prepareConsole, prepareStdio, type PreparedStdio } from "../stdio-bridge.js";
 import { parseSignal } from "../signals.js";
@@ -64,6 +65,9 @@ export async function createContainer(ctx: RuntimeContext, id: string, flags: Cr
     if ((await store.load(role.sandboxId)) !== undefined) {
       throw new KataError(Code.AlreadyExists, `sandbox ${role.sandboxId} already exists`);
     }
+    // The service checks the VM's configuration (annotations included) again; checked here, a bad one
+    // starts nothing.
+    await resolveVmConfig(ctx, bundle.spec);
     socket = await startService(ctx, role.sandboxId);
   } else {
     if ((await store.load(role.sandboxId)) === undefined) {
