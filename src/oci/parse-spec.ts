@@ -3,6 +3,7 @@
 // same rules validate the parts containerd sends on their own: an exec's process, an update's resources.
 
 import { Code, KataError } from "../base/errors.js";
+import { maxJsonDepth, tooDeepAt } from "./json-depth.js";
 import type { LinuxResources, Process, Spec } from "./spec.js";
 
 export interface Issue {
@@ -266,8 +267,20 @@ function throwIssues(c: Checker, at: string): void {
   }
 }
 
+/** Refuses, before anything walks it, a value nested deeper than maxJsonDepth (see json-depth.ts). */
+function checkDepth(json: Json, at: string, path: string): void {
+  const deep = tooDeepAt(json, path);
+  if (deep === undefined) return;
+  const shown = deep.length <= 100 ? deep : `${deep.slice(0, 100)}...`;
+  throw new KataError(
+    Code.InvalidArgument,
+    `${at}: ${shown} nests arrays and objects more than ${maxJsonDepth} deep (the limit)`,
+  );
+}
+
 /** Throws INVALID_ARGUMENT listing every problem in `json`, or returns it as a Spec. */
 export function parseSpec(json: Json, file = "config.json"): Spec {
+  checkDepth(json, file, "");
   const c = new Checker();
   if (!isObject(json))
     throw new KataError(Code.InvalidArgument, `${file}: must be a JSON object, not ${typeName(json)}`);
@@ -294,6 +307,7 @@ export function parseSpec(json: Json, file = "config.json"): Spec {
  * `path` names the object in messages.
  */
 export function parseProcess(json: Json, at: string, path = "process"): Process {
+  checkDepth(json, at, path);
   const c = new Checker();
   checkProcess(c, json, path, true);
   throwIssues(c, at);
@@ -307,6 +321,7 @@ export function parseProcess(json: Json, at: string, path = "process"): Process 
  * not a string". `path` names the object in messages.
  */
 export function parseLinuxResources(json: Json, at: string, path = "linux.resources"): LinuxResources {
+  checkDepth(json, at, path);
   const c = new Checker();
   checkResources(c, json, path, true);
   throwIssues(c, at);
