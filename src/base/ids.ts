@@ -4,11 +4,25 @@
 import { Code, KataError } from "./errors.js";
 
 const idPattern = /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
-const maxIdLength = 1024;
+
+/**
+ * Every id is one path component somewhere (<root>/sbs/<sid>, <root>/containers-mapping/<cid>, the
+ * guest's /run/crun/<cid> and exec-<execId>.json), and a component holds NAME_MAX (255) bytes. The
+ * longest name built around an id is a shared file's "<cid>-<16 hex>-<basename>" (storage/plan.ts,
+ * which shortens the basename to fit): 18 bytes besides the id. A sandbox id is also bounded by the
+ * unix sockets under --root (sandbox/socket-paths.ts), which is usually tighter.
+ */
+export const maxIdLength = 255 - 18;
 
 /** Throws INVALID_ARGUMENT naming `what` unless `id` is a valid container/sandbox/exec id. */
 export function checkId(what: string, id: string): string {
-  if (id.length > maxIdLength || !idPattern.test(id)) {
+  if (id.length > maxIdLength) {
+    throw new KataError(
+      Code.InvalidArgument,
+      `invalid ${what} ${JSON.stringify(id.slice(0, 80))}...: it is ${id.length} characters, more than ${maxIdLength}`,
+    );
+  }
+  if (!idPattern.test(id)) {
     throw new KataError(
       Code.InvalidArgument,
       `invalid ${what} ${JSON.stringify(id.slice(0, 80))}: must match ${idPattern.source}`,

@@ -2,7 +2,6 @@
 // the container prints the guest kernel's release (not the host's). Prints how long each phase took;
 // the container's exit code becomes the command's.
 
-import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { release, tmpdir } from "node:os";
 import path from "node:path";
@@ -10,7 +9,7 @@ import { describeError } from "../base/errors.js";
 import { defaultCacheDir } from "../image/guest-image.js";
 import { NodeProcessRunner } from "../platform/process.js";
 import { makeBusyboxBundle } from "../tools/busybox-bundle.js";
-import { installRoot } from "./runtime-context.js";
+import { installRoot, launcherPath } from "./runtime-context.js";
 import { ignoreErrno } from "../base/errors.js";
 
 const greeting = "Hello from kata-ts: this container runs in its own virtual machine.";
@@ -21,7 +20,7 @@ function line(label: string, ms: number): string {
 
 async function main(): Promise<number> {
   const t0 = performance.now();
-  const runner = new NodeProcessRunner();
+  const runner = new NodeProcessRunner({ launcher: launcherPath });
   const bundleDir = path.join(defaultCacheDir, "demo", "bundle");
   await makeBusyboxBundle(
     { runner },
@@ -39,25 +38,21 @@ async function main(): Promise<number> {
   const timingsFile = path.join(tmp, "timings.json");
   process.stdout.write(`host kernel: ${release()}\n--- container output ---\n`);
   const t1 = performance.now();
-  const code = await new Promise<number>((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      [
-        path.join(installRoot, "dist/src/cli/kata-ts-main.js"),
-        "run",
-        "--bundle",
-        bundleDir,
-        "--timings-file",
-        timingsFile,
-        `demo-${process.pid}`,
-      ],
-      { stdio: "inherit" },
-    );
-    child.once("error", reject);
-    child.once("exit", (c, sig) => {
-      resolve(c ?? (sig === null ? 1 : 128));
-    });
-  });
+  const cli = await runner.spawn(
+    process.execPath,
+    [
+      path.join(installRoot, "dist/src/cli/kata-ts-main.js"),
+      "run",
+      "--bundle",
+      bundleDir,
+      "--timings-file",
+      timingsFile,
+      `demo-${process.pid}`,
+    ],
+    { stdio: "inherit" },
+  );
+  const exit = await cli.exited;
+  const code = exit.code ?? (exit.signal === null ? 1 : 128);
   const runMs = performance.now() - t1;
   process.stdout.write("--- end of container output ---\n");
   const timings = JSON.parse((await readFile(timingsFile, "utf8").catch(ignoreErrno("ENOENT"))) ?? "{}") as Record<

@@ -14,7 +14,14 @@ import { registerExec } from "./commands/exec.js";
 import { registerInspect } from "./commands/inspect.js";
 import { registerLifecycle } from "./commands/lifecycle.js";
 import { registerRun } from "./commands/run.js";
-import { defaultRunDir, installRoot, makeContext, type GlobalFlags, type RuntimeContext } from "./runtime-context.js";
+import {
+  defaultRunDir,
+  installRoot,
+  launcherPath,
+  makeContext,
+  type GlobalFlags,
+  type RuntimeContext,
+} from "./runtime-context.js";
 
 const program = new Command("kata-ts")
   .description("a secure container runtime: every pod runs in its own lightweight VM")
@@ -43,7 +50,7 @@ registerCheck(program, ctx);
 registerEnv(program, ctx);
 program.addCommand(
   imageCommand({
-    runner: new NodeProcessRunner(),
+    runner: new NodeProcessRunner({ launcher: launcherPath }),
     agentBundlePath: path.join(installRoot, agentBundleRelPath),
     hypervisor: () => ctx().sandboxDeps().hypervisor,
     stderr: (t) => process.stderr.write(t),

@@ -8,6 +8,7 @@ import { JsonLogger, nullLogger, type Logger } from "../base/log.js";
 import { QemuHypervisor } from "../hypervisor/qemu/qemu.js";
 import { CommandMounter } from "../platform/mount.js";
 import { HelperShareBinder } from "../platform/share-binder.js";
+import { launcherRelPath } from "../platform/launcher.js";
 import { NodeProcessRunner, type ProcessRunner } from "../platform/process.js";
 import { RealHostProbe, type HostProbe } from "../platform/probe.js";
 import type { SandboxDeps } from "../sandbox/sandbox.js";
@@ -28,6 +29,9 @@ export const defaultRunDir = "/run/kata-ts";
 
 /** The repository (or install) root: dist/src/cli/ is three levels below it. */
 export const installRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
+
+/** native/kata-ts-exec as `npm run build` installs it: every child of the host side starts through it. */
+export const launcherPath = path.join(installRoot, launcherRelPath);
 
 export interface RuntimeContext {
   readonly flags: GlobalFlags;
@@ -50,7 +54,7 @@ export function makeContext(flags: GlobalFlags): RuntimeContext {
           },
           { level: flags.debug === true ? "debug" : "info", format: flags.logFormat },
         );
-  const runner = new NodeProcessRunner();
+  const runner = new NodeProcessRunner({ launcher: launcherPath });
   const probe = new RealHostProbe(process.env["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin");
   let loaded: Promise<LoadedConfig> | undefined;
   return {

@@ -1,12 +1,12 @@
 // The CLI's side of the per-sandbox service: start one (as `shim start` would), find the one that holds
 // a container (through the ID mapping), and call the containerd task API on it.
 
-import { spawn } from "node:child_process";
 import { openSync } from "node:fs";
 import path from "node:path";
 import type { GenService } from "@bufbuild/protobuf/codegenv2";
 import { deadline, settlesWithin } from "../base/async.js";
 import { Code, KataError } from "../base/errors.js";
+import { describeExit } from "../platform/process.js";
 import { dialUnix } from "../platform/unix-socket.js";
 import { Task } from "../protocol/gen/containerd/runtime/v2/task/shim_pb.js";
 import { TtrpcConnection, createClient, type TtrpcClient } from "../protocol/ttrpc/client.js";
@@ -33,7 +33,7 @@ export const serviceExitMs = 10_000;
 const serviceStartTimeoutMs = 30_000;
 
 /** Starts the service for a new sandbox; resolves with its socket once it listens. */
-export function startService(ctx: RuntimeContext, sandboxId: string): Promise<string> {
+export async function startService(ctx: RuntimeContext, sandboxId: string): Promise<string> {
   const args = [
     path.join(installRoot, "dist/src/cli/shim-main.js"),
     "serve",
@@ -47,11 +47,12 @@ export function startService(ctx: RuntimeContext, sandboxId: string): Promise<st
   if (ctx.flags.debug === true) args.push("--debug");
   // The service outlives this command: its own session, no terminal, stderr into the log (or nowhere).
   const stderr = ctx.flags.log === undefined ? "ignore" : openSync(ctx.flags.log, "a");
-  const child = spawn(process.execPath, args, { detached: true, stdio: ["ignore", "pipe", stderr] });
+  const child = await ctx.runner.spawn(process.execPath, args, { detached: true, stdio: ["ignore", "pipe", stderr] });
   const stdout = child.stdout;
   if (stdout === null) throw new KataError(Code.Internal, "the sandbox service has no stdout pipe");
   return new Promise<string>((resolve, reject) => {
     let out = "";
+    let ready = false;
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
       reject(
@@ -65,6 +66,7 @@ export function startService(ctx: RuntimeContext, sandboxId: string): Promise<st
       out += d.toString();
       const nl = out.indexOf("\n");
       if (nl < 0) return;
+      ready = true;
       clearTimeout(timer);
       const line = out.slice(0, nl);
       stdout.destroy();
@@ -72,16 +74,13 @@ export function startService(ctx: RuntimeContext, sandboxId: string): Promise<st
       if (line.startsWith("ready ")) resolve(line.slice("ready ".length));
       else reject(new KataError(Code.Internal, `start the sandbox service: ${line.replace(/^error /, "")}`));
     });
-    child.once("error", (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      if (out.indexOf("\n") < 0)
-        reject(
-          new KataError(Code.Internal, `the sandbox service exited with code ${String(code)} before it was ready`),
-        );
+    // Its stdout closes when it exits: a line written just before is read first.
+    stdout.once("close", () => {
+      if (ready) return;
+      void child.exited.then((status) => {
+        clearTimeout(timer);
+        reject(new KataError(Code.Internal, `the sandbox service ended (${describeExit(status)}) before it was ready`));
+      });
     });
   });
 }

@@ -6,10 +6,12 @@ import { mkdir, rm } from "node:fs/promises";
 import net from "node:net";
 import path from "node:path";
 import { Code, KataError } from "../base/errors.js";
+import { qemuSocketNames } from "../hypervisor/qemu/qemu.js";
 import { NetnsManager } from "../network/netns.js";
 import { TtrpcServer } from "../protocol/ttrpc/server.js";
 import { StateStore } from "../sandbox/persist.js";
 import { Pod, readHostProcMounts } from "../sandbox/pod.js";
+import { checkSandboxSockets } from "../sandbox/socket-paths.js";
 import { registerTaskService } from "../shim/task-service.js";
 import type { RuntimeContext } from "./runtime-context.js";
 import { resolveVmConfig } from "./vm-config.js";
@@ -23,7 +25,13 @@ export interface HostedService {
   close(): Promise<void>;
 }
 
+/** Refuses, before anything starts, a sandbox id whose sockets under this --root would not fit sun_path. */
+export function checkSandboxId(root: string, sandboxId: string): void {
+  checkSandboxSockets(root, sandboxId, Object.values(qemuSocketNames));
+}
+
 export async function hostService(ctx: RuntimeContext, sandboxId: string): Promise<HostedService> {
+  checkSandboxId(ctx.flags.root, sandboxId);
   const store = new StateStore(ctx.flags.root);
   const socketPath = store.socketPath(sandboxId);
   await mkdir(path.dirname(socketPath), { recursive: true, mode: 0o700 });

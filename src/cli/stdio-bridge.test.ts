@@ -17,6 +17,7 @@ import { PassThrough, Writable } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import { setImmediate as turn } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
+import { launcherPath } from "./runtime-context.js";
 import { classifyFd, pumpFifos } from "./stdio-bridge.js";
 
 let dir = "";
@@ -306,6 +307,55 @@ describe("pumpFifos", () => {
 
       assert.equal(result.stdout, "closed\n", `ran to its end (stderr: ${result.stderr})`);
       assert.equal(result.code, 0, "exited by itself");
+    },
+  );
+});
+
+describe("prepareStdio (detached, socket stdio)", () => {
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), "kata-ts-stdio-"));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it(
+    "starts a relay through the launcher that copies the container's output to the caller's socket",
+    {
+      timeout: 20_000,
+    },
+    async () => {
+      const processModule = path.join(
+        path.dirname(bridgeModule),
+        "..",
+        "platform",
+        fromSource ? "process.ts" : "process.js",
+      );
+      // execFile gives the script socket stdio, which the service could not reopen: a relay must copy it.
+      const script = `
+      import fs from "node:fs";
+      import { prepareStdio } from ${JSON.stringify(bridgeModule)};
+      import { NodeProcessRunner } from ${JSON.stringify(processModule)};
+      const runner = new NodeProcessRunner({ launcher: ${JSON.stringify(launcherPath)} });
+      const s = await prepareStdio(runner, ${JSON.stringify(path.join(dir, "io"))}, "detached");
+      fs.writeFileSync(s.paths.stdout, "through the relay\\n");
+      // As the service would: open stderr too and close both, so the relay's outputs end and it exits.
+      fs.closeSync(fs.openSync(s.paths.stderr, "w"));
+    `;
+
+      const out = await new Promise<string>((resolve, reject) => {
+        execFile(
+          process.execPath,
+          [...(fromSource ? ["--import", "tsx"] : []), "--input-type=module", "-e", script],
+          { timeout: 10_000, killSignal: "SIGKILL" },
+          (e, stdout, stderr) => {
+            if (e === null) resolve(stdout);
+            else reject(new Error(`${e.message}: ${stderr}`));
+          },
+        );
+      });
+
+      assert.equal(out, "through the relay\n");
     },
   );
 });

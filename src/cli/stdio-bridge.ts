@@ -4,14 +4,13 @@
 // them and its own fds: in this process when it stays attached (run, exec), or in a small relay
 // process that outlives it (create).
 
-import { spawn } from "node:child_process";
 import { closeSync, constants as fsc, fstatSync, open, openSync } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import net from "node:net";
 import path from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { Code, KataError, errnoOf } from "../base/errors.js";
-import { runChecked, type ProcessRunner } from "../platform/process.js";
+import { describeExit, runChecked, type ProcessRunner } from "../platform/process.js";
 import { installRoot } from "./runtime-context.js";
 
 export type StdioName = "stdin" | "stdout" | "stderr";
@@ -152,7 +151,7 @@ export async function prepareStdio(
     };
     return { paths, done: pump.done, cleanup: close, abort: close };
   }
-  const relayPid = await startRelay(fifos, dir);
+  const relayPid = await startRelay(runner, fifos, dir);
   return {
     paths,
     done: Promise.resolve(),
@@ -170,9 +169,13 @@ export async function prepareStdio(
 }
 
 /** A relay process holding our socket fds: it copies until the container's outputs end. */
-function startRelay(fifos: Partial<Record<StdioName, string>>, dir: string): Promise<number> {
+async function startRelay(
+  runner: ProcessRunner,
+  fifos: Partial<Record<StdioName, string>>,
+  dir: string,
+): Promise<number> {
   const args = [path.join(installRoot, "dist/src/cli/relay-main.js"), dir, ...Object.keys(fifos)];
-  const child = spawn(process.execPath, args, {
+  const child = await runner.spawn(process.execPath, args, {
     detached: true,
     stdio: [
       fifos.stdin !== undefined ? "inherit" : "ignore",
@@ -183,19 +186,15 @@ function startRelay(fifos: Partial<Record<StdioName, string>>, dir: string): Pro
   });
   const ready = child.stdio[3];
   if (ready === null || ready === undefined) throw new KataError(Code.Internal, "stdio relay: no ready pipe");
-  const pid = child.pid;
   return new Promise<number>((resolve, reject) => {
-    // CAST: stdio[3] of a "pipe" entry is a readable socket.
-    (ready as net.Socket).once("data", () => {
-      (ready as net.Socket).destroy();
+    ready.once("data", () => {
+      ready.destroy();
       child.unref();
-      if (pid === undefined) reject(new KataError(Code.Internal, "stdio relay has no pid"));
-      else resolve(pid);
+      resolve(child.pid);
     });
-    child.once("exit", (code) => {
-      reject(new KataError(Code.Internal, `stdio relay exited with code ${String(code)} before it was ready`));
+    void child.exited.then((status) => {
+      reject(new KataError(Code.Internal, `stdio relay ended (${describeExit(status)}) before it was ready`));
     });
-    child.once("error", reject);
   });
 }
 

@@ -30,7 +30,10 @@ function imageFiles(cfg: RuntimeConfig): { kernel: string; initrd: string } {
 
 export async function resolveVmConfig(ctx: RuntimeContext, spec: Spec): Promise<SandboxVmConfig> {
   const loaded = await ctx.config();
-  const cfg = applyAnnotationsOrThrow(loaded.config, spec.annotations ?? {});
+  const cfg = applyAnnotationsOrThrow(loaded.config, spec.annotations ?? {}, {
+    cpus: ctx.probe.cpuCount(),
+    memoryMiB: ctx.probe.memTotalMiB(),
+  });
   const h = cfg.hypervisor;
   if (h.image !== "") {
     throw new KataError(

@@ -116,20 +116,23 @@ const annotations = fc.oneof(
   fc.dictionary(key, value, { maxKeys: 5, noNullPrototype: true }),
 );
 
+/** A host big enough that the limits the fuzzed configuration sets are the ones that bind. */
+const host = { cpus: 512, memoryMiB: 1 << 30 };
+
 describe("applyAnnotations (fuzz)", () => {
   it("applies only enabled, valid overrides within limits, or changes nothing and names each refusal", () => {
     fc.assert(
       fc.property(config, annotations, (cfg, ann) => {
         const before = structuredClone(cfg);
 
-        const r = applyAnnotations(cfg, ann);
+        const r = applyAnnotations(cfg, ann, host);
 
         assert.deepEqual(cfg, before, "the input configuration is not modified");
         for (const i of r.issues) {
           assert.ok(Object.hasOwn(ann, i.path), `issue path ${JSON.stringify(i.path)} is an annotation key`);
           assert.doesNotMatch(i.message, /\p{Cc}/u, "no control character reaches a message");
         }
-        const orThrow = (): RuntimeConfig => applyAnnotationsOrThrow(cfg, ann);
+        const orThrow = (): RuntimeConfig => applyAnnotationsOrThrow(cfg, ann, host);
         if (r.issues.length > 0) {
           assert.equal(r.config, cfg, "nothing applied when anything is refused");
           assert.throws(orThrow, (e) => isKataError(e, Code.InvalidArgument));

@@ -1,18 +1,19 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { isKataError } from "../base/errors.js";
-import { applyAnnotations, applyAnnotationsOrThrow, isAnnotationEnabled } from "./annotations.js";
+import { applyAnnotations, applyAnnotationsOrThrow, isAnnotationEnabled, type HostLimits } from "./annotations.js";
 import { defaultConfig } from "./defaults.js";
 import type { HypervisorConfig, RuntimeConfig } from "./types.js";
 
 const h = "io.katacontainers.config.hypervisor.";
+const host: HostLimits = { cpus: 4, memoryMiB: 8192 };
 
 function withHypervisor(over: Partial<HypervisorConfig>): RuntimeConfig {
   return { ...defaultConfig, hypervisor: { ...defaultConfig.hypervisor, ...over } };
 }
 
 function messages(config: RuntimeConfig, annotations: Record<string, string>): string[] {
-  return applyAnnotations(config, annotations).issues.map((i) => i.message);
+  return applyAnnotations(config, annotations, host).issues.map((i) => i.message);
 }
 
 const qemuGlob = withHypervisor({
@@ -46,14 +47,18 @@ describe("applyAnnotations", () => {
       kernelParams: ["a=1", "b=2"],
     });
 
-    const r = applyAnnotations(config, {
-      [`${h}default_vcpus`]: "2",
-      [`${h}default_memory`]: "512",
-      [`${h}machine_type`]: "q35",
-      [`${h}msize_9p`]: "65536",
-      [`${h}kernel_params`]: "b=3 c",
-      "io.kubernetes.cri.container-type": "sandbox",
-    });
+    const r = applyAnnotations(
+      config,
+      {
+        [`${h}default_vcpus`]: "2",
+        [`${h}default_memory`]: "512",
+        [`${h}machine_type`]: "q35",
+        [`${h}msize_9p`]: "65536",
+        [`${h}kernel_params`]: "b=3 c",
+        "io.kubernetes.cri.container-type": "sandbox",
+      },
+      host,
+    );
 
     assert.deepEqual(r.issues, []);
     const got = r.config.hypervisor;
@@ -94,11 +99,15 @@ describe("applyAnnotations", () => {
   });
 
   it("accepts path overrides that match their globs", () => {
-    const r = applyAnnotations(qemuGlob, {
-      [`${h}path`]: "/usr/bin/qemu-system-x86_64",
-      [`${h}kernel`]: "/var/cache/kata-ts/image/vmlinux-6.1",
-      [`${h}initrd`]: "/var/cache/kata-ts/image/debug.img",
-    });
+    const r = applyAnnotations(
+      qemuGlob,
+      {
+        [`${h}path`]: "/usr/bin/qemu-system-x86_64",
+        [`${h}kernel`]: "/var/cache/kata-ts/image/vmlinux-6.1",
+        [`${h}initrd`]: "/var/cache/kata-ts/image/debug.img",
+      },
+      host,
+    );
 
     assert.deepEqual(r.issues, []);
     assert.deepEqual(
@@ -139,15 +148,20 @@ describe("applyAnnotations", () => {
     ]);
   });
 
-  it("checks override values", () => {
+  it("checks override values, numbers against the host's CPUs and memory", () => {
+    const cpus = " (the host has 4 CPUs; QEMU takes at most 240)";
+    const memory = " (MiB; at most the host's memory)";
     const cases: [string, string, string][] = [
-      ["default_vcpus", "0", "it must be an integer between 1 and 240"],
-      ["default_vcpus", "1.5", "it must be an integer between 1 and 240"],
-      ["default_max_vcpus", "999", "it must be an integer between 0 and 240"],
-      ["default_memory", "64", "it must be an integer >= 128"],
-      ["default_memory", "-1", "it must be an integer >= 128"],
+      ["default_vcpus", "0", `it must be an integer between 1 and 4${cpus}`],
+      ["default_vcpus", "1.5", `it must be an integer between 1 and 4${cpus}`],
+      ["default_vcpus", "5", `it must be an integer between 1 and 4${cpus}`],
+      ["default_max_vcpus", "999", `it must be an integer between 0 and 4${cpus}`],
+      ["default_memory", "64", `it must be an integer between 128 and 8192${memory}`],
+      ["default_memory", "-1", `it must be an integer between 128 and 8192${memory}`],
+      ["default_memory", "8193", `it must be an integer between 128 and 8192${memory}`],
       ["machine_type", "pc", 'it must be one of "microvm", "q35"'],
-      ["msize_9p", "0", "it must be an integer >= 4096"],
+      ["msize_9p", "0", "it must be an integer between 4096 and 4194304"],
+      ["msize_9p", "4194305", "it must be an integer between 4096 and 4194304"],
     ];
     for (const [suffix, value, why] of cases) {
       assert.deepEqual(messages(qemuGlob, { [h + suffix]: value }), [
@@ -159,6 +173,46 @@ describe("applyAnnotations", () => {
     ]);
   });
 
+  it("bounds vCPUs by QEMU's limit on a host with more CPUs", () => {
+    const big = applyAnnotations(qemuGlob, { [`${h}default_vcpus`]: "241" }, { cpus: 512, memoryMiB: 8192 });
+
+    assert.deepEqual(
+      big.issues.map((i) => i.message),
+      [
+        `annotation ${h}default_vcpus value 241 is not valid: it must be an integer between 1 and 240 (the host has 512 CPUs; QEMU takes at most 240)`,
+      ],
+    );
+  });
+
+  it("allows no memory override when the host's memory is unknown", () => {
+    const r = applyAnnotations(qemuGlob, { [`${h}default_memory`]: "512" }, { cpus: 4, memoryMiB: undefined });
+
+    assert.deepEqual(
+      r.issues.map((i) => i.message),
+      [
+        `annotation ${h}default_memory value 512 is not valid: the host's memory size is unknown (no MemTotal in /proc/meminfo)`,
+      ],
+    );
+  });
+
+  it("refuses a value longer than its key allows before looking at it, naming the key", () => {
+    const cases: [string, string, number][] = [
+      [`${h}kernel_params`, "a".repeat(2048), 2047],
+      [`${h}path`, `/usr/bin/qemu-system-${"x".repeat(4080)}`, 4095],
+      [`${h}default_memory`, "0".repeat(11), 10],
+      [`${h}machine_type`, "microvm-x", 7],
+      ["io.katacontainers.config.agent.kernel_modules", "m;".repeat(2049), 4096],
+      ["io.katacontainers.config.agent.enable_tracing", "truefalse", 5],
+    ];
+    for (const [key, value, max] of cases) {
+      const [m, ...rest] = messages(qemuGlob, { [key]: value });
+
+      assert.deepEqual(rest, []);
+      assert.ok(m !== undefined && m.startsWith(`annotation ${key} value `), m);
+      assert.ok(m.endsWith(`is not valid: it is ${Buffer.byteLength(value)} bytes, more than ${max}`), m);
+    }
+  });
+
   it("refuses more vCPUs than default_maxvcpus allows", () => {
     const config = withHypervisor({ enableAnnotations: ["default_vcpus"], defaultMaxVcpus: 2 });
 
@@ -168,10 +222,14 @@ describe("applyAnnotations", () => {
   });
 
   it("applies agent annotations without enable_annotations, as Kata does", () => {
-    const r = applyAnnotations(defaultConfig, {
-      "io.katacontainers.config.agent.kernel_modules": "e1000e EEE=1; i915 ;",
-      "io.katacontainers.config.agent.enable_tracing": "true",
-    });
+    const r = applyAnnotations(
+      defaultConfig,
+      {
+        "io.katacontainers.config.agent.kernel_modules": "e1000e EEE=1; i915 ;",
+        "io.katacontainers.config.agent.enable_tracing": "true",
+      },
+      host,
+    );
 
     assert.deepEqual(r.issues, []);
     assert.deepEqual(r.config.agent.kernelModules, ["e1000e EEE=1", "i915"]);
@@ -196,7 +254,7 @@ describe("applyAnnotations", () => {
   it("applies nothing when any annotation is bad", () => {
     const config = withHypervisor({ enableAnnotations: ["default_memory"] });
 
-    const r = applyAnnotations(config, { [`${h}default_memory`]: "512", [`${h}path`]: "/bin/sh" });
+    const r = applyAnnotations(config, { [`${h}default_memory`]: "512", [`${h}path`]: "/bin/sh" }, host);
 
     assert.equal(r.issues.length, 1);
     assert.equal(r.config, config);
@@ -220,7 +278,7 @@ describe("applyAnnotations", () => {
 describe("applyAnnotationsOrThrow", () => {
   it("throws one INVALID_ARGUMENT naming every bad annotation", () => {
     assert.throws(
-      () => applyAnnotationsOrThrow(defaultConfig, { [`${h}path`]: "/bin/sh", [`${h}kernel`]: "/k" }),
+      () => applyAnnotationsOrThrow(defaultConfig, { [`${h}path`]: "/bin/sh", [`${h}kernel`]: "/k" }, host),
       (e: unknown) =>
         isKataError(e, "INVALID_ARGUMENT") &&
         e.message === `annotation ${h}kernel is not enabled; annotation ${h}path is not enabled`,

@@ -32,6 +32,12 @@ export const minMemoryMiB = 128;
 /** The 9p client refuses a smaller msize (net/9p/client.c). */
 export const minMsize9p = 4096;
 
+/**
+ * The 9p client lowers a larger msize to its transport's maximum (virtio: a few hundred KiB to a few MiB,
+ * by kernel version), so a larger value can only be a mistake; it also keeps the mount option an int.
+ */
+export const maxMsize9p = 4 << 20;
+
 /** Kata caps cold-plugged PCI bridges at 5 (katautils maxPCIBridges). */
 export const maxBridges = 5;
 

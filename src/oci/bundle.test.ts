@@ -191,6 +191,17 @@ describe("loadBundle", () => {
     );
   });
 
+  it("refuses a two-million-deep config.json naming the field, before the spec is walked", async () => {
+    const spec = JSON.stringify(defaultSpec({ rootPath: "rootfs" }));
+    const deep = `${spec.slice(0, -1)},"x":${"[".repeat(2_000_000)}${"]".repeat(2_000_000)}}`;
+    const dir = await bundle({ "config.json": deep, "rootfs/": "" });
+
+    await assert.rejects(
+      loadBundle(dir),
+      kataError(Code.InvalidArgument, `${path.join(dir, "config.json")}: x[0][0]`, "more than 64 deep"),
+    );
+  });
+
   it("names config.json in spec problems", async () => {
     const dir = await bundle({ "config.json": '{"root": {"path": "rootfs"}}', "rootfs/": "" });
 

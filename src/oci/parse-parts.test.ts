@@ -139,3 +139,39 @@ describe("parseLinuxResources", () => {
     });
   }
 });
+
+describe("nesting depth", () => {
+  /** `levels` arrays, one inside the other. */
+  const nested = (levels: number): unknown => {
+    let v: unknown = [];
+    for (let i = 1; i < levels; i++) v = [v];
+    return v;
+  };
+
+  it("refuses a spec, an exec's process or an update's resources nested past 64 levels, naming the field", () => {
+    const spec = { ...defaultSpec(), annotations: { a: nested(64) } };
+
+    assert.throws(
+      () => parseSpec(spec, "/b/config.json"),
+      kataError(Code.InvalidArgument, "/b/config.json: annotations.a[0]", "more than 64 deep"),
+    );
+    assert.throws(
+      () =>
+        parseProcess(
+          processJson((p) => (p["args"] = nested(64))),
+          "exec spec",
+        ),
+      kataError(Code.InvalidArgument, "exec spec: process.args[0]", "more than 64 deep"),
+    );
+    assert.throws(
+      () => parseLinuxResources({ devices: nested(64) }, "update"),
+      kataError(Code.InvalidArgument, "update: resources.devices[0]", "more than 64 deep"),
+    );
+  });
+
+  it("accepts 64 levels", () => {
+    const spec = { ...defaultSpec(), annotations: {}, x: nested(63) };
+
+    assert.doesNotThrow(() => parseSpec(spec));
+  });
+});

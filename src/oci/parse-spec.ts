@@ -4,6 +4,7 @@
 
 import { Code, KataError } from "../base/errors.js";
 import { Checker, isObject, typeName, type Issue, type Json } from "./json-checker.js";
+import { maxJsonDepth, tooDeepAt } from "./json-depth.js";
 import { checkIdMappings, checkLinux, checkResources } from "./parse-linux.js";
 import type { LinuxResources, Process, Spec } from "./spec.js";
 
@@ -115,7 +116,19 @@ function refuse(what: string, issues: readonly Issue[]): KataError {
 }
 
 /** Throws INVALID_ARGUMENT listing every problem in `json`, or returns it as a Spec. */
+/** Refuses, before anything walks it, a value nested deeper than maxJsonDepth (see json-depth.ts). */
+function checkDepth(json: Json, at: string, path: string): void {
+  const deep = tooDeepAt(json, path);
+  if (deep === undefined) return;
+  const shown = deep.length <= 100 ? deep : `${deep.slice(0, 100)}...`;
+  throw new KataError(
+    Code.InvalidArgument,
+    `${at}: ${shown} nests arrays and objects more than ${maxJsonDepth} deep (the limit)`,
+  );
+}
+
 export function parseSpec(json: Json, file = "config.json"): Spec {
+  checkDepth(json, file, "");
   const issues = specIssues(json);
   if (issues.length > 0) throw refuse(file, issues);
   // CAST: every field the runtime reads was checked by specIssues.
@@ -127,6 +140,7 @@ export function parseSpec(json: Json, file = "config.json"): Spec {
  * config.json's `process`; `what` starts the INVALID_ARGUMENT message, the paths start at `process`.
  */
 export function parseProcess(json: Json, what: string): Process {
+  checkDepth(json, what, "process");
   const c = new Checker();
   checkProcess(c, json, "process", true);
   if (c.issues.length > 0) throw refuse(what, c.issues);
@@ -136,6 +150,7 @@ export function parseProcess(json: Json, what: string): Process {
 
 /** New limits for a running container (containerd's UpdateTask), checked as config.json's `linux.resources`. */
 export function parseLinuxResources(json: Json, what: string): LinuxResources {
+  checkDepth(json, what, "resources");
   const c = new Checker();
   checkResources(c, json, "resources", true);
   if (c.issues.length > 0) throw refuse(what, c.issues);

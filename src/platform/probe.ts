@@ -1,6 +1,8 @@
-// Facts about the host that decide how a VM starts: KVM or TCG, the CPU's clock for TCG's early TSC.
+// Facts about the host that decide how a VM starts: KVM or TCG, the CPU's clock for TCG's early TSC, and
+// the CPUs and memory a pod may ask for at most.
 
 import { accessSync, constants, existsSync, readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import path from "node:path";
 
 export interface HostProbe {
@@ -16,6 +18,16 @@ export interface HostProbe {
   cpuinfo(): string;
   /** Absolute path of `bin` on PATH, or undefined. */
   which(bin: string): string | undefined;
+  /** CPUs this process may run on (nproc: the affinity mask, as Go's runtime.NumCPU that Kata uses). */
+  cpuCount(): number;
+  /** MemTotal of /proc/meminfo in MiB, or undefined when it cannot be read. */
+  memTotalMiB(): number | undefined;
+}
+
+/** MemTotal of a /proc/meminfo text in MiB (rounded down), or undefined when it has none. */
+export function memTotalMiBOf(meminfo: string): number | undefined {
+  const m = /^MemTotal:\s+(\d+) kB$/m.exec(meminfo);
+  return m === null ? undefined : Math.floor(Number(m[1]) / 1024);
 }
 
 export class RealHostProbe implements HostProbe {
@@ -58,5 +70,18 @@ export class RealHostProbe implements HostProbe {
       if (existsSync(p)) return p;
     }
     return undefined;
+  }
+
+  cpuCount(): number {
+    return availableParallelism();
+  }
+
+  memTotalMiB(): number | undefined {
+    try {
+      return memTotalMiBOf(readFileSync("/proc/meminfo", "utf8"));
+    } catch {
+      // No /proc: callers take an unknown size as "no memory override allowed".
+      return undefined;
+    }
   }
 }

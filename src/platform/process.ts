@@ -1,10 +1,13 @@
 // Every child process the runtime starts goes through this port, so tests can script it and so the
-// "binary not installed" error is written once (naming the package that provides it).
+// "binary not installed" error is written once (naming the package that provides it). On the host it
+// starts each child through the launcher (launcher.ts), so a child holds only the descriptors it is given.
 
-import { spawn as nodeSpawn, type StdioOptions } from "node:child_process";
-import type { Readable, Writable } from "node:stream";
+import { spawn as nodeSpawn, type ChildProcess, type StdioOptions } from "node:child_process";
+import { existsSync } from "node:fs";
+import { PassThrough, type Readable, type Writable } from "node:stream";
 import { abortError, raceAbort } from "../base/async.js";
 import { Code, KataError, errnoOf } from "../base/errors.js";
+import { parseLaunchReport, planLaunch, type LaunchFailure } from "./launcher.js";
 
 export interface ExitStatus {
   readonly code: number | null;
@@ -35,6 +38,10 @@ export interface RunOptions {
 export interface SpawnOptions {
   readonly cwd?: string;
   readonly env?: NodeJS.ProcessEnv;
+  /**
+   * Node's stdio option (default: ignore, pipe, pipe). With a launcher, these are the only descriptors
+   * the child holds: 0-2, and 3.. for entries past 2 (which must leave no empty slot below a given one).
+   */
   readonly stdio?: StdioOptions;
   readonly detached?: boolean;
   /** argv[0] for the program (default: `file`). */
@@ -47,11 +54,15 @@ export interface Child {
   readonly stdin: Writable | null;
   readonly stdout: Readable | null;
   readonly stderr: Readable | null;
+  /** This process's end of each stdio entry that is a "pipe" (null for the others), as in Node's `stdio`. */
+  readonly stdio: readonly (Readable | Writable | null)[];
   kill(signal?: NodeJS.Signals): void;
+  /** Lets this process exit while the child runs (a detached service). */
+  unref(): void;
 }
 
 export interface ProcessRunner {
-  /** Run to completion, capturing output. Rejects only when the binary cannot start (NOT_FOUND). */
+  /** Run to completion, capturing output. Rejects only when the program cannot start (NOT_FOUND: not installed). */
   run(file: string, args: readonly string[], opts?: RunOptions): Promise<RunResult>;
   /** Start a long-lived child such as qemu. Throws NOT_FOUND when the binary does not exist. */
   spawn(file: string, args: readonly string[], opts?: SpawnOptions): Promise<Child>;
@@ -102,14 +113,116 @@ export function exitStatusNumber(s: ExitStatus, signalNumbers: Readonly<Record<s
   return s.code ?? 255;
 }
 
-function startChild(file: string, args: readonly string[], opts: SpawnOptions): Promise<Child> {
+function launchError(file: string, f: LaunchFailure): KataError {
+  if (f.step === "exec" && f.errno === "ENOENT") return notInstalled(file);
+  if (f.step === "exec")
+    return new KataError(Code.FailedPrecondition, `${file} cannot be started: ${f.errno} ${f.message}`);
+  return new KataError(
+    Code.Internal,
+    `start ${file}: close the descriptors it must not inherit: ${f.errno} ${f.message}`,
+  );
+}
+
+/** The error of a spawn that failed before anything ran: a missing launcher, program or cwd. */
+function spawnError(file: string, launcher: string | undefined, cwd: string | undefined, e: Error): Error {
+  if (errnoOf(e) !== "ENOENT") return e;
+  if (launcher === undefined) return notInstalled(file, e);
+  if (!existsSync(launcher)) {
+    return new KataError(
+      Code.NotFound,
+      `${launcher} is missing (it starts every child without the caller's stray descriptors): build it with npm run build`,
+      { cause: e },
+    );
+  }
+  return new KataError(Code.NotFound, `start ${file}: working directory ${String(cwd)} does not exist`, { cause: e });
+}
+
+interface ChildStreams {
+  readonly stdin: Writable | null;
+  readonly stdout: Readable | null;
+  readonly stderr: Readable | null;
+  readonly stdio: readonly (Readable | Writable | null)[];
+}
+
+function rawStreams(cp: ChildProcess, count: number): ChildStreams {
+  return {
+    stdin: cp.stdin,
+    stdout: cp.stdout,
+    stderr: cp.stderr,
+    stdio: cp.stdio.slice(0, count).map((s) => s ?? null),
+  };
+}
+
+/**
+ * The child's output streams, read from now on into buffers the caller drains when it likes. Node drops
+ * what an unread output stream holds once the child exits, and a short-lived program may exit before the
+ * launcher's report (and so the caller's listeners) arrives. A caller destroying one of these destroys
+ * the pipe under it too (startService does, once the service said it is ready).
+ */
+function heldStreams(cp: ChildProcess, count: number): ChildStreams {
+  const hold = (r: Readable | null): Readable | null => {
+    if (r === null) return null;
+    const held = new PassThrough();
+    r.pipe(held);
+    r.once("error", (e) => held.destroy(e));
+    held.once("close", () => {
+      r.destroy();
+    });
+    return held;
+  };
+  const stdout = hold(cp.stdout);
+  const stderr = hold(cp.stderr);
+  const stdio = cp.stdio.slice(0, count).map((s, i): Readable | Writable | null => {
+    if (i === 0) return cp.stdin;
+    if (i === 1) return stdout;
+    if (i === 2) return stderr;
+    // CAST: Node makes a readable socket for a "pipe" entry past stderr (and nothing for the others).
+    return s === null || s === undefined ? null : hold(s as Readable);
+  });
+  return { stdin: cp.stdin, stdout, stderr, stdio };
+}
+
+function childOf(cp: ChildProcess, exited: Promise<ExitStatus>, streams: ChildStreams): Child {
+  // CAST: after 'spawn' the pid is always set.
+  const pid = cp.pid as number;
+  return {
+    pid,
+    exited,
+    ...streams,
+    kill(signal: NodeJS.Signals = "SIGTERM") {
+      if (cp.exitCode === null && cp.signalCode === null) cp.kill(signal);
+    },
+    unref() {
+      cp.unref();
+    },
+  };
+}
+
+/**
+ * Starts `file`, through `launcher` when there is one. Resolves once the program itself runs: with a
+ * launcher, when its status pipe closed empty (the program was exec'd), else at Node's 'spawn'.
+ */
+function startChild(
+  launcher: string | undefined,
+  file: string,
+  args: readonly string[],
+  opts: SpawnOptions,
+): Promise<Child> {
   return new Promise<Child>((resolve, reject) => {
-    const cp = nodeSpawn(file, args, {
-      stdio: opts.stdio ?? ["ignore", "pipe", "pipe"],
+    const stdio = opts.stdio ?? ["ignore", "pipe", "pipe"];
+    const plan =
+      launcher === undefined
+        ? undefined
+        : planLaunch(file, args, {
+            stdio,
+            ...(opts.argv0 === undefined ? {} : { argv0: opts.argv0 }),
+          });
+    const cp = nodeSpawn(launcher ?? file, plan?.args ?? args, {
+      stdio: plan?.stdio ?? stdio,
       ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
       ...(opts.env === undefined ? {} : { env: opts.env }),
       ...(opts.detached === undefined ? {} : { detached: opts.detached }),
-      ...(opts.argv0 === undefined ? {} : { argv0: opts.argv0 }),
+      ...(opts.argv0 === undefined || plan !== undefined ? {} : { argv0: opts.argv0 }),
     });
     const exited = new Promise<ExitStatus>((res) => {
       cp.once("exit", (code, signal) => {
@@ -117,20 +230,26 @@ function startChild(file: string, args: readonly string[], opts: SpawnOptions): 
       });
     });
     cp.once("error", (e) => {
-      reject(errnoOf(e) === "ENOENT" ? notInstalled(file, e) : e);
+      reject(spawnError(file, launcher, opts.cwd, e));
     });
     cp.once("spawn", () => {
-      // CAST: after 'spawn' the pid is always set.
-      const pid = cp.pid as number;
-      resolve({
-        pid,
-        exited,
-        stdin: cp.stdin,
-        stdout: cp.stdout,
-        stderr: cp.stderr,
-        kill(signal: NodeJS.Signals = "SIGTERM") {
-          if (cp.exitCode === null && cp.signalCode === null) cp.kill(signal);
-        },
+      const stdioCount = typeof stdio === "string" ? 3 : Math.max(3, stdio.length);
+      if (plan === undefined) {
+        resolve(childOf(cp, exited, rawStreams(cp, stdioCount)));
+        return;
+      }
+      const streams = heldStreams(cp, stdioCount);
+      // CAST: the plan's status entry is a "pipe", so Node made a readable stream for it.
+      const status = cp.stdio[plan.statusIndex] as Readable;
+      let report = "";
+      status.setEncoding("utf8");
+      status.on("data", (d: string) => {
+        report += d;
+      });
+      status.once("close", () => {
+        const failure = parseLaunchReport(report);
+        if (failure === undefined) resolve(childOf(cp, exited, streams));
+        else reject(launchError(file, failure));
       });
     });
   });
@@ -149,14 +268,29 @@ function killProcessGroup(pid: number): void {
   }
 }
 
+export interface NodeProcessRunnerOptions {
+  /**
+   * native/kata-ts-exec (see launcher.ts): every child starts through it and holds only the descriptors
+   * named in its stdio. Without it (the guest agent, which runs as the VM's init; unit tests) a child also
+   * inherits every descriptor this process holds without close-on-exec.
+   */
+  readonly launcher?: string;
+}
+
 export class NodeProcessRunner implements ProcessRunner {
+  readonly #launcher: string | undefined;
+
+  constructor(opts: NodeProcessRunnerOptions = {}) {
+    this.#launcher = opts.launcher;
+  }
+
   spawn(file: string, args: readonly string[], opts: SpawnOptions = {}): Promise<Child> {
-    return startChild(file, args, opts);
+    return startChild(this.#launcher, file, args, opts);
   }
 
   async run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
     const max = opts.maxOutputBytes ?? 1 << 20;
-    const child = await startChild(file, args, {
+    const child = await startChild(this.#launcher, file, args, {
       stdio: [opts.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
       ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
       ...(opts.env === undefined ? {} : { env: opts.env }),

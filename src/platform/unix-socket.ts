@@ -5,6 +5,9 @@ import { connect, type Socket } from "node:net";
 import { abortError, delay } from "../base/async.js";
 import { Code, KataError, errnoOf, isKataError } from "../base/errors.js";
 
+/** sun_path is 108 bytes including the terminating NUL; the kernel, QEMU and Node refuse longer paths. */
+export const maxUnixPathBytes = 107;
+
 /** Errnos of a listener that is not ready yet: socket not created, not listening, or its accept queue full. */
 export const notReadyErrnos: readonly string[] = ["ENOENT", "ECONNREFUSED", "EAGAIN"];
 

@@ -39,6 +39,11 @@ const maxStateBytes = 4 << 20;
 
 let saveCounter = 0;
 
+/** The directory of a sandbox's VM (sockets, console log, pid file) under --root. */
+export function vmDirOf(root: string, sandboxId: string): string {
+  return path.join(root, "vm", checkId("sandbox id", sandboxId));
+}
+
 export class StateStore {
   readonly root: string;
   /** Saves of one sandbox run one after another, so the last state written is the last one asked. */

@@ -3,7 +3,6 @@
 // directory), and destroy() undoes the lot in reverse. Every call into the guest has a deadline, and a
 // guest that stops answering (or a VM that exits) marks the sandbox lost: calls then fail at once.
 
-import path from "node:path";
 import { abortError, deadline, longLivedController } from "../base/async.js";
 import { CleanupStack } from "../base/cleanup.js";
 import { Code, KataError, describeError, firstFailure, isKataError, wrap } from "../base/errors.js";
@@ -20,6 +19,7 @@ import { HealthCheckResponse_ServingStatus } from "../protocol/gen/health_pb.js"
 import { applyHostBinds } from "../storage/apply.js";
 import { planSandboxStorages, type StoragePlan } from "../storage/plan.js";
 import { SharedDir, sharedDirPaths } from "../storage/shared-dir.js";
+import { vmDirOf } from "./persist.js";
 
 export interface SandboxDeps {
   readonly hypervisor: Hypervisor;
@@ -158,7 +158,7 @@ export class Sandbox {
         {
           ...vmSpecOf(cfg.vm),
           id: cfg.id,
-          vmDir: path.join(cfg.runDir, "vm", cfg.id),
+          vmDir: vmDirOf(cfg.runDir, cfg.id),
           sharedDir: share.paths.shared,
           ...(cfg.netnsPath === undefined ? {} : { netnsPath: cfg.netnsPath }),
         },

@@ -11,7 +11,7 @@ import type { Logger } from "../base/log.js";
 import type { NetnsPort } from "../network/netns.js";
 import type { Mounter } from "../platform/mount.js";
 import { sharedDirPaths, teardownShare } from "../storage/shared-dir.js";
-import type { StateStore } from "./persist.js";
+import { vmDirOf, type StateStore } from "./persist.js";
 
 /** What stale cleanup needs to know of, and do to, host processes. */
 export interface ProcessTable {
@@ -89,7 +89,7 @@ export async function cleanupStale(deps: StaleDeps, sandboxId: string, container
       failures.push(`${what}: ${describeError(e)}`);
     }
   };
-  const vmDir = path.join(store.root, "vm", sandboxId);
+  const vmDir = vmDirOf(store.root, sandboxId);
   if (saved !== undefined) {
     const service = await processes.cmdline(saved.servicePid);
     if (service !== undefined && isService(service, store.root, sandboxId)) {

@@ -1,4 +1,5 @@
 // One file on purpose (past the 400-line soft limit): every planner rule next to its fixture.
+import path from "node:path";
 
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
@@ -402,6 +403,19 @@ describe("planContainerStorage: other mounts", () => {
     assert.equal(new Set(first).size, 2);
     assert.deepEqual(again, first);
     assert.ok(other.every((r) => r.startsWith("c2/volumes/") && !first.includes(r)));
+  });
+
+  it("cuts a long destination basename so the shared name stays one path component (NAME_MAX)", () => {
+    const cid = "c".repeat(200);
+    const long = `/data/${"é".repeat(100)}`;
+    const i = input({ containerId: cid, mounts: [bind("/srv/a", long)], sources: new Map([dir("/srv/a")]) });
+
+    const [b] = planContainerStorage(i).binds;
+
+    assert.ok(b);
+    const name = path.posix.basename(b.relative);
+    assert.ok(Buffer.byteLength(name) <= 255, `${Buffer.byteLength(name)} bytes`);
+    assert.match(b.relative, new RegExp(`^${cid}/volumes/[0-9a-f]{16}-(é)+$`));
   });
 
   it("binds a symlink source's target, as the kernel would", () => {

@@ -101,15 +101,32 @@ function guestBindOptions(options: readonly string[] | undefined): string[] {
   return opts.includes("bind") || opts.includes("rbind") ? opts : ["rbind", ...opts];
 }
 
-/** Kata names shared files <cid>-<16 random hex>-<basename>; ours are derived, so plans are reproducible. */
+/** A shared file's name is one path component: NAME_MAX bytes. */
+const maxNameBytes = 255;
+
+/** The longest prefix of `s` (whole characters) that fits in `maxBytes` of UTF-8. */
+function fitUtf8(s: string, maxBytes: number): string {
+  let out = "";
+  let used = 0;
+  for (const ch of s) {
+    used += Buffer.byteLength(ch);
+    if (used > maxBytes) break;
+    out += ch;
+  }
+  return out;
+}
+
 /**
  * Where a container's volume is bound in the share: below `<cid>/volumes/`, a name space that cannot
  * meet a rootfs (`<cid>/rootfs`) whatever the container ids are, so no bind ever lands inside another
- * container's (guest-writable) volume (CVE-2020-2026 class).
+ * container's (guest-writable) volume (CVE-2020-2026 class). Kata names shared files
+ * <cid>-<16 random hex>-<basename>; ours are derived, so plans are reproducible. The basename is only
+ * there for people reading the share (the hash keeps names apart): it is cut to fit one path component.
  */
 function sharedName(containerId: string, index: number, destination: string): string {
   const hash = createHash("sha256").update(`${containerId}\0${index}\0${destination}`).digest("hex").slice(0, 16);
-  return `${containerId}/volumes/${hash}-${path.posix.basename(destination)}`;
+  const name = `${hash}-`;
+  return `${containerId}/volumes/${name}${fitUtf8(path.posix.basename(destination), maxNameBytes - name.length)}`;
 }
 
 /** An absolute path with no NUL: the kernel cuts a path at NUL, and node's fs functions throw a TypeError. */

@@ -1,6 +1,6 @@
 // Runs the real `kata-ts` CLI (the compiled dist/) as a user would, and checks what it leaves behind.
 
-import { spawn } from "node:child_process";
+import { spawn, type StdioOptions } from "node:child_process";
 import { mkdtemp, open, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -28,13 +28,32 @@ export interface CliOptions {
   readonly stdoutFd?: number;
   /** Likewise for stderr: a created container keeps the caller's stdio open until it exits (as with runc). */
   readonly stderrFd?: number;
+  /**
+   * Descriptors the CLI inherits without close-on-exec, as after `exec 200>file; kata-ts ...`: child fd
+   * number -> this process's fd.
+   */
+  readonly strayFds?: Readonly<Record<number, number>>;
+}
+
+/** Node's stdio option for the CLI: 0-2, then each stray descriptor at its own number. */
+function cliStdio(opts: CliOptions): StdioOptions {
+  const stdio: StdioOptions = [
+    opts.input === undefined ? "ignore" : "pipe",
+    opts.stdoutFd ?? "pipe",
+    opts.stderrFd ?? "pipe",
+  ];
+  for (const [at, fd] of Object.entries(opts.strayFds ?? {})) {
+    while (stdio.length < Number(at)) stdio.push("ignore");
+    stdio[Number(at)] = fd;
+  }
+  return stdio;
 }
 
 export function runCli(args: readonly string[], opts: CliOptions = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [cliPath, ...args], {
       env: opts.env ?? process.env,
-      stdio: [opts.input === undefined ? "ignore" : "pipe", opts.stdoutFd ?? "pipe", opts.stderrFd ?? "pipe"],
+      stdio: cliStdio(opts),
     });
     const out: Buffer[] = [];
     let err = "";

@@ -63,6 +63,7 @@ export class FakeChild implements Child {
   readonly stdin = new PassThrough();
   readonly stdout = new PassThrough();
   readonly stderr = new PassThrough();
+  readonly stdio = [this.stdin, this.stdout, this.stderr];
   readonly #exit: Deferred<ExitStatus> = deferred<ExitStatus>();
   readonly exited: Promise<ExitStatus> = this.#exit.promise;
   #done = false;
@@ -80,6 +81,13 @@ export class FakeChild implements Child {
 
   get hasExited(): boolean {
     return this.#done;
+  }
+
+  /** Whether unref() was called (the owner let its process exit while this one runs). */
+  unrefed = false;
+
+  unref(): void {
+    this.unrefed = true;
   }
 
   /** Delivers `signal` unless the process is gone (then, as kill(2) with ESRCH, nothing happens). */

@@ -14,6 +14,7 @@ import { StateStore } from "../../sandbox/persist.js";
 import { anyTypes, jsonAny } from "../../shim/task-service.js";
 import type { RuntimeContext } from "../runtime-context.js";
 import { sandboxOf, withTask } from "../service-client.js";
+import { checkPreserveFds, preserveFdsOption } from "../preserve-fds.js";
 import { prepareStdio } from "../stdio-bridge.js";
 import { attachTerminal, localConsoleSize } from "../terminal.js";
 import { ociState } from "./lifecycle.js";
@@ -25,6 +26,7 @@ interface ExecFlags {
   readonly user?: string;
   readonly process?: string;
   readonly detach?: boolean;
+  readonly preserveFds?: string;
 }
 
 function parseUser(s: string): { uid: number; gid: number } {
@@ -67,7 +69,9 @@ export function registerExec(program: Command, ctx: () => RuntimeContext): void 
     .option("-u, --user <uid[:gid]>", "user to run as")
     .option("-p, --process <file>", "process.json with the whole process spec")
     .option("-d, --detach", "do not wait for the process")
+    .option(...preserveFdsOption)
     .action(async (id: string, args: string[], flags: ExecFlags) => {
+      checkPreserveFds(flags.preserveFds);
       const c = ctx();
       const state = await ociState(c, id);
       if (state.status !== "running")

@@ -16,6 +16,9 @@ import { StateStore } from "../../sandbox/persist.js";
 import type { RuntimeContext } from "../runtime-context.js";
 import { forceDeleteKey } from "../../shim/task-service.js";
 import { connectTask, sandboxOf, serviceExitMs, startService, withTask } from "../service-client.js";
+import { checkSandboxId } from "../service-host.js";
+import { checkPreserveFds, preserveFdsOption } from "../preserve-fds.js";
+import { resolveVmConfig } from "../vm-config.js";
 import { loadServiceDeadlines } from "../task-deadlines.js";
 import { prepareConsole, prepareStdio, type PreparedStdio } from "../stdio-bridge.js";
 import { parseSignal } from "../signals.js";
@@ -34,10 +37,12 @@ interface CreateFlags {
   readonly bundle: string;
   readonly pidFile?: string;
   readonly consoleSocket?: string;
+  readonly preserveFds?: string;
 }
 
 /** Creates a container (and, for a sandbox, its VM) and returns the service's pid. */
 export async function createContainer(ctx: RuntimeContext, id: string, flags: CreateFlags): Promise<number> {
+  checkPreserveFds(flags.preserveFds);
   checkId("container id", id);
   const bundle = await loadBundle(flags.bundle);
   const role = containerRole(bundle.spec, id);
@@ -52,6 +57,7 @@ export async function createContainer(ctx: RuntimeContext, id: string, flags: Cr
     );
   }
   const store = new StateStore(ctx.flags.root);
+  if (role.type === "sandbox") checkSandboxId(ctx.flags.root, role.sandboxId);
   if ((await store.sandboxOf(id)) !== undefined)
     throw new KataError(Code.AlreadyExists, `container ${id} already exists`);
   let socket: string;
@@ -59,6 +65,9 @@ export async function createContainer(ctx: RuntimeContext, id: string, flags: Cr
     if ((await store.load(role.sandboxId)) !== undefined) {
       throw new KataError(Code.AlreadyExists, `sandbox ${role.sandboxId} already exists`);
     }
+    // The service checks the VM's configuration (annotations included) again; checked here, a bad one
+    // starts nothing.
+    await resolveVmConfig(ctx, bundle.spec);
     socket = await startService(ctx, role.sandboxId);
   } else {
     if ((await store.load(role.sandboxId)) === undefined) {
@@ -198,6 +207,7 @@ export function registerLifecycle(program: Command, ctx: () => RuntimeContext): 
     .option("-b, --bundle <dir>", "OCI bundle directory", ".")
     .option("--pid-file <file>", "write the pid of the process that holds the container")
     .option("--console-socket <path>", "unix socket for the terminal's pty master (not supported yet)")
+    .option(...preserveFdsOption)
     .action(async (id: string, flags: CreateFlags) => {
       await createContainer(ctx(), id, flags);
     });

@@ -19,12 +19,14 @@ import { prepareStdio, type PreparedStdio } from "../stdio-bridge.js";
 import { attachTerminal, type AttachedTerminal } from "../terminal.js";
 import { hostService, type HostedService } from "../service-host.js";
 import { loadServiceDeadlines } from "../task-deadlines.js";
+import { checkPreserveFds, preserveFdsOption } from "../preserve-fds.js";
 
 const forwardGraceMs = 3000;
 
 interface RunFlags {
   readonly bundle: string;
   readonly timingsFile?: string;
+  readonly preserveFds?: string;
 }
 
 export async function runContainer(ctx: RuntimeContext, containerId: string, flags: RunFlags): Promise<number> {
@@ -33,6 +35,7 @@ export async function runContainer(ctx: RuntimeContext, containerId: string, fla
   const at = (phase: string): void => {
     mark[phase] = performance.now() - t0;
   };
+  checkPreserveFds(flags.preserveFds);
   const id = checkId("container id", containerId);
   const bundle = await loadBundle(flags.bundle);
   const role = containerRole(bundle.spec, id);
@@ -132,6 +135,7 @@ export function registerRun(program: Command, ctx: () => RuntimeContext): void {
     .argument("<container-id>", "container id")
     .option("-b, --bundle <dir>", "OCI bundle directory", ".")
     .option("--timings-file <file>", "write phase timings (JSON, milliseconds) to this file")
+    .option(...preserveFdsOption)
     .action(async (containerId: string, flags: RunFlags) => {
       process.exitCode = await runContainer(ctx(), containerId, flags);
     });

@@ -64,6 +64,8 @@ const probe: HostProbe = {
   kvmProblem: () => "test",
   cpuinfo: () => "",
   which: () => undefined,
+  cpuCount: () => 1,
+  memTotalMiB: () => 1024,
 };
 
 const testTimeoutMs = 20_000;

@@ -35,6 +35,9 @@ export interface QemuOptions {
   readonly firmware?: string;
 }
 
+/** The unix sockets QEMU listens on, in the VM's directory. */
+export const qemuSocketNames = { qmp: "qmp.sock", agent: "agent.sock", console: "console.sock" } as const;
+
 const stderrTailBytes = 8192;
 const defaultControlTimeoutMs = 10_000;
 
@@ -73,9 +76,9 @@ export class QemuHypervisor implements Hypervisor {
     const accel = this.accel();
     const tsc = accel === "tcg" ? tscEarlyKhz(this.#deps.probe.cpuinfo()) : undefined;
     const paths = {
-      qmp: path.join(config.vmDir, "qmp.sock"),
-      agent: path.join(config.vmDir, "agent.sock"),
-      consoleSocket: path.join(config.vmDir, "console.sock"),
+      qmp: path.join(config.vmDir, qemuSocketNames.qmp),
+      agent: path.join(config.vmDir, qemuSocketNames.agent),
+      consoleSocket: path.join(config.vmDir, qemuSocketNames.console),
       consoleLog: path.join(config.vmDir, "console.log"),
       pid: path.join(config.vmDir, "qemu.pid"),
     };

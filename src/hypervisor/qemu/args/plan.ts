@@ -4,6 +4,7 @@
 import { Buffer } from "node:buffer";
 import { isAbsolute } from "node:path";
 import { Code, KataError } from "../../../base/errors.js";
+import { maxUnixPathBytes } from "../../../platform/unix-socket.js";
 import { agentPortName } from "../../../protocol/guest-paths.js";
 import type { VmSpec } from "../../hypervisor.js";
 import {
@@ -87,8 +88,6 @@ export function readonlyDiskIds(i: number): { readonly node: string; readonly de
   return { node: `rodisk${i}`, device: `roblk${i}` };
 }
 
-/** sun_path is 108 bytes including the terminating NUL; QEMU and Node both refuse longer paths. */
-const maxUnixPathBytes = 107;
 /** QEMU 7.2: "mount tag ... is longer than maximum (31 bytes)". */
 const maxMountTagBytes = 31;
 /** VIRTIO_BLK_ID_BYTES: QEMU 7.2 refuses a longer virtio-blk serial. */
