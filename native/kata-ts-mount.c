@@ -13,6 +13,11 @@
  *       RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV), and attaches the mount there.
  *       Nothing is looked up by path after it was checked.
  *
+ *   kata-ts-mount mkdir --mode OCTAL [--gid GID] ROOT RELATIVE
+ *       Makes directory RELATIVE below ROOT (resolved as above: ROOT is a bind the guest writes in, so
+ *       nothing of it is followed) and gives it GID, then MODE (setgid kept: chown first), whether it
+ *       was made now or found. For what QEMU may not do for the guest (a setgid directory).
+ *
  *   kata-ts-mount unbind ROOT RELATIVE
  *       Unmounts what is mounted at RELATIVE below ROOT (resolved as above; lazily when busy), removes
  *       the mount point and the parents it leaves empty. A RELATIVE that does not exist is not an error.
@@ -263,9 +268,42 @@ static int unbind(int argc, char **argv) {
   return 0;
 }
 
+static int make_dir(int argc, char **argv) {
+  long mode = -1, gid = -1;
+  int i = 0;
+  for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
+    char *end = NULL;
+    if (strcmp(argv[i], "--mode") == 0 && i + 1 < argc) {
+      mode = strtol(argv[++i], &end, 8);
+      if (*end != '\0' || mode < 0 || mode > 07777) fail(EXIT_USAGE, "mkdir: bad --mode %s", argv[i]);
+    } else if (strcmp(argv[i], "--gid") == 0 && i + 1 < argc) {
+      gid = strtol(argv[++i], &end, 10);
+      if (*end != '\0' || gid < 0 || gid > 0x7fffffff) fail(EXIT_USAGE, "mkdir: bad --gid %s", argv[i]);
+    } else {
+      fail(EXIT_USAGE, "mkdir: unknown option %s", argv[i]);
+    }
+  }
+  if (mode < 0 || argc - i != 2) fail(EXIT_USAGE, "usage: kata-ts-mount mkdir --mode OCTAL [--gid GID] ROOT RELATIVE");
+  char *rel = argv[i + 1];
+  check_relative(rel);
+  int rootfd = open_root(argv[i]);
+  char *base;
+  int parent = make_parents(rootfd, rel, &base);
+  if (mkdirat(parent, base, 0700) < 0 && errno != EEXIST) fail(EXIT_FAIL, "mkdir %s: %s", rel, strerror(errno));
+  int dir = openat2_(parent, base, O_PATH | O_DIRECTORY | O_CLOEXEC, beneath);
+  if (dir < 0) lookup_failed("directory", rel);
+  if (gid >= 0 && fchownat(dir, "", (uid_t)-1, (gid_t)gid, AT_EMPTY_PATH) < 0)
+    fail(EXIT_FAIL, "chown %s: %s", rel, strerror(errno));
+  char fdpath[64];
+  snprintf(fdpath, sizeof fdpath, "/proc/self/fd/%d", dir);
+  if (chmod(fdpath, (mode_t)mode) < 0) fail(EXIT_FAIL, "chmod %s: %s", rel, strerror(errno));
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "bind") == 0) return bind(argc - 2, argv + 2);
   if (argc >= 2 && strcmp(argv[1], "unbind") == 0) return unbind(argc - 2, argv + 2);
+  if (argc >= 2 && strcmp(argv[1], "mkdir") == 0) return make_dir(argc - 2, argv + 2);
   fail(EXIT_USAGE, "usage: kata-ts-mount bind [--ro] --kind dir|file SOURCE ROOT RELATIVE | unbind ROOT RELATIVE");
   return EXIT_USAGE;
 }

@@ -74,7 +74,10 @@ export function makeContext(flags: GlobalFlags): RuntimeContext {
     },
     sandboxDeps() {
       return {
-        hypervisor: new QemuHypervisor({ runner, probe, logger }, { binary: "qemu-system-x86_64" }),
+        hypervisor: new QemuHypervisor(
+          { runner, probe, logger },
+          { binary: "qemu-system-x86_64", confine: path.join(installRoot, "dist", "native", "kata-ts-confine") },
+        ),
         mounter: new CommandMounter(runner),
         binder: new HelperShareBinder(runner, path.join(installRoot, "dist", "native", "kata-ts-mount")),
         readMountInfo: readSelfMountInfo,

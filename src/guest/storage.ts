@@ -144,13 +144,17 @@ export const localHandler: StorageHandler = {
       const created = await mkdir(target, { recursive: true });
       if (created !== undefined) undo.defer(`remove ${target}`, () => rm(target, { recursive: true, force: true }));
       // chmod/chown follow symlinks: make sure the host-named path is the directory we made or found.
-      if (!(await lstat(target)).isDirectory()) {
+      const st = await lstat(target);
+      if (!st.isDirectory()) {
         throw new KataError(Code.FailedPrecondition, `storage local: ${s.mountPoint} is not a directory`);
       }
-      // mkdir's mode is masked by the umask (0777 became 0755, agent#636): set it explicitly.
-      const mode = opts.mode ?? 0o777;
-      if (opts.fsGid !== undefined) await applyFsGroup(target, opts.fsGid, mode);
-      else await chmod(target, mode);
+      // mkdir's mode is masked by the umask (0777 became 0755, agent#636): set it explicitly. The host
+      // makes the directory with its mode and group first (QEMU may not set a setgid bit for the guest):
+      // what is already right is left alone.
+      const mode = (opts.mode ?? 0o777) | (opts.fsGid === undefined ? 0 : modeSetgid);
+      const right = (st.mode & 0o7777) === mode && (opts.fsGid === undefined || st.gid === opts.fsGid);
+      if (!right && opts.fsGid !== undefined) await applyFsGroup(target, opts.fsGid, mode);
+      else if (!right) await chmod(target, mode);
       undo.release();
     } catch (e) {
       return undo.unwind(e);

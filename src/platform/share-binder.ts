@@ -19,11 +19,22 @@ export interface ShareBind {
   readonly readonly: boolean;
 }
 
+/** A directory to make (or fix) inside a bind the guest writes in, as kata-ts-mount mkdir does. */
+export interface ShareDir {
+  /** The bind it is made in (a host path under mounts/): nothing below it is followed. */
+  readonly root: string;
+  readonly relative: string;
+  readonly mode: number;
+  readonly gid?: number;
+}
+
 export interface ShareBinder {
   /** Mounts `source` at root/relative (nosuid, nodev). FAILED_PRECONDITION when the helper refuses it. */
   bind(b: ShareBind, signal?: AbortSignal): Promise<void>;
   /** Unmounts root/relative (detached when busy) and removes it and the parents it leaves empty. */
   unbind(root: string, relative: string, signal?: AbortSignal): Promise<void>;
+  /** Makes root/relative a directory with that group, then that mode (setgid kept), made or found. */
+  makeDir(d: ShareDir, signal?: AbortSignal): Promise<void>;
 }
 
 /** The helper's exit statuses (native/kata-ts-mount.c). */
@@ -51,6 +62,11 @@ export class HelperShareBinder implements ShareBinder {
 
   async unbind(root: string, relative: string, signal?: AbortSignal): Promise<void> {
     await this.#run(["unbind", root, relative], `unshare ${relative}`, signal);
+  }
+
+  async makeDir(d: ShareDir, signal?: AbortSignal): Promise<void> {
+    const args = ["mkdir", "--mode", d.mode.toString(8), ...(d.gid === undefined ? [] : ["--gid", String(d.gid)])];
+    await this.#run([...args, d.root, d.relative], `make ${d.relative} in ${d.root}`, signal);
   }
 
   async #run(args: string[], op: string, signal: AbortSignal | undefined): Promise<void> {

@@ -219,6 +219,10 @@ export class Sandbox {
       await this.share.bindDir(c.rootfs, relative, false);
       undo.defer(`unshare rootfs of ${containerId}`, () => this.share.unbind(relative));
       await applyHostBinds(this.share, c.storage.binds, undo);
+      for (const d of c.storage.dirs) {
+        // Stays with the sandbox's rootfs (the pod's disk emptyDir); the guest removes it with its last user.
+        await this.share.makeDir(d, signal);
+      }
       await this.agent.createContainer(
         { containerId, execId: containerId, OCI: c.spec, storages: c.storage.storages },
         { signal },

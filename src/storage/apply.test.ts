@@ -34,6 +34,10 @@ class RecordingBinder implements ShareBinder {
     this.bound.delete(relative);
     return Promise.resolve();
   }
+
+  makeDir(): Promise<void> {
+    return Promise.reject(new Error("unexpected makeDir"));
+  }
 }
 
 describe("inspectSources", () => {

@@ -81,6 +81,13 @@ export interface EmptyDirPlan {
   /** Where the volume lives in the guest: the container's mount binds this path. */
   readonly guestPath: string;
   readonly storage: StorageInit;
+  /** A disk emptyDir's directory, made (mode, fsGroup) by the host in the sandbox's rootfs. */
+  readonly hostDir?: {
+    readonly within: string;
+    readonly relative: string;
+    readonly mode: number;
+    readonly gid?: number;
+  };
 }
 
 export interface EmptyDirInput {
@@ -139,6 +146,13 @@ export function planEmptyDir(input: EmptyDirInput): EmptyDirPlan | { readonly er
   const guestPath = guestLocalVolumePath(sandboxId, volume);
   return {
     guestPath,
+    // 0777, and setgid with the fsGroup (Kata's localDirOptions and the kubelet's fsGroup rule).
+    hostDir: {
+      within: `${sandboxId}/rootfs`,
+      relative: `local/${volume}`,
+      mode: gid !== 0 ? 0o2777 : 0o777,
+      ...(gid !== 0 ? { gid } : {}),
+    },
     storage: {
       driver: localDriver,
       source: localDriver,

@@ -98,6 +98,15 @@ describe("planContainerStorage: emptyDir", () => {
     ]);
     assert.deepEqual(plan.mounts, [{ destination: "/data", type: "bind", source: guestPath, options: cri }]);
     assert.deepEqual(plan.binds, []);
+    assert.deepEqual(plan.dirs, [{ within: "sb1/rootfs", relative: "local/data", mode: 0o777 }]);
+  });
+
+  it("has the host make a disk emptyDir with the fsGroup setgid, which QEMU may not set for the guest", () => {
+    const src = `${pod}/data`;
+
+    const plan = planContainerStorage(input({ mounts: [bind(src, "/data")], sources: new Map([dir(src, 2000)]) }));
+
+    assert.deepEqual(plan.dirs, [{ within: "sb1/rootfs", relative: "local/data", mode: 0o2777, gid: 2000 }]);
   });
 
   it("treats an emptyDir on another filesystem (ext4) as a disk volume", () => {
@@ -320,7 +329,7 @@ describe("planContainerStorage: other mounts", () => {
 
     const plan = planContainerStorage(input({ mounts }));
 
-    assert.deepEqual(plan, { mounts: [], storages: [], binds: [] });
+    assert.deepEqual(plan, { mounts: [], storages: [], binds: [], dirs: [] });
     assert.deepEqual(sourcesToInspect(mounts), []);
   });
 

@@ -58,6 +58,20 @@ export interface HostBind {
   readonly kind: "dir" | "file";
 }
 
+/**
+ * A directory the host makes before the guest uses it: a disk emptyDir in the sandbox's rootfs, mode and
+ * fsGroup (setgid) set on the host, since QEMU may not set a setgid bit for the guest (docs/security.md).
+ */
+export interface HostDir {
+  /** The bind it is made in, under the share's mounts/ dir: "<sandboxId>/rootfs". */
+  readonly within: string;
+  /** Below `within`: "local/<volume>". */
+  readonly relative: string;
+  /** Permission bits, setgid included when there is a group. */
+  readonly mode: number;
+  readonly gid?: number;
+}
+
 export interface StoragePlan {
   /** The guest spec's mounts: sources rewritten to guest paths, system mounts dropped. */
   readonly mounts: Mount[];
@@ -65,6 +79,8 @@ export interface StoragePlan {
   readonly storages: StorageInit[];
   /** What the host must bind under the share's mounts/ dir. */
   readonly binds: HostBind[];
+  /** What the host must make in the share before the guest creates the container. */
+  readonly dirs: HostDir[];
 }
 
 /** Mount types the guest kernel provides itself; the host has nothing to share for them. */
@@ -152,6 +168,7 @@ interface Outputs {
   readonly mounts: Mount[];
   readonly storages: StorageInit[];
   readonly binds: HostBind[];
+  readonly dirs: HostDir[];
   readonly issues: string[];
 }
 
@@ -193,6 +210,9 @@ function planEmptyDirMount(input: StoragePlanInput, out: Outputs, i: number, sou
   }
   // Two mounts of one volume in a container need one storage: the agent counts references per storage.
   if (!out.storages.some((s) => s.mountPoint === planned.guestPath)) out.storages.push(planned.storage);
+  if (planned.hostDir !== undefined && !out.dirs.some((d) => d.relative === planned.hostDir?.relative)) {
+    out.dirs.push(planned.hostDir);
+  }
   out.mounts.push({ ...m, type: "bind", source: planned.guestPath, options: guestBindOptions(m.options) });
 }
 
@@ -233,7 +253,7 @@ function planSharedBind(input: StoragePlanInput, out: Outputs, i: number, source
 
 /** Plans one container's mounts; throws one INVALID_ARGUMENT naming every bad mount. */
 export function planContainerStorage(input: StoragePlanInput): StoragePlan {
-  const out: Outputs = { mounts: [], storages: [], binds: [], issues: [] };
+  const out: Outputs = { mounts: [], storages: [], binds: [], dirs: [], issues: [] };
   input.mounts.forEach((m, i) => {
     const d = m.destination;
     // The destination's last element names the host bind (sharedName): no NUL may reach a file name.
@@ -277,7 +297,7 @@ export function planContainerStorage(input: StoragePlanInput): StoragePlan {
       { details: { containerId: input.containerId, issues: out.issues.length } },
     );
   }
-  return { mounts: out.mounts, storages: out.storages, binds: out.binds };
+  return { mounts: out.mounts, storages: out.storages, binds: out.binds, dirs: out.dirs };
 }
 
 /** The storages of CreateSandbox: the share (9p) and the pod's shm, a guest tmpfs every container binds. */

@@ -13,6 +13,7 @@ import { Code, KataError, ignoreErrno, withSuppressed, wrap } from "../base/erro
 import { CleanupStack } from "../base/cleanup.js";
 import type { Mounter } from "../platform/mount.js";
 import type { ShareBinder } from "../platform/share-binder.js";
+import type { HostDir } from "./plan.js";
 import { mountsUnder, parseMountInfo } from "../platform/mountinfo.js";
 
 export interface SharedDirPaths {
@@ -103,6 +104,15 @@ export class SharedDir {
     const target = this.hostPath(b.relative);
     await this.#deps.binder.bind({ ...b, root: this.paths.mounts }, signal);
     return target;
+  }
+
+  /** Makes a directory (mode, group) inside a bind under mounts/, without following anything the guest made. */
+  async makeDir(d: HostDir, signal?: AbortSignal): Promise<void> {
+    const root = this.hostPath(d.within);
+    await this.#deps.binder.makeDir(
+      { root, relative: d.relative, mode: d.mode, ...(d.gid === undefined ? {} : { gid: d.gid }) },
+      signal,
+    );
   }
 
   /**

@@ -13,7 +13,7 @@ import type { NetnsPort } from "../../src/network/netns.js";
 import { netnsPathOf } from "../../src/network/netns.js";
 import type { MountRequest, Mounter, Propagation } from "../../src/platform/mount.js";
 import type { RunResult } from "../../src/platform/process.js";
-import type { ShareBind, ShareBinder } from "../../src/platform/share-binder.js";
+import type { ShareBind, ShareBinder, ShareDir } from "../../src/platform/share-binder.js";
 
 export type MountOp = "mount" | "bind" | "remountReadonly" | "setPropagation" | "unmount";
 
@@ -329,6 +329,15 @@ export class FakeShareBinder implements ShareBinder {
       const copy = path.join(this.#viewOf(b.root), b.relative);
       if (this.#mounter.mounted().includes(copy)) await this.#mounter.remountReadonly(copy);
     }
+  }
+
+  /** Every directory makeDir made (with its asked mode and group, which the fake does not set). */
+  readonly dirs: ShareDir[] = [];
+
+  async makeDir(d: ShareDir): Promise<void> {
+    await refuseSymlinks(path.join(d.root, d.relative), d.root);
+    await mkdir(path.join(d.root, d.relative), { recursive: true });
+    this.dirs.push(d);
   }
 
   async unbind(root: string, relative: string): Promise<void> {

@@ -33,6 +33,11 @@ export interface QemuOptions {
   readonly consoleLogMaxBytes?: number;
   /** -bios for q35 (e.g. qboot); microvm uses its own. */
   readonly firmware?: string;
+  /**
+   * native/kata-ts-confine: QEMU starts under its seccomp filter, unable to make setuid/setgid files,
+   * device nodes or file capabilities in the shared directories (see docs/security.md).
+   */
+  readonly confine?: string;
 }
 
 /** The unix sockets QEMU listens on, in the VM's directory. */
@@ -109,8 +114,9 @@ export class QemuHypervisor implements Hypervisor {
         this.#deps.probe.which("setpriv") === undefined
           ? [binary, ...args]
           : ["setpriv", "--pdeathsig", "KILL", "--", binary, ...args];
+      const confined = this.#opts.confine === undefined ? guarded : [this.#opts.confine, "--", ...guarded];
       const argv =
-        config.netnsPath === undefined ? guarded : ["nsenter", `--net=${config.netnsPath}`, "--", ...guarded];
+        config.netnsPath === undefined ? confined : ["nsenter", `--net=${config.netnsPath}`, "--", ...confined];
       const [file, ...rest] = argv;
       // CAST: argv always starts with the program.
       child = await this.#deps.runner.spawn(file as string, rest, { stdio: ["ignore", "ignore", "pipe"] });
