@@ -6,12 +6,12 @@ import type { Any } from "@bufbuild/protobuf/wkt";
 import type { Command } from "commander";
 import { Code, KataError, ignoreErrno } from "../../base/errors.js";
 import { errField } from "../../base/log.js";
-import { processExists } from "../../platform/process.js";
 import { delay } from "../../base/async.js";
 import { defaultSpec } from "../../oci/default-spec.js";
 import { parseLinuxResources } from "../../oci/parse-spec.js";
 import { guestPsHeader } from "../../protocol/guest-paths.js";
 import { StateStore } from "../../sandbox/persist.js";
+import { isServiceRunning, procTable } from "../../sandbox/stale.js";
 import { anyTypes, fromJsonAny, jsonAny } from "../../shim/task-service.js";
 import type { RuntimeContext } from "../runtime-context.js";
 import { withTask } from "../service-client.js";
@@ -106,7 +106,7 @@ export function registerInspect(program: Command, ctx: () => RuntimeContext): vo
           return undefined;
         });
         if (saved === undefined) continue;
-        const up = processExists(saved.servicePid);
+        const up = await isServiceRunning(procTable, saved.servicePid, s.root, sid);
         for (const c of saved.containers) {
           rows.push({
             id: c.id,
