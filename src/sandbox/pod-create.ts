@@ -60,6 +60,10 @@ export async function createInPod(
     });
     await deps.store.addMapping(id, core.id);
     undo.defer(`remove mapping of ${id}`, () => deps.store.removeMapping(id));
+    // The sandbox's state is written once before its VM boots: a full (or read-only) state directory
+    // fails here, naming it, not after a boot (or as QEMU's "cannot create PID file"). The pod's
+    // teardown after a failed sandbox create removes it.
+    if (isSandbox) await core.persist();
 
     let sandbox = core.sandbox;
     if (vm !== undefined) {
