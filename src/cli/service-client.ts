@@ -6,7 +6,7 @@ import { openSync } from "node:fs";
 import path from "node:path";
 import type { GenService } from "@bufbuild/protobuf/codegenv2";
 import { deadline, settlesWithin } from "../base/async.js";
-import { Code, KataError } from "../base/errors.js";
+import { Code, KataError, isKataError } from "../base/errors.js";
 import { dialUnix } from "../platform/unix-socket.js";
 import { Task } from "../protocol/gen/containerd/runtime/v2/task/shim_pb.js";
 import { TtrpcConnection, createClient, type TtrpcClient } from "../protocol/ttrpc/client.js";
@@ -129,7 +129,14 @@ export async function withTask<T>(
   const store = new StateStore(ctx.flags.root);
   const sid = await sandboxOf(store, containerId);
   const deadlines = await loadServiceDeadlines(() => ctx.config(), ctx.logger);
-  const c = await connectTask(store.socketPath(sid), { sandboxId: sid, deadlines });
+  const c = await connectTask(store.socketPath(sid), { sandboxId: sid, deadlines }).catch((e: unknown) => {
+    if (!isKataError(e, Code.Unavailable)) throw e;
+    throw new KataError(
+      Code.Unavailable,
+      `sandbox ${sid}: its service is not running; \`kata-ts delete --force ${sid}\` removes what is left of it`,
+      { cause: e },
+    );
+  });
   try {
     const result = await fn(c.task, sid);
     if (opts.endsSandbox === true && containerId === sid && !(await c.serviceGone(serviceExitMs))) {
