@@ -108,6 +108,26 @@ export async function connectTask(
   };
 }
 
+/**
+ * Whether a sandbox's service (shim-main, or a `run` hosting it) still listens on its socket. The saved
+ * pid is no proof: after a crash or a reboot it may belong to any process.
+ */
+export async function serviceListening(socketPath: string): Promise<boolean> {
+  const d = deadline(5000);
+  try {
+    const socket = await dialUnix(socketPath, { signal: d.signal, op: "connect to the sandbox service at" });
+    socket.destroy();
+    return true;
+  } catch (e) {
+    // Nobody listens: the service is gone. Anything else (a full accept queue, a wedged service that
+    // cannot accept in time) is a service that exists.
+    if (isKataError(e, Code.Unavailable)) return false;
+    return true;
+  } finally {
+    d.clear();
+  }
+}
+
 /** The sandbox holding `containerId`; NOT_FOUND when there is none. */
 export async function sandboxOf(store: StateStore, containerId: string): Promise<string> {
   const sid = await store.sandboxOf(containerId);

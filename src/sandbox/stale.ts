@@ -65,20 +65,6 @@ function isVm(exe: string | undefined, argv: readonly string[], vmDir: string): 
   return argv.some((a) => a.includes(vmDir + path.sep));
 }
 
-/**
- * Whether `pid` is still the service of `sandboxId` under `root`: a pid alone is not proof, since a
- * service that died (or a host that rebooted) leaves its pid free for any process.
- */
-export async function isServiceRunning(
-  t: ProcessTable,
-  pid: number,
-  root: string,
-  sandboxId: string,
-): Promise<boolean> {
-  const argv = await t.cmdline(pid);
-  return argv !== undefined && isService(argv, root, sandboxId);
-}
-
 async function killAndWait(t: ProcessTable, pid: number): Promise<void> {
   t.kill(pid);
   for (let waited = 0; waited < killWaitMs; waited += 50) {
@@ -105,7 +91,8 @@ export async function cleanupStale(deps: StaleDeps, sandboxId: string, container
   };
   const vmDir = path.join(store.root, "vm", sandboxId);
   if (saved !== undefined) {
-    if (await isServiceRunning(processes, saved.servicePid, store.root, sandboxId)) {
+    const service = await processes.cmdline(saved.servicePid);
+    if (service !== undefined && isService(service, store.root, sandboxId)) {
       await attempt("service process", () => killAndWait(processes, saved.servicePid));
     }
     const vmPid = saved.vmPid;

@@ -11,10 +11,9 @@ import { defaultSpec } from "../../oci/default-spec.js";
 import { parseLinuxResources } from "../../oci/parse-spec.js";
 import { guestPsHeader } from "../../protocol/guest-paths.js";
 import { StateStore } from "../../sandbox/persist.js";
-import { isServiceRunning, procTable } from "../../sandbox/stale.js";
 import { anyTypes, fromJsonAny, jsonAny } from "../../shim/task-service.js";
 import type { RuntimeContext } from "../runtime-context.js";
-import { withTask } from "../service-client.js";
+import { serviceListening, withTask } from "../service-client.js";
 import { ociState } from "./lifecycle.js";
 
 async function readResources(file: string): Promise<unknown> {
@@ -106,7 +105,7 @@ export function registerInspect(program: Command, ctx: () => RuntimeContext): vo
           return undefined;
         });
         if (saved === undefined) continue;
-        const up = await isServiceRunning(procTable, saved.servicePid, s.root, sid);
+        const up = await serviceListening(s.socketPath(sid));
         for (const c of saved.containers) {
           rows.push({
             id: c.id,
