@@ -5,7 +5,7 @@ import { openSync } from "node:fs";
 import path from "node:path";
 import type { GenService } from "@bufbuild/protobuf/codegenv2";
 import { deadline, settlesWithin } from "../base/async.js";
-import { Code, KataError } from "../base/errors.js";
+import { Code, KataError, isKataError } from "../base/errors.js";
 import { describeExit } from "../platform/process.js";
 import { dialUnix } from "../platform/unix-socket.js";
 import { Task } from "../protocol/gen/containerd/runtime/v2/task/shim_pb.js";
@@ -107,6 +107,26 @@ export async function connectTask(
   };
 }
 
+/**
+ * Whether a sandbox's service (shim-main, or a `run` hosting it) still listens on its socket. The saved
+ * pid is no proof: after a crash or a reboot it may belong to any process.
+ */
+export async function serviceListening(socketPath: string): Promise<boolean> {
+  const d = deadline(5000);
+  try {
+    const socket = await dialUnix(socketPath, { signal: d.signal, op: "connect to the sandbox service at" });
+    socket.destroy();
+    return true;
+  } catch (e) {
+    // Nobody listens: the service is gone. Anything else (a full accept queue, a wedged service that
+    // cannot accept in time) is a service that exists.
+    if (isKataError(e, Code.Unavailable)) return false;
+    return true;
+  } finally {
+    d.clear();
+  }
+}
+
 /** The sandbox holding `containerId`; NOT_FOUND when there is none. */
 export async function sandboxOf(store: StateStore, containerId: string): Promise<string> {
   const sid = await store.sandboxOf(containerId);
@@ -128,7 +148,14 @@ export async function withTask<T>(
   const store = new StateStore(ctx.flags.root);
   const sid = await sandboxOf(store, containerId);
   const deadlines = await loadServiceDeadlines(() => ctx.config(), ctx.logger);
-  const c = await connectTask(store.socketPath(sid), { sandboxId: sid, deadlines });
+  const c = await connectTask(store.socketPath(sid), { sandboxId: sid, deadlines }).catch((e: unknown) => {
+    if (!isKataError(e, Code.Unavailable)) throw e;
+    throw new KataError(
+      Code.Unavailable,
+      `sandbox ${sid}: its service is not running; \`kata-ts delete --force ${sid}\` removes what is left of it`,
+      { cause: e },
+    );
+  });
   try {
     const result = await fn(c.task, sid);
     if (opts.endsSandbox === true && containerId === sid && !(await c.serviceGone(serviceExitMs))) {

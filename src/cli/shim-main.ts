@@ -4,6 +4,7 @@
 // socket. `serve` is how the OCI CLI starts it: it prints "ready <socket>" (or "error <message>") on
 // stdout once, then serves until the sandbox is deleted.
 
+import { rm } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { describeError } from "../base/errors.js";
 import { checkId } from "../base/ids.js";
@@ -43,7 +44,9 @@ async function serve(argv: string[]): Promise<void> {
   await service.ended;
   // Let the last response reach its caller before the socket goes.
   await new Promise((r) => setTimeout(r, 50));
-  await service.close();
+  await rm(service.socketPath, { force: true });
+  // Exiting closes the clients' connections, not close(): a client that waits for its connection to
+  // close (the CLI after a sandbox's delete) must then find this process gone, not on its way out.
   process.exit(0);
 }
 

@@ -85,7 +85,11 @@ export function boundedTask(raw: TaskApi, sandboxId: string, d: ServiceDeadlines
 }
 
 function notAnswered(e: unknown, sandboxId: string, method: string, what: string): KataError {
-  const hint = `if it stays so, \`kata-ts delete --force ${sandboxId}\` removes the sandbox`;
+  // A create given up on is undone by the service itself (our connection closing cancels it).
+  const hint =
+    method === "create"
+      ? "the create is cancelled and undone"
+      : `if it stays so, \`kata-ts delete --force ${sandboxId}\` removes the sandbox`;
   const code = isKataError(e, Code.Unavailable) ? Code.Unavailable : Code.DeadlineExceeded;
   return new KataError(code, `${method} on sandbox ${sandboxId}: ${what}; ${hint}`, { cause: e });
 }

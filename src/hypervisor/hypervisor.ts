@@ -48,6 +48,11 @@ export interface Vm {
   readonly consoleLogPath: string;
   /** Resolves when the hypervisor process has exited, however it ended. */
   readonly exited: Promise<ExitStatus>;
+  /**
+   * Calls `listener` each time the guest closes its end of the agent channel: the agent exited, and
+   * whatever its init starts next knows nothing of the sandbox. Returns a function that unsubscribes.
+   */
+  onAgentChannelClosed(listener: () => void): () => void;
   /** The last `lines` lines of the guest console, for errors. */
   consoleTail(lines: number): Promise<string>;
   pause(signal?: AbortSignal): Promise<void>;

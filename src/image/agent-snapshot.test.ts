@@ -35,6 +35,7 @@ class FakeHypervisor implements Hypervisor {
       consoleLogPath: "/nonexistent",
       exited: exited.promise,
       consoleTail: () => Promise.resolve(run.console),
+      onAgentChannelClosed: () => () => undefined,
       pause: () => Promise.resolve(),
       resume: () => Promise.resolve(),
       stop: () => {

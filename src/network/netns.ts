@@ -134,13 +134,6 @@ export interface NetnsDeps {
   readonly runDir?: string;
 }
 
-/** What the create path needs of network namespaces (NetnsManager; a fake in component tests). */
-export interface NetnsPort {
-  create(name: string, signal?: AbortSignal): Promise<string>;
-  remove(name: string): Promise<void>;
-  checkJoinable(nsPath: string, signal?: AbortSignal): Promise<void>;
-}
-
 /** What the sandbox layer asks of network namespaces; NetnsManager is the real one (a class, hence nominal). */
 export interface NetnsPort {
   /** Creates namespace `name`; returns its path. ALREADY_EXISTS when taken, INVALID_ARGUMENT for a bad name. */

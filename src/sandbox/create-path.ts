@@ -87,8 +87,11 @@ export async function bootSandbox(
   s: { id: string; runDir: string; bundle: Bundle; vm: SandboxVmConfig; pid: number },
   undo: CleanupStack,
   signal: AbortSignal,
+  onNetns: (netns: PodNetns) => Promise<void>,
 ): Promise<{ sandbox: Sandbox; netns: PodNetns }> {
   const netns = await inSpan("netns", {}, () => setupNetns(deps, s.bundle.spec, s.id, undo, signal));
+  // Saved before anything else is made: a service killed from here on leaves state that names it.
+  await onNetns(netns);
   for (const kind of ["prestart", "createRuntime"] as const) {
     const hooks = s.bundle.spec.hooks?.[kind] ?? [];
     await inSpan(`${kind}Hooks`, { count: hooks.length }, () =>

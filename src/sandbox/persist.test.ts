@@ -76,6 +76,17 @@ describe("StateStore", () => {
       assert.deepEqual(await readdir(store.sandboxDir("sb1")), ["state.json"]);
     });
 
+    it("names the state file when a save fails, and leaves no temporary file behind", async () => {
+      const store = new StateStore(root);
+      const file = path.join(store.sandboxDir("sb1"), "state.json");
+      // rename(2) of the new state over a non-empty directory fails.
+      await mkdir(path.join(file, "x"), { recursive: true });
+
+      await assert.rejects(store.save(sandbox("sb1")), kataError(Code.Internal, `save state ${file}`));
+
+      assert.deepEqual(await readdir(store.sandboxDir("sb1")), ["state.json"]);
+    });
+
     it("keeps the state private to its owner", async () => {
       const store = new StateStore(root);
 

@@ -4,7 +4,7 @@
 
 import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat } from "node:fs/promises";
 import path from "node:path";
-import { Code, KataError, errnoOf, ignoreErrno } from "../base/errors.js";
+import { Code, KataError, codeOf, errnoOf, ignoreErrno } from "../base/errors.js";
 import { checkId } from "../base/ids.js";
 
 import type { ContainerStatus } from "./status.js";
@@ -80,17 +80,28 @@ export class StateStore {
 
   async #write(sandboxId: string, text: string): Promise<void> {
     const dir = this.sandboxDir(sandboxId);
-    await mkdir(dir, { recursive: true, mode: 0o700 });
     const file = path.join(dir, "state.json");
     const tmp = `${file}.tmp-${process.pid}-${++saveCounter}`;
-    const fh = await open(tmp, "w", 0o600);
     try {
-      await fh.writeFile(text);
-      await fh.sync();
-    } finally {
-      await fh.close();
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      const fh = await open(tmp, "w", 0o600);
+      try {
+        await fh.writeFile(text);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, file);
+    } catch (e) {
+      await rm(tmp, { force: true });
+      // A full state directory is the usual cause, and the one the caller can act on: name it.
+      const full = errnoOf(e) === "ENOSPC" || errnoOf(e) === "EDQUOT";
+      throw new KataError(
+        full ? Code.ResourceExhausted : codeOf(e),
+        `save state ${file}${full ? ` (no space left in ${this.root})` : ""}`,
+        { cause: e },
+      );
     }
-    await rename(tmp, file);
   }
 
   async load(sandboxId: string): Promise<PersistedSandbox | undefined> {

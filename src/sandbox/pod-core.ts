@@ -100,7 +100,8 @@ export class PodCore {
     sandbox.lost.addEventListener(
       "abort",
       () => {
-        if (this.destroying) return;
+        // A sandbox whose create is being undone (or that is being destroyed) is not news to save.
+        if (this.destroying || this.sandbox !== sandbox) return;
         for (const c of this.containers.values()) {
           for (const p of c.processes()) if (p.status === "created") p.markStopped(lostExitStatus);
         }

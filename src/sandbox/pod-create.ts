@@ -7,7 +7,7 @@ import { Code, KataError, wrap } from "../base/errors.js";
 import { containerRole } from "../oci/annotations.js";
 import { loadBundle } from "../oci/bundle.js";
 import { inSpan } from "../platform/tracing.js";
-import { bootSandbox, prepareContainer } from "./create-path.js";
+import { bootSandbox, prepareContainer, type PodNetns } from "./create-path.js";
 import { runHooks } from "./hooks.js";
 import { PodContainer } from "./pod-container.js";
 import type { PodCore } from "./pod-core.js";
@@ -60,17 +60,26 @@ export async function createInPod(
     });
     await deps.store.addMapping(id, core.id);
     undo.defer(`remove mapping of ${id}`, () => deps.store.removeMapping(id));
+    // The sandbox's state is written once before its VM boots: a full (or read-only) state directory
+    // fails here, naming it, not after a boot (or as QEMU's "cannot create PID file"). The pod's
+    // teardown after a failed sandbox create removes it.
+    if (isSandbox) await core.persist();
 
     let sandbox = core.sandbox;
     if (vm !== undefined) {
       const startedAt = deps.now();
       const s = { id: core.id, runDir: core.opts.runDir, bundle, vm, pid: core.opts.pid };
-      const made = await inSpan("createSandbox", { sandboxId: core.id }, () => bootSandbox(deps, s, undo, signal));
-      sandbox = made.sandbox;
-      core.netns = made.netns;
       undo.defer("forget the network namespace", () => {
         core.netns = undefined;
       });
+      const onNetns = async (netns: PodNetns): Promise<void> => {
+        core.netns = netns;
+        await core.persist();
+      };
+      const made = await inSpan("createSandbox", { sandboxId: core.id }, () =>
+        bootSandbox(deps, s, undo, signal, onNetns),
+      );
+      sandbox = made.sandbox;
       for (const [phase, ms] of Object.entries(sandbox.timings)) timings[phase] = startedAt + ms;
     }
     // CAST: set just above for a sandbox; checked at the top for a pod container.

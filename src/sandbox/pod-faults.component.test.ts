@@ -11,6 +11,7 @@ import { Code, KataError } from "../base/errors.js";
 import type { Spec } from "../oci/spec.js";
 import { ScriptedRunner, kataErrorChain } from "../../test/helpers/fakes.js";
 import { Harness, criAnnotations } from "../../test/helpers/harness.js";
+import { StateStore, type PersistedSandbox } from "./persist.js";
 import { Pod, type PodDeps } from "./pod.js";
 
 let h: Harness;
@@ -168,16 +169,37 @@ const steps: readonly Step[] = [
   },
   {
     name: "saving the state",
-    beforeBoot: false,
+    beforeBoot: true,
     code: Code.Internal,
-    message: "state.json",
+    message: /save state .*\/sbs\/sb1\/state\.json/,
     arrange: async (d) => {
       // rename(2) of the new state file over a directory fails.
       await mkdir(path.join(h.root, "sbs", "sb1", "state.json", "x"), { recursive: true });
       return d;
     },
   },
+  {
+    name: "saving the state once the sandbox exists",
+    beforeBoot: false,
+    code: Code.ResourceExhausted,
+    message: "injected: state directory full",
+    arrange: (d) => ({ ...d, store: new LateFailingStore(h.root) }),
+  },
 ];
+
+/** A store whose saves fail once a container is in the state: the state directory filled during the boot. */
+class LateFailingStore extends StateStore {
+  /** The containers of each save asked for, in order. */
+  readonly saves: string[][] = [];
+
+  override save(s: PersistedSandbox): Promise<void> {
+    this.saves.push(s.containers.map((c) => c.id));
+    if (s.containers.length > 0) {
+      return Promise.reject(new KataError(Code.ResourceExhausted, "injected: state directory full"));
+    }
+    return super.save(s);
+  }
+}
 
 describe("Pod create failures, step by step (fake VM, real agent)", { timeout: 10_000 }, () => {
   beforeEach(async () => {
@@ -206,6 +228,22 @@ describe("Pod create failures, step by step (fake VM, real agent)", { timeout: 1
       assert.equal(await h.store.sandboxOf("sb1"), undefined);
     });
   }
+
+  it("saves no state for a sandbox whose create is being undone", async () => {
+    const store = new LateFailingStore(h.root);
+    const pod = new Pod({ ...h.podDeps(), store }, h.podOptions("sb1"));
+    const bundle = await h.bundle("sb1", { args: ["true"] });
+
+    const create = pod.create({ id: "sb1", bundle, stdio: (await h.stdio("sb1")).paths }, new AbortController().signal);
+
+    await assert.rejects(create, kataErrorChain(Code.ResourceExhausted, "injected: state directory full"));
+    await pod.done;
+    // Before the boot, once its network namespace exists, then the one that failed: undoing the create
+    // destroys the sandbox, which is then lost, and that must not write a state the teardown has to race
+    // to remove.
+    assert.deepEqual(store.saves, [[], [], ["sb1"]]);
+    assert.deepEqual(await h.leaks(), []);
+  });
 
   it("leaves nothing when its stdout cannot be opened, before any VM starts", async () => {
     const pod = new Pod(h.podDeps(), h.podOptions("sb1"));

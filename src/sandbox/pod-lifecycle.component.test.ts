@@ -1,5 +1,5 @@
 // The pod's status table and locks under concurrent verbs, a sandbox that is lost (its VM exits, its
-// guest stops answering), forced deletes, and a stdout reader that stops reading, on the component
+// guest stops answering, its agent exits), forced deletes, and a stdout reader that stops reading, on the component
 // harness (the real guest Agent behind a fake VM).
 
 import assert from "node:assert/strict";
@@ -159,6 +159,23 @@ describe("Pod lifecycle under concurrency and loss (fake VM, real agent)", { tim
     await pod.kill("sb1", "", 9, true, signal);
     await pod.delete("c1", "", signal);
     await pod.delete("sb1", "", signal);
+    assert.deepEqual(await h.leaks(), []);
+  });
+
+  it("reports every process gone (exit 255) when the guest agent exits, and refuses guest verbs at once", async () => {
+    // Long deadlines: the loss must come from the closed channel, not from a missed deadline.
+    const pod = await newPod(["sleep", "inf"], { requestMs: 60_000 });
+    await pod.start("sb1", "", signal);
+    const exited = pod.wait("sb1", "");
+
+    h.hypervisor.vm.agentExits();
+
+    assert.equal((await exited).exitStatus, lostExitStatus);
+    assert.equal(pod.state("sb1", "").status, "stopped");
+    await assert.rejects(pod.pause("sb1", signal), kataErrorChain(Code.FailedPrecondition, "is stopped"));
+    await assert.rejects(pod.stats("sb1", signal), kataErrorChain(Code.Unavailable, "its guest agent exited"));
+    await pod.delete("sb1", "", signal);
+    await pod.done;
     assert.deepEqual(await h.leaks(), []);
   });
 

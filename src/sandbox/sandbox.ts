@@ -1,7 +1,8 @@
 // A sandbox on the host: its share directory, its VM, its agent connection, and its containers. Every
 // step of creation registers its undo, so a failure leaves nothing behind (no QEMU, no mount, no
 // directory), and destroy() undoes the lot in reverse. Every call into the guest has a deadline, and a
-// guest that stops answering (or a VM that exits) marks the sandbox lost: calls then fail at once.
+// guest that stops answering (or a VM that exits, or an agent that exits) marks the sandbox lost: calls
+// then fail at once.
 
 import { abortError, deadline, longLivedController } from "../base/async.js";
 import { CleanupStack } from "../base/cleanup.js";
@@ -121,6 +122,12 @@ export class Sandbox {
     });
     void init.client.closed.then(() => {
       this.#markLost("the connection to its guest agent closed");
+    });
+    // The host's end of a virtio-serial port stays connected when the guest's agent dies: only QEMU
+    // sees the guest close its end. The agent init starts next has none of this sandbox's containers,
+    // and nothing the old one was asked will be answered.
+    init.vm.onAgentChannelClosed(() => {
+      this.#markLost("its guest agent exited (the guest closed the agent channel)");
     });
   }
 

@@ -60,6 +60,7 @@ export class FakeVm implements Vm {
   readonly #sockets = new Set<net.Socket>();
   #listening = false;
   #frozen: boolean;
+  readonly #channelListeners = new Set<() => void>();
   #thawed = deferred<undefined>();
 
   constructor(config: VmConfig, faults: RpcFaults, frozen: boolean) {
@@ -117,6 +118,24 @@ export class FakeVm implements Vm {
     for (const s of this.#sockets) s.destroy();
     this.crun.killAll();
     this.#exit.resolve(status);
+  }
+
+  /**
+   * The guest agent dies (init starts another): the guest closes its end of the agent channel, and
+   * nothing the old agent was asked is answered, while the host's connection stays open (as QEMU's
+   * chardev socket does).
+   */
+  agentExits(): void {
+    this.console.push("fake VM: agent exited");
+    this.freeze();
+    for (const listener of [...this.#channelListeners]) listener();
+  }
+
+  onAgentChannelClosed(listener: () => void): () => void {
+    this.#channelListeners.add(listener);
+    return () => {
+      this.#channelListeners.delete(listener);
+    };
   }
 
   /** From now on the agent answers nothing (a SIGSTOPped VM); answers are held until thaw(). */

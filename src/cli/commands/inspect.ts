@@ -6,7 +6,6 @@ import type { Any } from "@bufbuild/protobuf/wkt";
 import type { Command } from "commander";
 import { Code, KataError, ignoreErrno } from "../../base/errors.js";
 import { errField } from "../../base/log.js";
-import { processExists } from "../../platform/process.js";
 import { delay } from "../../base/async.js";
 import { defaultSpec } from "../../oci/default-spec.js";
 import { parseLinuxResources } from "../../oci/parse-spec.js";
@@ -14,7 +13,7 @@ import { guestPsHeader } from "../../protocol/guest-paths.js";
 import { StateStore } from "../../sandbox/persist.js";
 import { anyTypes, fromJsonAny, jsonAny } from "../../shim/task-service.js";
 import type { RuntimeContext } from "../runtime-context.js";
-import { withTask } from "../service-client.js";
+import { serviceListening, withTask } from "../service-client.js";
 import { ociState } from "./lifecycle.js";
 
 async function readResources(file: string): Promise<unknown> {
@@ -106,7 +105,7 @@ export function registerInspect(program: Command, ctx: () => RuntimeContext): vo
           return undefined;
         });
         if (saved === undefined) continue;
-        const up = processExists(saved.servicePid);
+        const up = await serviceListening(s.socketPath(sid));
         for (const c of saved.containers) {
           rows.push({
             id: c.id,

@@ -9,7 +9,8 @@ import type { Logger } from "../../base/log.js";
 import { describeExit, type Child, type ExitStatus } from "../../platform/process.js";
 import type { Vm } from "../hypervisor.js";
 import { readLogTail, type CappedLog } from "./console-log.js";
-import type { QmpClient } from "./qmp/client.js";
+import { qemuIds } from "./args/plan.js";
+import { isRecord, type QmpClient } from "./qmp/client.js";
 import * as qmpCommand from "./qmp/commands.js";
 
 /** How long QEMU gets to answer QMP quit and exit before it is SIGKILLed. */
@@ -58,6 +59,13 @@ export class QemuVm implements Vm {
     });
     void this.exited.then(() => {
       this.#hasExited = true;
+    });
+  }
+
+  onAgentChannelClosed(listener: () => void): () => void {
+    return this.#parts.qmp.onEvent((e) => {
+      if (e.event !== "VSERPORT_CHANGE" || !isRecord(e.data)) return;
+      if (e.data["id"] === qemuIds.agentPort && e.data["open"] === false) listener();
     });
   }
 

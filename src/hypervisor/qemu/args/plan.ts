@@ -76,6 +76,8 @@ export interface QemuVmConfig extends Pick<
 export const qemuIds = {
   console: "console",
   agent: "agent",
+  /** The agent's virtserialport: QMP VSERPORT_CHANGE events name it. */
+  agentPort: "agentport",
   virtioSerial: "vs0",
   fsdev: "fs0",
   image: "image0",
@@ -189,7 +191,7 @@ export function planQemuArgs(config: QemuVmConfig): string[] {
   s.push(
     deviceVirtioSerial(bus, { id: ids.virtioSerial }),
     chardevSocket({ id: ids.agent, path: config.agentSocketPath, server: true, wait: false }),
-    deviceVirtserialport({ bus: `${ids.virtioSerial}.0`, chardev: ids.agent, name: agentPortName }),
+    deviceVirtserialport({ id: ids.agentPort, bus: `${ids.virtioSerial}.0`, chardev: ids.agent, name: agentPortName }),
   );
   if (config.imagePath !== undefined) {
     s.push(

@@ -94,10 +94,14 @@ describe("QEMU switch builders", () => {
     ]);
   });
 
-  it("deviceVirtserialport names the bus, chardev and port", () => {
+  it("deviceVirtserialport names the bus, chardev and port, and its id when given", () => {
     assert.deepEqual(deviceVirtserialport({ bus: "vs0.0", chardev: "agent", name: "a,b" }), [
       "-device",
       "virtserialport,bus=vs0.0,chardev=agent,name=a,,b",
+    ]);
+    assert.deepEqual(deviceVirtserialport({ id: "p,1", bus: "vs0.0", chardev: "agent", name: "a" }), [
+      "-device",
+      "virtserialport,id=p,,1,bus=vs0.0,chardev=agent,name=a",
     ]);
   });
 

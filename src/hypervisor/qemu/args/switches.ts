@@ -89,11 +89,15 @@ export function deviceVirtioSerial(transport: VirtioTransport, opts: { id: strin
   return ["-device", `${virtioDevice("virtio-serial", transport)},id=${qemuValue(opts.id)}`];
 }
 
-/** A named port on a virtio-serial bus (`<serialId>.0`); the guest finds it in /sys/class/virtio-ports. */
-export function deviceVirtserialport(opts: { bus: string; chardev: string; name: string }): QemuSwitch {
+/**
+ * A named port on a virtio-serial bus (`<serialId>.0`); the guest finds it in /sys/class/virtio-ports.
+ * With an `id`, QEMU reports the guest opening and closing its end as QMP VSERPORT_CHANGE events.
+ */
+export function deviceVirtserialport(opts: { id?: string; bus: string; chardev: string; name: string }): QemuSwitch {
+  const id = opts.id === undefined ? "" : `id=${qemuValue(opts.id)},`;
   return [
     "-device",
-    `virtserialport,bus=${qemuValue(opts.bus)},chardev=${qemuValue(opts.chardev)},name=${qemuValue(opts.name)}`,
+    `virtserialport,${id}bus=${qemuValue(opts.bus)},chardev=${qemuValue(opts.chardev)},name=${qemuValue(opts.name)}`,
   ];
 }
 
