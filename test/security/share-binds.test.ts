@@ -79,6 +79,18 @@ describe("share binds under attack (real mounts, kata-ts-mount)", { skip: requir
     assert.deepEqual(mountsUnder(parseMountInfo(await readSelfMountInfo()), share.paths.mounts), [share.paths.mounts]);
   });
 
+  it("CVE-2020-28914: a read-only volume cannot be written through either view of the share", async () => {
+    const volume = path.join(run, "ro-volume");
+    await mkdir(volume);
+    await share.bindDir(volume, "c5/volumes/ro", true);
+
+    for (const view of [share.paths.mounts, share.paths.shared]) {
+      await assert.rejects(writeFile(path.join(view, "c5", "volumes", "ro", "x"), "x"), /EROFS/);
+    }
+    assert.deepEqual(await readdir(volume), []);
+    await share.unbind("c5/volumes/ro");
+  });
+
   it("refuses a bind source on the host's /proc or /sys, by its file system", async () => {
     for (const source of ["/proc", "/proc/sys", "/sys/kernel"]) {
       await assert.rejects(share.bindDir(source, "c1/volumes/sys", false), (e: unknown) => {
