@@ -31,7 +31,13 @@ export const defaultAgentDeadlines: AgentDeadlines = {
  * RPCs with no default deadline: WaitProcess lasts as long as the process, and the stdio calls block
  * until there is data or room. They end with `life`, or with the caller's own signal.
  */
-export const unboundedRpcs: ReadonlySet<string> = new Set(["waitProcess", "readStdout", "readStderr", "writeStdin"]);
+export const unboundedRpcs: ReadonlySet<string> = new Set([
+  "waitProcess",
+  "readStdout",
+  "readStderr",
+  "writeStdin",
+  "getOOMEvent",
+]);
 
 export interface BoundedAgentOptions {
   readonly deadlines: AgentDeadlines;

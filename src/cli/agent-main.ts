@@ -15,6 +15,7 @@ import { TtrpcServer } from "../protocol/ttrpc/server.js";
 import { Agent } from "../guest/agent.js";
 import { Crun } from "../guest/crun.js";
 import { servePort } from "../guest/serve-port.js";
+import { OomEvents } from "../guest/oom.js";
 import { registerAgentService } from "../guest/service.js";
 import { StorageManager, guestStorageHandlers } from "../guest/storage.js";
 
@@ -66,6 +67,7 @@ async function main(startedFrom: "snapshot" | "bundle"): Promise<void> {
     logger,
     setHostname: (name) => writeFile("/proc/sys/kernel/hostname", name),
     loadKernelModule: (name, parameters) => loadKernelModule(runner, name, parameters),
+    oom: new OomEvents(logger),
   });
   // The serial port has no connection boundaries the agent can always see: a host that reconnects
   // quickly starts its stream ids at 1 on what looks like the same connection.

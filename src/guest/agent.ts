@@ -19,6 +19,7 @@ import { grpcToOciProcess, grpcToOciSpec } from "../protocol/oci-spec/convert.js
 import { readCgroupStats, type CgroupStatsInit } from "./cgroup-stats.js";
 import type { CrunPort } from "./crun.js";
 import { GuestProcess } from "./guest-process.js";
+import type { OomEvents } from "./oom.js";
 import type { StoragePort } from "./storage.js";
 
 /** The sandbox's lock key; container ids cannot contain "/", so it never collides with one. */
@@ -50,6 +51,8 @@ export interface AgentDeps {
   readonly bundlesDir?: string;
   /** The guest's cgroup v2 mount; containers live under kata-ts/<id>. */
   readonly cgroupRoot?: string;
+  /** Out-of-memory kills per container, for GetOOMEvent; without it GetOOMEvent is UNIMPLEMENTED. */
+  readonly oom?: OomEvents;
 }
 
 export class Agent {
@@ -149,8 +152,10 @@ export class Agent {
       const init = new GuestProcess(c.id, child, c.tty === undefined ? undefined : resizeFile);
       c.init = init;
       c.state = "running";
+      this.#deps.oom?.watch(c.id, path.join(this.#deps.cgroupRoot ?? "/sys/fs/cgroup", "kata-ts", c.id));
       void init.exitCode.then((code) => {
         c.state = "stopped";
+        this.#deps.oom?.unwatch(c.id);
         this.#deps.logger.info("container exited", { containerId, exitCode: code });
       });
       this.#deps.logger.info("container started", { containerId, pid: init.pid });
@@ -196,6 +201,13 @@ export class Agent {
       void p.exitCode.then(() => rm(file, { force: true }));
       this.#deps.logger.info("exec started", { containerId: c.id, execId, pid: p.pid });
     });
+  }
+
+  /** The next container that had a process killed for memory (GetOOMEvent: the host asks again and again). */
+  nextOomEvent(signal?: AbortSignal): Promise<string> {
+    const oom = this.#deps.oom;
+    if (oom === undefined) return Promise.reject(new KataError(Code.Unimplemented, "OOM events are not watched here"));
+    return oom.next(signal);
   }
 
   /** Guest pids of the container, as JSON, or a `ps` table of them ("table"). */

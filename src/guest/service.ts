@@ -91,6 +91,7 @@ export function registerAgentService(server: TtrpcServer, agent: Agent, version:
       await deps.setTime(req.Sec, req.Usec);
       return {};
     },
+    getOOMEvent: async (_req, ctx) => ({ containerId: await agent.nextOomEvent(ctx.signal) }),
     ttyWinResize: async (req) => {
       await agent.resizeTerminal(req.containerId, req.execId, req.row, req.column);
       return {};

@@ -20,6 +20,8 @@ export interface PersistedContainer {
   readonly annotations: Readonly<Record<string, string>>;
   exitStatus?: number;
   exitedAt?: string;
+  /** Processes of the container the guest's out-of-memory killer killed (0 or absent: none). */
+  oomKills?: number;
 }
 
 export interface PersistedSandbox {

@@ -20,6 +20,8 @@ export class PodContainer {
   readonly createdAt: Date;
   readonly init: PodProcess;
   readonly execs = new Map<string, ExecEntry>();
+  /** Processes of it the guest's out-of-memory killer killed. */
+  oomKills = 0;
 
   constructor(init: { id: string; bundle: Bundle; type: "sandbox" | "container"; process: PodProcess }) {
     this.id = init.id;
@@ -56,6 +58,7 @@ export class PodContainer {
       createdAt: this.createdAt.toISOString(),
       annotations: this.bundle.spec.annotations ?? {},
       ...(exit === undefined ? {} : { exitStatus: exit.exitStatus, exitedAt: exit.exitedAt.toISOString() }),
+      ...(this.oomKills === 0 ? {} : { oomKills: this.oomKills }),
     };
   }
 }

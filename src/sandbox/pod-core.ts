@@ -1,8 +1,8 @@
 // What a pod holds and how it is taken apart: its containers, its sandbox and netns, persistence of
 // their state, and teardown. Pod (pod.ts) adds the verbs and their locking on top.
 
-import { linkSignals, longLivedController } from "../base/async.js";
-import { Code, KataError, firstFailure } from "../base/errors.js";
+import { delay, linkSignals, longLivedController } from "../base/async.js";
+import { Code, KataError, firstFailure, ignoreCode, isKataError } from "../base/errors.js";
 import { errField, type Logger } from "../base/log.js";
 import type { Bundle } from "../oci/bundle.js";
 import type { State } from "../oci/spec.js";
@@ -95,8 +95,36 @@ export class PodCore {
     await this.deps.store.save(s);
   }
 
+  /**
+   * Counts the out-of-memory kills the guest reports (GetOOMEvent, asked again after each answer) until
+   * the sandbox is gone. An agent without OOM events ends the loop.
+   */
+  async watchOom(sandbox: Sandbox): Promise<void> {
+    // A function, so the checks after each await read the signal anew.
+    const lost = (): boolean => sandbox.lost.aborted;
+    while (!lost()) {
+      let containerId: string;
+      try {
+        containerId = (await sandbox.agent.getOOMEvent({}, { signal: sandbox.lost })).containerId;
+      } catch (e) {
+        if (lost() || isKataError(e, Code.Unimplemented)) return;
+        this.log.warn("wait for OOM events", { err: errField(e) });
+        await delay(1000, sandbox.lost).catch(ignoreCode(Code.Cancelled, Code.Unavailable));
+        continue;
+      }
+      const c = this.containers.get(containerId);
+      if (c === undefined) continue;
+      c.oomKills++;
+      this.log.warn("the guest's out-of-memory killer killed a process of the container", { containerId });
+      await this.persist().catch((e: unknown) => {
+        this.log.warn("save state after an OOM kill", { err: errField(e) });
+      });
+    }
+  }
+
   /** When the sandbox is lost, every process in it is gone: record the exits of those not started. */
   watch(sandbox: Sandbox): void {
+    void this.watchOom(sandbox);
     sandbox.lost.addEventListener(
       "abort",
       () => {

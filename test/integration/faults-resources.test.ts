@@ -88,7 +88,7 @@ describe("resource faults (real VM)", { skip: requires("root", "qemu", "image", 
   });
 
   it(
-    "kills what outgrows a container's memory limit in the guest (exit 137), with the limit hits in stats",
+    "kills what outgrows a container's memory limit in the guest (exit 137), reported as an OOM kill, with the limit hits in stats",
     {
       timeout: vmTimeoutMs,
     },
@@ -118,10 +118,24 @@ describe("resource faults (real VM)", { skip: requires("root", "qemu", "image", 
       );
 
       assert.ok(childKilled, `the child is SIGKILLed: ${await readFile(created.out, "utf8")}`);
-      const stats = await w.piped(["events", "--stats", id]);
-      assert.equal(stats.code, 0, stats.stderr);
+      // The kill is reported as an OOM kill (runc's {"type":"oom"} event), not only as exit 137.
+      let lines: { type: string; id: string; data?: unknown }[] = [];
+      const reported = await eventually(async () => {
+        const stats = await w.piped(["events", "--stats", id]);
+        assert.equal(stats.code, 0, stats.stderr);
+        lines = stats.stdout
+          .toString()
+          .trim()
+          .split("\n")
+          // CAST: the CLI prints one JSON event per line.
+          .map((l) => JSON.parse(l) as { type: string; id: string; data?: unknown });
+        return lines.some((l) => l.type === "oom" && l.id === id);
+      }, 30_000);
+      assert.ok(reported, `an oom event: ${JSON.stringify(lines)}`);
+      const statsLine = lines.find((l) => l.type === "stats");
+      assert.ok(statsLine !== undefined);
       const usage = (
-        JSON.parse(stats.stdout.toString()) as {
+        statsLine as unknown as {
           data: { cgroupStats: { memoryStats: { usage: { limit: string; failcnt?: string } } } };
         }
       ).data.cgroupStats.memoryStats.usage;

@@ -172,7 +172,13 @@ export function registerInspect(program: Command, ctx: () => RuntimeContext): vo
     .option("--interval <seconds>", "seconds between stats events", "5")
     .action(async (id: string, flags: { stats?: boolean; interval: string }) => {
       const intervalMs = Math.max(0.1, Number(flags.interval)) * 1000;
+      let oomSeen = 0;
       for (;;) {
+        // runc's events print one {"type":"oom"} per kill; the service counts them in the state.
+        const sid = await store().sandboxOf(id);
+        const kills =
+          sid === undefined ? 0 : ((await store().load(sid))?.containers.find((c) => c.id === id)?.oomKills ?? 0);
+        for (; oomSeen < kills; oomSeen++) process.stdout.write(JSON.stringify({ type: "oom", id }) + "\n");
         const r = await withTask(ctx(), id, (task) => task.stats({ id }));
         const data = fromJsonAny(r.stats, anyTypes.stats, "stats");
         process.stdout.write(JSON.stringify({ type: "stats", id, data }) + "\n");

@@ -89,6 +89,7 @@ export async function runContainer(ctx: RuntimeContext, containerId: string, fla
     const { exitStatus } = await task.wait({ id });
     await stdio.done;
     at("exited");
+    await reportOom(store, role.sandboxId, id);
     await task.delete({ id });
     await conn.close();
     conn = undefined;
@@ -125,6 +126,14 @@ export async function runContainer(ctx: RuntimeContext, containerId: string, fla
     process.stdin.destroy();
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
+  }
+}
+
+/** Says so when the guest's out-of-memory killer killed processes of the container (runc users see 137). */
+async function reportOom(store: StateStore, sandboxId: string, id: string): Promise<void> {
+  const kills = (await store.load(sandboxId))?.containers.find((c) => c.id === id)?.oomKills ?? 0;
+  if (kills > 0) {
+    process.stderr.write(`kata-ts: the out-of-memory killer killed ${kills} process(es) of container ${id}\n`);
   }
 }
 

@@ -21,7 +21,37 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file agent.proto.
  */
 export const file_agent: GenFile = /*@__PURE__*/
-  fileDesc("CgthZ2VudC5wcm90bxIEZ3JwYyLrAQoWQ3JlYXRlQ29udGFpbmVyUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDwoHZXhlY19pZBgCIAEoCRIlCgtzdHJpbmdfdXNlchgDIAEoCzIQLmdycGMuU3RyaW5nVXNlchIdCgdkZXZpY2VzGAQgAygLMgwuZ3JwYy5EZXZpY2USHwoIc3RvcmFnZXMYBSADKAsyDS5ncnBjLlN0b3JhZ2USFwoDT0NJGAYgASgLMgouZ3JwYy5TcGVjEhUKDXNhbmRib3hfcGlkbnMYByABKAgSEwoLYWdlbnRfcGlkbnMYCCABKAgiLQoVU3RhcnRDb250YWluZXJSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCSI/ChZSZW1vdmVDb250YWluZXJSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgd0aW1lb3V0GAIgASgNIoIBChJFeGVjUHJvY2Vzc1JlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkSJQoLc3RyaW5nX3VzZXIYAyABKAsyEC5ncnBjLlN0cmluZ1VzZXISHgoHcHJvY2VzcxgEIAEoCzINLmdycGMuUHJvY2VzcyJNChRTaWduYWxQcm9jZXNzUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDwoHZXhlY19pZBgCIAEoCRIOCgZzaWduYWwYAyABKA0iOwoSV2FpdFByb2Nlc3NSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJIiUKE1dhaXRQcm9jZXNzUmVzcG9uc2USDgoGc3RhdHVzGAEgASgFIkoKFExpc3RQcm9jZXNzZXNSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIOCgZmb3JtYXQYAiABKAkSDAoEYXJncxgDIAMoCSItChVMaXN0UHJvY2Vzc2VzUmVzcG9uc2USFAoMcHJvY2Vzc19saXN0GAEgASgMIlcKFlVwZGF0ZUNvbnRhaW5lclJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEicKCXJlc291cmNlcxgCIAEoCzIULmdycGMuTGludXhSZXNvdXJjZXMiLQoVU3RhdHNDb250YWluZXJSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCSItChVQYXVzZUNvbnRhaW5lclJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJIi4KFlJlc3VtZUNvbnRhaW5lclJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJIm0KCENwdVVzYWdlEhMKC3RvdGFsX3VzYWdlGAEgASgEEhQKDHBlcmNwdV91c2FnZRgCIAMoBBIbChN1c2FnZV9pbl9rZXJuZWxtb2RlGAMgASgEEhkKEXVzYWdlX2luX3VzZXJtb2RlGAQgASgEIlQKDlRocm90dGxpbmdEYXRhEg8KB3BlcmlvZHMYASABKAQSGQoRdGhyb3R0bGVkX3BlcmlvZHMYAiABKAQSFgoOdGhyb3R0bGVkX3RpbWUYAyABKAQiXAoIQ3B1U3RhdHMSIQoJY3B1X3VzYWdlGAEgASgLMg4uZ3JwYy5DcHVVc2FnZRItCg90aHJvdHRsaW5nX2RhdGEYAiABKAsyFC5ncnBjLlRocm90dGxpbmdEYXRhIisKCVBpZHNTdGF0cxIPCgdjdXJyZW50GAEgASgEEg0KBWxpbWl0GAIgASgEIk4KCk1lbW9yeURhdGESDQoFdXNhZ2UYASABKAQSEQoJbWF4X3VzYWdlGAIgASgEEg8KB2ZhaWxjbnQYAyABKAQSDQoFbGltaXQYBCABKAQi/QEKC01lbW9yeVN0YXRzEg0KBWNhY2hlGAEgASgEEh8KBXVzYWdlGAIgASgLMhAuZ3JwYy5NZW1vcnlEYXRhEiQKCnN3YXBfdXNhZ2UYAyABKAsyEC5ncnBjLk1lbW9yeURhdGESJgoMa2VybmVsX3VzYWdlGAQgASgLMhAuZ3JwYy5NZW1vcnlEYXRhEhUKDXVzZV9oaWVyYXJjaHkYBSABKAgSKwoFc3RhdHMYBiADKAsyHC5ncnBjLk1lbW9yeVN0YXRzLlN0YXRzRW50cnkaLAoKU3RhdHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAQ6AjgBIkoKD0Jsa2lvU3RhdHNFbnRyeRINCgVtYWpvchgBIAEoBBINCgVtaW5vchgCIAEoBBIKCgJvcBgDIAEoCRINCgV2YWx1ZRgEIAEoBCK6AwoKQmxraW9TdGF0cxI5Chppb19zZXJ2aWNlX2J5dGVzX3JlY3Vyc2l2ZRgBIAMoCzIVLmdycGMuQmxraW9TdGF0c0VudHJ5EjQKFWlvX3NlcnZpY2VkX3JlY3Vyc2l2ZRgCIAMoCzIVLmdycGMuQmxraW9TdGF0c0VudHJ5EjIKE2lvX3F1ZXVlZF9yZWN1cnNpdmUYAyADKAsyFS5ncnBjLkJsa2lvU3RhdHNFbnRyeRI4Chlpb19zZXJ2aWNlX3RpbWVfcmVjdXJzaXZlGAQgAygLMhUuZ3JwYy5CbGtpb1N0YXRzRW50cnkSNQoWaW9fd2FpdF90aW1lX3JlY3Vyc2l2ZRgFIAMoCzIVLmdycGMuQmxraW9TdGF0c0VudHJ5EjIKE2lvX21lcmdlZF9yZWN1cnNpdmUYBiADKAsyFS5ncnBjLkJsa2lvU3RhdHNFbnRyeRIwChFpb190aW1lX3JlY3Vyc2l2ZRgHIAMoCzIVLmdycGMuQmxraW9TdGF0c0VudHJ5EjAKEXNlY3RvcnNfcmVjdXJzaXZlGAggAygLMhUuZ3JwYy5CbGtpb1N0YXRzRW50cnkiQQoMSHVnZXRsYlN0YXRzEg0KBXVzYWdlGAEgASgEEhEKCW1heF91c2FnZRgCIAEoBBIPCgdmYWlsY250GAMgASgEIqoCCgtDZ3JvdXBTdGF0cxIhCgljcHVfc3RhdHMYASABKAsyDi5ncnBjLkNwdVN0YXRzEicKDG1lbW9yeV9zdGF0cxgCIAEoCzIRLmdycGMuTWVtb3J5U3RhdHMSIwoKcGlkc19zdGF0cxgDIAEoCzIPLmdycGMuUGlkc1N0YXRzEiUKC2Jsa2lvX3N0YXRzGAQgASgLMhAuZ3JwYy5CbGtpb1N0YXRzEjoKDWh1Z2V0bGJfc3RhdHMYBSADKAsyIy5ncnBjLkNncm91cFN0YXRzLkh1Z2V0bGJTdGF0c0VudHJ5GkcKEUh1Z2V0bGJTdGF0c0VudHJ5EgsKA2tleRgBIAEoCRIhCgV2YWx1ZRgCIAEoCzISLmdycGMuSHVnZXRsYlN0YXRzOgI4ASK2AQoMTmV0d29ya1N0YXRzEgwKBG5hbWUYASABKAkSEAoIcnhfYnl0ZXMYAiABKAQSEgoKcnhfcGFja2V0cxgDIAEoBBIRCglyeF9lcnJvcnMYBCABKAQSEgoKcnhfZHJvcHBlZBgFIAEoBBIQCgh0eF9ieXRlcxgGIAEoBBISCgp0eF9wYWNrZXRzGAcgASgEEhEKCXR4X2Vycm9ycxgIIAEoBBISCgp0eF9kcm9wcGVkGAkgASgEImwKFlN0YXRzQ29udGFpbmVyUmVzcG9uc2USJwoMY2dyb3VwX3N0YXRzGAEgASgLMhEuZ3JwYy5DZ3JvdXBTdGF0cxIpCg1uZXR3b3JrX3N0YXRzGAIgAygLMhIuZ3JwYy5OZXR3b3JrU3RhdHMiSQoSV3JpdGVTdHJlYW1SZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJEgwKBGRhdGEYAyABKAwiIgoTV3JpdGVTdHJlYW1SZXNwb25zZRILCgNsZW4YASABKA0iRwoRUmVhZFN0cmVhbVJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkSCwoDbGVuGAMgASgNIiIKElJlYWRTdHJlYW1SZXNwb25zZRIMCgRkYXRhGAEgASgMIjoKEUNsb3NlU3RkaW5SZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJIlkKE1R0eVdpblJlc2l6ZVJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkSCwoDcm93GAMgASgNEg4KBmNvbHVtbhgEIAEoDSIwCgxLZXJuZWxNb2R1bGUSDAoEbmFtZRgBIAEoCRISCgpwYXJhbWV0ZXJzGAIgAygJItwBChRDcmVhdGVTYW5kYm94UmVxdWVzdBIQCghob3N0bmFtZRgBIAEoCRILCgNkbnMYAiADKAkSHwoIc3RvcmFnZXMYAyADKAsyDS5ncnBjLlN0b3JhZ2USFQoNc2FuZGJveF9waWRucxgEIAEoCBISCgpzYW5kYm94X2lkGAUgASgJEhcKD2d1ZXN0X2hvb2tfcGF0aBgGIAEoCRIqCg5rZXJuZWxfbW9kdWxlcxgHIAMoCzISLmdycGMuS2VybmVsTW9kdWxlEhQKDGd1ZXN0X3VzZXJucxgIIAEoCCIXChVEZXN0cm95U2FuZGJveFJlcXVlc3QigQEKDEFnZW50RGV0YWlscxIPCgd2ZXJzaW9uGAEgASgJEhMKC2luaXRfZGFlbW9uGAIgASgIEhcKD2RldmljZV9oYW5kbGVycxgDIAMoCRIYChBzdG9yYWdlX2hhbmRsZXJzGAQgAygJEhgKEHN1cHBvcnRzX3NlY2NvbXAYBSABKAgiSAoTR3Vlc3REZXRhaWxzUmVxdWVzdBIWCg5tZW1fYmxvY2tfc2l6ZRgBIAEoCBIZChFtZW1faG90cGx1Z19wcm9iZRgCIAEoCCKCAQoUR3Vlc3REZXRhaWxzUmVzcG9uc2USHAoUbWVtX2Jsb2NrX3NpemVfYnl0ZXMYASABKAQSKQoNYWdlbnRfZGV0YWlscxgCIAEoCzISLmdycGMuQWdlbnREZXRhaWxzEiEKGXN1cHBvcnRfbWVtX2hvdHBsdWdfcHJvYmUYAyABKAgiNAoXU2V0R3Vlc3REYXRlVGltZVJlcXVlc3QSCwoDU2VjGAEgASgDEgwKBFVzZWMYAiABKAMiVAoHRlNHcm91cBIQCghncm91cF9pZBgCIAEoDRI3ChNncm91cF9jaGFuZ2VfcG9saWN5GAMgASgOMhoudHlwZXMuRlNHcm91cENoYW5nZVBvbGljeSKoAQoHU3RvcmFnZRIOCgZkcml2ZXIYASABKAkSFgoOZHJpdmVyX29wdGlvbnMYAiADKAkSDgoGc291cmNlGAMgASgJEg4KBmZzdHlwZRgEIAEoCRIPCgdvcHRpb25zGAUgAygJEhMKC21vdW50X3BvaW50GAYgASgJEh8KCGZzX2dyb3VwGAcgASgLMg0uZ3JwYy5GU0dyb3VwEg4KBnNoYXJlZBgIIAEoCCJcCgZEZXZpY2USCgoCaWQYASABKAkSDAoEdHlwZRgCIAEoCRIPCgd2bV9wYXRoGAMgASgJEhYKDmNvbnRhaW5lcl9wYXRoGAQgASgJEg8KB29wdGlvbnMYBSADKAkiPgoKU3RyaW5nVXNlchILCgN1aWQYASABKAkSCwoDZ2lkGAIgASgJEhYKDmFkZGl0aW9uYWxHaWRzGAMgAygJMokLCgxBZ2VudFNlcnZpY2USRwoPQ3JlYXRlQ29udGFpbmVyEhwuZ3JwYy5DcmVhdGVDb250YWluZXJSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EkUKDlN0YXJ0Q29udGFpbmVyEhsuZ3JwYy5TdGFydENvbnRhaW5lclJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSRwoPUmVtb3ZlQ29udGFpbmVyEhwuZ3JwYy5SZW1vdmVDb250YWluZXJSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5Ej8KC0V4ZWNQcm9jZXNzEhguZ3JwYy5FeGVjUHJvY2Vzc1JlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSQwoNU2lnbmFsUHJvY2VzcxIaLmdycGMuU2lnbmFsUHJvY2Vzc1JlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSQgoLV2FpdFByb2Nlc3MSGC5ncnBjLldhaXRQcm9jZXNzUmVxdWVzdBoZLmdycGMuV2FpdFByb2Nlc3NSZXNwb25zZRJICg1MaXN0UHJvY2Vzc2VzEhouZ3JwYy5MaXN0UHJvY2Vzc2VzUmVxdWVzdBobLmdycGMuTGlzdFByb2Nlc3Nlc1Jlc3BvbnNlEkcKD1VwZGF0ZUNvbnRhaW5lchIcLmdycGMuVXBkYXRlQ29udGFpbmVyUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJLCg5TdGF0c0NvbnRhaW5lchIbLmdycGMuU3RhdHNDb250YWluZXJSZXF1ZXN0GhwuZ3JwYy5TdGF0c0NvbnRhaW5lclJlc3BvbnNlEkUKDlBhdXNlQ29udGFpbmVyEhsuZ3JwYy5QYXVzZUNvbnRhaW5lclJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSRwoPUmVzdW1lQ29udGFpbmVyEhwuZ3JwYy5SZXN1bWVDb250YWluZXJSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EkEKCldyaXRlU3RkaW4SGC5ncnBjLldyaXRlU3RyZWFtUmVxdWVzdBoZLmdycGMuV3JpdGVTdHJlYW1SZXNwb25zZRI/CgpSZWFkU3Rkb3V0EhcuZ3JwYy5SZWFkU3RyZWFtUmVxdWVzdBoYLmdycGMuUmVhZFN0cmVhbVJlc3BvbnNlEj8KClJlYWRTdGRlcnISFy5ncnBjLlJlYWRTdHJlYW1SZXF1ZXN0GhguZ3JwYy5SZWFkU3RyZWFtUmVzcG9uc2USPQoKQ2xvc2VTdGRpbhIXLmdycGMuQ2xvc2VTdGRpblJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSQQoMVHR5V2luUmVzaXplEhkuZ3JwYy5UdHlXaW5SZXNpemVSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EkMKDUNyZWF0ZVNhbmRib3gSGi5ncnBjLkNyZWF0ZVNhbmRib3hSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EkUKDkRlc3Ryb3lTYW5kYm94EhsuZ3JwYy5EZXN0cm95U2FuZGJveFJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSSAoPR2V0R3Vlc3REZXRhaWxzEhkuZ3JwYy5HdWVzdERldGFpbHNSZXF1ZXN0GhouZ3JwYy5HdWVzdERldGFpbHNSZXNwb25zZRJJChBTZXRHdWVzdERhdGVUaW1lEh0uZ3JwYy5TZXRHdWVzdERhdGVUaW1lUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eWIGcHJvdG8z", [file_google_protobuf_empty, file_oci, file_types]);
+  fileDesc("CgthZ2VudC5wcm90bxIEZ3JwYyIUChJHZXRPT01FdmVudFJlcXVlc3QiIAoIT09NRXZlbnQSFAoMY29udGFpbmVyX2lkGAEgASgJIusBChZDcmVhdGVDb250YWluZXJSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJEiUKC3N0cmluZ191c2VyGAMgASgLMhAuZ3JwYy5TdHJpbmdVc2VyEh0KB2RldmljZXMYBCADKAsyDC5ncnBjLkRldmljZRIfCghzdG9yYWdlcxgFIAMoCzINLmdycGMuU3RvcmFnZRIXCgNPQ0kYBiABKAsyCi5ncnBjLlNwZWMSFQoNc2FuZGJveF9waWRucxgHIAEoCBITCgthZ2VudF9waWRucxgIIAEoCCItChVTdGFydENvbnRhaW5lclJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJIj8KFlJlbW92ZUNvbnRhaW5lclJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB3RpbWVvdXQYAiABKA0iggEKEkV4ZWNQcm9jZXNzUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDwoHZXhlY19pZBgCIAEoCRIlCgtzdHJpbmdfdXNlchgDIAEoCzIQLmdycGMuU3RyaW5nVXNlchIeCgdwcm9jZXNzGAQgASgLMg0uZ3JwYy5Qcm9jZXNzIk0KFFNpZ25hbFByb2Nlc3NSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJEg4KBnNpZ25hbBgDIAEoDSI7ChJXYWl0UHJvY2Vzc1JlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkiJQoTV2FpdFByb2Nlc3NSZXNwb25zZRIOCgZzdGF0dXMYASABKAUiSgoUTGlzdFByb2Nlc3Nlc1JlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg4KBmZvcm1hdBgCIAEoCRIMCgRhcmdzGAMgAygJIi0KFUxpc3RQcm9jZXNzZXNSZXNwb25zZRIUCgxwcm9jZXNzX2xpc3QYASABKAwiVwoWVXBkYXRlQ29udGFpbmVyUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSJwoJcmVzb3VyY2VzGAIgASgLMhQuZ3JwYy5MaW51eFJlc291cmNlcyItChVTdGF0c0NvbnRhaW5lclJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJIi0KFVBhdXNlQ29udGFpbmVyUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkiLgoWUmVzdW1lQ29udGFpbmVyUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkibQoIQ3B1VXNhZ2USEwoLdG90YWxfdXNhZ2UYASABKAQSFAoMcGVyY3B1X3VzYWdlGAIgAygEEhsKE3VzYWdlX2luX2tlcm5lbG1vZGUYAyABKAQSGQoRdXNhZ2VfaW5fdXNlcm1vZGUYBCABKAQiVAoOVGhyb3R0bGluZ0RhdGESDwoHcGVyaW9kcxgBIAEoBBIZChF0aHJvdHRsZWRfcGVyaW9kcxgCIAEoBBIWCg50aHJvdHRsZWRfdGltZRgDIAEoBCJcCghDcHVTdGF0cxIhCgljcHVfdXNhZ2UYASABKAsyDi5ncnBjLkNwdVVzYWdlEi0KD3Rocm90dGxpbmdfZGF0YRgCIAEoCzIULmdycGMuVGhyb3R0bGluZ0RhdGEiKwoJUGlkc1N0YXRzEg8KB2N1cnJlbnQYASABKAQSDQoFbGltaXQYAiABKAQiTgoKTWVtb3J5RGF0YRINCgV1c2FnZRgBIAEoBBIRCgltYXhfdXNhZ2UYAiABKAQSDwoHZmFpbGNudBgDIAEoBBINCgVsaW1pdBgEIAEoBCL9AQoLTWVtb3J5U3RhdHMSDQoFY2FjaGUYASABKAQSHwoFdXNhZ2UYAiABKAsyEC5ncnBjLk1lbW9yeURhdGESJAoKc3dhcF91c2FnZRgDIAEoCzIQLmdycGMuTWVtb3J5RGF0YRImCgxrZXJuZWxfdXNhZ2UYBCABKAsyEC5ncnBjLk1lbW9yeURhdGESFQoNdXNlX2hpZXJhcmNoeRgFIAEoCBIrCgVzdGF0cxgGIAMoCzIcLmdycGMuTWVtb3J5U3RhdHMuU3RhdHNFbnRyeRosCgpTdGF0c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoBDoCOAEiSgoPQmxraW9TdGF0c0VudHJ5Eg0KBW1ham9yGAEgASgEEg0KBW1pbm9yGAIgASgEEgoKAm9wGAMgASgJEg0KBXZhbHVlGAQgASgEIroDCgpCbGtpb1N0YXRzEjkKGmlvX3NlcnZpY2VfYnl0ZXNfcmVjdXJzaXZlGAEgAygLMhUuZ3JwYy5CbGtpb1N0YXRzRW50cnkSNAoVaW9fc2VydmljZWRfcmVjdXJzaXZlGAIgAygLMhUuZ3JwYy5CbGtpb1N0YXRzRW50cnkSMgoTaW9fcXVldWVkX3JlY3Vyc2l2ZRgDIAMoCzIVLmdycGMuQmxraW9TdGF0c0VudHJ5EjgKGWlvX3NlcnZpY2VfdGltZV9yZWN1cnNpdmUYBCADKAsyFS5ncnBjLkJsa2lvU3RhdHNFbnRyeRI1ChZpb193YWl0X3RpbWVfcmVjdXJzaXZlGAUgAygLMhUuZ3JwYy5CbGtpb1N0YXRzRW50cnkSMgoTaW9fbWVyZ2VkX3JlY3Vyc2l2ZRgGIAMoCzIVLmdycGMuQmxraW9TdGF0c0VudHJ5EjAKEWlvX3RpbWVfcmVjdXJzaXZlGAcgAygLMhUuZ3JwYy5CbGtpb1N0YXRzRW50cnkSMAoRc2VjdG9yc19yZWN1cnNpdmUYCCADKAsyFS5ncnBjLkJsa2lvU3RhdHNFbnRyeSJBCgxIdWdldGxiU3RhdHMSDQoFdXNhZ2UYASABKAQSEQoJbWF4X3VzYWdlGAIgASgEEg8KB2ZhaWxjbnQYAyABKAQiqgIKC0Nncm91cFN0YXRzEiEKCWNwdV9zdGF0cxgBIAEoCzIOLmdycGMuQ3B1U3RhdHMSJwoMbWVtb3J5X3N0YXRzGAIgASgLMhEuZ3JwYy5NZW1vcnlTdGF0cxIjCgpwaWRzX3N0YXRzGAMgASgLMg8uZ3JwYy5QaWRzU3RhdHMSJQoLYmxraW9fc3RhdHMYBCABKAsyEC5ncnBjLkJsa2lvU3RhdHMSOgoNaHVnZXRsYl9zdGF0cxgFIAMoCzIjLmdycGMuQ2dyb3VwU3RhdHMuSHVnZXRsYlN0YXRzRW50cnkaRwoRSHVnZXRsYlN0YXRzRW50cnkSCwoDa2V5GAEgASgJEiEKBXZhbHVlGAIgASgLMhIuZ3JwYy5IdWdldGxiU3RhdHM6AjgBIrYBCgxOZXR3b3JrU3RhdHMSDAoEbmFtZRgBIAEoCRIQCghyeF9ieXRlcxgCIAEoBBISCgpyeF9wYWNrZXRzGAMgASgEEhEKCXJ4X2Vycm9ycxgEIAEoBBISCgpyeF9kcm9wcGVkGAUgASgEEhAKCHR4X2J5dGVzGAYgASgEEhIKCnR4X3BhY2tldHMYByABKAQSEQoJdHhfZXJyb3JzGAggASgEEhIKCnR4X2Ryb3BwZWQYCSABKAQibAoWU3RhdHNDb250YWluZXJSZXNwb25zZRInCgxjZ3JvdXBfc3RhdHMYASABKAsyES5ncnBjLkNncm91cFN0YXRzEikKDW5ldHdvcmtfc3RhdHMYAiADKAsyEi5ncnBjLk5ldHdvcmtTdGF0cyJJChJXcml0ZVN0cmVhbVJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkSDAoEZGF0YRgDIAEoDCIiChNXcml0ZVN0cmVhbVJlc3BvbnNlEgsKA2xlbhgBIAEoDSJHChFSZWFkU3RyZWFtUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDwoHZXhlY19pZBgCIAEoCRILCgNsZW4YAyABKA0iIgoSUmVhZFN0cmVhbVJlc3BvbnNlEgwKBGRhdGEYASABKAwiOgoRQ2xvc2VTdGRpblJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkiWQoTVHR5V2luUmVzaXplUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDwoHZXhlY19pZBgCIAEoCRILCgNyb3cYAyABKA0SDgoGY29sdW1uGAQgASgNIjAKDEtlcm5lbE1vZHVsZRIMCgRuYW1lGAEgASgJEhIKCnBhcmFtZXRlcnMYAiADKAki3AEKFENyZWF0ZVNhbmRib3hSZXF1ZXN0EhAKCGhvc3RuYW1lGAEgASgJEgsKA2RucxgCIAMoCRIfCghzdG9yYWdlcxgDIAMoCzINLmdycGMuU3RvcmFnZRIVCg1zYW5kYm94X3BpZG5zGAQgASgIEhIKCnNhbmRib3hfaWQYBSABKAkSFwoPZ3Vlc3RfaG9va19wYXRoGAYgASgJEioKDmtlcm5lbF9tb2R1bGVzGAcgAygLMhIuZ3JwYy5LZXJuZWxNb2R1bGUSFAoMZ3Vlc3RfdXNlcm5zGAggASgIIhcKFURlc3Ryb3lTYW5kYm94UmVxdWVzdCKBAQoMQWdlbnREZXRhaWxzEg8KB3ZlcnNpb24YASABKAkSEwoLaW5pdF9kYWVtb24YAiABKAgSFwoPZGV2aWNlX2hhbmRsZXJzGAMgAygJEhgKEHN0b3JhZ2VfaGFuZGxlcnMYBCADKAkSGAoQc3VwcG9ydHNfc2VjY29tcBgFIAEoCCJIChNHdWVzdERldGFpbHNSZXF1ZXN0EhYKDm1lbV9ibG9ja19zaXplGAEgASgIEhkKEW1lbV9ob3RwbHVnX3Byb2JlGAIgASgIIoIBChRHdWVzdERldGFpbHNSZXNwb25zZRIcChRtZW1fYmxvY2tfc2l6ZV9ieXRlcxgBIAEoBBIpCg1hZ2VudF9kZXRhaWxzGAIgASgLMhIuZ3JwYy5BZ2VudERldGFpbHMSIQoZc3VwcG9ydF9tZW1faG90cGx1Z19wcm9iZRgDIAEoCCI0ChdTZXRHdWVzdERhdGVUaW1lUmVxdWVzdBILCgNTZWMYASABKAMSDAoEVXNlYxgCIAEoAyJUCgdGU0dyb3VwEhAKCGdyb3VwX2lkGAIgASgNEjcKE2dyb3VwX2NoYW5nZV9wb2xpY3kYAyABKA4yGi50eXBlcy5GU0dyb3VwQ2hhbmdlUG9saWN5IqgBCgdTdG9yYWdlEg4KBmRyaXZlchgBIAEoCRIWCg5kcml2ZXJfb3B0aW9ucxgCIAMoCRIOCgZzb3VyY2UYAyABKAkSDgoGZnN0eXBlGAQgASgJEg8KB29wdGlvbnMYBSADKAkSEwoLbW91bnRfcG9pbnQYBiABKAkSHwoIZnNfZ3JvdXAYByABKAsyDS5ncnBjLkZTR3JvdXASDgoGc2hhcmVkGAggASgIIlwKBkRldmljZRIKCgJpZBgBIAEoCRIMCgR0eXBlGAIgASgJEg8KB3ZtX3BhdGgYAyABKAkSFgoOY29udGFpbmVyX3BhdGgYBCABKAkSDwoHb3B0aW9ucxgFIAMoCSI+CgpTdHJpbmdVc2VyEgsKA3VpZBgBIAEoCRILCgNnaWQYAiABKAkSFgoOYWRkaXRpb25hbEdpZHMYAyADKAkywgsKDEFnZW50U2VydmljZRJHCg9DcmVhdGVDb250YWluZXISHC5ncnBjLkNyZWF0ZUNvbnRhaW5lclJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSRQoOU3RhcnRDb250YWluZXISGy5ncnBjLlN0YXJ0Q29udGFpbmVyUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJHCg9SZW1vdmVDb250YWluZXISHC5ncnBjLlJlbW92ZUNvbnRhaW5lclJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSPwoLRXhlY1Byb2Nlc3MSGC5ncnBjLkV4ZWNQcm9jZXNzUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJDCg1TaWduYWxQcm9jZXNzEhouZ3JwYy5TaWduYWxQcm9jZXNzUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJCCgtXYWl0UHJvY2VzcxIYLmdycGMuV2FpdFByb2Nlc3NSZXF1ZXN0GhkuZ3JwYy5XYWl0UHJvY2Vzc1Jlc3BvbnNlEkgKDUxpc3RQcm9jZXNzZXMSGi5ncnBjLkxpc3RQcm9jZXNzZXNSZXF1ZXN0GhsuZ3JwYy5MaXN0UHJvY2Vzc2VzUmVzcG9uc2USRwoPVXBkYXRlQ29udGFpbmVyEhwuZ3JwYy5VcGRhdGVDb250YWluZXJSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EksKDlN0YXRzQ29udGFpbmVyEhsuZ3JwYy5TdGF0c0NvbnRhaW5lclJlcXVlc3QaHC5ncnBjLlN0YXRzQ29udGFpbmVyUmVzcG9uc2USRQoOUGF1c2VDb250YWluZXISGy5ncnBjLlBhdXNlQ29udGFpbmVyUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJHCg9SZXN1bWVDb250YWluZXISHC5ncnBjLlJlc3VtZUNvbnRhaW5lclJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSQQoKV3JpdGVTdGRpbhIYLmdycGMuV3JpdGVTdHJlYW1SZXF1ZXN0GhkuZ3JwYy5Xcml0ZVN0cmVhbVJlc3BvbnNlEj8KClJlYWRTdGRvdXQSFy5ncnBjLlJlYWRTdHJlYW1SZXF1ZXN0GhguZ3JwYy5SZWFkU3RyZWFtUmVzcG9uc2USPwoKUmVhZFN0ZGVychIXLmdycGMuUmVhZFN0cmVhbVJlcXVlc3QaGC5ncnBjLlJlYWRTdHJlYW1SZXNwb25zZRI9CgpDbG9zZVN0ZGluEhcuZ3JwYy5DbG9zZVN0ZGluUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJBCgxUdHlXaW5SZXNpemUSGS5ncnBjLlR0eVdpblJlc2l6ZVJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSQwoNQ3JlYXRlU2FuZGJveBIaLmdycGMuQ3JlYXRlU2FuZGJveFJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSRQoORGVzdHJveVNhbmRib3gSGy5ncnBjLkRlc3Ryb3lTYW5kYm94UmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJICg9HZXRHdWVzdERldGFpbHMSGS5ncnBjLkd1ZXN0RGV0YWlsc1JlcXVlc3QaGi5ncnBjLkd1ZXN0RGV0YWlsc1Jlc3BvbnNlEkkKEFNldEd1ZXN0RGF0ZVRpbWUSHS5ncnBjLlNldEd1ZXN0RGF0ZVRpbWVSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EjcKC0dldE9PTUV2ZW50EhguZ3JwYy5HZXRPT01FdmVudFJlcXVlc3QaDi5ncnBjLk9PTUV2ZW50YgZwcm90bzM", [file_google_protobuf_empty, file_oci, file_types]);
+
+/**
+ * @generated from message grpc.GetOOMEventRequest
+ */
+export type GetOOMEventRequest = Message<"grpc.GetOOMEventRequest"> & {
+};
+
+/**
+ * Describes the message grpc.GetOOMEventRequest.
+ * Use `create(GetOOMEventRequestSchema)` to create a new message.
+ */
+export const GetOOMEventRequestSchema: GenMessage<GetOOMEventRequest> = /*@__PURE__*/
+  messageDesc(file_agent, 0);
+
+/**
+ * @generated from message grpc.OOMEvent
+ */
+export type OOMEvent = Message<"grpc.OOMEvent"> & {
+  /**
+   * @generated from field: string container_id = 1;
+   */
+  containerId: string;
+};
+
+/**
+ * Describes the message grpc.OOMEvent.
+ * Use `create(OOMEventSchema)` to create a new message.
+ */
+export const OOMEventSchema: GenMessage<OOMEvent> = /*@__PURE__*/
+  messageDesc(file_agent, 1);
 
 /**
  * @generated from message grpc.CreateContainerRequest
@@ -81,7 +111,7 @@ export type CreateContainerRequest = Message<"grpc.CreateContainerRequest"> & {
  * Use `create(CreateContainerRequestSchema)` to create a new message.
  */
 export const CreateContainerRequestSchema: GenMessage<CreateContainerRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 0);
+  messageDesc(file_agent, 2);
 
 /**
  * @generated from message grpc.StartContainerRequest
@@ -98,7 +128,7 @@ export type StartContainerRequest = Message<"grpc.StartContainerRequest"> & {
  * Use `create(StartContainerRequestSchema)` to create a new message.
  */
 export const StartContainerRequestSchema: GenMessage<StartContainerRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 1);
+  messageDesc(file_agent, 3);
 
 /**
  * @generated from message grpc.RemoveContainerRequest
@@ -122,7 +152,7 @@ export type RemoveContainerRequest = Message<"grpc.RemoveContainerRequest"> & {
  * Use `create(RemoveContainerRequestSchema)` to create a new message.
  */
 export const RemoveContainerRequestSchema: GenMessage<RemoveContainerRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 2);
+  messageDesc(file_agent, 4);
 
 /**
  * @generated from message grpc.ExecProcessRequest
@@ -154,7 +184,7 @@ export type ExecProcessRequest = Message<"grpc.ExecProcessRequest"> & {
  * Use `create(ExecProcessRequestSchema)` to create a new message.
  */
 export const ExecProcessRequestSchema: GenMessage<ExecProcessRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 3);
+  messageDesc(file_agent, 5);
 
 /**
  * @generated from message grpc.SignalProcessRequest
@@ -183,7 +213,7 @@ export type SignalProcessRequest = Message<"grpc.SignalProcessRequest"> & {
  * Use `create(SignalProcessRequestSchema)` to create a new message.
  */
 export const SignalProcessRequestSchema: GenMessage<SignalProcessRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 4);
+  messageDesc(file_agent, 6);
 
 /**
  * @generated from message grpc.WaitProcessRequest
@@ -205,7 +235,7 @@ export type WaitProcessRequest = Message<"grpc.WaitProcessRequest"> & {
  * Use `create(WaitProcessRequestSchema)` to create a new message.
  */
 export const WaitProcessRequestSchema: GenMessage<WaitProcessRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 5);
+  messageDesc(file_agent, 7);
 
 /**
  * @generated from message grpc.WaitProcessResponse
@@ -224,7 +254,7 @@ export type WaitProcessResponse = Message<"grpc.WaitProcessResponse"> & {
  * Use `create(WaitProcessResponseSchema)` to create a new message.
  */
 export const WaitProcessResponseSchema: GenMessage<WaitProcessResponse> = /*@__PURE__*/
-  messageDesc(file_agent, 6);
+  messageDesc(file_agent, 8);
 
 /**
  * @generated from message grpc.ListProcessesRequest
@@ -255,7 +285,7 @@ export type ListProcessesRequest = Message<"grpc.ListProcessesRequest"> & {
  * Use `create(ListProcessesRequestSchema)` to create a new message.
  */
 export const ListProcessesRequestSchema: GenMessage<ListProcessesRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 7);
+  messageDesc(file_agent, 9);
 
 /**
  * @generated from message grpc.ListProcessesResponse
@@ -272,7 +302,7 @@ export type ListProcessesResponse = Message<"grpc.ListProcessesResponse"> & {
  * Use `create(ListProcessesResponseSchema)` to create a new message.
  */
 export const ListProcessesResponseSchema: GenMessage<ListProcessesResponse> = /*@__PURE__*/
-  messageDesc(file_agent, 8);
+  messageDesc(file_agent, 10);
 
 /**
  * @generated from message grpc.UpdateContainerRequest
@@ -294,7 +324,7 @@ export type UpdateContainerRequest = Message<"grpc.UpdateContainerRequest"> & {
  * Use `create(UpdateContainerRequestSchema)` to create a new message.
  */
 export const UpdateContainerRequestSchema: GenMessage<UpdateContainerRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 9);
+  messageDesc(file_agent, 11);
 
 /**
  * @generated from message grpc.StatsContainerRequest
@@ -311,7 +341,7 @@ export type StatsContainerRequest = Message<"grpc.StatsContainerRequest"> & {
  * Use `create(StatsContainerRequestSchema)` to create a new message.
  */
 export const StatsContainerRequestSchema: GenMessage<StatsContainerRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 10);
+  messageDesc(file_agent, 12);
 
 /**
  * @generated from message grpc.PauseContainerRequest
@@ -328,7 +358,7 @@ export type PauseContainerRequest = Message<"grpc.PauseContainerRequest"> & {
  * Use `create(PauseContainerRequestSchema)` to create a new message.
  */
 export const PauseContainerRequestSchema: GenMessage<PauseContainerRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 11);
+  messageDesc(file_agent, 13);
 
 /**
  * @generated from message grpc.ResumeContainerRequest
@@ -345,7 +375,7 @@ export type ResumeContainerRequest = Message<"grpc.ResumeContainerRequest"> & {
  * Use `create(ResumeContainerRequestSchema)` to create a new message.
  */
 export const ResumeContainerRequestSchema: GenMessage<ResumeContainerRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 12);
+  messageDesc(file_agent, 14);
 
 /**
  * Cgroup statistics, in the units the kernel reports (nanoseconds, bytes).
@@ -379,7 +409,7 @@ export type CpuUsage = Message<"grpc.CpuUsage"> & {
  * Use `create(CpuUsageSchema)` to create a new message.
  */
 export const CpuUsageSchema: GenMessage<CpuUsage> = /*@__PURE__*/
-  messageDesc(file_agent, 13);
+  messageDesc(file_agent, 15);
 
 /**
  * @generated from message grpc.ThrottlingData
@@ -406,7 +436,7 @@ export type ThrottlingData = Message<"grpc.ThrottlingData"> & {
  * Use `create(ThrottlingDataSchema)` to create a new message.
  */
 export const ThrottlingDataSchema: GenMessage<ThrottlingData> = /*@__PURE__*/
-  messageDesc(file_agent, 14);
+  messageDesc(file_agent, 16);
 
 /**
  * @generated from message grpc.CpuStats
@@ -428,7 +458,7 @@ export type CpuStats = Message<"grpc.CpuStats"> & {
  * Use `create(CpuStatsSchema)` to create a new message.
  */
 export const CpuStatsSchema: GenMessage<CpuStats> = /*@__PURE__*/
-  messageDesc(file_agent, 15);
+  messageDesc(file_agent, 17);
 
 /**
  * @generated from message grpc.PidsStats
@@ -450,7 +480,7 @@ export type PidsStats = Message<"grpc.PidsStats"> & {
  * Use `create(PidsStatsSchema)` to create a new message.
  */
 export const PidsStatsSchema: GenMessage<PidsStats> = /*@__PURE__*/
-  messageDesc(file_agent, 16);
+  messageDesc(file_agent, 18);
 
 /**
  * @generated from message grpc.MemoryData
@@ -482,7 +512,7 @@ export type MemoryData = Message<"grpc.MemoryData"> & {
  * Use `create(MemoryDataSchema)` to create a new message.
  */
 export const MemoryDataSchema: GenMessage<MemoryData> = /*@__PURE__*/
-  messageDesc(file_agent, 17);
+  messageDesc(file_agent, 19);
 
 /**
  * @generated from message grpc.MemoryStats
@@ -526,7 +556,7 @@ export type MemoryStats = Message<"grpc.MemoryStats"> & {
  * Use `create(MemoryStatsSchema)` to create a new message.
  */
 export const MemoryStatsSchema: GenMessage<MemoryStats> = /*@__PURE__*/
-  messageDesc(file_agent, 18);
+  messageDesc(file_agent, 20);
 
 /**
  * @generated from message grpc.BlkioStatsEntry
@@ -558,7 +588,7 @@ export type BlkioStatsEntry = Message<"grpc.BlkioStatsEntry"> & {
  * Use `create(BlkioStatsEntrySchema)` to create a new message.
  */
 export const BlkioStatsEntrySchema: GenMessage<BlkioStatsEntry> = /*@__PURE__*/
-  messageDesc(file_agent, 19);
+  messageDesc(file_agent, 21);
 
 /**
  * @generated from message grpc.BlkioStats
@@ -610,7 +640,7 @@ export type BlkioStats = Message<"grpc.BlkioStats"> & {
  * Use `create(BlkioStatsSchema)` to create a new message.
  */
 export const BlkioStatsSchema: GenMessage<BlkioStats> = /*@__PURE__*/
-  messageDesc(file_agent, 20);
+  messageDesc(file_agent, 22);
 
 /**
  * @generated from message grpc.HugetlbStats
@@ -637,7 +667,7 @@ export type HugetlbStats = Message<"grpc.HugetlbStats"> & {
  * Use `create(HugetlbStatsSchema)` to create a new message.
  */
 export const HugetlbStatsSchema: GenMessage<HugetlbStats> = /*@__PURE__*/
-  messageDesc(file_agent, 21);
+  messageDesc(file_agent, 23);
 
 /**
  * @generated from message grpc.CgroupStats
@@ -676,7 +706,7 @@ export type CgroupStats = Message<"grpc.CgroupStats"> & {
  * Use `create(CgroupStatsSchema)` to create a new message.
  */
 export const CgroupStatsSchema: GenMessage<CgroupStats> = /*@__PURE__*/
-  messageDesc(file_agent, 22);
+  messageDesc(file_agent, 24);
 
 /**
  * @generated from message grpc.NetworkStats
@@ -733,7 +763,7 @@ export type NetworkStats = Message<"grpc.NetworkStats"> & {
  * Use `create(NetworkStatsSchema)` to create a new message.
  */
 export const NetworkStatsSchema: GenMessage<NetworkStats> = /*@__PURE__*/
-  messageDesc(file_agent, 23);
+  messageDesc(file_agent, 25);
 
 /**
  * @generated from message grpc.StatsContainerResponse
@@ -755,7 +785,7 @@ export type StatsContainerResponse = Message<"grpc.StatsContainerResponse"> & {
  * Use `create(StatsContainerResponseSchema)` to create a new message.
  */
 export const StatsContainerResponseSchema: GenMessage<StatsContainerResponse> = /*@__PURE__*/
-  messageDesc(file_agent, 24);
+  messageDesc(file_agent, 26);
 
 /**
  * @generated from message grpc.WriteStreamRequest
@@ -782,7 +812,7 @@ export type WriteStreamRequest = Message<"grpc.WriteStreamRequest"> & {
  * Use `create(WriteStreamRequestSchema)` to create a new message.
  */
 export const WriteStreamRequestSchema: GenMessage<WriteStreamRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 25);
+  messageDesc(file_agent, 27);
 
 /**
  * @generated from message grpc.WriteStreamResponse
@@ -801,7 +831,7 @@ export type WriteStreamResponse = Message<"grpc.WriteStreamResponse"> & {
  * Use `create(WriteStreamResponseSchema)` to create a new message.
  */
 export const WriteStreamResponseSchema: GenMessage<WriteStreamResponse> = /*@__PURE__*/
-  messageDesc(file_agent, 26);
+  messageDesc(file_agent, 28);
 
 /**
  * @generated from message grpc.ReadStreamRequest
@@ -830,7 +860,7 @@ export type ReadStreamRequest = Message<"grpc.ReadStreamRequest"> & {
  * Use `create(ReadStreamRequestSchema)` to create a new message.
  */
 export const ReadStreamRequestSchema: GenMessage<ReadStreamRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 27);
+  messageDesc(file_agent, 29);
 
 /**
  * @generated from message grpc.ReadStreamResponse
@@ -847,7 +877,7 @@ export type ReadStreamResponse = Message<"grpc.ReadStreamResponse"> & {
  * Use `create(ReadStreamResponseSchema)` to create a new message.
  */
 export const ReadStreamResponseSchema: GenMessage<ReadStreamResponse> = /*@__PURE__*/
-  messageDesc(file_agent, 28);
+  messageDesc(file_agent, 30);
 
 /**
  * @generated from message grpc.CloseStdinRequest
@@ -869,7 +899,7 @@ export type CloseStdinRequest = Message<"grpc.CloseStdinRequest"> & {
  * Use `create(CloseStdinRequestSchema)` to create a new message.
  */
 export const CloseStdinRequestSchema: GenMessage<CloseStdinRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 29);
+  messageDesc(file_agent, 31);
 
 /**
  * @generated from message grpc.TtyWinResizeRequest
@@ -901,7 +931,7 @@ export type TtyWinResizeRequest = Message<"grpc.TtyWinResizeRequest"> & {
  * Use `create(TtyWinResizeRequestSchema)` to create a new message.
  */
 export const TtyWinResizeRequestSchema: GenMessage<TtyWinResizeRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 30);
+  messageDesc(file_agent, 32);
 
 /**
  * @generated from message grpc.KernelModule
@@ -925,7 +955,7 @@ export type KernelModule = Message<"grpc.KernelModule"> & {
  * Use `create(KernelModuleSchema)` to create a new message.
  */
 export const KernelModuleSchema: GenMessage<KernelModule> = /*@__PURE__*/
-  messageDesc(file_agent, 31);
+  messageDesc(file_agent, 33);
 
 /**
  * @generated from message grpc.CreateSandboxRequest
@@ -987,7 +1017,7 @@ export type CreateSandboxRequest = Message<"grpc.CreateSandboxRequest"> & {
  * Use `create(CreateSandboxRequestSchema)` to create a new message.
  */
 export const CreateSandboxRequestSchema: GenMessage<CreateSandboxRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 32);
+  messageDesc(file_agent, 34);
 
 /**
  * @generated from message grpc.DestroySandboxRequest
@@ -1000,7 +1030,7 @@ export type DestroySandboxRequest = Message<"grpc.DestroySandboxRequest"> & {
  * Use `create(DestroySandboxRequestSchema)` to create a new message.
  */
 export const DestroySandboxRequestSchema: GenMessage<DestroySandboxRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 33);
+  messageDesc(file_agent, 35);
 
 /**
  * @generated from message grpc.AgentDetails
@@ -1041,7 +1071,7 @@ export type AgentDetails = Message<"grpc.AgentDetails"> & {
  * Use `create(AgentDetailsSchema)` to create a new message.
  */
 export const AgentDetailsSchema: GenMessage<AgentDetails> = /*@__PURE__*/
-  messageDesc(file_agent, 34);
+  messageDesc(file_agent, 36);
 
 /**
  * @generated from message grpc.GuestDetailsRequest
@@ -1067,7 +1097,7 @@ export type GuestDetailsRequest = Message<"grpc.GuestDetailsRequest"> & {
  * Use `create(GuestDetailsRequestSchema)` to create a new message.
  */
 export const GuestDetailsRequestSchema: GenMessage<GuestDetailsRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 35);
+  messageDesc(file_agent, 37);
 
 /**
  * @generated from message grpc.GuestDetailsResponse
@@ -1094,7 +1124,7 @@ export type GuestDetailsResponse = Message<"grpc.GuestDetailsResponse"> & {
  * Use `create(GuestDetailsResponseSchema)` to create a new message.
  */
 export const GuestDetailsResponseSchema: GenMessage<GuestDetailsResponse> = /*@__PURE__*/
-  messageDesc(file_agent, 36);
+  messageDesc(file_agent, 38);
 
 /**
  * @generated from message grpc.SetGuestDateTimeRequest
@@ -1120,7 +1150,7 @@ export type SetGuestDateTimeRequest = Message<"grpc.SetGuestDateTimeRequest"> & 
  * Use `create(SetGuestDateTimeRequestSchema)` to create a new message.
  */
 export const SetGuestDateTimeRequestSchema: GenMessage<SetGuestDateTimeRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 37);
+  messageDesc(file_agent, 39);
 
 /**
  * From Kata 2.x: re-own a volume to a group (Kubernetes fsGroup). Field 1 is unused upstream too.
@@ -1144,7 +1174,7 @@ export type FSGroup = Message<"grpc.FSGroup"> & {
  * Use `create(FSGroupSchema)` to create a new message.
  */
 export const FSGroupSchema: GenMessage<FSGroup> = /*@__PURE__*/
-  messageDesc(file_agent, 38);
+  messageDesc(file_agent, 40);
 
 /**
  * A rootfs or volume the agent mounts in the guest, dispatched by driver.
@@ -1208,7 +1238,7 @@ export type Storage = Message<"grpc.Storage"> & {
  * Use `create(StorageSchema)` to create a new message.
  */
 export const StorageSchema: GenMessage<Storage> = /*@__PURE__*/
-  messageDesc(file_agent, 39);
+  messageDesc(file_agent, 41);
 
 /**
  * A device from the OCI device list, as the guest will see it.
@@ -1255,7 +1285,7 @@ export type Device = Message<"grpc.Device"> & {
  * Use `create(DeviceSchema)` to create a new message.
  */
 export const DeviceSchema: GenMessage<Device> = /*@__PURE__*/
-  messageDesc(file_agent, 40);
+  messageDesc(file_agent, 42);
 
 /**
  * A user as names or numbers, resolved by the agent inside the container.
@@ -1284,7 +1314,7 @@ export type StringUser = Message<"grpc.StringUser"> & {
  * Use `create(StringUserSchema)` to create a new message.
  */
 export const StringUserSchema: GenMessage<StringUser> = /*@__PURE__*/
-  messageDesc(file_agent, 41);
+  messageDesc(file_agent, 43);
 
 /**
  * @generated from service grpc.AgentService
@@ -1459,6 +1489,16 @@ export const AgentService: GenService<{
     methodKind: "unary";
     input: typeof SetGuestDateTimeRequestSchema;
     output: typeof EmptySchema;
+  },
+  /**
+   * Kata 2.x: waits for the next out-of-memory kill in any container and names the container.
+   *
+   * @generated from rpc grpc.AgentService.GetOOMEvent
+   */
+  getOOMEvent: {
+    methodKind: "unary";
+    input: typeof GetOOMEventRequestSchema;
+    output: typeof OOMEventSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_agent, 0);
