@@ -13,7 +13,7 @@ import type { EmptySchema } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_empty } from "@bufbuild/protobuf/wkt";
 import type { LinuxResources, Process, Spec } from "./oci_pb.js";
 import { file_oci } from "./oci_pb.js";
-import type { FSGroupChangePolicy } from "./types_pb.js";
+import type { ARPNeighbor, FSGroupChangePolicy, Interface, InterfaceSchema, Route } from "./types_pb.js";
 import { file_types } from "./types_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -21,7 +21,137 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file agent.proto.
  */
 export const file_agent: GenFile = /*@__PURE__*/
-  fileDesc("CgthZ2VudC5wcm90bxIEZ3JwYyIUChJHZXRPT01FdmVudFJlcXVlc3QiIAoIT09NRXZlbnQSFAoMY29udGFpbmVyX2lkGAEgASgJIusBChZDcmVhdGVDb250YWluZXJSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJEiUKC3N0cmluZ191c2VyGAMgASgLMhAuZ3JwYy5TdHJpbmdVc2VyEh0KB2RldmljZXMYBCADKAsyDC5ncnBjLkRldmljZRIfCghzdG9yYWdlcxgFIAMoCzINLmdycGMuU3RvcmFnZRIXCgNPQ0kYBiABKAsyCi5ncnBjLlNwZWMSFQoNc2FuZGJveF9waWRucxgHIAEoCBITCgthZ2VudF9waWRucxgIIAEoCCItChVTdGFydENvbnRhaW5lclJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJIj8KFlJlbW92ZUNvbnRhaW5lclJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB3RpbWVvdXQYAiABKA0iggEKEkV4ZWNQcm9jZXNzUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDwoHZXhlY19pZBgCIAEoCRIlCgtzdHJpbmdfdXNlchgDIAEoCzIQLmdycGMuU3RyaW5nVXNlchIeCgdwcm9jZXNzGAQgASgLMg0uZ3JwYy5Qcm9jZXNzIk0KFFNpZ25hbFByb2Nlc3NSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJEg4KBnNpZ25hbBgDIAEoDSI7ChJXYWl0UHJvY2Vzc1JlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkiJQoTV2FpdFByb2Nlc3NSZXNwb25zZRIOCgZzdGF0dXMYASABKAUiSgoUTGlzdFByb2Nlc3Nlc1JlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg4KBmZvcm1hdBgCIAEoCRIMCgRhcmdzGAMgAygJIi0KFUxpc3RQcm9jZXNzZXNSZXNwb25zZRIUCgxwcm9jZXNzX2xpc3QYASABKAwiVwoWVXBkYXRlQ29udGFpbmVyUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSJwoJcmVzb3VyY2VzGAIgASgLMhQuZ3JwYy5MaW51eFJlc291cmNlcyItChVTdGF0c0NvbnRhaW5lclJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJIi0KFVBhdXNlQ29udGFpbmVyUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkiLgoWUmVzdW1lQ29udGFpbmVyUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkibQoIQ3B1VXNhZ2USEwoLdG90YWxfdXNhZ2UYASABKAQSFAoMcGVyY3B1X3VzYWdlGAIgAygEEhsKE3VzYWdlX2luX2tlcm5lbG1vZGUYAyABKAQSGQoRdXNhZ2VfaW5fdXNlcm1vZGUYBCABKAQiVAoOVGhyb3R0bGluZ0RhdGESDwoHcGVyaW9kcxgBIAEoBBIZChF0aHJvdHRsZWRfcGVyaW9kcxgCIAEoBBIWCg50aHJvdHRsZWRfdGltZRgDIAEoBCJcCghDcHVTdGF0cxIhCgljcHVfdXNhZ2UYASABKAsyDi5ncnBjLkNwdVVzYWdlEi0KD3Rocm90dGxpbmdfZGF0YRgCIAEoCzIULmdycGMuVGhyb3R0bGluZ0RhdGEiKwoJUGlkc1N0YXRzEg8KB2N1cnJlbnQYASABKAQSDQoFbGltaXQYAiABKAQiTgoKTWVtb3J5RGF0YRINCgV1c2FnZRgBIAEoBBIRCgltYXhfdXNhZ2UYAiABKAQSDwoHZmFpbGNudBgDIAEoBBINCgVsaW1pdBgEIAEoBCL9AQoLTWVtb3J5U3RhdHMSDQoFY2FjaGUYASABKAQSHwoFdXNhZ2UYAiABKAsyEC5ncnBjLk1lbW9yeURhdGESJAoKc3dhcF91c2FnZRgDIAEoCzIQLmdycGMuTWVtb3J5RGF0YRImCgxrZXJuZWxfdXNhZ2UYBCABKAsyEC5ncnBjLk1lbW9yeURhdGESFQoNdXNlX2hpZXJhcmNoeRgFIAEoCBIrCgVzdGF0cxgGIAMoCzIcLmdycGMuTWVtb3J5U3RhdHMuU3RhdHNFbnRyeRosCgpTdGF0c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoBDoCOAEiSgoPQmxraW9TdGF0c0VudHJ5Eg0KBW1ham9yGAEgASgEEg0KBW1pbm9yGAIgASgEEgoKAm9wGAMgASgJEg0KBXZhbHVlGAQgASgEIroDCgpCbGtpb1N0YXRzEjkKGmlvX3NlcnZpY2VfYnl0ZXNfcmVjdXJzaXZlGAEgAygLMhUuZ3JwYy5CbGtpb1N0YXRzRW50cnkSNAoVaW9fc2VydmljZWRfcmVjdXJzaXZlGAIgAygLMhUuZ3JwYy5CbGtpb1N0YXRzRW50cnkSMgoTaW9fcXVldWVkX3JlY3Vyc2l2ZRgDIAMoCzIVLmdycGMuQmxraW9TdGF0c0VudHJ5EjgKGWlvX3NlcnZpY2VfdGltZV9yZWN1cnNpdmUYBCADKAsyFS5ncnBjLkJsa2lvU3RhdHNFbnRyeRI1ChZpb193YWl0X3RpbWVfcmVjdXJzaXZlGAUgAygLMhUuZ3JwYy5CbGtpb1N0YXRzRW50cnkSMgoTaW9fbWVyZ2VkX3JlY3Vyc2l2ZRgGIAMoCzIVLmdycGMuQmxraW9TdGF0c0VudHJ5EjAKEWlvX3RpbWVfcmVjdXJzaXZlGAcgAygLMhUuZ3JwYy5CbGtpb1N0YXRzRW50cnkSMAoRc2VjdG9yc19yZWN1cnNpdmUYCCADKAsyFS5ncnBjLkJsa2lvU3RhdHNFbnRyeSJBCgxIdWdldGxiU3RhdHMSDQoFdXNhZ2UYASABKAQSEQoJbWF4X3VzYWdlGAIgASgEEg8KB2ZhaWxjbnQYAyABKAQiqgIKC0Nncm91cFN0YXRzEiEKCWNwdV9zdGF0cxgBIAEoCzIOLmdycGMuQ3B1U3RhdHMSJwoMbWVtb3J5X3N0YXRzGAIgASgLMhEuZ3JwYy5NZW1vcnlTdGF0cxIjCgpwaWRzX3N0YXRzGAMgASgLMg8uZ3JwYy5QaWRzU3RhdHMSJQoLYmxraW9fc3RhdHMYBCABKAsyEC5ncnBjLkJsa2lvU3RhdHMSOgoNaHVnZXRsYl9zdGF0cxgFIAMoCzIjLmdycGMuQ2dyb3VwU3RhdHMuSHVnZXRsYlN0YXRzRW50cnkaRwoRSHVnZXRsYlN0YXRzRW50cnkSCwoDa2V5GAEgASgJEiEKBXZhbHVlGAIgASgLMhIuZ3JwYy5IdWdldGxiU3RhdHM6AjgBIrYBCgxOZXR3b3JrU3RhdHMSDAoEbmFtZRgBIAEoCRIQCghyeF9ieXRlcxgCIAEoBBISCgpyeF9wYWNrZXRzGAMgASgEEhEKCXJ4X2Vycm9ycxgEIAEoBBISCgpyeF9kcm9wcGVkGAUgASgEEhAKCHR4X2J5dGVzGAYgASgEEhIKCnR4X3BhY2tldHMYByABKAQSEQoJdHhfZXJyb3JzGAggASgEEhIKCnR4X2Ryb3BwZWQYCSABKAQibAoWU3RhdHNDb250YWluZXJSZXNwb25zZRInCgxjZ3JvdXBfc3RhdHMYASABKAsyES5ncnBjLkNncm91cFN0YXRzEikKDW5ldHdvcmtfc3RhdHMYAiADKAsyEi5ncnBjLk5ldHdvcmtTdGF0cyJJChJXcml0ZVN0cmVhbVJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkSDAoEZGF0YRgDIAEoDCIiChNXcml0ZVN0cmVhbVJlc3BvbnNlEgsKA2xlbhgBIAEoDSJHChFSZWFkU3RyZWFtUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDwoHZXhlY19pZBgCIAEoCRILCgNsZW4YAyABKA0iIgoSUmVhZFN0cmVhbVJlc3BvbnNlEgwKBGRhdGEYASABKAwiOgoRQ2xvc2VTdGRpblJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkiWQoTVHR5V2luUmVzaXplUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDwoHZXhlY19pZBgCIAEoCRILCgNyb3cYAyABKA0SDgoGY29sdW1uGAQgASgNIjAKDEtlcm5lbE1vZHVsZRIMCgRuYW1lGAEgASgJEhIKCnBhcmFtZXRlcnMYAiADKAki3AEKFENyZWF0ZVNhbmRib3hSZXF1ZXN0EhAKCGhvc3RuYW1lGAEgASgJEgsKA2RucxgCIAMoCRIfCghzdG9yYWdlcxgDIAMoCzINLmdycGMuU3RvcmFnZRIVCg1zYW5kYm94X3BpZG5zGAQgASgIEhIKCnNhbmRib3hfaWQYBSABKAkSFwoPZ3Vlc3RfaG9va19wYXRoGAYgASgJEioKDmtlcm5lbF9tb2R1bGVzGAcgAygLMhIuZ3JwYy5LZXJuZWxNb2R1bGUSFAoMZ3Vlc3RfdXNlcm5zGAggASgIIhcKFURlc3Ryb3lTYW5kYm94UmVxdWVzdCKBAQoMQWdlbnREZXRhaWxzEg8KB3ZlcnNpb24YASABKAkSEwoLaW5pdF9kYWVtb24YAiABKAgSFwoPZGV2aWNlX2hhbmRsZXJzGAMgAygJEhgKEHN0b3JhZ2VfaGFuZGxlcnMYBCADKAkSGAoQc3VwcG9ydHNfc2VjY29tcBgFIAEoCCJIChNHdWVzdERldGFpbHNSZXF1ZXN0EhYKDm1lbV9ibG9ja19zaXplGAEgASgIEhkKEW1lbV9ob3RwbHVnX3Byb2JlGAIgASgIIoIBChRHdWVzdERldGFpbHNSZXNwb25zZRIcChRtZW1fYmxvY2tfc2l6ZV9ieXRlcxgBIAEoBBIpCg1hZ2VudF9kZXRhaWxzGAIgASgLMhIuZ3JwYy5BZ2VudERldGFpbHMSIQoZc3VwcG9ydF9tZW1faG90cGx1Z19wcm9iZRgDIAEoCCI0ChdTZXRHdWVzdERhdGVUaW1lUmVxdWVzdBILCgNTZWMYASABKAMSDAoEVXNlYxgCIAEoAyJUCgdGU0dyb3VwEhAKCGdyb3VwX2lkGAIgASgNEjcKE2dyb3VwX2NoYW5nZV9wb2xpY3kYAyABKA4yGi50eXBlcy5GU0dyb3VwQ2hhbmdlUG9saWN5IqgBCgdTdG9yYWdlEg4KBmRyaXZlchgBIAEoCRIWCg5kcml2ZXJfb3B0aW9ucxgCIAMoCRIOCgZzb3VyY2UYAyABKAkSDgoGZnN0eXBlGAQgASgJEg8KB29wdGlvbnMYBSADKAkSEwoLbW91bnRfcG9pbnQYBiABKAkSHwoIZnNfZ3JvdXAYByABKAsyDS5ncnBjLkZTR3JvdXASDgoGc2hhcmVkGAggASgIIlwKBkRldmljZRIKCgJpZBgBIAEoCRIMCgR0eXBlGAIgASgJEg8KB3ZtX3BhdGgYAyABKAkSFgoOY29udGFpbmVyX3BhdGgYBCABKAkSDwoHb3B0aW9ucxgFIAMoCSI+CgpTdHJpbmdVc2VyEgsKA3VpZBgBIAEoCRILCgNnaWQYAiABKAkSFgoOYWRkaXRpb25hbEdpZHMYAyADKAkywgsKDEFnZW50U2VydmljZRJHCg9DcmVhdGVDb250YWluZXISHC5ncnBjLkNyZWF0ZUNvbnRhaW5lclJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSRQoOU3RhcnRDb250YWluZXISGy5ncnBjLlN0YXJ0Q29udGFpbmVyUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJHCg9SZW1vdmVDb250YWluZXISHC5ncnBjLlJlbW92ZUNvbnRhaW5lclJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSPwoLRXhlY1Byb2Nlc3MSGC5ncnBjLkV4ZWNQcm9jZXNzUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJDCg1TaWduYWxQcm9jZXNzEhouZ3JwYy5TaWduYWxQcm9jZXNzUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJCCgtXYWl0UHJvY2VzcxIYLmdycGMuV2FpdFByb2Nlc3NSZXF1ZXN0GhkuZ3JwYy5XYWl0UHJvY2Vzc1Jlc3BvbnNlEkgKDUxpc3RQcm9jZXNzZXMSGi5ncnBjLkxpc3RQcm9jZXNzZXNSZXF1ZXN0GhsuZ3JwYy5MaXN0UHJvY2Vzc2VzUmVzcG9uc2USRwoPVXBkYXRlQ29udGFpbmVyEhwuZ3JwYy5VcGRhdGVDb250YWluZXJSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EksKDlN0YXRzQ29udGFpbmVyEhsuZ3JwYy5TdGF0c0NvbnRhaW5lclJlcXVlc3QaHC5ncnBjLlN0YXRzQ29udGFpbmVyUmVzcG9uc2USRQoOUGF1c2VDb250YWluZXISGy5ncnBjLlBhdXNlQ29udGFpbmVyUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJHCg9SZXN1bWVDb250YWluZXISHC5ncnBjLlJlc3VtZUNvbnRhaW5lclJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSQQoKV3JpdGVTdGRpbhIYLmdycGMuV3JpdGVTdHJlYW1SZXF1ZXN0GhkuZ3JwYy5Xcml0ZVN0cmVhbVJlc3BvbnNlEj8KClJlYWRTdGRvdXQSFy5ncnBjLlJlYWRTdHJlYW1SZXF1ZXN0GhguZ3JwYy5SZWFkU3RyZWFtUmVzcG9uc2USPwoKUmVhZFN0ZGVychIXLmdycGMuUmVhZFN0cmVhbVJlcXVlc3QaGC5ncnBjLlJlYWRTdHJlYW1SZXNwb25zZRI9CgpDbG9zZVN0ZGluEhcuZ3JwYy5DbG9zZVN0ZGluUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJBCgxUdHlXaW5SZXNpemUSGS5ncnBjLlR0eVdpblJlc2l6ZVJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSQwoNQ3JlYXRlU2FuZGJveBIaLmdycGMuQ3JlYXRlU2FuZGJveFJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSRQoORGVzdHJveVNhbmRib3gSGy5ncnBjLkRlc3Ryb3lTYW5kYm94UmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJICg9HZXRHdWVzdERldGFpbHMSGS5ncnBjLkd1ZXN0RGV0YWlsc1JlcXVlc3QaGi5ncnBjLkd1ZXN0RGV0YWlsc1Jlc3BvbnNlEkkKEFNldEd1ZXN0RGF0ZVRpbWUSHS5ncnBjLlNldEd1ZXN0RGF0ZVRpbWVSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EjcKC0dldE9PTUV2ZW50EhguZ3JwYy5HZXRPT01FdmVudFJlcXVlc3QaDi5ncnBjLk9PTUV2ZW50YgZwcm90bzM", [file_google_protobuf_empty, file_oci, file_types]);
+  fileDesc("CgthZ2VudC5wcm90bxIEZ3JwYyIyCgpJbnRlcmZhY2VzEiQKCkludGVyZmFjZXMYASADKAsyEC50eXBlcy5JbnRlcmZhY2UiJgoGUm91dGVzEhwKBlJvdXRlcxgBIAMoCzIMLnR5cGVzLlJvdXRlIj0KFlVwZGF0ZUludGVyZmFjZVJlcXVlc3QSIwoJaW50ZXJmYWNlGAEgASgLMhAudHlwZXMuSW50ZXJmYWNlIjMKE1VwZGF0ZVJvdXRlc1JlcXVlc3QSHAoGcm91dGVzGAEgASgLMgwuZ3JwYy5Sb3V0ZXMiFwoVTGlzdEludGVyZmFjZXNSZXF1ZXN0IhMKEUxpc3RSb3V0ZXNSZXF1ZXN0IjgKDEFSUE5laWdoYm9ycxIoCgxBUlBOZWlnaGJvcnMYASADKAsyEi50eXBlcy5BUlBOZWlnaGJvciI/ChZBZGRBUlBOZWlnaGJvcnNSZXF1ZXN0EiUKCW5laWdoYm9ycxgBIAEoCzISLmdycGMuQVJQTmVpZ2hib3JzIhQKEkdldE9PTUV2ZW50UmVxdWVzdCIgCghPT01FdmVudBIUCgxjb250YWluZXJfaWQYASABKAki6wEKFkNyZWF0ZUNvbnRhaW5lclJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkSJQoLc3RyaW5nX3VzZXIYAyABKAsyEC5ncnBjLlN0cmluZ1VzZXISHQoHZGV2aWNlcxgEIAMoCzIMLmdycGMuRGV2aWNlEh8KCHN0b3JhZ2VzGAUgAygLMg0uZ3JwYy5TdG9yYWdlEhcKA09DSRgGIAEoCzIKLmdycGMuU3BlYxIVCg1zYW5kYm94X3BpZG5zGAcgASgIEhMKC2FnZW50X3BpZG5zGAggASgIIi0KFVN0YXJ0Q29udGFpbmVyUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkiPwoWUmVtb3ZlQ29udGFpbmVyUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDwoHdGltZW91dBgCIAEoDSKCAQoSRXhlY1Byb2Nlc3NSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJEiUKC3N0cmluZ191c2VyGAMgASgLMhAuZ3JwYy5TdHJpbmdVc2VyEh4KB3Byb2Nlc3MYBCABKAsyDS5ncnBjLlByb2Nlc3MiTQoUU2lnbmFsUHJvY2Vzc1JlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkSDgoGc2lnbmFsGAMgASgNIjsKEldhaXRQcm9jZXNzUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDwoHZXhlY19pZBgCIAEoCSIlChNXYWl0UHJvY2Vzc1Jlc3BvbnNlEg4KBnN0YXR1cxgBIAEoBSJKChRMaXN0UHJvY2Vzc2VzUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDgoGZm9ybWF0GAIgASgJEgwKBGFyZ3MYAyADKAkiLQoVTGlzdFByb2Nlc3Nlc1Jlc3BvbnNlEhQKDHByb2Nlc3NfbGlzdBgBIAEoDCJXChZVcGRhdGVDb250YWluZXJSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRInCglyZXNvdXJjZXMYAiABKAsyFC5ncnBjLkxpbnV4UmVzb3VyY2VzIi0KFVN0YXRzQ29udGFpbmVyUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkiLQoVUGF1c2VDb250YWluZXJSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCSIuChZSZXN1bWVDb250YWluZXJSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCSJtCghDcHVVc2FnZRITCgt0b3RhbF91c2FnZRgBIAEoBBIUCgxwZXJjcHVfdXNhZ2UYAiADKAQSGwoTdXNhZ2VfaW5fa2VybmVsbW9kZRgDIAEoBBIZChF1c2FnZV9pbl91c2VybW9kZRgEIAEoBCJUCg5UaHJvdHRsaW5nRGF0YRIPCgdwZXJpb2RzGAEgASgEEhkKEXRocm90dGxlZF9wZXJpb2RzGAIgASgEEhYKDnRocm90dGxlZF90aW1lGAMgASgEIlwKCENwdVN0YXRzEiEKCWNwdV91c2FnZRgBIAEoCzIOLmdycGMuQ3B1VXNhZ2USLQoPdGhyb3R0bGluZ19kYXRhGAIgASgLMhQuZ3JwYy5UaHJvdHRsaW5nRGF0YSIrCglQaWRzU3RhdHMSDwoHY3VycmVudBgBIAEoBBINCgVsaW1pdBgCIAEoBCJOCgpNZW1vcnlEYXRhEg0KBXVzYWdlGAEgASgEEhEKCW1heF91c2FnZRgCIAEoBBIPCgdmYWlsY250GAMgASgEEg0KBWxpbWl0GAQgASgEIv0BCgtNZW1vcnlTdGF0cxINCgVjYWNoZRgBIAEoBBIfCgV1c2FnZRgCIAEoCzIQLmdycGMuTWVtb3J5RGF0YRIkCgpzd2FwX3VzYWdlGAMgASgLMhAuZ3JwYy5NZW1vcnlEYXRhEiYKDGtlcm5lbF91c2FnZRgEIAEoCzIQLmdycGMuTWVtb3J5RGF0YRIVCg11c2VfaGllcmFyY2h5GAUgASgIEisKBXN0YXRzGAYgAygLMhwuZ3JwYy5NZW1vcnlTdGF0cy5TdGF0c0VudHJ5GiwKClN0YXRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgEOgI4ASJKCg9CbGtpb1N0YXRzRW50cnkSDQoFbWFqb3IYASABKAQSDQoFbWlub3IYAiABKAQSCgoCb3AYAyABKAkSDQoFdmFsdWUYBCABKAQiugMKCkJsa2lvU3RhdHMSOQoaaW9fc2VydmljZV9ieXRlc19yZWN1cnNpdmUYASADKAsyFS5ncnBjLkJsa2lvU3RhdHNFbnRyeRI0ChVpb19zZXJ2aWNlZF9yZWN1cnNpdmUYAiADKAsyFS5ncnBjLkJsa2lvU3RhdHNFbnRyeRIyChNpb19xdWV1ZWRfcmVjdXJzaXZlGAMgAygLMhUuZ3JwYy5CbGtpb1N0YXRzRW50cnkSOAoZaW9fc2VydmljZV90aW1lX3JlY3Vyc2l2ZRgEIAMoCzIVLmdycGMuQmxraW9TdGF0c0VudHJ5EjUKFmlvX3dhaXRfdGltZV9yZWN1cnNpdmUYBSADKAsyFS5ncnBjLkJsa2lvU3RhdHNFbnRyeRIyChNpb19tZXJnZWRfcmVjdXJzaXZlGAYgAygLMhUuZ3JwYy5CbGtpb1N0YXRzRW50cnkSMAoRaW9fdGltZV9yZWN1cnNpdmUYByADKAsyFS5ncnBjLkJsa2lvU3RhdHNFbnRyeRIwChFzZWN0b3JzX3JlY3Vyc2l2ZRgIIAMoCzIVLmdycGMuQmxraW9TdGF0c0VudHJ5IkEKDEh1Z2V0bGJTdGF0cxINCgV1c2FnZRgBIAEoBBIRCgltYXhfdXNhZ2UYAiABKAQSDwoHZmFpbGNudBgDIAEoBCKqAgoLQ2dyb3VwU3RhdHMSIQoJY3B1X3N0YXRzGAEgASgLMg4uZ3JwYy5DcHVTdGF0cxInCgxtZW1vcnlfc3RhdHMYAiABKAsyES5ncnBjLk1lbW9yeVN0YXRzEiMKCnBpZHNfc3RhdHMYAyABKAsyDy5ncnBjLlBpZHNTdGF0cxIlCgtibGtpb19zdGF0cxgEIAEoCzIQLmdycGMuQmxraW9TdGF0cxI6Cg1odWdldGxiX3N0YXRzGAUgAygLMiMuZ3JwYy5DZ3JvdXBTdGF0cy5IdWdldGxiU3RhdHNFbnRyeRpHChFIdWdldGxiU3RhdHNFbnRyeRILCgNrZXkYASABKAkSIQoFdmFsdWUYAiABKAsyEi5ncnBjLkh1Z2V0bGJTdGF0czoCOAEitgEKDE5ldHdvcmtTdGF0cxIMCgRuYW1lGAEgASgJEhAKCHJ4X2J5dGVzGAIgASgEEhIKCnJ4X3BhY2tldHMYAyABKAQSEQoJcnhfZXJyb3JzGAQgASgEEhIKCnJ4X2Ryb3BwZWQYBSABKAQSEAoIdHhfYnl0ZXMYBiABKAQSEgoKdHhfcGFja2V0cxgHIAEoBBIRCgl0eF9lcnJvcnMYCCABKAQSEgoKdHhfZHJvcHBlZBgJIAEoBCJsChZTdGF0c0NvbnRhaW5lclJlc3BvbnNlEicKDGNncm91cF9zdGF0cxgBIAEoCzIRLmdycGMuQ2dyb3VwU3RhdHMSKQoNbmV0d29ya19zdGF0cxgCIAMoCzISLmdycGMuTmV0d29ya1N0YXRzIkkKEldyaXRlU3RyZWFtUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDwoHZXhlY19pZBgCIAEoCRIMCgRkYXRhGAMgASgMIiIKE1dyaXRlU3RyZWFtUmVzcG9uc2USCwoDbGVuGAEgASgNIkcKEVJlYWRTdHJlYW1SZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJEgsKA2xlbhgDIAEoDSIiChJSZWFkU3RyZWFtUmVzcG9uc2USDAoEZGF0YRgBIAEoDCI6ChFDbG9zZVN0ZGluUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDwoHZXhlY19pZBgCIAEoCSJZChNUdHlXaW5SZXNpemVSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJEgsKA3JvdxgDIAEoDRIOCgZjb2x1bW4YBCABKA0iMAoMS2VybmVsTW9kdWxlEgwKBG5hbWUYASABKAkSEgoKcGFyYW1ldGVycxgCIAMoCSLcAQoUQ3JlYXRlU2FuZGJveFJlcXVlc3QSEAoIaG9zdG5hbWUYASABKAkSCwoDZG5zGAIgAygJEh8KCHN0b3JhZ2VzGAMgAygLMg0uZ3JwYy5TdG9yYWdlEhUKDXNhbmRib3hfcGlkbnMYBCABKAgSEgoKc2FuZGJveF9pZBgFIAEoCRIXCg9ndWVzdF9ob29rX3BhdGgYBiABKAkSKgoOa2VybmVsX21vZHVsZXMYByADKAsyEi5ncnBjLktlcm5lbE1vZHVsZRIUCgxndWVzdF91c2VybnMYCCABKAgiFwoVRGVzdHJveVNhbmRib3hSZXF1ZXN0IoEBCgxBZ2VudERldGFpbHMSDwoHdmVyc2lvbhgBIAEoCRITCgtpbml0X2RhZW1vbhgCIAEoCBIXCg9kZXZpY2VfaGFuZGxlcnMYAyADKAkSGAoQc3RvcmFnZV9oYW5kbGVycxgEIAMoCRIYChBzdXBwb3J0c19zZWNjb21wGAUgASgIIkgKE0d1ZXN0RGV0YWlsc1JlcXVlc3QSFgoObWVtX2Jsb2NrX3NpemUYASABKAgSGQoRbWVtX2hvdHBsdWdfcHJvYmUYAiABKAgiggEKFEd1ZXN0RGV0YWlsc1Jlc3BvbnNlEhwKFG1lbV9ibG9ja19zaXplX2J5dGVzGAEgASgEEikKDWFnZW50X2RldGFpbHMYAiABKAsyEi5ncnBjLkFnZW50RGV0YWlscxIhChlzdXBwb3J0X21lbV9ob3RwbHVnX3Byb2JlGAMgASgIIjQKF1NldEd1ZXN0RGF0ZVRpbWVSZXF1ZXN0EgsKA1NlYxgBIAEoAxIMCgRVc2VjGAIgASgDIlQKB0ZTR3JvdXASEAoIZ3JvdXBfaWQYAiABKA0SNwoTZ3JvdXBfY2hhbmdlX3BvbGljeRgDIAEoDjIaLnR5cGVzLkZTR3JvdXBDaGFuZ2VQb2xpY3kiqAEKB1N0b3JhZ2USDgoGZHJpdmVyGAEgASgJEhYKDmRyaXZlcl9vcHRpb25zGAIgAygJEg4KBnNvdXJjZRgDIAEoCRIOCgZmc3R5cGUYBCABKAkSDwoHb3B0aW9ucxgFIAMoCRITCgttb3VudF9wb2ludBgGIAEoCRIfCghmc19ncm91cBgHIAEoCzINLmdycGMuRlNHcm91cBIOCgZzaGFyZWQYCCABKAgiXAoGRGV2aWNlEgoKAmlkGAEgASgJEgwKBHR5cGUYAiABKAkSDwoHdm1fcGF0aBgDIAEoCRIWCg5jb250YWluZXJfcGF0aBgEIAEoCRIPCgdvcHRpb25zGAUgAygJIj4KClN0cmluZ1VzZXISCwoDdWlkGAEgASgJEgsKA2dpZBgCIAEoCRIWCg5hZGRpdGlvbmFsR2lkcxgDIAMoCTL9DQoMQWdlbnRTZXJ2aWNlEkcKD0NyZWF0ZUNvbnRhaW5lchIcLmdycGMuQ3JlYXRlQ29udGFpbmVyUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJFCg5TdGFydENvbnRhaW5lchIbLmdycGMuU3RhcnRDb250YWluZXJSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EkcKD1JlbW92ZUNvbnRhaW5lchIcLmdycGMuUmVtb3ZlQ29udGFpbmVyUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRI/CgtFeGVjUHJvY2VzcxIYLmdycGMuRXhlY1Byb2Nlc3NSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EkMKDVNpZ25hbFByb2Nlc3MSGi5ncnBjLlNpZ25hbFByb2Nlc3NSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EkIKC1dhaXRQcm9jZXNzEhguZ3JwYy5XYWl0UHJvY2Vzc1JlcXVlc3QaGS5ncnBjLldhaXRQcm9jZXNzUmVzcG9uc2USSAoNTGlzdFByb2Nlc3NlcxIaLmdycGMuTGlzdFByb2Nlc3Nlc1JlcXVlc3QaGy5ncnBjLkxpc3RQcm9jZXNzZXNSZXNwb25zZRJHCg9VcGRhdGVDb250YWluZXISHC5ncnBjLlVwZGF0ZUNvbnRhaW5lclJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSSwoOU3RhdHNDb250YWluZXISGy5ncnBjLlN0YXRzQ29udGFpbmVyUmVxdWVzdBocLmdycGMuU3RhdHNDb250YWluZXJSZXNwb25zZRJFCg5QYXVzZUNvbnRhaW5lchIbLmdycGMuUGF1c2VDb250YWluZXJSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EkcKD1Jlc3VtZUNvbnRhaW5lchIcLmdycGMuUmVzdW1lQ29udGFpbmVyUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJBCgpXcml0ZVN0ZGluEhguZ3JwYy5Xcml0ZVN0cmVhbVJlcXVlc3QaGS5ncnBjLldyaXRlU3RyZWFtUmVzcG9uc2USPwoKUmVhZFN0ZG91dBIXLmdycGMuUmVhZFN0cmVhbVJlcXVlc3QaGC5ncnBjLlJlYWRTdHJlYW1SZXNwb25zZRI/CgpSZWFkU3RkZXJyEhcuZ3JwYy5SZWFkU3RyZWFtUmVxdWVzdBoYLmdycGMuUmVhZFN0cmVhbVJlc3BvbnNlEj0KCkNsb3NlU3RkaW4SFy5ncnBjLkNsb3NlU3RkaW5SZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EkEKDFR0eVdpblJlc2l6ZRIZLmdycGMuVHR5V2luUmVzaXplUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJDCg1DcmVhdGVTYW5kYm94EhouZ3JwYy5DcmVhdGVTYW5kYm94UmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJFCg5EZXN0cm95U2FuZGJveBIbLmdycGMuRGVzdHJveVNhbmRib3hSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EkgKD0dldEd1ZXN0RGV0YWlscxIZLmdycGMuR3Vlc3REZXRhaWxzUmVxdWVzdBoaLmdycGMuR3Vlc3REZXRhaWxzUmVzcG9uc2USSQoQU2V0R3Vlc3REYXRlVGltZRIdLmdycGMuU2V0R3Vlc3REYXRlVGltZVJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSNwoLR2V0T09NRXZlbnQSGC5ncnBjLkdldE9PTUV2ZW50UmVxdWVzdBoOLmdycGMuT09NRXZlbnQSQQoPVXBkYXRlSW50ZXJmYWNlEhwuZ3JwYy5VcGRhdGVJbnRlcmZhY2VSZXF1ZXN0GhAudHlwZXMuSW50ZXJmYWNlEjcKDFVwZGF0ZVJvdXRlcxIZLmdycGMuVXBkYXRlUm91dGVzUmVxdWVzdBoMLmdycGMuUm91dGVzEj8KDkxpc3RJbnRlcmZhY2VzEhsuZ3JwYy5MaXN0SW50ZXJmYWNlc1JlcXVlc3QaEC5ncnBjLkludGVyZmFjZXMSMwoKTGlzdFJvdXRlcxIXLmdycGMuTGlzdFJvdXRlc1JlcXVlc3QaDC5ncnBjLlJvdXRlcxJHCg9BZGRBUlBOZWlnaGJvcnMSHC5ncnBjLkFkZEFSUE5laWdoYm9yc1JlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHliBnByb3RvMw", [file_google_protobuf_empty, file_oci, file_types]);
+
+/**
+ * @generated from message grpc.Interfaces
+ */
+export type Interfaces = Message<"grpc.Interfaces"> & {
+  /**
+   * @generated from field: repeated types.Interface Interfaces = 1;
+   */
+  Interfaces: Interface[];
+};
+
+/**
+ * Describes the message grpc.Interfaces.
+ * Use `create(InterfacesSchema)` to create a new message.
+ */
+export const InterfacesSchema: GenMessage<Interfaces> = /*@__PURE__*/
+  messageDesc(file_agent, 0);
+
+/**
+ * @generated from message grpc.Routes
+ */
+export type Routes = Message<"grpc.Routes"> & {
+  /**
+   * @generated from field: repeated types.Route Routes = 1;
+   */
+  Routes: Route[];
+};
+
+/**
+ * Describes the message grpc.Routes.
+ * Use `create(RoutesSchema)` to create a new message.
+ */
+export const RoutesSchema: GenMessage<Routes> = /*@__PURE__*/
+  messageDesc(file_agent, 1);
+
+/**
+ * @generated from message grpc.UpdateInterfaceRequest
+ */
+export type UpdateInterfaceRequest = Message<"grpc.UpdateInterfaceRequest"> & {
+  /**
+   * @generated from field: types.Interface interface = 1;
+   */
+  interface?: Interface | undefined;
+};
+
+/**
+ * Describes the message grpc.UpdateInterfaceRequest.
+ * Use `create(UpdateInterfaceRequestSchema)` to create a new message.
+ */
+export const UpdateInterfaceRequestSchema: GenMessage<UpdateInterfaceRequest> = /*@__PURE__*/
+  messageDesc(file_agent, 2);
+
+/**
+ * Replaces the guest's routes with these.
+ *
+ * @generated from message grpc.UpdateRoutesRequest
+ */
+export type UpdateRoutesRequest = Message<"grpc.UpdateRoutesRequest"> & {
+  /**
+   * @generated from field: grpc.Routes routes = 1;
+   */
+  routes?: Routes | undefined;
+};
+
+/**
+ * Describes the message grpc.UpdateRoutesRequest.
+ * Use `create(UpdateRoutesRequestSchema)` to create a new message.
+ */
+export const UpdateRoutesRequestSchema: GenMessage<UpdateRoutesRequest> = /*@__PURE__*/
+  messageDesc(file_agent, 3);
+
+/**
+ * @generated from message grpc.ListInterfacesRequest
+ */
+export type ListInterfacesRequest = Message<"grpc.ListInterfacesRequest"> & {
+};
+
+/**
+ * Describes the message grpc.ListInterfacesRequest.
+ * Use `create(ListInterfacesRequestSchema)` to create a new message.
+ */
+export const ListInterfacesRequestSchema: GenMessage<ListInterfacesRequest> = /*@__PURE__*/
+  messageDesc(file_agent, 4);
+
+/**
+ * @generated from message grpc.ListRoutesRequest
+ */
+export type ListRoutesRequest = Message<"grpc.ListRoutesRequest"> & {
+};
+
+/**
+ * Describes the message grpc.ListRoutesRequest.
+ * Use `create(ListRoutesRequestSchema)` to create a new message.
+ */
+export const ListRoutesRequestSchema: GenMessage<ListRoutesRequest> = /*@__PURE__*/
+  messageDesc(file_agent, 5);
+
+/**
+ * @generated from message grpc.ARPNeighbors
+ */
+export type ARPNeighbors = Message<"grpc.ARPNeighbors"> & {
+  /**
+   * @generated from field: repeated types.ARPNeighbor ARPNeighbors = 1;
+   */
+  ARPNeighbors: ARPNeighbor[];
+};
+
+/**
+ * Describes the message grpc.ARPNeighbors.
+ * Use `create(ARPNeighborsSchema)` to create a new message.
+ */
+export const ARPNeighborsSchema: GenMessage<ARPNeighbors> = /*@__PURE__*/
+  messageDesc(file_agent, 6);
+
+/**
+ * @generated from message grpc.AddARPNeighborsRequest
+ */
+export type AddARPNeighborsRequest = Message<"grpc.AddARPNeighborsRequest"> & {
+  /**
+   * @generated from field: grpc.ARPNeighbors neighbors = 1;
+   */
+  neighbors?: ARPNeighbors | undefined;
+};
+
+/**
+ * Describes the message grpc.AddARPNeighborsRequest.
+ * Use `create(AddARPNeighborsRequestSchema)` to create a new message.
+ */
+export const AddARPNeighborsRequestSchema: GenMessage<AddARPNeighborsRequest> = /*@__PURE__*/
+  messageDesc(file_agent, 7);
 
 /**
  * @generated from message grpc.GetOOMEventRequest
@@ -34,7 +164,7 @@ export type GetOOMEventRequest = Message<"grpc.GetOOMEventRequest"> & {
  * Use `create(GetOOMEventRequestSchema)` to create a new message.
  */
 export const GetOOMEventRequestSchema: GenMessage<GetOOMEventRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 0);
+  messageDesc(file_agent, 8);
 
 /**
  * @generated from message grpc.OOMEvent
@@ -51,7 +181,7 @@ export type OOMEvent = Message<"grpc.OOMEvent"> & {
  * Use `create(OOMEventSchema)` to create a new message.
  */
 export const OOMEventSchema: GenMessage<OOMEvent> = /*@__PURE__*/
-  messageDesc(file_agent, 1);
+  messageDesc(file_agent, 9);
 
 /**
  * @generated from message grpc.CreateContainerRequest
@@ -111,7 +241,7 @@ export type CreateContainerRequest = Message<"grpc.CreateContainerRequest"> & {
  * Use `create(CreateContainerRequestSchema)` to create a new message.
  */
 export const CreateContainerRequestSchema: GenMessage<CreateContainerRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 2);
+  messageDesc(file_agent, 10);
 
 /**
  * @generated from message grpc.StartContainerRequest
@@ -128,7 +258,7 @@ export type StartContainerRequest = Message<"grpc.StartContainerRequest"> & {
  * Use `create(StartContainerRequestSchema)` to create a new message.
  */
 export const StartContainerRequestSchema: GenMessage<StartContainerRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 3);
+  messageDesc(file_agent, 11);
 
 /**
  * @generated from message grpc.RemoveContainerRequest
@@ -152,7 +282,7 @@ export type RemoveContainerRequest = Message<"grpc.RemoveContainerRequest"> & {
  * Use `create(RemoveContainerRequestSchema)` to create a new message.
  */
 export const RemoveContainerRequestSchema: GenMessage<RemoveContainerRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 4);
+  messageDesc(file_agent, 12);
 
 /**
  * @generated from message grpc.ExecProcessRequest
@@ -184,7 +314,7 @@ export type ExecProcessRequest = Message<"grpc.ExecProcessRequest"> & {
  * Use `create(ExecProcessRequestSchema)` to create a new message.
  */
 export const ExecProcessRequestSchema: GenMessage<ExecProcessRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 5);
+  messageDesc(file_agent, 13);
 
 /**
  * @generated from message grpc.SignalProcessRequest
@@ -213,7 +343,7 @@ export type SignalProcessRequest = Message<"grpc.SignalProcessRequest"> & {
  * Use `create(SignalProcessRequestSchema)` to create a new message.
  */
 export const SignalProcessRequestSchema: GenMessage<SignalProcessRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 6);
+  messageDesc(file_agent, 14);
 
 /**
  * @generated from message grpc.WaitProcessRequest
@@ -235,7 +365,7 @@ export type WaitProcessRequest = Message<"grpc.WaitProcessRequest"> & {
  * Use `create(WaitProcessRequestSchema)` to create a new message.
  */
 export const WaitProcessRequestSchema: GenMessage<WaitProcessRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 7);
+  messageDesc(file_agent, 15);
 
 /**
  * @generated from message grpc.WaitProcessResponse
@@ -254,7 +384,7 @@ export type WaitProcessResponse = Message<"grpc.WaitProcessResponse"> & {
  * Use `create(WaitProcessResponseSchema)` to create a new message.
  */
 export const WaitProcessResponseSchema: GenMessage<WaitProcessResponse> = /*@__PURE__*/
-  messageDesc(file_agent, 8);
+  messageDesc(file_agent, 16);
 
 /**
  * @generated from message grpc.ListProcessesRequest
@@ -285,7 +415,7 @@ export type ListProcessesRequest = Message<"grpc.ListProcessesRequest"> & {
  * Use `create(ListProcessesRequestSchema)` to create a new message.
  */
 export const ListProcessesRequestSchema: GenMessage<ListProcessesRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 9);
+  messageDesc(file_agent, 17);
 
 /**
  * @generated from message grpc.ListProcessesResponse
@@ -302,7 +432,7 @@ export type ListProcessesResponse = Message<"grpc.ListProcessesResponse"> & {
  * Use `create(ListProcessesResponseSchema)` to create a new message.
  */
 export const ListProcessesResponseSchema: GenMessage<ListProcessesResponse> = /*@__PURE__*/
-  messageDesc(file_agent, 10);
+  messageDesc(file_agent, 18);
 
 /**
  * @generated from message grpc.UpdateContainerRequest
@@ -324,7 +454,7 @@ export type UpdateContainerRequest = Message<"grpc.UpdateContainerRequest"> & {
  * Use `create(UpdateContainerRequestSchema)` to create a new message.
  */
 export const UpdateContainerRequestSchema: GenMessage<UpdateContainerRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 11);
+  messageDesc(file_agent, 19);
 
 /**
  * @generated from message grpc.StatsContainerRequest
@@ -341,7 +471,7 @@ export type StatsContainerRequest = Message<"grpc.StatsContainerRequest"> & {
  * Use `create(StatsContainerRequestSchema)` to create a new message.
  */
 export const StatsContainerRequestSchema: GenMessage<StatsContainerRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 12);
+  messageDesc(file_agent, 20);
 
 /**
  * @generated from message grpc.PauseContainerRequest
@@ -358,7 +488,7 @@ export type PauseContainerRequest = Message<"grpc.PauseContainerRequest"> & {
  * Use `create(PauseContainerRequestSchema)` to create a new message.
  */
 export const PauseContainerRequestSchema: GenMessage<PauseContainerRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 13);
+  messageDesc(file_agent, 21);
 
 /**
  * @generated from message grpc.ResumeContainerRequest
@@ -375,7 +505,7 @@ export type ResumeContainerRequest = Message<"grpc.ResumeContainerRequest"> & {
  * Use `create(ResumeContainerRequestSchema)` to create a new message.
  */
 export const ResumeContainerRequestSchema: GenMessage<ResumeContainerRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 14);
+  messageDesc(file_agent, 22);
 
 /**
  * Cgroup statistics, in the units the kernel reports (nanoseconds, bytes).
@@ -409,7 +539,7 @@ export type CpuUsage = Message<"grpc.CpuUsage"> & {
  * Use `create(CpuUsageSchema)` to create a new message.
  */
 export const CpuUsageSchema: GenMessage<CpuUsage> = /*@__PURE__*/
-  messageDesc(file_agent, 15);
+  messageDesc(file_agent, 23);
 
 /**
  * @generated from message grpc.ThrottlingData
@@ -436,7 +566,7 @@ export type ThrottlingData = Message<"grpc.ThrottlingData"> & {
  * Use `create(ThrottlingDataSchema)` to create a new message.
  */
 export const ThrottlingDataSchema: GenMessage<ThrottlingData> = /*@__PURE__*/
-  messageDesc(file_agent, 16);
+  messageDesc(file_agent, 24);
 
 /**
  * @generated from message grpc.CpuStats
@@ -458,7 +588,7 @@ export type CpuStats = Message<"grpc.CpuStats"> & {
  * Use `create(CpuStatsSchema)` to create a new message.
  */
 export const CpuStatsSchema: GenMessage<CpuStats> = /*@__PURE__*/
-  messageDesc(file_agent, 17);
+  messageDesc(file_agent, 25);
 
 /**
  * @generated from message grpc.PidsStats
@@ -480,7 +610,7 @@ export type PidsStats = Message<"grpc.PidsStats"> & {
  * Use `create(PidsStatsSchema)` to create a new message.
  */
 export const PidsStatsSchema: GenMessage<PidsStats> = /*@__PURE__*/
-  messageDesc(file_agent, 18);
+  messageDesc(file_agent, 26);
 
 /**
  * @generated from message grpc.MemoryData
@@ -512,7 +642,7 @@ export type MemoryData = Message<"grpc.MemoryData"> & {
  * Use `create(MemoryDataSchema)` to create a new message.
  */
 export const MemoryDataSchema: GenMessage<MemoryData> = /*@__PURE__*/
-  messageDesc(file_agent, 19);
+  messageDesc(file_agent, 27);
 
 /**
  * @generated from message grpc.MemoryStats
@@ -556,7 +686,7 @@ export type MemoryStats = Message<"grpc.MemoryStats"> & {
  * Use `create(MemoryStatsSchema)` to create a new message.
  */
 export const MemoryStatsSchema: GenMessage<MemoryStats> = /*@__PURE__*/
-  messageDesc(file_agent, 20);
+  messageDesc(file_agent, 28);
 
 /**
  * @generated from message grpc.BlkioStatsEntry
@@ -588,7 +718,7 @@ export type BlkioStatsEntry = Message<"grpc.BlkioStatsEntry"> & {
  * Use `create(BlkioStatsEntrySchema)` to create a new message.
  */
 export const BlkioStatsEntrySchema: GenMessage<BlkioStatsEntry> = /*@__PURE__*/
-  messageDesc(file_agent, 21);
+  messageDesc(file_agent, 29);
 
 /**
  * @generated from message grpc.BlkioStats
@@ -640,7 +770,7 @@ export type BlkioStats = Message<"grpc.BlkioStats"> & {
  * Use `create(BlkioStatsSchema)` to create a new message.
  */
 export const BlkioStatsSchema: GenMessage<BlkioStats> = /*@__PURE__*/
-  messageDesc(file_agent, 22);
+  messageDesc(file_agent, 30);
 
 /**
  * @generated from message grpc.HugetlbStats
@@ -667,7 +797,7 @@ export type HugetlbStats = Message<"grpc.HugetlbStats"> & {
  * Use `create(HugetlbStatsSchema)` to create a new message.
  */
 export const HugetlbStatsSchema: GenMessage<HugetlbStats> = /*@__PURE__*/
-  messageDesc(file_agent, 23);
+  messageDesc(file_agent, 31);
 
 /**
  * @generated from message grpc.CgroupStats
@@ -706,7 +836,7 @@ export type CgroupStats = Message<"grpc.CgroupStats"> & {
  * Use `create(CgroupStatsSchema)` to create a new message.
  */
 export const CgroupStatsSchema: GenMessage<CgroupStats> = /*@__PURE__*/
-  messageDesc(file_agent, 24);
+  messageDesc(file_agent, 32);
 
 /**
  * @generated from message grpc.NetworkStats
@@ -763,7 +893,7 @@ export type NetworkStats = Message<"grpc.NetworkStats"> & {
  * Use `create(NetworkStatsSchema)` to create a new message.
  */
 export const NetworkStatsSchema: GenMessage<NetworkStats> = /*@__PURE__*/
-  messageDesc(file_agent, 25);
+  messageDesc(file_agent, 33);
 
 /**
  * @generated from message grpc.StatsContainerResponse
@@ -785,7 +915,7 @@ export type StatsContainerResponse = Message<"grpc.StatsContainerResponse"> & {
  * Use `create(StatsContainerResponseSchema)` to create a new message.
  */
 export const StatsContainerResponseSchema: GenMessage<StatsContainerResponse> = /*@__PURE__*/
-  messageDesc(file_agent, 26);
+  messageDesc(file_agent, 34);
 
 /**
  * @generated from message grpc.WriteStreamRequest
@@ -812,7 +942,7 @@ export type WriteStreamRequest = Message<"grpc.WriteStreamRequest"> & {
  * Use `create(WriteStreamRequestSchema)` to create a new message.
  */
 export const WriteStreamRequestSchema: GenMessage<WriteStreamRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 27);
+  messageDesc(file_agent, 35);
 
 /**
  * @generated from message grpc.WriteStreamResponse
@@ -831,7 +961,7 @@ export type WriteStreamResponse = Message<"grpc.WriteStreamResponse"> & {
  * Use `create(WriteStreamResponseSchema)` to create a new message.
  */
 export const WriteStreamResponseSchema: GenMessage<WriteStreamResponse> = /*@__PURE__*/
-  messageDesc(file_agent, 28);
+  messageDesc(file_agent, 36);
 
 /**
  * @generated from message grpc.ReadStreamRequest
@@ -860,7 +990,7 @@ export type ReadStreamRequest = Message<"grpc.ReadStreamRequest"> & {
  * Use `create(ReadStreamRequestSchema)` to create a new message.
  */
 export const ReadStreamRequestSchema: GenMessage<ReadStreamRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 29);
+  messageDesc(file_agent, 37);
 
 /**
  * @generated from message grpc.ReadStreamResponse
@@ -877,7 +1007,7 @@ export type ReadStreamResponse = Message<"grpc.ReadStreamResponse"> & {
  * Use `create(ReadStreamResponseSchema)` to create a new message.
  */
 export const ReadStreamResponseSchema: GenMessage<ReadStreamResponse> = /*@__PURE__*/
-  messageDesc(file_agent, 30);
+  messageDesc(file_agent, 38);
 
 /**
  * @generated from message grpc.CloseStdinRequest
@@ -899,7 +1029,7 @@ export type CloseStdinRequest = Message<"grpc.CloseStdinRequest"> & {
  * Use `create(CloseStdinRequestSchema)` to create a new message.
  */
 export const CloseStdinRequestSchema: GenMessage<CloseStdinRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 31);
+  messageDesc(file_agent, 39);
 
 /**
  * @generated from message grpc.TtyWinResizeRequest
@@ -931,7 +1061,7 @@ export type TtyWinResizeRequest = Message<"grpc.TtyWinResizeRequest"> & {
  * Use `create(TtyWinResizeRequestSchema)` to create a new message.
  */
 export const TtyWinResizeRequestSchema: GenMessage<TtyWinResizeRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 32);
+  messageDesc(file_agent, 40);
 
 /**
  * @generated from message grpc.KernelModule
@@ -955,7 +1085,7 @@ export type KernelModule = Message<"grpc.KernelModule"> & {
  * Use `create(KernelModuleSchema)` to create a new message.
  */
 export const KernelModuleSchema: GenMessage<KernelModule> = /*@__PURE__*/
-  messageDesc(file_agent, 33);
+  messageDesc(file_agent, 41);
 
 /**
  * @generated from message grpc.CreateSandboxRequest
@@ -1017,7 +1147,7 @@ export type CreateSandboxRequest = Message<"grpc.CreateSandboxRequest"> & {
  * Use `create(CreateSandboxRequestSchema)` to create a new message.
  */
 export const CreateSandboxRequestSchema: GenMessage<CreateSandboxRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 34);
+  messageDesc(file_agent, 42);
 
 /**
  * @generated from message grpc.DestroySandboxRequest
@@ -1030,7 +1160,7 @@ export type DestroySandboxRequest = Message<"grpc.DestroySandboxRequest"> & {
  * Use `create(DestroySandboxRequestSchema)` to create a new message.
  */
 export const DestroySandboxRequestSchema: GenMessage<DestroySandboxRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 35);
+  messageDesc(file_agent, 43);
 
 /**
  * @generated from message grpc.AgentDetails
@@ -1071,7 +1201,7 @@ export type AgentDetails = Message<"grpc.AgentDetails"> & {
  * Use `create(AgentDetailsSchema)` to create a new message.
  */
 export const AgentDetailsSchema: GenMessage<AgentDetails> = /*@__PURE__*/
-  messageDesc(file_agent, 36);
+  messageDesc(file_agent, 44);
 
 /**
  * @generated from message grpc.GuestDetailsRequest
@@ -1097,7 +1227,7 @@ export type GuestDetailsRequest = Message<"grpc.GuestDetailsRequest"> & {
  * Use `create(GuestDetailsRequestSchema)` to create a new message.
  */
 export const GuestDetailsRequestSchema: GenMessage<GuestDetailsRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 37);
+  messageDesc(file_agent, 45);
 
 /**
  * @generated from message grpc.GuestDetailsResponse
@@ -1124,7 +1254,7 @@ export type GuestDetailsResponse = Message<"grpc.GuestDetailsResponse"> & {
  * Use `create(GuestDetailsResponseSchema)` to create a new message.
  */
 export const GuestDetailsResponseSchema: GenMessage<GuestDetailsResponse> = /*@__PURE__*/
-  messageDesc(file_agent, 38);
+  messageDesc(file_agent, 46);
 
 /**
  * @generated from message grpc.SetGuestDateTimeRequest
@@ -1150,7 +1280,7 @@ export type SetGuestDateTimeRequest = Message<"grpc.SetGuestDateTimeRequest"> & 
  * Use `create(SetGuestDateTimeRequestSchema)` to create a new message.
  */
 export const SetGuestDateTimeRequestSchema: GenMessage<SetGuestDateTimeRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 39);
+  messageDesc(file_agent, 47);
 
 /**
  * From Kata 2.x: re-own a volume to a group (Kubernetes fsGroup). Field 1 is unused upstream too.
@@ -1174,7 +1304,7 @@ export type FSGroup = Message<"grpc.FSGroup"> & {
  * Use `create(FSGroupSchema)` to create a new message.
  */
 export const FSGroupSchema: GenMessage<FSGroup> = /*@__PURE__*/
-  messageDesc(file_agent, 40);
+  messageDesc(file_agent, 48);
 
 /**
  * A rootfs or volume the agent mounts in the guest, dispatched by driver.
@@ -1238,7 +1368,7 @@ export type Storage = Message<"grpc.Storage"> & {
  * Use `create(StorageSchema)` to create a new message.
  */
 export const StorageSchema: GenMessage<Storage> = /*@__PURE__*/
-  messageDesc(file_agent, 41);
+  messageDesc(file_agent, 49);
 
 /**
  * A device from the OCI device list, as the guest will see it.
@@ -1285,7 +1415,7 @@ export type Device = Message<"grpc.Device"> & {
  * Use `create(DeviceSchema)` to create a new message.
  */
 export const DeviceSchema: GenMessage<Device> = /*@__PURE__*/
-  messageDesc(file_agent, 42);
+  messageDesc(file_agent, 50);
 
 /**
  * A user as names or numbers, resolved by the agent inside the container.
@@ -1314,7 +1444,7 @@ export type StringUser = Message<"grpc.StringUser"> & {
  * Use `create(StringUserSchema)` to create a new message.
  */
 export const StringUserSchema: GenMessage<StringUser> = /*@__PURE__*/
-  messageDesc(file_agent, 43);
+  messageDesc(file_agent, 51);
 
 /**
  * @generated from service grpc.AgentService
@@ -1499,6 +1629,48 @@ export const AgentService: GenService<{
     methodKind: "unary";
     input: typeof GetOOMEventRequestSchema;
     output: typeof OOMEventSchema;
+  },
+  /**
+   * Networking: the host gives the guest the pod's interfaces (found by MAC), routes and neighbours.
+   *
+   * @generated from rpc grpc.AgentService.UpdateInterface
+   */
+  updateInterface: {
+    methodKind: "unary";
+    input: typeof UpdateInterfaceRequestSchema;
+    output: typeof InterfaceSchema;
+  },
+  /**
+   * @generated from rpc grpc.AgentService.UpdateRoutes
+   */
+  updateRoutes: {
+    methodKind: "unary";
+    input: typeof UpdateRoutesRequestSchema;
+    output: typeof RoutesSchema;
+  },
+  /**
+   * @generated from rpc grpc.AgentService.ListInterfaces
+   */
+  listInterfaces: {
+    methodKind: "unary";
+    input: typeof ListInterfacesRequestSchema;
+    output: typeof InterfacesSchema;
+  },
+  /**
+   * @generated from rpc grpc.AgentService.ListRoutes
+   */
+  listRoutes: {
+    methodKind: "unary";
+    input: typeof ListRoutesRequestSchema;
+    output: typeof RoutesSchema;
+  },
+  /**
+   * @generated from rpc grpc.AgentService.AddARPNeighbors
+   */
+  addARPNeighbors: {
+    methodKind: "unary";
+    input: typeof AddARPNeighborsRequestSchema;
+    output: typeof EmptySchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_agent, 0);

@@ -5,15 +5,215 @@
 // @generated from file types.proto (package types, syntax proto3)
 /* eslint-disable */
 
-import type { GenEnum, GenFile } from "@bufbuild/protobuf/codegenv2";
-import { enumDesc, fileDesc } from "@bufbuild/protobuf/codegenv2";
-import type { UnknownEnum } from "@bufbuild/protobuf";
+import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Message, UnknownEnum } from "@bufbuild/protobuf";
 
 /**
  * Describes the file types.proto.
  */
 export const file_types: GenFile = /*@__PURE__*/
-  fileDesc("Cgt0eXBlcy5wcm90bxIFdHlwZXMqNQoTRlNHcm91cENoYW5nZVBvbGljeRIKCgZBbHdheXMQABISCg5PblJvb3RNaXNtYXRjaBABYgZwcm90bzM");
+  fileDesc("Cgt0eXBlcy5wcm90bxIFdHlwZXMiSwoJSVBBZGRyZXNzEh8KBmZhbWlseRgBIAEoDjIPLnR5cGVzLklQRmFtaWx5Eg8KB2FkZHJlc3MYAiABKAkSDAoEbWFzaxgDIAEoCSKiAQoJSW50ZXJmYWNlEg4KBmRldmljZRgBIAEoCRIMCgRuYW1lGAIgASgJEiUKC0lQQWRkcmVzc2VzGAMgAygLMhAudHlwZXMuSVBBZGRyZXNzEgsKA210dRgEIAEoBBIOCgZod0FkZHIYBSABKAkSEgoKZGV2aWNlUGF0aBgGIAEoCRIMCgR0eXBlGAcgASgJEhEKCXJhd19mbGFncxgIIAEoDSKFAQoFUm91dGUSDAoEZGVzdBgBIAEoCRIPCgdnYXRld2F5GAIgASgJEg4KBmRldmljZRgDIAEoCRIOCgZzb3VyY2UYBCABKAkSDQoFc2NvcGUYBSABKA0SHwoGZmFtaWx5GAYgASgOMg8udHlwZXMuSVBGYW1pbHkSDQoFZmxhZ3MYByABKA0icgoLQVJQTmVpZ2hib3ISJQoLdG9JUEFkZHJlc3MYASABKAsyEC50eXBlcy5JUEFkZHJlc3MSDgoGZGV2aWNlGAIgASgJEg4KBmxsYWRkchgDIAEoCRINCgVzdGF0ZRgEIAEoBRINCgVmbGFncxgFIAEoBSoaCghJUEZhbWlseRIGCgJ2NBAAEgYKAnY2EAEqNQoTRlNHcm91cENoYW5nZVBvbGljeRIKCgZBbHdheXMQABISCg5PblJvb3RNaXNtYXRjaBABYgZwcm90bzM");
+
+/**
+ * @generated from message types.IPAddress
+ */
+export type IPAddress = Message<"types.IPAddress"> & {
+  /**
+   * @generated from field: types.IPFamily family = 1;
+   */
+  family: IPFamily;
+
+  /**
+   * @generated from field: string address = 2;
+   */
+  address: string;
+
+  /**
+   * The prefix length, in decimal ("24", "64").
+   *
+   * @generated from field: string mask = 3;
+   */
+  mask: string;
+};
+
+/**
+ * Describes the message types.IPAddress.
+ * Use `create(IPAddressSchema)` to create a new message.
+ */
+export const IPAddressSchema: GenMessage<IPAddress> = /*@__PURE__*/
+  messageDesc(file_types, 0);
+
+/**
+ * A network interface: the host tells the guest which NIC (found by hwAddr) gets which name, MTU and
+ * addresses.
+ *
+ * @generated from message types.Interface
+ */
+export type Interface = Message<"types.Interface"> & {
+  /**
+   * @generated from field: string device = 1;
+   */
+  device: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * @generated from field: repeated types.IPAddress IPAddresses = 3;
+   */
+  IPAddresses: IPAddress[];
+
+  /**
+   * @generated from field: uint64 mtu = 4;
+   */
+  mtu: bigint;
+
+  /**
+   * @generated from field: string hwAddr = 5;
+   */
+  hwAddr: string;
+
+  /**
+   * @generated from field: string devicePath = 6;
+   */
+  devicePath: string;
+
+  /**
+   * Link kind on the host ("veth", "tap", ...), informational.
+   *
+   * @generated from field: string type = 7;
+   */
+  type: string;
+
+  /**
+   * @generated from field: uint32 raw_flags = 8;
+   */
+  rawFlags: number;
+};
+
+/**
+ * Describes the message types.Interface.
+ * Use `create(InterfaceSchema)` to create a new message.
+ */
+export const InterfaceSchema: GenMessage<Interface> = /*@__PURE__*/
+  messageDesc(file_types, 1);
+
+/**
+ * @generated from message types.Route
+ */
+export type Route = Message<"types.Route"> & {
+  /**
+   * "default", or a prefix ("10.88.0.0/16").
+   *
+   * @generated from field: string dest = 1;
+   */
+  dest: string;
+
+  /**
+   * @generated from field: string gateway = 2;
+   */
+  gateway: string;
+
+  /**
+   * @generated from field: string device = 3;
+   */
+  device: string;
+
+  /**
+   * @generated from field: string source = 4;
+   */
+  source: string;
+
+  /**
+   * RT_SCOPE_*: 0 universe, 253 link, 254 host.
+   *
+   * @generated from field: uint32 scope = 5;
+   */
+  scope: number;
+
+  /**
+   * @generated from field: types.IPFamily family = 6;
+   */
+  family: IPFamily;
+
+  /**
+   * @generated from field: uint32 flags = 7;
+   */
+  flags: number;
+};
+
+/**
+ * Describes the message types.Route.
+ * Use `create(RouteSchema)` to create a new message.
+ */
+export const RouteSchema: GenMessage<Route> = /*@__PURE__*/
+  messageDesc(file_types, 2);
+
+/**
+ * @generated from message types.ARPNeighbor
+ */
+export type ARPNeighbor = Message<"types.ARPNeighbor"> & {
+  /**
+   * @generated from field: types.IPAddress toIPAddress = 1;
+   */
+  toIPAddress?: IPAddress | undefined;
+
+  /**
+   * @generated from field: string device = 2;
+   */
+  device: string;
+
+  /**
+   * @generated from field: string lladdr = 3;
+   */
+  lladdr: string;
+
+  /**
+   * @generated from field: int32 state = 4;
+   */
+  state: number;
+
+  /**
+   * @generated from field: int32 flags = 5;
+   */
+  flags: number;
+};
+
+/**
+ * Describes the message types.ARPNeighbor.
+ * Use `create(ARPNeighborSchema)` to create a new message.
+ */
+export const ARPNeighborSchema: GenMessage<ARPNeighbor> = /*@__PURE__*/
+  messageDesc(file_types, 3);
+
+/**
+ * @generated from enum types.IPFamily
+ */
+export const IPFamily = {
+  /**
+   * @generated from enum value: v4 = 0;
+   */
+  v4: 0,
+
+  /**
+   * @generated from enum value: v6 = 1;
+   */
+  v6: 1,
+} as const;
+
+/**
+ * @generated from enum types.IPFamily
+ */
+export type IPFamily = (typeof IPFamily)[keyof typeof IPFamily] | UnknownEnum;
+
+/**
+ * Describes the enum types.IPFamily.
+ */
+export const IPFamilySchema: GenEnum<IPFamily> = /*@__PURE__*/
+  enumDesc(file_types, 0);
 
 /**
  * When the agent re-owns a volume to Storage.fs_group.group_id.
@@ -47,5 +247,5 @@ export type FSGroupChangePolicy = (typeof FSGroupChangePolicy)[keyof typeof FSGr
  * Describes the enum types.FSGroupChangePolicy.
  */
 export const FSGroupChangePolicySchema: GenEnum<FSGroupChangePolicy> = /*@__PURE__*/
-  enumDesc(file_types, 0);
+  enumDesc(file_types, 1);
 
