@@ -83,15 +83,32 @@ async function hasIngress(netns: NetnsPort, nsPath: string, dev: string): Promis
   );
 }
 
+/** A namespace that is gone took its taps and qdiscs with it. */
+async function nsGone(nsPath: string): Promise<boolean> {
+  try {
+    await lstat(nsPath);
+    return false;
+  } catch (e) {
+    if (errnoOf(e) === "ENOENT") return true;
+    throw new KataError(Code.Internal, `lstat ${nsPath}`, { cause: e });
+  }
+}
+
+/** Whether what an undo command removes is still there: the tap (ip link del), or the ingress qdisc. */
+async function undoNeeded(netns: NetnsPort, nsPath: string, c: NetCommand, iface: string): Promise<boolean> {
+  if (!(await linkNames(netns, nsPath)).has(iface)) return false;
+  return c.file === "tc" ? hasIngress(netns, nsPath, iface) : true;
+}
+
 /**
- * Runs an undo command; when it fails because the interface is already gone (deleted with the
- * namespace, or by whoever removed the veth), that is what the undo wanted: not an error.
+ * Runs an undo command unless its work is done already: teardown, the namespace's deletion or whoever
+ * removed the veth may have got there first, and undo and teardown must both be safe to run.
  */
 async function undoCommand(netns: NetnsPort, nsPath: string, c: NetCommand, iface: string): Promise<void> {
+  if (await nsGone(nsPath)) return;
+  if (!(await undoNeeded(netns, nsPath, c, iface))) return;
   const r = await netns.run(nsPath, c.file, c.args);
-  if (r.code === 0) return;
-  if (!(await linkNames(netns, nsPath)).has(iface)) return;
-  throw failed(c, iface, nsPath, r);
+  if (r.code !== 0 && (await undoNeeded(netns, nsPath, c, iface))) throw failed(c, iface, nsPath, r);
 }
 
 /**
@@ -113,14 +130,20 @@ export async function setupNetwork(
   const plan = planNetwork(await scanNetns(deps.netns, nsPath, signal), model);
   for (const w of plan.warnings) deps.logger.warn(`network: ${w}`, { op: "setupNetwork", nsPath });
   for (const op of plan.ops) {
-    if (signal.aborted) throw abortError(signal, `set up network in ${nsPath}`);
+    const back = op.undo;
+    const deferUndo = (): void => {
+      if (back !== undefined) {
+        undo.defer(`${commandLine(back)} in ${nsPath}`, () => undoCommand(deps.netns, nsPath, back, op.iface));
+      }
+    };
+    // A tap is ours by name (the scan found none), so its undo goes first: a command killed by an abort
+    // may still have made it. A veth's qdisc is undone only once we know we added it.
+    const ours = ourTapPattern.test(op.iface);
+    if (ours) deferUndo();
     const r = await deps.netns.run(nsPath, op.file, op.args, { signal });
+    if (r.code === 0 && !ours) deferUndo();
     if (signal.aborted) throw abortError(signal, `${commandLine(op)} in ${nsPath}`);
     if (r.code !== 0) throw failed(op, op.iface, nsPath, r);
-    const back = op.undo;
-    if (back !== undefined) {
-      undo.defer(`${commandLine(back)} in ${nsPath}`, () => undoCommand(deps.netns, nsPath, back, op.iface));
-    }
   }
   deps.logger.info(`network: ${describeNetwork(plan)}`, { op: "setupNetwork", nsPath });
   return plan;
@@ -143,21 +166,12 @@ export async function teardownNetwork(
   if (foreign !== undefined) {
     throw new KataError(Code.InvalidArgument, `tear down network in ${nsPath}: ${foreign.tap} is not a kata-ts tap`);
   }
-  try {
-    await lstat(nsPath);
-  } catch (e) {
-    // A namespace that is gone took its taps and qdiscs with it.
-    if (errnoOf(e) === "ENOENT") return;
-    throw new KataError(Code.Internal, `lstat ${nsPath}`, { cause: e });
-  }
-  const present = await linkNames(deps.netns, nsPath);
+  if (await nsGone(nsPath)) return;
   const failures: unknown[] = [];
   for (const { veth, tap } of links) {
     try {
-      if (present.has(veth) && (await hasIngress(deps.netns, nsPath, veth))) {
-        await undoCommand(deps.netns, nsPath, { file: "tc", args: ["qdisc", "del", "dev", veth, "ingress"] }, veth);
-      }
-      if (present.has(tap)) await undoCommand(deps.netns, nsPath, { file: "ip", args: ["link", "del", tap] }, tap);
+      await undoCommand(deps.netns, nsPath, { file: "tc", args: ["qdisc", "del", "dev", veth, "ingress"] }, veth);
+      await undoCommand(deps.netns, nsPath, { file: "ip", args: ["link", "del", tap] }, tap);
     } catch (e) {
       failures.push(e);
     }
