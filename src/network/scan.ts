@@ -184,11 +184,12 @@ interface Links {
 }
 
 function classifyLinks(out: IpJsonOutput, warnings: string[]): Links {
+  const what = "-j -d link show";
+  const linkList = parseArray(what, out.link);
   const addrs = new Map<number, Json>();
   for (const a of parseArray("-j addr show", out.addr)) addrs.set(num("-j addr show", a, "ifindex"), a);
   const links: Links = { endpoints: [], existingTaps: [], skipped: new Map() };
-  const what = "-j -d link show";
-  for (const l of parseArray(what, out.link)) {
+  for (const l of linkList) {
     const name = str(what, l, "ifname");
     const kind = linkKind(l);
     const linkType = str(what, l, "link_type");
