@@ -122,7 +122,7 @@ describe("setupNetwork", () => {
       port.runs.slice(5),
       plan.ops.map((o) => `${ns}: ${o.file} ${o.args.join(" ")}`),
     );
-    assert.equal(plan.ops.length, 6);
+    assert.equal(plan.ops.length, 7, "with the txqlen of the CNI veth kept at 0");
     assert.equal(undo.size, 2);
   });
 

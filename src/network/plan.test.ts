@@ -278,6 +278,12 @@ describe("planNetwork", () => {
     });
   });
 
+  it("keeps a CNI veth's txqlen of 0, which attaching the ingress qdisc would change", () => {
+    const ops = planNetwork(parseScan(captured("cni-bridge")), "tcfilter").ops.map((o) => o.args.join(" "));
+    assert.equal(ops.indexOf("link set dev eth0 txqlen 0"), ops.indexOf("qdisc add dev eth0 ingress") + 1);
+    assert.ok(!planNetwork(scan, "tcfilter").ops.some((o) => o.args.includes("txqlen")));
+  });
+
   it("plans nothing for none", () => {
     const plan = planNetwork(scan, "none");
     assert.deepEqual([plan.ops, plan.nics, plan.interfaces, plan.routes, plan.neighbors], [[], [], [], [], []]);

@@ -105,11 +105,17 @@ function redirect(from: string, to: string): string[] {
   ]; // prettier-ignore
 }
 
-function linkOps(veth: string, tap: string, mtu: number): NetOp[] {
+function linkOps(e: Endpoint, tap: string): NetOp[] {
+  const veth = e.name;
+  // Attaching a qdisc to a device whose txqlen is 0 (as CNI's bridge plugin makes veths) sets it to
+  // 1000 (measured on Linux 6.1); setting it back sticks, also after the qdisc is deleted again.
+  const keepTxqlen: NetOp[] =
+    e.txqlen === 0 ? [{ file: "ip", args: ["link", "set", "dev", veth, "txqlen", "0"], iface: veth }] : [];
   return [
     { file: "ip", args: ["tuntap", "add", "dev", tap, "mode", "tap"], iface: tap, undo: { file: "ip", args: ["link", "del", tap] } },
-    { file: "ip", args: ["link", "set", tap, "mtu", String(mtu), "up"], iface: tap },
+    { file: "ip", args: ["link", "set", tap, "mtu", String(e.mtu), "up"], iface: tap },
     { file: "tc", args: ["qdisc", "add", "dev", veth, "ingress"], iface: veth, undo: { file: "tc", args: ["qdisc", "del", "dev", veth, "ingress"] } },
+    ...keepTxqlen,
     { file: "tc", args: redirect(veth, tap), iface: veth },
     { file: "tc", args: ["qdisc", "add", "dev", tap, "ingress"], iface: tap },
     { file: "tc", args: redirect(tap, veth), iface: tap },
@@ -159,7 +165,7 @@ export function planNetwork(scan: ScannedNetns, model: NetworkModel): NetworkPla
       );
     }
     links.push({ veth: e.name, tap, mac: e.mac, mtu: e.mtu });
-    ops.push(...linkOps(e.name, tap, e.mtu));
+    ops.push(...linkOps(e, tap));
   }
   const routes: RouteInit[] = scan.routes.map((r) => ({
     dest: r.dest,

@@ -24,6 +24,8 @@ export interface Endpoint {
   readonly ifindex: number;
   readonly mac: string;
   readonly mtu: number;
+  /** Transmit queue length (CNI's bridge plugin makes veths with 0; iproute2 omits 0). */
+  readonly txqlen: number;
   /** iproute2's flag names (UP, NOARP, ...). */
   readonly flags: readonly string[];
   readonly addresses: readonly ScannedAddress[];
@@ -217,6 +219,7 @@ function classifyLinks(out: IpJsonOutput, warnings: string[]): Links {
       ifindex,
       mac: str(what, l, "address"),
       mtu: num(what, l, "mtu"),
+      txqlen: l["txqlen"] === undefined ? 0 : num(what, l, "txqlen"),
       flags: strings(what, l, "flags"),
       addresses: a === undefined ? [] : parseAddresses("-j addr show", a, warnings),
     });

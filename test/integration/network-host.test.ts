@@ -232,6 +232,68 @@ describe("pod networking on the host (tcfilter)", { skip, timeout: 120_000 }, ()
     assert.equal(await snapshot(pod.nsPath), before);
   });
 
+  it("carries a pod made by the CNI bridge plugin, and CNI DEL works after teardown", async () => {
+    const name = `${nsPrefix}cni`;
+    const nsPath = await netns.create(name);
+    const dataDir = await mkdtemp(join(tmpdir(), "kata-ts-cni-"));
+    // A plain CNI 1.0 call (the test helpers' CNI conflist support is its own piece of work).
+    const conf = JSON.stringify({
+      cniVersion: "1.0.0",
+      name: `${hostPrefix}net`,
+      type: "bridge",
+      bridge: `${hostPrefix}br`,
+      isGateway: true,
+      ipMasq: false,
+      ipam: {
+        type: "host-local",
+        ranges: [[{ subnet: "10.97.0.0/24", gateway: "10.97.0.1" }]],
+        routes: [{ dst: "0.0.0.0/0" }],
+        dataDir,
+      },
+    });
+    const cni = (command: string): Promise<RunResult> =>
+      runner.run("/usr/lib/cni/bridge", [], {
+        input: conf,
+        env: {
+          ...process.env,
+          CNI_COMMAND: command,
+          CNI_CONTAINERID: `nh${process.pid}`,
+          CNI_NETNS: nsPath,
+          CNI_IFNAME: "eth0",
+          CNI_PATH: "/usr/lib/cni",
+        },
+      });
+    try {
+      const added = await cni("ADD");
+      assert.equal(added.code, 0, added.stdout + added.stderr);
+      const result = JSON.parse(added.stdout) as { ips: { address: string }[] };
+      const before = await snapshot(nsPath);
+
+      const plan = await setupNetwork(deps, nsPath, "tcfilter", new CleanupStack(), AbortSignal.timeout(30_000));
+      assert.deepEqual(
+        (plan.interfaces[0]?.IPAddresses ?? []).map((a) => `${a.address ?? ""}/${a.mask ?? ""}`),
+        result.ips.map((ip) => ip.address),
+      );
+      assert.deepEqual(
+        plan.routes.map((r) => [r.dest, r.gateway]),
+        [["default", "10.97.0.1"]],
+      );
+      await teardownNetwork(deps, nsPath, plan.links);
+
+      assert.equal(await snapshot(nsPath), before);
+      const deleted = await cni("DEL");
+      assert.equal(deleted.code, 0, deleted.stdout + deleted.stderr);
+      assert.deepEqual(
+        (JSON.parse(await inNs(nsPath, "ip", ["-j", "link", "show"])) as { ifname: string }[]).map((l) => l.ifname),
+        ["lo"],
+      );
+    } finally {
+      await netns.remove(name);
+      await runner.run("ip", ["link", "del", `${hostPrefix}br`]);
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+
   it("carries two interfaces with IPv6, and unwinding the undo stack restores the namespace", async () => {
     const pod = await makePod();
     await addVeth(pod, "eth1", `10.98.${counter}.2/24`);
