@@ -167,16 +167,89 @@ export async function teardownNetwork(
     throw new KataError(Code.InvalidArgument, `tear down network in ${nsPath}: ${foreign.tap} is not a kata-ts tap`);
   }
   if (await nsGone(nsPath)) return;
+  await removeAll(
+    deps,
+    nsPath,
+    links.map((l) => l.veth),
+    links.map((l) => l.tap),
+  );
+  deps.logger.debug("network: torn down", { op: "teardownNetwork", nsPath, links: links.map((l) => l.tap).join(",") });
+}
+
+/** Deletes the ingress qdisc of each of `veths` (its filters go with it), then each of `taps`. */
+async function removeAll(
+  deps: NetworkDeps,
+  nsPath: string,
+  veths: readonly string[],
+  taps: readonly string[],
+): Promise<void> {
+  const steps: [NetCommand, string][] = [
+    ...veths.map((v): [NetCommand, string] => [{ file: "tc", args: ["qdisc", "del", "dev", v, "ingress"] }, v]),
+    ...taps.map((t): [NetCommand, string] => [{ file: "ip", args: ["link", "del", t] }, t]),
+  ];
   const failures: unknown[] = [];
-  for (const { veth, tap } of links) {
+  for (const [c, iface] of steps) {
     try {
-      await undoCommand(deps.netns, nsPath, { file: "tc", args: ["qdisc", "del", "dev", veth, "ingress"] }, veth);
-      await undoCommand(deps.netns, nsPath, { file: "ip", args: ["link", "del", tap] }, tap);
+      await undoCommand(deps.netns, nsPath, c, iface);
     } catch (e) {
       failures.push(e);
     }
   }
   const failure = firstFailure(`tear down network in ${nsPath}`, failures);
   if (failure !== undefined) throw failure;
-  deps.logger.debug("network: torn down", { op: "teardownNetwork", nsPath, links: links.map((l) => l.tap).join(",") });
+}
+
+/** The devices the ingress filters of `dev` redirect to (tc's JSON: options.actions[].to_dev). */
+async function redirectTargets(netns: NetnsPort, nsPath: string, dev: string): Promise<string[]> {
+  const r = await netns.run(nsPath, "tc", ["-j", "filter", "show", "dev", dev, "ingress"], {
+    maxOutputBytes: maxListBytes,
+  });
+  if (r.code !== 0) {
+    throw new KataError(
+      Code.Internal,
+      `tc -j filter show dev ${dev} ingress in ${nsPath}: ${describeExit(r)}: ${r.stderr.trim()}`,
+    );
+  }
+  let list: unknown;
+  try {
+    list = JSON.parse(r.stdout === "" ? "[]" : r.stdout);
+  } catch (e) {
+    throw new KataError(Code.Internal, `tc -j filter show dev ${dev} ingress in ${nsPath}: output is not JSON`, {
+      cause: e,
+    });
+  }
+  if (!Array.isArray(list)) return [];
+  const targets: string[] = [];
+  for (const f of list as unknown[]) {
+    const actions = (f as { options?: { actions?: unknown } } | null)?.options?.actions;
+    if (!Array.isArray(actions)) continue;
+    for (const a of actions as unknown[]) {
+      const to = (a as { to_dev?: unknown } | null)?.to_dev;
+      if (typeof to === "string") targets.push(to);
+    }
+  }
+  return targets;
+}
+
+/**
+ * Stale cleanup when the links were never saved (a runtime killed during setupNetwork): removes every
+ * tap named like ours and the ingress qdisc of every interface whose ingress filter redirects to one of
+ * them, leaving everything else. Returns the interfaces it changed. Idempotent, like teardownNetwork.
+ */
+export async function sweepNetwork(deps: NetworkDeps, nsPath: string): Promise<string[]> {
+  if (await nsGone(nsPath)) return [];
+  const names = [...(await linkNames(deps.netns, nsPath))];
+  const taps = names.filter((n) => ourTapPattern.test(n));
+  if (taps.length === 0) return [];
+  const veths: string[] = [];
+  for (const dev of names.filter((n) => !ourTapPattern.test(n))) {
+    if ((await redirectTargets(deps.netns, nsPath, dev)).some((t) => ourTapPattern.test(t))) veths.push(dev);
+  }
+  await removeAll(deps, nsPath, veths, taps);
+  deps.logger.info("network: removed what an earlier setup left", {
+    op: "sweepNetwork",
+    nsPath,
+    links: [...veths, ...taps].join(","),
+  });
+  return [...veths, ...taps];
 }

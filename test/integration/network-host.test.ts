@@ -15,7 +15,7 @@ import { after, afterEach, describe, it } from "node:test";
 import { CleanupStack } from "../../src/base/cleanup.js";
 import { Code, describeError, errnoOf, isKataError } from "../../src/base/errors.js";
 import { nullLogger, type LogFields, type Logger } from "../../src/base/log.js";
-import { setupNetwork, teardownNetwork, type NetworkDeps } from "../../src/network/apply.js";
+import { setupNetwork, sweepNetwork, teardownNetwork, type NetworkDeps } from "../../src/network/apply.js";
 import { NetnsManager, netnsName, netnsRunDir, type NetnsPort } from "../../src/network/netns.js";
 import { NodeProcessRunner, type RunOptions, type RunResult } from "../../src/platform/process.js";
 import { requires } from "../helpers/requires.js";
@@ -502,6 +502,25 @@ describe("pod networking on the host (tcfilter)", { skip, timeout: 120_000 }, ()
     assert.deepEqual(await taps(pod.nsPath), ["tap0_kata"]);
     await removePods();
     await teardownNetwork(deps, pod.nsPath, plan.links);
+  });
+
+  it("sweeps what a setup killed part-way left, and nothing else", async () => {
+    const pod = await makePod();
+    await addVeth(pod, "eth1", `10.98.${counter}.2/24`);
+    // Someone else's ingress qdisc (a bandwidth plugin's): not redirecting to a tap of ours, so it stays.
+    await inNs(pod.nsPath, "tc", ["qdisc", "add", "dev", "eth1", "ingress"]);
+    const before = await snapshot(pod.nsPath);
+    // Setup connects eth0, then fails on eth1's qdisc; the runtime "dies" there and its undo is lost.
+    const lost = new CleanupStack();
+    await assert.rejects(setupNetwork(deps, pod.nsPath, "tcfilter", lost, AbortSignal.timeout(30_000)), /eth1/);
+    lost.release();
+    assert.deepEqual(await taps(pod.nsPath), ["tap0_kata", "tap1_kata"]);
+
+    const swept = await sweepNetwork(deps, pod.nsPath);
+
+    assert.deepEqual(swept, ["eth0", "tap0_kata", "tap1_kata"]);
+    assert.equal(await snapshot(pod.nsPath), before);
+    assert.deepEqual(await sweepNetwork(deps, pod.nsPath), []);
   });
 
   it("unwinds as done after the namespace itself was deleted", async () => {
