@@ -113,7 +113,8 @@ function parseArray(what: string, text: string): Json[] {
 
 function str(what: string, e: Json, key: string): string {
   const v = e[key];
-  if (typeof v !== "string") throw new KataError(Code.Internal, `ip ${what}: ${key} of ${describe(e)} is not a string`);
+  if (typeof v !== "string")
+    throw new KataError(Code.Internal, `ip ${what}: ${key} of ${entryName(e)} is not a string`);
   return v;
 }
 
@@ -124,7 +125,7 @@ function optStr(what: string, e: Json, key: string): string | undefined {
 function num(what: string, e: Json, key: string): number {
   const v = e[key];
   if (typeof v !== "number" || !Number.isInteger(v)) {
-    throw new KataError(Code.Internal, `ip ${what}: ${key} of ${describe(e)} is not an integer`);
+    throw new KataError(Code.Internal, `ip ${what}: ${key} of ${entryName(e)} is not an integer`);
   }
   return v;
 }
@@ -132,12 +133,12 @@ function num(what: string, e: Json, key: string): number {
 function strings(what: string, e: Json, key: string): string[] {
   const v = e[key] ?? [];
   if (!Array.isArray(v) || !v.every((s) => typeof s === "string")) {
-    throw new KataError(Code.Internal, `ip ${what}: ${key} of ${describe(e)} is not a list of strings`);
+    throw new KataError(Code.Internal, `ip ${what}: ${key} of ${entryName(e)} is not a list of strings`);
   }
   return v;
 }
 
-function describe(e: Json): string {
+function entryName(e: Json): string {
   const name = e["ifname"] ?? e["dst"];
   return typeof name === "string" ? name : "an entry";
 }
@@ -160,11 +161,14 @@ function isLinkLocalV6(address: string): boolean {
 
 function parseAddresses(what: string, a: Json, warnings: string[]): ScannedAddress[] {
   const list = a["addr_info"] ?? [];
-  if (!Array.isArray(list)) throw new KataError(Code.Internal, `ip ${what}: addr_info of ${describe(a)} is not a list`);
+  if (!Array.isArray(list))
+    throw new KataError(Code.Internal, `ip ${what}: addr_info of ${entryName(a)} is not a list`);
   const name = str(what, a, "ifname");
   const out: ScannedAddress[] = [];
   for (const raw of list as unknown[]) {
-    if (typeof raw !== "object" || raw === null) continue;
+    if (typeof raw !== "object" || raw === null) {
+      throw new KataError(Code.Internal, `ip ${what}: an addr_info entry of ${name} is not an object`);
+    }
     const info = raw as Json;
     const family = str(what, info, "family");
     const address = str(what, info, "local");
