@@ -5,7 +5,7 @@
 
 import { isIP } from "node:net";
 import { Code, KataError } from "../../src/base/errors.js";
-import type { LinkAttr, NetPort, NetTool } from "../../src/guest/network.js";
+import type { LinkAttr, NetCommand, NetPort, NetResult, NetTool } from "../../src/guest/network.js";
 
 interface FakeLink {
   index: number;
@@ -49,6 +49,8 @@ export class FakeGuestNet implements NetPort {
   readonly sysctls = new Map<string, string>();
   /** Every command, as "ip link set dev eth0 up". */
   readonly calls: string[] = [];
+  /** How many times run() was called: each is one process in the guest. */
+  batches = 0;
   delays = 0;
   /** Called before each delay: a test adds a NIC "still probing" here. */
   onDelay: (n: number) => void = () => undefined;
@@ -70,12 +72,28 @@ export class FakeGuestNet implements NetPort {
     return l;
   }
 
-  run(tool: NetTool, args: readonly string[]): Promise<string> {
+  /** Runs the commands in order like the real port: the first failure that may not fail rejects. */
+  run(commands: readonly NetCommand[]): Promise<NetResult[]> {
+    this.batches++;
+    return new Promise((resolve) => {
+      const out: NetResult[] = [];
+      for (const c of commands) {
+        try {
+          out.push({ stdout: this.runOne(c.tool, c.args) });
+        } catch (e) {
+          if (c.mayFail !== true) throw e;
+          out.push({ stdout: "", failed: true });
+        }
+      }
+      resolve(out);
+    });
+  }
+
+  /** One command, outside any batch. */
+  runOne(tool: NetTool, args: readonly string[]): string {
     const cmd = `${tool} ${args.join(" ")}`;
     this.calls.push(cmd);
-    return new Promise((resolve) => {
-      resolve(tool === "arp" ? this.#arp(cmd, args) : this.#ip(cmd, args));
-    });
+    return tool === "arp" ? this.#arp(cmd, args) : this.#ip(cmd, args);
   }
 
   #arp(cmd: string, args: readonly string[]): string {
