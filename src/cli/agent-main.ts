@@ -16,6 +16,8 @@ import { Agent } from "../guest/agent.js";
 import { Crun } from "../guest/crun.js";
 import { servePort } from "../guest/serve-port.js";
 import { OomEvents } from "../guest/oom.js";
+import { GuestNetwork } from "../guest/network.js";
+import { BusyboxNetPort } from "../guest/network-port.js";
 import { registerAgentService } from "../guest/service.js";
 import { StorageManager, guestStorageHandlers } from "../guest/storage.js";
 
@@ -77,6 +79,7 @@ async function main(startedFrom: "snapshot" | "bundle"): Promise<void> {
     setTime: async (sec) => {
       await runChecked(runner, "date", ["-s", `@${sec.toString()}`]);
     },
+    network: new GuestNetwork(new BusyboxNetPort(runner), logger.child({ subsystem: "network" })),
   });
   const stop = new AbortController();
   process.on("SIGTERM", () => {

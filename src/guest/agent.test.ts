@@ -23,7 +23,7 @@ import {
   type FakeCrun,
   type FakeStorageHandler,
 } from "../../test/helpers/guest-agent.js";
-import type { Agent } from "./agent.js";
+import { truncateHostname, type Agent } from "./agent.js";
 
 let bundlesDir = "";
 let crun: FakeCrun;
@@ -62,6 +62,16 @@ describe("Agent", () => {
       );
 
       assert.equal(agent.sandboxId, "sb1");
+    });
+
+    it("cuts a hostname longer than 64 bytes to 64, never inside a character", async () => {
+      const long = "h".repeat(63) + "é" + "tail";
+
+      await agent.createSandbox(create(CreateSandboxRequestSchema, { sandboxId: "sb1", hostname: long }));
+
+      assert.deepEqual(hostnames, ["h".repeat(63)]);
+      assert.equal(truncateHostname("a".repeat(70)), "a".repeat(64));
+      assert.equal(truncateHostname("pod-1"), "pod-1");
     });
 
     it("refuses an invalid sandbox id before touching hostname or storage", async () => {

@@ -76,7 +76,7 @@ export class Agent {
         throw new KataError(Code.AlreadyExists, `sandbox ${this.#sandboxId} already created`);
       }
       const id = checkId("sandbox id", req.sandboxId);
-      if (req.hostname !== "") await this.#deps.setHostname(req.hostname);
+      if (req.hostname !== "") await this.#deps.setHostname(truncateHostname(req.hostname));
       for (const m of req.kernelModules) {
         if (!/^[A-Za-z0-9_-]+$/.test(m.name)) {
           throw new KataError(Code.InvalidArgument, `kernel module name ${JSON.stringify(m.name)} is not valid`);
@@ -335,6 +335,19 @@ export class Agent {
     if (c === undefined) throw new KataError(Code.NotFound, `container ${containerId} not found`);
     return c;
   }
+}
+
+/** The kernel keeps at most 64 bytes of hostname (__NEW_UTS_LEN); a longer one is cut there, as Kata does. */
+export const maxHostnameBytes = 64;
+
+/** `name` cut to maxHostnameBytes, never inside a UTF-8 sequence. */
+export function truncateHostname(name: string): string {
+  let out = "";
+  for (const ch of name) {
+    if (Buffer.byteLength(out + ch) > maxHostnameBytes) break;
+    out += ch;
+  }
+  return out;
 }
 
 /** setTimeout's longest delay (2^31 - 1 ms); longer ones fire at once. */

@@ -2,10 +2,18 @@
 // mapping stays in the ttRPC server (toWireStatus) and the logic in agent.ts.
 
 import { KataError, Code } from "../base/errors.js";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { InterfaceSchema } from "../protocol/gen/types_pb.js";
 import type { TtrpcServer } from "../protocol/ttrpc/server.js";
-import { AgentService } from "../protocol/gen/agent_pb.js";
+import {
+  AgentService,
+  type AddARPNeighborsRequest,
+  type UpdateInterfaceRequest,
+  type UpdateRoutesRequest,
+} from "../protocol/gen/agent_pb.js";
 import { Health, HealthCheckResponse_ServingStatus } from "../protocol/gen/health_pb.js";
 import type { Agent } from "./agent.js";
+import type { GuestInterface, GuestNetwork } from "./network.js";
 
 /** Largest chunk one ReadStdout/ReadStderr returns: well under the 4 MiB frame limit. */
 export const maxReadChunkBytes = 1 << 20;
@@ -17,6 +25,8 @@ export interface ServiceDeps {
   readonly runPs: () => Promise<string>;
   /** Sets the guest clock (SetGuestDateTime): a VM restored from a template carries a stale one. */
   readonly setTime: (sec: bigint, usec: bigint) => Promise<void>;
+  /** The pod's interfaces, routes and neighbours; without it those RPCs answer UNIMPLEMENTED. */
+  readonly network?: GuestNetwork;
 }
 
 export function registerAgentService(server: TtrpcServer, agent: Agent, version: string, deps: ServiceDeps): void {
@@ -96,11 +106,34 @@ export function registerAgentService(server: TtrpcServer, agent: Agent, version:
       await agent.resizeTerminal(req.containerId, req.execId, req.row, req.column);
       return {};
     },
+    ...(deps.network === undefined ? {} : networkHandlers(deps.network)),
     closeStdin: (req) => {
       agent.process(req.containerId, req.execId).closeStdin();
       return Promise.resolve({});
     },
   });
+}
+
+function networkHandlers(net: GuestNetwork) {
+  return {
+    updateInterface: async (req: UpdateInterfaceRequest) => {
+      if (req.interface === undefined) throw new KataError(Code.InvalidArgument, "interface: missing");
+      return wireInterface(await net.updateInterface(req.interface));
+    },
+    updateRoutes: async (req: UpdateRoutesRequest) => ({
+      Routes: await net.updateRoutes(req.routes?.Routes ?? []),
+    }),
+    addARPNeighbors: async (req: AddARPNeighborsRequest) => {
+      await net.addArpNeighbors(req.neighbors?.ARPNeighbors ?? []);
+      return {};
+    },
+    listInterfaces: async () => ({ Interfaces: (await net.listInterfaces()).map(wireInterface) }),
+    listRoutes: async () => ({ Routes: await net.listRoutes() }),
+  };
+}
+
+function wireInterface(i: GuestInterface): MessageInitShape<typeof InterfaceSchema> {
+  return { ...i, IPAddresses: [...i.IPAddresses] };
 }
 
 function readLength(len: number): number {

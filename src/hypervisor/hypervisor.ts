@@ -12,6 +12,17 @@ export interface ReadonlyDisk {
 }
 
 /**
+ * A network card backed by a tap device that already exists in the VM's network namespace (the pod's
+ * tcfilter endpoint): QEMU opens it by name and never configures it (script=no).
+ */
+export interface VmNic {
+  /** The tap's name in the netns (1..15 bytes, IFNAMSIZ). */
+  readonly tapName: string;
+  /** The guest NIC's MAC, "aa:bb:cc:dd:ee:ff": the pod veth's, so the guest finds the NIC by it. */
+  readonly mac: string;
+}
+
+/**
  * What a VM is made of, whoever describes it: the sandbox's resolved configuration, the driver's VmConfig and
  * the QEMU planner's QemuVmConfig all start from these fields.
  */
@@ -37,6 +48,8 @@ export interface VmConfig extends VmSpec {
   readonly sharedDir?: string;
   /** Run the hypervisor inside this network namespace (a path like /var/run/netns/x). */
   readonly netnsPath?: string;
+  /** NICs, in order, each on a tap that exists in `netnsPath` (the guest sees them as eth0, eth1, ...). */
+  readonly nics?: readonly VmNic[];
 }
 
 export interface Vm {

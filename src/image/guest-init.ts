@@ -63,6 +63,9 @@ mount -t erofs -o ro "$tools" ${toolsMountInGuest} ||
 # Every controller to the children, so crun can create container cgroups with limits.
 for c in $(cat /sys/fs/cgroup/cgroup.controllers); do echo "+$c" >/sys/fs/cgroup/cgroup.subtree_control; done 2>/dev/null
 hostname localhost
+# Loopback up (127.0.0.1 and ::1 come with it) in every sandbox, whatever its networking: containers share
+# the guest's network namespace, and localhost servers and health checks need lo.
+ip link set lo up || echo "kata-ts init: cannot bring lo up" >/dev/console
 read -r ready _ </proc/uptime
 echo "kata-ts init: started at \${started}s, ready at \${ready}s" >/dev/console
 exec /sbin/init

@@ -7,10 +7,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { delay } from "../../base/async.js";
-import { isKataError } from "../../base/errors.js";
+import { Code, KataError, isKataError } from "../../base/errors.js";
 import { nullLogger } from "../../base/log.js";
 import type { HostProbe } from "../../platform/probe.js";
-import { NodeProcessRunner } from "../../platform/process.js";
+import { NodeProcessRunner, type ProcessRunner } from "../../platform/process.js";
 import type { Vm, VmConfig } from "../hypervisor.js";
 import { QemuHypervisor } from "./qemu.js";
 import { quitDeadlineMs } from "./qemu-vm.js";
@@ -170,5 +170,40 @@ describe("QemuHypervisor with a fake QEMU", () => {
     assert.deepEqual(files, ["console.log", "console.log.1"]);
     for (const size of sizes) assert.ok(size > 0 && size <= cap, `${size} bytes`);
     assert.match(tail, /^x+$/);
+  });
+
+  it("starts QEMU in the netns with a netdev and a NIC per VmNic", async () => {
+    let spawned: readonly string[] = [];
+    const runner: ProcessRunner = {
+      run: () => Promise.reject(new KataError(Code.Unimplemented, "not used")),
+      spawn: (file, args) => {
+        spawned = [file, ...args];
+        return Promise.reject(new KataError(Code.Unavailable, "recorded only"));
+      },
+    };
+    const hv = new QemuHypervisor({ runner, probe, logger: nullLogger }, { binary: "qemu-system-x86_64" });
+
+    await assert.rejects(
+      hv.startVm(
+        {
+          id: "sb1",
+          vmDir: join(dir, "vm"),
+          machineType: "microvm",
+          vcpus: 1,
+          memoryMiB: 128,
+          kernelPath: join(dir, "vmlinux"),
+          initrdPath: join(dir, "initrd"),
+          kernelParams: [],
+          netnsPath: "/var/run/netns/pod1",
+          nics: [{ tapName: "tap0_kata", mac: "02:42:0a:58:00:05" }],
+        },
+        AbortSignal.timeout(testTimeoutMs),
+      ),
+      /recorded only/,
+    );
+
+    assert.deepEqual(spawned.slice(0, 3), ["nsenter", "--net=/var/run/netns/pod1", "--"]);
+    assert.ok(spawned.includes("tap,id=net0,ifname=tap0_kata,script=no,downscript=no,vhost=off"));
+    assert.ok(spawned.includes("virtio-net-device,netdev=net0,mac=02:42:0a:58:00:05,id=nic0"));
   });
 });

@@ -103,6 +103,7 @@ export class QemuHypervisor implements Hypervisor {
       pidfilePath: paths.pid,
       ...(config.sharedDir === undefined ? {} : { sharedDir: { path: config.sharedDir, mountTag: sharedFsTag } }),
       ...(this.#opts.firmware === undefined || config.machineType !== "q35" ? {} : { firmware: this.#opts.firmware }),
+      ...(config.nics === undefined ? {} : { nics: config.nics }),
     });
     await mkdir(config.vmDir, { recursive: true, mode: 0o700 });
     let child: Child;

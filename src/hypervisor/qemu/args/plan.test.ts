@@ -97,6 +97,15 @@ const microvmClone: QemuVmConfig = {
   incoming: "defer",
 };
 
+/** The pod's tcfilter endpoints: taps in the netns, the guest NICs carrying the veths' MACs. */
+const microvmPodNics: QemuVmConfig = {
+  ...microvmTcg,
+  nics: [
+    { tapName: "tap0_kata", mac: "02:42:0A:58:00:05" },
+    { tapName: "tap1_kata", mac: "02:42:0a:59:00:05" },
+  ],
+};
+
 describe("planQemuArgs golden files", () => {
   it("plans microvm + tcg + initrd + 9p", () => {
     assertGolden("microvm-tcg-initrd-9p", planQemuArgs(microvmTcg));
@@ -104,6 +113,10 @@ describe("planQemuArgs golden files", () => {
 
   it("plans q35 + kvm + read-only image", () => {
     assertGolden("q35-kvm-image", planQemuArgs(q35Kvm));
+  });
+
+  it("plans microvm + two NICs on taps", () => {
+    assertGolden("microvm-tcg-nics", planQemuArgs(microvmPodNics));
   });
 
   it("plans a microvm template clone: memory backend + incoming defer", () => {
@@ -212,6 +225,63 @@ describe("planQemuArgs", () => {
           "readonlyDisks[1].serial: 0 bytes, must be 1..20",
           "readonlyDisks[2].serial: 21 bytes",
           "readonlyDisks[3].serial: a is used twice",
+        ].every((m) => e.message.includes(m)),
+    );
+  });
+
+  it("puts each NIC on its tap, virtio-net-device on microvm and virtio-net-pci on q35, MAC lower-cased", () => {
+    const mmio = planQemuArgs(microvmPodNics);
+    const pci = planQemuArgs({ ...q35Kvm, nics: [{ tapName: "tap0_kata", mac: "02:00:00:00:00:01" }] });
+
+    assert.deepEqual(valuesOf(mmio, "-netdev"), [
+      "tap,id=net0,ifname=tap0_kata,script=no,downscript=no,vhost=off",
+      "tap,id=net1,ifname=tap1_kata,script=no,downscript=no,vhost=off",
+    ]);
+    assert.deepEqual(
+      valuesOf(mmio, "-device").filter((d) => d.startsWith("virtio-net")),
+      [
+        "virtio-net-device,netdev=net0,mac=02:42:0a:58:00:05,id=nic0",
+        "virtio-net-device,netdev=net1,mac=02:42:0a:59:00:05,id=nic1",
+      ],
+    );
+    assert.ok(valuesOf(pci, "-device").includes("virtio-net-pci,netdev=net0,mac=02:00:00:00:00:01,id=nic0"));
+  });
+
+  it("plans no NIC when there is none (internetworking_model none)", () => {
+    const argv = planQemuArgs(microvmTcg);
+
+    assert.equal(argv.includes("-netdev"), false);
+    assert.ok(!valuesOf(argv, "-device").some((d) => d.startsWith("virtio-net")));
+  });
+
+  it("rejects bad tap names and MACs, naming each NIC's field", () => {
+    const nics = [
+      { tapName: "", mac: "02:00:00:00:00:01" },
+      { tapName: "t".repeat(16), mac: "02:00:00:00:00:02" },
+      { tapName: "tap,0", mac: "02:00:00:00:00:03" },
+      { tapName: "tap 4", mac: "02:00:00:00:00:04" },
+      { tapName: "tap5", mac: "02:00:00:00:05" },
+      { tapName: "tap6", mac: "01:00:5e:00:00:06" },
+      { tapName: "tap6", mac: "02:00:00:00:00:07" },
+      { tapName: "tap8", mac: "02:00:00:00:00:07" },
+      { tapName: "tap=9", mac: "00:00:00:00:00:00" },
+    ];
+
+    assert.throws(
+      () => planQemuArgs({ ...microvmTcg, nics }),
+      (e) =>
+        isKataError(e, "INVALID_ARGUMENT") &&
+        [
+          "nics[0].tapName: 0 bytes, must be 1..15",
+          "nics[1].tapName: 16 bytes",
+          'nics[2].tapName: "tap,0" has',
+          'nics[3].tapName: "tap 4" has',
+          'nics[4].mac: "02:00:00:00:05" is not a MAC address',
+          "nics[5].mac: 01:00:5e:00:00:06 is not a unicast address",
+          "nics[6].tapName: tap6 is used twice",
+          "nics[7].mac: 02:00:00:00:00:07 is used twice",
+          'nics[8].tapName: "tap=9" has',
+          "nics[8].mac: 00:00:00:00:00:00 is not a unicast address",
         ].every((m) => e.message.includes(m)),
     );
   });

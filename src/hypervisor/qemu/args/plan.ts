@@ -6,7 +6,7 @@ import { isAbsolute } from "node:path";
 import { Code, KataError } from "../../../base/errors.js";
 import { maxUnixPathBytes } from "../../../platform/unix-socket.js";
 import { agentPortName } from "../../../protocol/guest-paths.js";
-import type { VmSpec } from "../../hypervisor.js";
+import type { VmNic, VmSpec } from "../../hypervisor.js";
 import {
   append,
   bios,
@@ -15,6 +15,7 @@ import {
   cpu,
   deviceVirtio9p,
   deviceVirtioBlk,
+  deviceVirtioNet,
   deviceVirtioSerial,
   deviceVirtserialport,
   displayNone,
@@ -24,6 +25,7 @@ import {
   kernel,
   m,
   machine,
+  netdevTap,
   noReboot,
   nodefaults,
   noUserConfig,
@@ -70,6 +72,8 @@ export interface QemuVmConfig extends Pick<
   readonly pidfilePath?: string;
   /** -bios, e.g. /usr/share/qemu/qboot.rom for q35 (QEMU's default firmware otherwise). */
   readonly firmware?: string;
+  /** NICs on existing taps (see VmNic), in the order the guest numbers them. */
+  readonly nics?: readonly VmNic[];
 }
 
 /** Ids of the backends and frontends the planner creates; the driver uses them in QMP commands. */
@@ -85,6 +89,11 @@ export const qemuIds = {
   memory: "mem0",
 } as const;
 
+/** Netdev and device ids of nics[i]. */
+export function nicIds(i: number): { readonly netdev: string; readonly device: string } {
+  return { netdev: `net${i}`, device: `nic${i}` };
+}
+
 /** Block node and device ids of readonlyDisks[i]. */
 export function readonlyDiskIds(i: number): { readonly node: string; readonly device: string } {
   return { node: `rodisk${i}`, device: `roblk${i}` };
@@ -92,6 +101,8 @@ export function readonlyDiskIds(i: number): { readonly node: string; readonly de
 
 /** QEMU 7.2: "mount tag ... is longer than maximum (31 bytes)". */
 const maxMountTagBytes = 31;
+/** IFNAMSIZ - 1: the longest interface name the kernel takes. */
+const maxIfNameBytes = 15;
 /** VIRTIO_BLK_ID_BYTES: QEMU 7.2 refuses a longer virtio-blk serial. */
 const maxBlkSerialBytes = 20;
 
@@ -134,6 +145,25 @@ function configIssues(c: QemuVmConfig): string[] {
   if (c.sharedDir !== undefined) {
     const n = Buffer.byteLength(c.sharedDir.mountTag);
     if (n < 1 || n > maxMountTagBytes) issues.push(`sharedDir.mountTag: ${n} bytes, must be 1..${maxMountTagBytes}`);
+  }
+  const taps = new Set<string>();
+  const macs = new Set<string>();
+  for (const [i, n] of (c.nics ?? []).entries()) {
+    const bytes = Buffer.byteLength(n.tapName);
+    if (bytes < 1 || bytes > maxIfNameBytes)
+      issues.push(`nics[${i}].tapName: ${bytes} bytes, must be 1..${maxIfNameBytes}`);
+    // "," and "=" would split QEMU's option list however they are escaped in a kernel interface name.
+    if (/[/,=\s]/.test(n.tapName))
+      issues.push(`nics[${i}].tapName: ${JSON.stringify(n.tapName)} has "/", ",", "=" or a space`);
+    if (taps.has(n.tapName)) issues.push(`nics[${i}].tapName: ${n.tapName} is used twice`);
+    taps.add(n.tapName);
+    if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(n.mac)) {
+      issues.push(`nics[${i}].mac: ${JSON.stringify(n.mac)} is not a MAC address (six hex pairs with colons)`);
+    } else if ((parseInt(n.mac.slice(0, 2), 16) & 1) === 1 || /^(00:){5}00$/.test(n.mac)) {
+      issues.push(`nics[${i}].mac: ${n.mac} is not a unicast address`);
+    }
+    if (macs.has(n.mac.toLowerCase())) issues.push(`nics[${i}].mac: ${n.mac} is used twice`);
+    macs.add(n.mac.toLowerCase());
   }
   path("memoryBackend.memPath", c.memoryBackend?.memPath);
   path("pidfilePath", c.pidfilePath);
@@ -210,6 +240,13 @@ export function planQemuArgs(config: QemuVmConfig): string[] {
     s.push(
       fsdevLocal({ id: ids.fsdev, path: config.sharedDir.path, securityModel: "none" }),
       deviceVirtio9p(bus, { fsdev: ids.fsdev, mountTag: config.sharedDir.mountTag }),
+    );
+  }
+  for (const [i, n] of (config.nics ?? []).entries()) {
+    const { netdev, device } = nicIds(i);
+    s.push(
+      netdevTap({ id: netdev, ifname: n.tapName }),
+      deviceVirtioNet(bus, { id: device, netdev, mac: n.mac.toLowerCase() }),
     );
   }
   if (config.pidfilePath !== undefined) s.push(pidfile(config.pidfilePath));

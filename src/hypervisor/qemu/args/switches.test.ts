@@ -8,6 +8,7 @@ import {
   cpu,
   deviceVirtio9p,
   deviceVirtioBlk,
+  deviceVirtioNet,
   deviceVirtioSerial,
   deviceVirtserialport,
   displayNone,
@@ -17,6 +18,7 @@ import {
   kernel,
   m,
   machine,
+  netdevTap,
   noReboot,
   nodefaults,
   noUserConfig,
@@ -91,6 +93,21 @@ describe("QEMU switch builders", () => {
     assert.deepEqual(deviceVirtioBlk("mmio", { id: "b", drive: "d", serial: "s,1" }), [
       "-device",
       "virtio-blk-device,id=b,drive=d,serial=s,,1",
+    ]);
+  });
+
+  it("builds a tap netdev QEMU opens but never configures, and its virtio-net frontend", () => {
+    assert.deepEqual(netdevTap({ id: "net0", ifname: "tap0_kata" }), [
+      "-netdev",
+      "tap,id=net0,ifname=tap0_kata,script=no,downscript=no,vhost=off",
+    ]);
+    assert.deepEqual(deviceVirtioNet("mmio", { id: "nic0", netdev: "net0", mac: "02:00:00:00:00:01" }), [
+      "-device",
+      "virtio-net-device,netdev=net0,mac=02:00:00:00:00:01,id=nic0",
+    ]);
+    assert.deepEqual(deviceVirtioNet("pci", { id: "nic1", netdev: "net1", mac: "02:00:00:00:00:02" }), [
+      "-device",
+      "virtio-net-pci,netdev=net1,mac=02:00:00:00:00:02,id=nic1",
     ]);
   });
 

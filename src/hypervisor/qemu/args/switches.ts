@@ -146,6 +146,25 @@ export function deviceVirtioBlk(
 }
 
 /**
+ * A tap netdev on an existing tap device, opened by name (TUNSETIFF) in QEMU's network namespace.
+ * script=no/downscript=no: the runtime made the tap and removes it; vhost=off: the host has no vhost-net.
+ */
+export function netdevTap(opts: { id: string; ifname: string }): QemuSwitch {
+  return ["-netdev", `tap,id=${qemuValue(opts.id)},ifname=${qemuValue(opts.ifname)},script=no,downscript=no,vhost=off`];
+}
+
+/** virtio-net frontend of a netdev; `mac` is what the guest reads from /sys/class/net/<nic>/address. */
+export function deviceVirtioNet(
+  transport: VirtioTransport,
+  opts: { id: string; netdev: string; mac: string },
+): QemuSwitch {
+  return [
+    "-device",
+    `${virtioDevice("virtio-net", transport)},netdev=${qemuValue(opts.netdev)},mac=${qemuValue(opts.mac)},id=${qemuValue(opts.id)}`,
+  ];
+}
+
+/**
  * Guest RAM in a file, for VM templates: the template maps it share=on, clones map the same file share=off
  * (private copy-on-write) and migrate with the x-ignore-shared capability so RAM is not copied.
  */
