@@ -7,7 +7,7 @@
 import { spawn } from "node:child_process";
 import { mkdir, open, readFile, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
-import { tmpdir } from "node:os";
+import { availableParallelism, loadavg, tmpdir } from "node:os";
 import path from "node:path";
 import { delay } from "../src/base/async.js";
 import { ignoreErrno, messageOf } from "../src/base/errors.js";
@@ -39,6 +39,8 @@ export interface NetRound {
   readonly plain: NetSide;
   /** The VM side, or why it could not be measured. */
   readonly vm: NetSide | { readonly error: string };
+  /** The host's 1-minute load average after the round: other work on the host slows the VM side most. */
+  readonly load1?: number;
 }
 
 const runner = new NodeProcessRunner();
@@ -238,8 +240,9 @@ export async function benchNet(opts: { runs: number; cli: string }): Promise<Net
       } finally {
         await vmPod.release();
       }
-      rounds.push({ plain, vm });
-      process.stderr.write(`net round ${i + 1}/${opts.runs}: ${JSON.stringify({ plain, vm })}\n`);
+      const round = { plain, vm, load1: loadavg()[0] ?? NaN };
+      rounds.push(round);
+      process.stderr.write(`net round ${i + 1}/${opts.runs}: ${JSON.stringify(round)}\n`);
     }
     return rounds;
   } finally {
@@ -289,6 +292,14 @@ export function renderNetReport(rounds: readonly NetRound[], env: { date: string
       return `| ${k} | ${fmt(p)} | ${fmt(v)} | ${cost} |`;
     }),
   ];
+  const loads = rounds.flatMap((r) => (r.load1 === undefined ? [] : [r.load1]));
+  if (loads.length > 0) {
+    lines.push(
+      "",
+      `Host load average (1 min) after each round: ${loads.map((l) => l.toFixed(1)).join(", ")} on ` +
+        `${availableParallelism()} CPUs: under TCG the VM side needs a whole CPU, so a busy host slows it most.`,
+    );
+  }
   if (errors.length > 0) lines.push("", `VM side not measured: ${[...new Set(errors)].join("; ")}`);
   lines.push(
     "",
