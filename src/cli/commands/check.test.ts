@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { renderChecks } from "./check.js";
+import { nullLogger } from "../../base/log.js";
+import { defaultConfig } from "../../config/defaults.js";
+import type { LoadedConfig } from "../../config/load.js";
+import type { HostProbe } from "../../platform/probe.js";
+import { ScriptedRunner } from "../../../test/helpers/fakes.js";
+import type { RuntimeContext } from "../runtime-context.js";
+import type { KernelFacts } from "./check-network.js";
+import { renderChecks, runChecks } from "./check.js";
 
 describe("renderChecks", () => {
   it("is capable under TCG when only KVM is missing, and says so", () => {
@@ -22,5 +29,85 @@ describe("renderChecks", () => {
     assert.equal(r.capable, false);
     assert.match(r.text, /\[FAIL\] QEMU: not found\n {7}fix: apt-get install -y qemu-system-x86/);
     assert.match(r.text, /ERROR: System is not capable/);
+  });
+});
+
+describe("runChecks", () => {
+  const facts: KernelFacts = {
+    release: "6.1.0-test",
+    sysModules: new Set(["sch_ingress", "cls_u32", "act_mirred"]),
+    tun: { charDevice: true, major: 10, minor: 200 },
+  };
+  function context(config: () => Promise<LoadedConfig>): RuntimeContext {
+    const probe: HostProbe = {
+      kvmUsable: () => true,
+      kvmProblem: () => undefined,
+      cpuinfo: () => "",
+      which: (bin) => `/usr/bin/${bin}`,
+      cpuCount: () => 2,
+      memTotalMiB: () => 4096,
+    };
+    return {
+      flags: { root: "/nonexistent", logFormat: "text" },
+      logger: nullLogger,
+      runner: new ScriptedRunner(() => ({ stdout: "QEMU emulator version 7.2.0\n" })),
+      probe,
+      sandboxDeps: () => {
+        throw new Error("check builds no sandbox");
+      },
+      config,
+    };
+  }
+
+  it("checks the networking model's needs from the loaded configuration", async () => {
+    const tcfilter = await runChecks(
+      context(() => Promise.resolve({ config: defaultConfig, source: "built-in defaults", dropIns: [], warnings: [] })),
+      "/nonexistent/image",
+      () => facts,
+    );
+    const none = await runChecks(
+      context(() =>
+        Promise.resolve({
+          config: { ...defaultConfig, runtime: { ...defaultConfig.runtime, internetworkingModel: "none" } },
+          source: "x.toml",
+          dropIns: [],
+          warnings: [],
+        }),
+      ),
+      "/nonexistent/image",
+      () => facts,
+    );
+
+    assert.deepEqual(
+      tcfilter.filter((c) => /^(tc|tun device|kernel module)/.test(c.name)).map((c) => [c.name, c.ok]),
+      [
+        ["tc", true],
+        ["tun device", true],
+        ["kernel module sch_ingress", true],
+        ["kernel module cls_u32", true],
+        ["kernel module act_mirred", true],
+      ],
+    );
+    assert.deepEqual(
+      none.filter((c) => /^(tc|tun device|kernel module|networking)/.test(c.name)).map((c) => c.name),
+      ["networking"],
+    );
+  });
+
+  it("fails a configuration that does not load, naming its error, and skips the networking checks", async () => {
+    const r = await runChecks(
+      context(() => Promise.reject(new Error("/etc/kata-ts/configuration.toml: [runtime] internetworking_model: bad"))),
+      "/nonexistent/image",
+      () => facts,
+    );
+
+    assert.deepEqual(
+      r.filter((c) => c.name === "configuration").map((c) => [c.ok, c.detail]),
+      [[false, "/etc/kata-ts/configuration.toml: [runtime] internetworking_model: bad"]],
+    );
+    assert.equal(
+      r.some((c) => c.name === "tc" || c.name.startsWith("kernel module")),
+      false,
+    );
   });
 });

@@ -5,6 +5,8 @@ import type { Command } from "commander";
 import { defaultImageDir, readGuestImage } from "../../image/guest-image.js";
 import type { RuntimeContext } from "../runtime-context.js";
 import { errField } from "../../base/log.js";
+import { messageOf } from "../../base/errors.js";
+import { networkChecks, readKernelFacts, type KernelFacts } from "./check-network.js";
 
 export interface CheckResult {
   readonly name: string;
@@ -15,7 +17,11 @@ export interface CheckResult {
   readonly fix?: string;
 }
 
-export async function runChecks(ctx: RuntimeContext, imageDir: string): Promise<CheckResult[]> {
+export async function runChecks(
+  ctx: RuntimeContext,
+  imageDir: string,
+  kernelFacts: () => KernelFacts = readKernelFacts,
+): Promise<CheckResult[]> {
   const out: CheckResult[] = [];
   const kvm = ctx.probe.kvmProblem();
   out.push(
@@ -71,6 +77,17 @@ export async function runChecks(ctx: RuntimeContext, imageDir: string): Promise<
         ? { name: bin, ok: false, detail: `${bin} not found`, fix: `apt-get install -y ${pkg}` }
         : { name: bin, ok: true, detail: p },
     );
+  }
+  // The networking checks depend on the configured model: a configuration that does not load is a failure.
+  const config = await ctx.config().then(
+    (l) => l.config,
+    (e: unknown) => {
+      out.push({ name: "configuration", ok: false, detail: messageOf(e), fix: "fix configuration.toml" });
+      return undefined;
+    },
+  );
+  if (config !== undefined) {
+    out.push(...networkChecks(config.runtime.internetworkingModel, kernelFacts(), (b) => ctx.probe.which(b)));
   }
   const root = process.getuid?.() === 0;
   out.push(

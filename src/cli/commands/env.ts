@@ -42,6 +42,8 @@ export async function envReport(ctx: RuntimeContext): Promise<Record<string, unk
       Debug: cfg.runtime.enableDebug,
       Trace: cfg.runtime.enableTracing,
       DisableNewNetNs: cfg.runtime.disableNewNetns,
+      // Not in Kata's kata-env (it shows only DisableNewNetNs); next to it because the two go together.
+      InternetworkingModel: cfg.runtime.internetworkingModel,
       SandboxCgroupOnly: cfg.runtime.sandboxCgroupOnly,
       Path: process.argv[1] ?? "",
       Warnings: loaded.warnings,
