@@ -14,6 +14,7 @@ import { Pod, readHostProcMounts } from "../sandbox/pod.js";
 import { checkSandboxSockets } from "../sandbox/socket-paths.js";
 import { registerTaskService } from "../shim/task-service.js";
 import type { RuntimeContext } from "./runtime-context.js";
+import { podNetworkPort } from "./pod-network.js";
 import { resolveVmConfig } from "./vm-config.js";
 
 export interface HostedService {
@@ -36,11 +37,13 @@ export async function hostService(ctx: RuntimeContext, sandboxId: string): Promi
   const socketPath = store.socketPath(sandboxId);
   await mkdir(path.dirname(socketPath), { recursive: true, mode: 0o700 });
   await removeStaleSocket(socketPath, sandboxId);
+  const netns = new NetnsManager({ runner: ctx.runner });
   const pod = new Pod(
     {
       ...ctx.sandboxDeps(),
       runner: ctx.runner,
-      netns: new NetnsManager({ runner: ctx.runner }),
+      netns,
+      network: podNetworkPort(netns, ctx.logger),
       store,
       readProcMounts: readHostProcMounts,
       resolveVm: (spec) => resolveVmConfig(ctx, spec),

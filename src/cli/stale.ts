@@ -3,18 +3,21 @@
 import { NetnsManager } from "../network/netns.js";
 import type { StateStore } from "../sandbox/persist.js";
 import { cleanupStale, procTable } from "../sandbox/stale.js";
+import { podNetworkPort } from "./pod-network.js";
 import type { RuntimeContext } from "./runtime-context.js";
 import { sandboxOf } from "./service-client.js";
 
 export async function forceCleanup(ctx: RuntimeContext, store: StateStore, containerId: string): Promise<void> {
   const sid = await sandboxOf(store, containerId);
   const d = ctx.sandboxDeps();
+  const netns = new NetnsManager({ runner: ctx.runner });
   await cleanupStale(
     {
       store,
       mounter: d.mounter,
       readMountInfo: d.readMountInfo,
-      netns: new NetnsManager({ runner: ctx.runner }),
+      netns,
+      network: podNetworkPort(netns, ctx.logger),
       logger: ctx.logger,
       processes: procTable,
     },

@@ -41,6 +41,12 @@ export async function resolveVmConfig(ctx: RuntimeContext, spec: Spec): Promise<
       `${loaded.source}: [hypervisor.qemu] image: booting a root image is not supported yet (use initrd)`,
     );
   }
+  if (cfg.runtime.internetworkingModel === "macvtap") {
+    throw new KataError(
+      Code.Unimplemented,
+      `${loaded.source}: [runtime] internetworking_model = "macvtap" is not supported by kata-ts: use "tcfilter" (the default) or "none"`,
+    );
+  }
   const files = imageFiles(cfg);
   const imageDir = path.dirname(files.initrd);
   const image = await readGuestImage(imageDir);
@@ -81,5 +87,6 @@ export async function resolveVmConfig(ctx: RuntimeContext, spec: Spec): Promise<
     },
     msize9p: h.msize9p,
     binaryPath: h.path,
+    network: { model: cfg.runtime.internetworkingModel, disableNewNetns: cfg.runtime.disableNewNetns },
   };
 }

@@ -17,6 +17,7 @@ import { ociToGrpcSpec } from "../protocol/oci-spec/convert.js";
 import { inspectSources } from "../storage/apply.js";
 import { planContainerStorage, sourcesToInspect } from "../storage/plan.js";
 import { guestSpec } from "./guest-spec.js";
+import { noPodNetwork, type NetworkLink, type PodNetwork, type PodNetworkPort } from "./pod-network.js";
 import { checkHooks, runHooks } from "./hooks.js";
 import type { StateStore } from "./persist.js";
 import { Sandbox, type PreparedContainer, type SandboxDeps, type SandboxVmConfig } from "./sandbox.js";
@@ -24,6 +25,8 @@ import { Sandbox, type PreparedContainer, type SandboxDeps, type SandboxVmConfig
 export interface CreatePathDeps extends SandboxDeps {
   readonly runner: ProcessRunner;
   readonly netns: NetnsPort;
+  /** Wires the pod's netns to the VM (taps mirrored to its interfaces). */
+  readonly network: PodNetworkPort;
   readonly store: StateStore;
   readonly readProcMounts: () => Promise<string>;
   /** The VM for this pod, from the configuration and the sandbox container's annotations. */
@@ -37,6 +40,8 @@ export interface PodNetns {
   readonly created: boolean;
   /** The name under /var/run/netns when created. */
   readonly name?: string;
+  /** The taps made in it for the VM (removed at teardown; the namespace's own interfaces are left). */
+  readonly links?: readonly NetworkLink[];
 }
 
 /**
@@ -47,9 +52,10 @@ export interface PodNetns {
 export async function prepareContainer(
   deps: CreatePathDeps,
   c: { sandboxId: string; containerId: string; bundle: Bundle; isSandbox: boolean },
+  vmNetwork?: SandboxVmConfig["network"],
 ): Promise<PreparedContainer> {
   const { spec } = c.bundle;
-  if (c.isSandbox) planNetns(spec, c.sandboxId);
+  if (c.isSandbox && !(vmNetwork?.disableNewNetns ?? false)) planNetns(spec, c.sandboxId);
   const hookKinds = c.isSandbox ? (["prestart", "createRuntime"] as const) : (["prestart"] as const);
   for (const kind of hookKinds) await checkHooks(kind, spec.hooks?.[kind] ?? []);
   const mounts = spec.mounts ?? [];
@@ -79,8 +85,10 @@ export function hookState(id: string, bundle: Bundle, status: State["status"], p
 
 /**
  * Makes the sandbox: its network namespace, its prestart and createRuntime hooks (in the runtime's
- * namespace, before the VM exists; each failure names its own kind), then the VM. Every step's undo
- * goes on `undo`.
+ * namespace, before the VM exists; each failure names its own kind), then the namespace's interfaces
+ * wired to taps (after the hooks: a hook may be what gives the namespace its interfaces, as Docker's
+ * does), then the VM with one NIC per tap. Every step's undo goes on `undo`; `onNetns` is called each
+ * time there is more to save (the namespace, then its taps).
  */
 export async function bootSandbox(
   deps: CreatePathDeps,
@@ -88,20 +96,43 @@ export async function bootSandbox(
   undo: CleanupStack,
   signal: AbortSignal,
   onNetns: (netns: PodNetns) => Promise<void>,
-): Promise<{ sandbox: Sandbox; netns: PodNetns }> {
-  const netns = await inSpan("netns", {}, () => setupNetns(deps, s.bundle.spec, s.id, undo, signal));
+): Promise<{ sandbox: Sandbox; netns: PodNetns | undefined }> {
+  const net = s.vm.network ?? { model: "none", disableNewNetns: false };
+  // Kata's disable_new_netns: the service and QEMU stay in the runtime's namespace, and so no NIC.
+  let netns = net.disableNewNetns
+    ? undefined
+    : await inSpan("netns", {}, () => setupNetns(deps, s.bundle.spec, s.id, undo, signal));
   // Saved before anything else is made: a service killed from here on leaves state that names it.
-  await onNetns(netns);
+  if (netns !== undefined) await onNetns(netns);
   for (const kind of ["prestart", "createRuntime"] as const) {
     const hooks = s.bundle.spec.hooks?.[kind] ?? [];
     await inSpan(`${kind}Hooks`, { count: hooks.length }, () =>
-      runHooks(deps, kind, hooks, hookState(s.id, s.bundle, "creating", s.pid), { netnsPath: netns.path, signal }),
+      runHooks(deps, kind, hooks, hookState(s.id, s.bundle, "creating", s.pid), {
+        netnsPath: netns?.path,
+        signal,
+      }),
     );
+  }
+  let network: PodNetwork = noPodNetwork;
+  if (netns !== undefined && net.model !== "none") {
+    const nsPath = netns.path;
+    network = await inSpan("network", { model: net.model }, () => deps.network.setup(nsPath, net.model, undo, signal));
+    if (network.links.length > 0) {
+      netns = { ...netns, links: network.links };
+      await onNetns(netns);
+    }
   }
   const sandbox = await inSpan("startVm", { machineType: s.vm.machineType, memoryMiB: s.vm.memoryMiB }, () =>
     Sandbox.create(
       deps,
-      { id: s.id, runDir: s.runDir, hostname: s.bundle.spec.hostname ?? s.id, vm: s.vm, netnsPath: netns.path },
+      {
+        id: s.id,
+        runDir: s.runDir,
+        hostname: s.bundle.spec.hostname ?? s.id,
+        vm: s.vm,
+        network,
+        ...(netns === undefined ? {} : { netnsPath: netns.path }),
+      },
       signal,
     ),
   );

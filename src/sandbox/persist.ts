@@ -31,7 +31,12 @@ export interface PersistedSandbox {
   readonly servicePid: number;
   readonly socket: string;
   readonly createdAt: string;
-  netns?: { readonly path: string; readonly created: boolean };
+  /** links: the taps made for the VM in that namespace, for teardown after a service that died. */
+  netns?: {
+    readonly path: string;
+    readonly created: boolean;
+    readonly links?: readonly { readonly veth: string; readonly tap: string }[];
+  };
   vmPid?: number;
   containers: PersistedContainer[];
 }
@@ -192,6 +197,13 @@ function parseState(text: string, file: string, sandboxId: string): PersistedSan
     const id: unknown = typeof c === "object" && c !== null && "id" in c ? c.id : undefined;
     if (typeof id !== "string") throw new KataError(Code.Internal, `${file}: a container entry has no id`);
     checkId("container id", id);
+  }
+  // Teardown passes these to ip and tc: interface names only (IFNAMSIZ, no "/" or spaces).
+  for (const l of (s.netns?.links ?? []) as unknown[]) {
+    const names = typeof l === "object" && l !== null && "veth" in l && "tap" in l ? [l.veth, l.tap] : [];
+    if (names.length !== 2 || !names.every((n) => typeof n === "string" && /^[A-Za-z0-9_.@-]{1,15}$/.test(n))) {
+      throw new KataError(Code.Internal, `${file}: netns.links has an entry that is not a pair of interface names`);
+    }
   }
   return s;
 }

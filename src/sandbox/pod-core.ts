@@ -88,7 +88,15 @@ export class PodCore {
       servicePid: this.opts.pid,
       socket: this.opts.socketPath,
       createdAt: this.#createdAt,
-      ...(this.netns === undefined ? {} : { netns: { path: this.netns.path, created: this.netns.created } }),
+      ...(this.netns === undefined
+        ? {}
+        : {
+            netns: {
+              path: this.netns.path,
+              created: this.netns.created,
+              ...(this.netns.links === undefined ? {} : { links: this.netns.links.map((l) => ({ ...l })) }),
+            },
+          }),
       ...(this.sandbox === undefined ? {} : { vmPid: this.sandbox.vm.pid }),
       containers: [...this.containers.values()].map((c) => c.persisted()),
     };
@@ -177,6 +185,11 @@ export class PodCore {
     }
     await this.sandbox?.destroy().catch((e: unknown) => failures.push(e));
     this.sandbox = undefined;
+    const links = this.netns?.links ?? [];
+    if (this.netns !== undefined && links.length > 0) {
+      // A joined namespace is left as found (CNI DEL runs on it next); a created one goes whole below.
+      await this.deps.network.teardown(this.netns.path, links).catch((e: unknown) => failures.push(e));
+    }
     const name = this.netns?.name;
     if (this.netns?.created === true && name !== undefined) {
       await this.deps.netns.remove(name).catch((e: unknown) => failures.push(e));

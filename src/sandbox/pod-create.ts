@@ -49,7 +49,11 @@ export async function createInPod(
   try {
     // Everything that can be checked is checked before anything is made, the VM above all.
     const vm = isSandbox ? await deps.resolveVm(bundle.spec) : undefined;
-    const prepared = await prepareContainer(deps, { sandboxId: core.id, containerId: id, bundle, isSandbox });
+    const prepared = await prepareContainer(
+      deps,
+      { sandboxId: core.id, containerId: id, bundle, isSandbox },
+      vm?.network,
+    );
     // On a terminal, stdout and stderr are one stream (the pty's).
     const terminal = bundle.spec.process?.terminal === true;
     const stdio = terminal ? { ...req.stdio, stderr: "", terminal } : req.stdio;

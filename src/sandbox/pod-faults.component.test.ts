@@ -106,6 +106,16 @@ const steps: readonly Step[] = [
     },
   },
   {
+    name: "wiring the pod network (taps and filters)",
+    beforeBoot: true,
+    code: Code.Internal,
+    message: "injected: tc",
+    arrange: (d) => {
+      h.network.failSetup = injected("tc");
+      return d;
+    },
+  },
+  {
     name: "starting the VM",
     beforeBoot: false,
     code: Code.Internal,
@@ -134,6 +144,20 @@ const steps: readonly Step[] = [
       h.bootTimeoutMs = 100;
       h.hypervisor.startFault({ kind: "frozen" });
       return { ...d, resolveVm: () => Promise.resolve(h.vmConfig()) };
+    },
+  },
+  {
+    name: "UpdateInterface in the guest",
+    beforeBoot: false,
+    code: Code.Internal,
+    message: "configure interface eth0 (02:00:00:00:00:01) in the guest",
+    arrange: (d) => {
+      h.network.network = {
+        ...h.network.network,
+        interfaces: [{ device: "eth0", name: "eth0", hwAddr: "02:00:00:00:00:01", mtu: 1500n }],
+      };
+      h.hypervisor.rpcFault("updateInterface", { kind: "error", error: injected("UpdateInterface") });
+      return d;
     },
   },
   {
@@ -238,10 +262,10 @@ describe("Pod create failures, step by step (fake VM, real agent)", { timeout: 1
 
     await assert.rejects(create, kataErrorChain(Code.ResourceExhausted, "injected: state directory full"));
     await pod.done;
-    // Before the boot, once its network namespace exists, then the one that failed: undoing the create
+    // Before the boot, once its network namespace exists, once its taps exist, then the one that failed: undoing the create
     // destroys the sandbox, which is then lost, and that must not write a state the teardown has to race
     // to remove.
-    assert.deepEqual(store.saves, [[], [], ["sb1"]]);
+    assert.deepEqual(store.saves, [[], [], [], ["sb1"]]);
     assert.deepEqual(await h.leaks(), []);
   });
 

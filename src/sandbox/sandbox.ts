@@ -11,6 +11,7 @@ import type { Logger } from "../base/log.js";
 import { errField } from "../base/log.js";
 import { AgentClient, type AgentApi } from "../agent-client/agent-client.js";
 import { boundedAgent, defaultAgentDeadlines, type AgentDeadlines } from "../agent-client/deadlines.js";
+import type { InternetworkingModel } from "../config/types.js";
 import type { Hypervisor, Vm, VmSpec } from "../hypervisor/hypervisor.js";
 import type { Mounter } from "../platform/mount.js";
 import type { ShareBinder } from "../platform/share-binder.js";
@@ -21,6 +22,7 @@ import { applyHostBinds } from "../storage/apply.js";
 import { planSandboxStorages, type StoragePlan } from "../storage/plan.js";
 import { SharedDir, sharedDirPaths } from "../storage/shared-dir.js";
 import { vmDirOf } from "./persist.js";
+import { noPodNetwork, type PodNetwork } from "./pod-network.js";
 
 export interface SandboxDeps {
   readonly hypervisor: Hypervisor;
@@ -43,6 +45,8 @@ export interface SandboxVmConfig extends VmSpec {
   readonly kernelModules?: readonly { readonly name: string; readonly parameters: readonly string[] }[];
   /** Deadlines of calls into the guest once it is up. */
   readonly agentDeadlines?: AgentDeadlines;
+  /** How the pod's network reaches the VM ([runtime] internetworking_model, disable_new_netns); absent: none. */
+  readonly network?: { readonly model: InternetworkingModel; readonly disableNewNetns: boolean };
 }
 
 export const defaultShmSizeBytes = 64 * 1024 * 1024;
@@ -54,6 +58,8 @@ export interface SandboxConfig {
   readonly hostname: string;
   readonly vm: SandboxVmConfig;
   readonly netnsPath?: string;
+  /** The pod's interfaces as wired to taps: QEMU gets a NIC per tap, the guest their addresses and routes. */
+  readonly network?: PodNetwork;
 }
 
 /** A container ready to be created in the guest: planned and converted before the VM was touched. */
@@ -151,6 +157,7 @@ export class Sandbox {
     // Aborted once the sandbox is lost; made here so teardown steps registered below can see it.
     const life = longLivedController();
     const undo = new CleanupStack();
+    const network = cfg.network ?? noPodNetwork;
     try {
       const storages = planSandboxStorages({
         shmSizeBytes: cfg.vm.shmSizeBytes ?? defaultShmSizeBytes,
@@ -167,6 +174,7 @@ export class Sandbox {
           id: cfg.id,
           vmDir: vmDirOf(cfg.runDir, cfg.id),
           sharedDir: share.paths.shared,
+          nics: network.nics,
           ...(cfg.netnsPath === undefined ? {} : { netnsPath: cfg.netnsPath }),
         },
         signal,
@@ -189,6 +197,9 @@ export class Sandbox {
             },
           ),
       );
+      // Kata's order: the network first, so the sandbox's hooks and containers find it up.
+      await configureGuestNetwork(client.agent, network, { signal, timeoutMs: deadlines.requestMs });
+      mark("networkReady");
       await client.agent.createSandbox(
         {
           sandboxId: cfg.id,
@@ -356,5 +367,28 @@ async function connectAgent(vm: Vm, cfg: SandboxConfig, log: Logger, signal: Abo
     );
   } finally {
     bootDeadline.clear();
+  }
+}
+
+/** Tells the guest its interfaces (found by MAC), then its routes and static neighbours. */
+async function configureGuestNetwork(
+  agent: AgentApi,
+  network: PodNetwork,
+  opts: { signal: AbortSignal; timeoutMs: number },
+): Promise<void> {
+  for (const iface of network.interfaces) {
+    await agent.updateInterface({ interface: iface }, opts).catch((e: unknown) => {
+      throw wrap(e, `configure interface ${iface.name ?? "?"} (${iface.hwAddr ?? "?"}) in the guest`);
+    });
+  }
+  if (network.routes.length > 0) {
+    await agent.updateRoutes({ routes: { Routes: [...network.routes] } }, opts).catch((e: unknown) => {
+      throw wrap(e, "configure routes in the guest");
+    });
+  }
+  if (network.neighbors.length > 0) {
+    await agent.addARPNeighbors({ neighbors: { ARPNeighbors: [...network.neighbors] } }, opts).catch((e: unknown) => {
+      throw wrap(e, "add ARP neighbours in the guest");
+    });
   }
 }

@@ -9,6 +9,7 @@ import { delay } from "../base/async.js";
 import { Code, KataError, describeError, errnoOf, ignoreErrno } from "../base/errors.js";
 import type { Logger } from "../base/log.js";
 import type { NetnsPort } from "../network/netns.js";
+import type { PodNetworkPort } from "./pod-network.js";
 import type { Mounter } from "../platform/mount.js";
 import { sharedDirPaths, teardownShare } from "../storage/shared-dir.js";
 import { vmDirOf, type StateStore } from "./persist.js";
@@ -28,6 +29,7 @@ export interface StaleDeps {
   readonly mounter: Mounter;
   readonly readMountInfo: () => Promise<string>;
   readonly netns: NetnsPort;
+  readonly network: PodNetworkPort;
   readonly logger: Logger;
   readonly processes: ProcessTable;
 }
@@ -105,6 +107,13 @@ export async function cleanupStale(deps: StaleDeps, sandboxId: string, container
   }
   await attempt("share directory", () => teardownShare(deps, sharedDirPaths(store.root, sandboxId)));
   await attempt("vm directory", () => rm(vmDir, { recursive: true, force: true }));
+  const netns = saved?.netns;
+  if (netns !== undefined && (netns.links ?? []).length > 0) {
+    await attempt(`network of ${netns.path}`, () => deps.network.teardown(netns.path, netns.links ?? []));
+  } else if (netns !== undefined && !netns.created) {
+    // Killed while wiring it: the taps were made but never saved. A joined namespace must be left as found.
+    await attempt(`network of ${netns.path}`, () => deps.network.sweep(netns.path));
+  }
   if (saved?.netns?.created === true) {
     const name = path.basename(saved.netns.path);
     await attempt(`netns ${name}`, () => deps.netns.remove(name));

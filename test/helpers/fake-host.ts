@@ -9,7 +9,10 @@ import { lstat, mkdir, readdir, rm, rmdir, stat, writeFile } from "node:fs/promi
 import path from "node:path";
 import { abortError } from "../../src/base/async.js";
 import { Code, KataError, errnoOf, ignoreErrno } from "../../src/base/errors.js";
+import type { CleanupStack } from "../../src/base/cleanup.js";
+import type { InternetworkingModel } from "../../src/config/types.js";
 import type { NetnsPort } from "../../src/network/netns.js";
+import { noPodNetwork, type NetworkLink, type PodNetwork, type PodNetworkPort } from "../../src/sandbox/pod-network.js";
 import { netnsPathOf } from "../../src/network/netns.js";
 import type { MountRequest, Mounter, Propagation } from "../../src/platform/mount.js";
 import type { RunResult } from "../../src/platform/process.js";
@@ -367,5 +370,53 @@ async function refuseSymlinks(p: string, root: string): Promise<void> {
     if (st.isSymbolicLink()) {
       throw new KataError(Code.FailedPrecondition, `${cur}: a component is a symlink: refusing to follow it`);
     }
+  }
+}
+
+/**
+ * A PodNetworkPort that runs nothing: setup "makes" one tap per configured link (tracked, so leak checks
+ * see one left behind) and hands back `network`; teardown removes them. Fault injection: `failSetup`.
+ */
+export class FakePodNetwork implements PodNetworkPort {
+  readonly calls: { readonly op: keyof PodNetworkPort; readonly nsPath: string }[] = [];
+  /** What setup returns (by default one veth wired to one tap, and nothing for the guest to do). */
+  network: PodNetwork = {
+    ...noPodNetwork,
+    links: [{ veth: "eth0", tap: "tap0_kata" }],
+    nics: [{ tapName: "tap0_kata", mac: "02:00:00:00:00:01" }],
+  };
+  /** When set, setup fails with it after making the taps (their undo is registered first). */
+  failSetup: Error | undefined;
+  readonly #taps = new Set<string>();
+
+  /** Taps made and not removed, as "<nsPath> <tap>". */
+  taps(): string[] {
+    return [...this.#taps];
+  }
+
+  setup(nsPath: string, _model: InternetworkingModel, undo: CleanupStack, signal: AbortSignal): Promise<PodNetwork> {
+    this.calls.push({ op: "setup", nsPath });
+    if (signal.aborted) return Promise.reject(abortError(signal, "set up the pod network"));
+    for (const l of this.network.links) {
+      const key = `${nsPath} ${l.tap}`;
+      this.#taps.add(key);
+      undo.defer(`remove ${l.tap}`, () => {
+        this.#taps.delete(key);
+      });
+    }
+    if (this.failSetup !== undefined) return Promise.reject(this.failSetup);
+    return Promise.resolve(this.network);
+  }
+
+  sweep(nsPath: string): Promise<void> {
+    this.calls.push({ op: "sweep", nsPath });
+    for (const t of this.taps()) if (t.startsWith(`${nsPath} `)) this.#taps.delete(t);
+    return Promise.resolve();
+  }
+
+  teardown(nsPath: string, links: readonly NetworkLink[]): Promise<void> {
+    this.calls.push({ op: "teardown", nsPath });
+    for (const l of links) this.#taps.delete(`${nsPath} ${l.tap}`);
+    return Promise.resolve();
   }
 }

@@ -12,7 +12,9 @@ import path from "node:path";
 import { abortError, deferred, delay, raceAbort } from "../../src/base/async.js";
 import { Code, KataError } from "../../src/base/errors.js";
 import { Agent } from "../../src/guest/agent.js";
+import { GuestNetwork } from "../../src/guest/network.js";
 import { registerAgentService } from "../../src/guest/service.js";
+import { FakeGuestNet } from "./fake-guest-net.js";
 import type { Hypervisor, Vm, VmConfig } from "../../src/hypervisor/hypervisor.js";
 import type { ExitStatus } from "../../src/platform/process.js";
 import { AgentService } from "../../src/protocol/gen/agent_pb.js";
@@ -46,6 +48,9 @@ export class FakeVm implements Vm {
   /** Console lines: the VM's events and the agent's log. */
   readonly console: string[] = [];
   readonly crun = new FakeCrun();
+  /** The guest's links and routes, as busybox ip would change them. */
+  readonly net = new FakeGuestNet();
+  readonly network: GuestNetwork;
   readonly storage = new FakeStorage();
   readonly agent: Agent;
   /** Set by the agent's SetHostname (CreateSandbox's hostname). */
@@ -72,6 +77,9 @@ export class FakeVm implements Vm {
     this.#faults = faults;
     this.#frozen = frozen;
     const guest = path.join(config.vmDir, "guest");
+    // The guest's NICs: one per NIC QEMU would have, with the MAC it was given.
+    for (const [i, nic] of (config.nics ?? []).entries()) this.net.addLink(`eth${i}`, nic.mac);
+    this.network = new GuestNetwork(this.net, new LineLogger(this.console, { fields: { component: "network" } }));
     this.agent = new Agent({
       crun: this.crun,
       storage: this.storage,
@@ -187,6 +195,7 @@ export class FakeVm implements Vm {
     registerAgentService(server, this.agent, "kata-ts fake VM", {
       runPs: () => Promise.resolve(this.crun.psTable()),
       setTime: () => Promise.resolve(),
+      network: this.network,
     });
     void server.serve(socket);
   }

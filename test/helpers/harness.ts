@@ -27,7 +27,7 @@ import type { StdioPaths } from "../../src/sandbox/pod-process.js";
 import type { PodDeps, PodOptions } from "../../src/sandbox/pod.js";
 import type { SandboxConfig, SandboxDeps, SandboxVmConfig } from "../../src/sandbox/sandbox.js";
 import { procTable, type StaleDeps } from "../../src/sandbox/stale.js";
-import { FakeMounter, FakeNetns, FakeShareBinder } from "./fake-host.js";
+import { FakeMounter, FakeNetns, FakePodNetwork, FakeShareBinder } from "./fake-host.js";
 import { FakeHypervisor } from "./fake-vm.js";
 import { LineLogger, nextFakePid } from "./fakes.js";
 
@@ -39,13 +39,14 @@ const stateDirs = ["sbs", "containers-mapping", "vm", "shared/sandboxes"];
  * the per-sandbox directories under `root`. Empty when everything was cleaned up.
  */
 export async function leaks(
-  fakes: { hypervisor?: FakeHypervisor; mounter?: FakeMounter; netns?: FakeNetns },
+  fakes: { hypervisor?: FakeHypervisor; mounter?: FakeMounter; netns?: FakeNetns; network?: FakePodNetwork },
   root: string,
 ): Promise<string[]> {
   const out: string[] = [];
   for (const vm of fakes.hypervisor?.notStopped() ?? []) out.push(`VM ${vm.id} (fake pid ${vm.pid}) not stopped`);
   for (const m of fakes.mounter?.mounted() ?? []) out.push(`mount at ${m}`);
   for (const n of fakes.netns?.names() ?? []) out.push(`network namespace ${n}`);
+  for (const t of fakes.network?.taps() ?? []) out.push(`tap ${t}`);
   for (const d of stateDirs) {
     for (const e of (await readdir(path.join(root, d)).catch(ignoreErrno("ENOENT"))) ?? []) {
       out.push(`<root>/${d}/${e}`);
@@ -87,6 +88,7 @@ export class Harness {
   readonly mounter = new FakeMounter();
   readonly binder = new FakeShareBinder(this.mounter);
   readonly netns = new FakeNetns();
+  readonly network = new FakePodNetwork();
   readonly store: StateStore;
   /** The host side's log lines (debug included). */
   readonly logger = new LineLogger([], { debug: true });
@@ -130,6 +132,7 @@ export class Harness {
       kernelParams: [],
       bootTimeoutMs: this.bootTimeoutMs,
       msize9p: 8192,
+      network: { model: "tcfilter", disableNewNetns: false },
     };
   }
 
@@ -142,6 +145,7 @@ export class Harness {
       ...this.sandboxDeps(),
       runner: refusingRunner,
       netns: this.netns,
+      network: this.network,
       store: this.store,
       readProcMounts: this.mounter.readProcMounts,
       resolveVm: () => Promise.resolve(this.vmConfig()),
@@ -170,6 +174,7 @@ export class Harness {
       mounter: this.mounter,
       readMountInfo: this.mounter.readMountInfo,
       netns: this.netns,
+      network: this.network,
       logger: this.logger,
       // Fake pids are never real processes: the real table finds none of them, and kills nothing.
       processes: procTable,

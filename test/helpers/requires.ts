@@ -5,9 +5,11 @@
 import { accessSync, constants, existsSync } from "node:fs";
 import path from "node:path";
 const defaultImageDir = "/var/cache/kata-ts/image";
+/** Where Debian's containernetworking-plugins puts the plugins. */
+const cniPath = "/usr/lib/cni";
 
 export type Capability =
-  "root" | "kvm" | "qemu" | "crun" | "netns" | "image" | "containerd" | "cpio" | "erofs" | "image-build";
+  "root" | "kvm" | "qemu" | "crun" | "netns" | "image" | "containerd" | "cpio" | "erofs" | "image-build" | "cni";
 
 /** What building the guest image needs from Debian, besides crun, cpio and mkfs.erofs: binary → package. */
 const imageBuildTools: Readonly<Record<string, string>> = {
@@ -51,6 +53,7 @@ const probes: Record<Capability, () => boolean> = {
   cpio: () => onPath("cpio"),
   erofs: () => onPath("mkfs.erofs"),
   "image-build": () => Object.keys(imageBuildTools).every(onPath) && existsSync(busyboxPath),
+  cni: () => ["bridge", "host-local", "loopback"].every((p) => existsSync(path.join(cniPath, p))) && onPath("tc"),
 };
 
 const reasons: Record<Capability, string> = {
@@ -64,6 +67,7 @@ const reasons: Record<Capability, string> = {
   cpio: "needs cpio (apt-get install -y cpio)",
   erofs: "needs mkfs.erofs (apt-get install -y erofs-utils)",
   "image-build": `needs ${imageBuildNeeds.join(", ")}`,
+  cni: `needs CNI's bridge, host-local and loopback plugins in ${cniPath} and tc (apt-get install -y containernetworking-plugins iproute2)`,
 };
 
 export function requires(...caps: Capability[]): string | false {
