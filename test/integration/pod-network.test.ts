@@ -88,7 +88,7 @@ function joinPod(pod: PodNetns): (s: Spec) => void {
   };
 }
 
-/** A shell script: show the network, serve HTTP on 8080, check loopback, then run `then`. */
+/** A shell script: show the network, serve HTTP on 8080 (from /dev/shm: the rootfs is read-only), check loopback, then run `then`. */
 function serverScript(name: string, then: string): string[] {
   return [
     "sh",
@@ -96,9 +96,9 @@ function serverScript(name: string, then: string): string[] {
     [
       "ip addr show eth0",
       "ip addr show lo",
-      "mkdir -p /tmp/www",
-      `echo hello-from-${name} > /tmp/www/index.html`,
-      "httpd -p 8080 -h /tmp/www",
+      "mkdir -p /dev/shm/www",
+      `echo hello-from-${name} > /dev/shm/www/index.html`,
+      "httpd -p 8080 -h /dev/shm/www",
       "wget -q -O- http://127.0.0.1:8080/ && echo LOOPBACK-OK",
       then,
       "echo READY",
