@@ -36,6 +36,8 @@ const ns = `ktgnet${process.pid}`;
 const hostVeth = `ktg${process.pid % 100000}h`;
 const hostIp = `10.200.${x}.1`;
 const podIp = `10.200.${x}.2`;
+const hostIp6 = `fd00:200:${x}::1`;
+const podIp6 = `fd00:200:${x}::2`;
 
 async function sh(cmd: string, args: string[]): Promise<string> {
   return (await runChecked(runner, cmd, args, { signal: AbortSignal.timeout(30_000) })).stdout;
@@ -55,6 +57,7 @@ describe(
       await sh("ip", ["netns", "add", ns]);
       await sh("ip", ["link", "add", hostVeth, "type", "veth", "peer", "name", "eth0", "netns", ns]);
       await sh("ip", ["addr", "add", `${hostIp}/24`, "dev", hostVeth]);
+      await sh("ip", ["addr", "add", `${hostIp6}/64`, "dev", hostVeth, "nodad"]);
       await sh("ip", ["link", "set", hostVeth, "up"]);
       await inNs("ip", "addr", "add", `${podIp}/24`, "dev", "eth0");
       await inNs("ip", "link", "set", "eth0", "up");
@@ -156,7 +159,10 @@ describe(
                 name: "eth0",
                 hwAddr: podMac.toUpperCase(),
                 mtu: 1500n,
-                IPAddresses: [{ family: IPFamily.v4, address: podIp, mask: "24" }],
+                IPAddresses: [
+                  { family: IPFamily.v4, address: podIp, mask: "24" },
+                  { family: IPFamily.v6, address: podIp6, mask: "64" },
+                ],
               },
             });
           const setRoutes = () =>
@@ -165,6 +171,7 @@ describe(
                 Routes: [
                   { dest: "default", gateway: hostIp, device: "eth0" },
                   { dest: `10.200.${x}.0/24`, device: "eth0", source: podIp, scope: 253 },
+                  { dest: "::/0", gateway: hostIp6, device: "eth0", family: IPFamily.v6 },
                 ],
               },
             });
@@ -188,12 +195,15 @@ describe(
 
           assert.equal(iface.name, "eth0");
           assert.equal(iface.hwAddr, podMac);
-          // The kernel adds the link-local IPv6 address when the link comes up.
+          // The kernel adds a link-local IPv6 address when the link comes up.
           assert.deepEqual(
-            iface.IPAddresses.filter((a) => a.family === IPFamily.v4).map((a) => `${a.address}/${a.mask}`),
-            [`${podIp}/24`],
+            iface.IPAddresses.filter((a) => !a.address.startsWith("fe80:")).map((a) => `${a.address}/${a.mask}`),
+            [`${podIp}/24`, `${podIp6}/64`],
           );
           assert.ok(routes.Routes.some((r) => r.dest === "default" && r.gateway === hostIp && r.device === "eth0"));
+          assert.ok(
+            routes.Routes.some((r) => r.dest === "default" && r.gateway === hostIp6 && r.family === IPFamily.v6),
+          );
 
           const listed = (await agent.listInterfaces({})).Interfaces;
           const eth0 = listed.find((i) => i.name === "eth0");
@@ -208,6 +218,9 @@ describe(
           // The VM answers the host from eth0 through the redirects.
           const ping = await sh("busybox", ["ping", "-c", "3", "-W", "5", podIp]);
           assert.match(ping, / 0% packet loss/);
+          // IPv6 too, at once: the agent turned DAD off, so the address is not tentative.
+          const ping6 = await sh("busybox", ["ping6", "-c", "3", "-W", "5", podIp6]);
+          assert.match(ping6, / 0% packet loss/);
 
           // A container: shares the guest's network namespace, so it has eth0 and lo.
           const out = await runContainer(sandbox, work, [
