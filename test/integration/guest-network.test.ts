@@ -11,6 +11,7 @@ import { performance } from "node:perf_hooks";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { deadline } from "../../src/base/async.js";
+import { Code, describeError, isKataError } from "../../src/base/errors.js";
 import { nullLogger } from "../../src/base/log.js";
 import type { Hypervisor, VmNic } from "../../src/hypervisor/hypervisor.js";
 import { QemuHypervisor } from "../../src/hypervisor/qemu/qemu.js";
@@ -214,6 +215,19 @@ describe(
           assert.equal(lo.rawFlags & 1, 1, "lo is up (IFF_UP)");
           assert.ok(lo.IPAddresses.some((a) => a.address === "127.0.0.1"));
           assert.ok(lo.IPAddresses.some((a) => a.address === "::1"));
+
+          // Over the wire: a MAC no NIC has is NOT_FOUND naming it (after the agent looked for ~3 s), bad
+          // input INVALID_ARGUMENT naming the field.
+          await assert.rejects(
+            agent.updateInterface({ interface: { name: "eth1", hwAddr: "02:00:00:00:00:99" } }),
+            (e) =>
+              isKataError(e, Code.NotFound) &&
+              describeError(e).includes("no network interface with MAC 02:00:00:00:00:99"),
+          );
+          await assert.rejects(
+            agent.updateRoutes({ routes: { Routes: [{ dest: "10.0.0.0/33", device: "eth0" }] } }),
+            (e) => isKataError(e, Code.InvalidArgument) && describeError(e).includes("routes[0].dest"),
+          );
 
           // The VM answers the host from eth0 through the redirects.
           const ping = await sh("busybox", ["ping", "-c", "3", "-W", "5", podIp]);
