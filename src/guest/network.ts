@@ -250,6 +250,8 @@ export class GuestNetwork {
         ),
         ...listRouteCommands,
       ];
+      // Until the batch succeeds, any of these may be in the guest: a later call removes what it must.
+      this.#added = [...stale, ...ordered];
       const results = await this.#port.run(cmds);
       for (const [i, r] of stale.entries()) {
         if (results[i]?.failed === true) this.#log.debug("old route already gone", { dest: r.dest, device: r.device });
