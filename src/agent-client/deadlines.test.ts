@@ -5,11 +5,16 @@ import type { CallOptions } from "../protocol/ttrpc/client.js";
 import type { AgentApi } from "./agent-client.js";
 import { boundedAgent } from "./deadlines.js";
 
+const networkRpcs = ["updateInterface", "updateRoutes", "addARPNeighbors", "listInterfaces", "listRoutes"];
+
 /** An AgentApi stand-in that records the options of each call and answers as told. */
 function recordingAgent(answer: (method: string, o: CallOptions) => Promise<unknown> = () => Promise.resolve({})) {
   const calls: { method: string; o: CallOptions }[] = [];
   const api: Record<string, unknown> = {};
-  for (const method of ["signalProcess", "createContainer", "waitProcess", "readStdout", "statsContainer"]) {
+  const methods = ["signalProcess", "createContainer", "waitProcess", "readStdout", "statsContainer"].concat(
+    networkRpcs,
+  );
+  for (const method of methods) {
     api[method] = (_req: unknown, o: CallOptions = {}) => {
       calls.push({ method, o });
       return answer(method, o);
@@ -29,6 +34,22 @@ describe("boundedAgent", () => {
     await agent.signalProcess({ containerId: "c1", signal: 9 });
 
     assert.equal(calls[0]?.o.timeoutMs, 1234);
+  });
+
+  it("gives the network calls the request deadline", async () => {
+    const { api, calls } = recordingAgent();
+    const agent = boundedAgent(api, { deadlines, life: new AbortController().signal });
+
+    await agent.updateInterface({});
+    await agent.updateRoutes({});
+    await agent.addARPNeighbors({});
+    await agent.listInterfaces({});
+    await agent.listRoutes({});
+
+    assert.deepEqual(
+      calls.map((c) => [c.method, c.o.timeoutMs]),
+      networkRpcs.map((m) => [m, 1234]),
+    );
   });
 
   it("gives CreateContainer its own deadline and lets a call's own deadline win", async () => {

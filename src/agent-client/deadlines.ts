@@ -29,7 +29,8 @@ export const defaultAgentDeadlines: AgentDeadlines = {
 
 /**
  * RPCs with no default deadline: WaitProcess lasts as long as the process, and the stdio calls block
- * until there is data or room. They end with `life`, or with the caller's own signal.
+ * until there is data or room. They end with `life`, or with the caller's own signal. Everything else,
+ * the network calls (UpdateInterface, UpdateRoutes, AddARPNeighbors, List*) included, is bounded.
  */
 export const unboundedRpcs: ReadonlySet<string> = new Set([
   "waitProcess",

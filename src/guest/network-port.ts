@@ -5,7 +5,7 @@ import { randomUUID } from "node:crypto";
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { delay } from "../base/async.js";
-import { Code, KataError, errnoOf } from "../base/errors.js";
+import { Code, KataError, errnoOf, wrap } from "../base/errors.js";
 import { describeExit, type ProcessRunner } from "../platform/process.js";
 import type { LinkAttr, NetCommand, NetPort, NetResult } from "./network.js";
 
@@ -72,7 +72,12 @@ export class BusyboxNetPort implements NetPort {
   }
 
   async setSysctl(key: string, value: string): Promise<void> {
-    await writeFile(path.join("/proc/sys", key), value);
+    const file = path.join("/proc/sys", key);
+    try {
+      await writeFile(file, value);
+    } catch (e) {
+      throw wrap(e, `write ${value} to ${file}`);
+    }
   }
 
   delay(ms: number): Promise<void> {

@@ -241,6 +241,24 @@ describe("GuestNetwork", () => {
       assert.equal(net.batches, 2, "one process per call");
     });
 
+    it("removes, on the next call, routes a failed call may have added", async () => {
+      await assert.rejects(
+        gn.updateRoutes([
+          route({ dest: "10.5.0.0/16", device: "eth0" }),
+          route({ dest: "default", gateway: "192.0.2.1", device: "eth0" }),
+        ]),
+        kataError(Code.Internal, "unreachable"),
+      );
+      assert.deepEqual(
+        net.routes.map((r) => r.dest),
+        ["10.5.0.0/16"],
+      );
+
+      await gn.updateRoutes([]);
+
+      assert.deepEqual(net.routes, []);
+    });
+
     const badRoutes: [string, Route, string][] = [
       ["a dest that is no prefix", route({ dest: "10.0.0.0/33", device: "eth0" }), "routes[0].dest"],
       ["a gateway that is no address", route({ dest: "default", gateway: "gw", device: "eth0" }), "routes[0].gateway"],

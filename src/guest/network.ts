@@ -4,13 +4,14 @@
 // ListRoutes.
 //
 // busybox `ip`, batched, not an own netlink implementation, chosen by measurement in the guest under TCG
-// (microvm, 1 vCPU, test/integration/guest-network.test.ts, host load ~6 on 2 cores): one spawn from the
+// (microvm, 1 vCPU, test/integration/guest-network.test.ts, a busy 2-core host): one spawn from the
 // agent (Node) costs 110-210 ms, while one `ip` forked by a shell costs ~16 ms (ten `ip -o addr` in
 // 160 ms). So each call runs all its commands in one shell, one spawn. UpdateInterface with one address,
-// seen from the host, went from 1.3-2.1 s (seven spawns) to 0.8-1.1 s on first use and 0.4-0.5 s after
-// (the agent's own measure: 0.66 s, then 0.37 s); UpdateRoutes with two routes from 0.4-0.8 s to
-// 0.3-0.5 s. The rest is the one spawn, sysfs reads and the NIC's driver going down and up. Netlink from
-// Node would need a native addon for raw sockets: not worth it at these numbers.
+// seen from the host, went from 1.3-2.1 s (seven spawns) to 0.65-1.1 s on first use and 0.25-0.5 s after
+// (the agent's own measure: 0.4-0.66 s, then 0.22-0.37 s); UpdateRoutes (two or three routes) from
+// 0.4-0.8 s to 0.17-0.5 s. The rest is the one spawn, sysfs reads, the agent's code compiling on first use
+// and the NIC's driver going down and up. Netlink from Node would need a native addon for raw sockets:
+// not worth it at these numbers.
 
 import { isIP } from "node:net";
 import { Buffer } from "node:buffer";
@@ -249,6 +250,8 @@ export class GuestNetwork {
         ),
         ...listRouteCommands,
       ];
+      // Until the batch succeeds, any of these may be in the guest: a later call removes what it must.
+      this.#added = [...stale, ...ordered];
       const results = await this.#port.run(cmds);
       for (const [i, r] of stale.entries()) {
         if (results[i]?.failed === true) this.#log.debug("old route already gone", { dest: r.dest, device: r.device });
