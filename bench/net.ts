@@ -301,14 +301,6 @@ export function renderNetReport(rounds: readonly NetRound[], env: { date: string
     );
   }
   if (errors.length > 0) lines.push("", `VM side not measured: ${[...new Set(errors)].join("; ")}`);
-  lines.push(
-    "",
-    "Where the time goes: the plain namespace's packets cross a veth and the bridge inside the host kernel. " +
-      "The VM's also cross the veth's ingress u32 + mirred to the tap, QEMU's tap backend (a userspace read " +
-      "and write per packet, no vhost-net), the emulated virtio-net queue (a guest exit per notification) and " +
-      "the guest kernel's IP and TCP stack; without KVM that guest code runs under TCG's binary translation, " +
-      "which makes most of the ratio (and busybox `nc`'s small writes multiply the per-packet cost).",
-  );
   return lines.join("\n");
 }
 
