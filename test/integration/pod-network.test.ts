@@ -4,7 +4,7 @@
 // The containers are busybox in real VMs.
 
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -199,4 +199,68 @@ describe("pod networking (real VM, CNI bridge)", { skip: requires("root", "qemu"
       pods.splice(pods.indexOf(p), 1);
     }
   });
+
+  it("refuses a netns path that does not exist, or is not a network namespace, naming it, leaving nothing", async () => {
+    const w = await makeWorld(work, "badns");
+    worlds.push(w);
+    const notNs = path.join(work, "plain-file");
+    await writeFile(notNs, "");
+    for (const [i, nsPath, expected] of [
+      [
+        1,
+        "/var/run/netns/kata-ts-no-such-netns",
+        /network namespace \/var\/run\/netns\/kata-ts-no-such-netns does not exist/,
+      ],
+      [2, notNs, new RegExp(`${notNs} is not a namespace file`)],
+      [3, "/proc/self/ns/uts", /\/proc\/self\/ns\/uts is not a network namespace/],
+    ] as const) {
+      const id = `badns${i}${process.pid}`;
+      const bundle = await w.bundle(`b${i}`, ["true"], (s) => {
+        const namespaces = (s.linux?.namespaces ?? []).filter((n) => n.type !== "network");
+        s.linux = { ...s.linux, namespaces: [...namespaces, { type: "network", path: nsPath }] };
+      });
+      const r = await w.create(id, bundle);
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, expected);
+      assert.deepEqual(await leftovers(w.root), []);
+    }
+  });
+
+  it(
+    "fails the create when QEMU cannot open the pod's tap, naming it, and leaves the joined netns as CNI made it",
+    { timeout: vmTimeoutMs },
+    async () => {
+      assert.ok(net !== undefined);
+      const pod = await net.addPod("busy");
+      pods.push(pod);
+      const before = await snapshot(pod.nsPath);
+      // A "QEMU" that attaches to tap0_kata first and keeps it while it execs the real one: a tap takes
+      // one user, so QEMU's own TUNSETIFF fails with EBUSY, as with a tap some other process holds.
+      const wrapper = path.join(work, "qemu-tap-busy");
+      await writeFile(
+        wrapper,
+        [
+          "#!/usr/bin/python3",
+          "import fcntl, os, struct, sys",
+          'fd = os.open("/dev/net/tun", os.O_RDWR)',
+          'fcntl.ioctl(fd, 0x400454ca, struct.pack("16sH", b"tap0_kata", 0x0002 | 0x1000))',
+          "os.set_inheritable(fd, True)",
+          'os.execv("/usr/bin/qemu-system-x86_64", ["qemu-system-x86_64"] + sys.argv[1:])',
+          "",
+        ].join("\n"),
+      );
+      await chmod(wrapper, 0o755);
+      const w = await makeWorld(work, "busytap", { toml: `[hypervisor.qemu]\npath = "${wrapper}"\n` });
+      worlds.push(w);
+      const id = `busy${process.pid}`;
+
+      const r = await w.create(id, await w.bundle("bundle", ["true"], joinPod(pod)));
+
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, /tap0_kata/);
+      assert.match(r.stderr, /busy/i);
+      assert.deepEqual(await leftovers(w.root), []);
+      assert.equal(await snapshot(pod.nsPath), before, "no tap, qdisc or filter is left in the joined netns");
+    },
+  );
 });
