@@ -49,7 +49,40 @@ describe("cleanupStale (fake VM, real agent)", { timeout: 10_000 }, () => {
     await cleanupStale(h.staleDeps(), "sb1", "sb1");
 
     assert.ok(before.length > 5, `the dead pod left things behind: ${before.join(", ")}`);
+    assert.ok(
+      before.some((l) => l.startsWith("tap ")),
+      `its tap is among them: ${before.join(", ")}`,
+    );
     assert.deepEqual(await h.leaks(), [`VM sb1 (fake pid ${vmPid}) not stopped`]);
+    assert.ok(
+      h.network.calls.some((c) => c.op === "teardown"),
+      "the saved taps are torn down",
+    );
+  });
+
+  it("sweeps a joined netns whose taps were never saved (a service killed while wiring it)", async () => {
+    const ns = "/var/run/netns/cni-joined";
+    h.netns.joinable.add(ns);
+    const state = {
+      version: 1,
+      id: "sb9",
+      servicePid: h.servicePid("sb9"),
+      socket: h.store.socketPath("sb9"),
+      createdAt: new Date().toISOString(),
+      netns: { path: ns, created: false },
+      containers: [{ id: "sb9" }],
+    };
+    await h.store.addMapping("sb9", "sb9");
+    // CAST: a state as a service killed mid-create leaves it; save() takes the whole shape.
+    await h.store.save(state as unknown as Parameters<typeof h.store.save>[0]);
+
+    await cleanupStale(h.staleDeps(), "sb9", "sb9");
+
+    assert.deepEqual(
+      h.network.calls.filter((c) => c.op === "sweep"),
+      [{ op: "sweep", nsPath: ns }],
+    );
+    assert.equal(await h.store.load("sb9"), undefined);
   });
 
   it("removes only the mapping of a pod container", async () => {
