@@ -32,8 +32,15 @@ export const serviceExitMs = 10_000;
 
 const serviceStartTimeoutMs = 30_000;
 
-/** Starts the service for a new sandbox; resolves with its socket once it listens. */
-export async function startService(ctx: RuntimeContext, sandboxId: string): Promise<string> {
+/**
+ * Starts the service for a new sandbox; resolves with its socket once it listens. `extraArgs` go to
+ * `shim-main serve` (containerd's namespace and events address, for the containerd shim).
+ */
+export async function startService(
+  ctx: RuntimeContext,
+  sandboxId: string,
+  extraArgs: readonly string[] = [],
+): Promise<string> {
   const args = [
     path.join(installRoot, "dist/src/cli/shim-main.js"),
     "serve",
@@ -45,6 +52,7 @@ export async function startService(ctx: RuntimeContext, sandboxId: string): Prom
   if (ctx.flags.log !== undefined) args.push("--log", ctx.flags.log, "--log-format", ctx.flags.logFormat);
   if (ctx.flags.config !== undefined) args.push("--config", path.resolve(ctx.flags.config));
   if (ctx.flags.debug === true) args.push("--debug");
+  args.push(...extraArgs);
   // The service outlives this command: its own session, no terminal, stderr into the log (or nowhere).
   const stderr = ctx.flags.log === undefined ? "ignore" : openSync(ctx.flags.log, "a");
   const child = await ctx.runner.spawn(process.execPath, args, { detached: true, stdio: ["ignore", "pipe", stderr] });

@@ -21,6 +21,9 @@ async function serve(argv: string[]): Promise<void> {
       config: { type: "string" },
       "log-format": { type: "string", default: "json" },
       debug: { type: "boolean", default: false },
+      // Set by containerd-shim-kata-ts-v2: containerd's namespace and its events service (TTRPC_ADDRESS).
+      namespace: { type: "string" },
+      "events-address": { type: "string" },
     },
   });
   const sandboxId = checkId("sandbox id", values.id ?? "");
