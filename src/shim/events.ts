@@ -9,7 +9,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import type { DescMessage, MessageInitShape } from "@bufbuild/protobuf";
 import { AnySchema, timestampFromDate, type Any } from "@bufbuild/protobuf/wkt";
 import { delay, settlesWithin } from "../base/async.js";
-import { Code, KataError, isKataError } from "../base/errors.js";
+import { Code, KataError } from "../base/errors.js";
 import { errField, type Logger } from "../base/log.js";
 import { Events, EnvelopeSchema } from "../protocol/gen/containerd/api/services/ttrpc/events/v1/events_pb.js";
 import { TtrpcConnection, createClient } from "../protocol/ttrpc/client.js";
@@ -166,15 +166,17 @@ class Publisher implements EventPublisher {
   /** Sends the queue's head until the queue is empty; each event is retried, then dropped. */
   async #run(): Promise<void> {
     const stop = this.#stop.signal;
+    // A function, so the checks after each await read the signal anew.
+    const stopped = (): boolean => stop.aborted;
     let attempts = 0;
-    for (let head = this.#queue[0]; head !== undefined && !stop.aborted; head = this.#queue[0]) {
+    for (let head = this.#queue[0]; head !== undefined && !stopped(); head = this.#queue[0]) {
       try {
         await this.#send(head);
         this.#queue.shift();
         attempts = 0;
         continue;
       } catch (e) {
-        if (stop.aborted) return;
+        if (stopped()) return;
         attempts++;
         // The connection may be the cause (containerd restarted): dial again for the next try.
         const conn = this.#conn;
@@ -195,7 +197,7 @@ class Publisher implements EventPublisher {
         try {
           await delay(wait, stop);
         } catch (d) {
-          if (isKataError(d, Code.Cancelled) || stop.aborted) return;
+          if (stopped()) return;
           throw d;
         }
       }

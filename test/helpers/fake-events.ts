@@ -44,7 +44,13 @@ export class FakeEventsServer {
       forward: async (req, ctx) => {
         if (this.mode === "hang") {
           const never = deferred<undefined>();
-          ctx.signal.addEventListener("abort", () => never.resolve(undefined), { once: true });
+          ctx.signal.addEventListener(
+            "abort",
+            () => {
+              never.resolve(undefined);
+            },
+            { once: true },
+          );
           await never.promise;
           return {};
         }
@@ -82,7 +88,11 @@ export class FakeEventsServer {
     const l = this.#listener;
     this.#listener = undefined;
     if (l === undefined) return;
-    const closed = new Promise<void>((r) => l.close(() => r()));
+    const closed = new Promise<void>((r) => {
+      l.close(() => {
+        r();
+      });
+    });
     for (const s of this.#sockets) s.destroy();
     await closed;
     await rm(this.socketPath, { force: true });
