@@ -6,7 +6,7 @@
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { CleanupStack } from "../base/cleanup.js";
-import { Code, KataError } from "../base/errors.js";
+import { Code, KataError, wrap } from "../base/errors.js";
 import { errField, type Logger } from "../base/log.js";
 import type { MountRequest, Mounter } from "../platform/mount.js";
 
@@ -99,7 +99,7 @@ export async function mountRootfs(
   try {
     for (const [i, m] of plan.entries()) {
       await deps.mounter.mount(m, signal).catch((e: unknown) => {
-        throw new KataError(Code.Internal, `rootfs[${i}]: mount ${m.fstype ?? "bind"} on ${target}`, { cause: e });
+        throw wrap(e, `rootfs[${i}]: mount ${m.fstype ?? "bind"} on ${target}`);
       });
       cleanup.defer(`unmount rootfs[${i}] from ${target}`, () => unmount());
     }
