@@ -12,6 +12,7 @@ import { TtrpcServer } from "../protocol/ttrpc/server.js";
 import { StateStore } from "../sandbox/persist.js";
 import { Pod, readHostProcMounts } from "../sandbox/pod.js";
 import { checkSandboxSockets } from "../sandbox/socket-paths.js";
+import type { EventPublisher } from "../shim/events.js";
 import { registerTaskService } from "../shim/task-service.js";
 import type { RuntimeContext } from "./runtime-context.js";
 import { podNetworkPort } from "./pod-network.js";
@@ -31,16 +32,26 @@ export function checkSandboxId(root: string, sandboxId: string): void {
   checkSandboxSockets(root, sandboxId, Object.values(qemuSocketNames));
 }
 
-export async function hostService(ctx: RuntimeContext, sandboxId: string): Promise<HostedService> {
+export interface HostServiceOptions {
+  /** containerd's event service (the shim): task events go there. Absent for the OCI CLI: no events. */
+  readonly publisher?: EventPublisher;
+}
+
+export async function hostService(
+  ctx: RuntimeContext,
+  sandboxId: string,
+  opts: HostServiceOptions = {},
+): Promise<HostedService> {
   checkSandboxId(ctx.flags.root, sandboxId);
   const store = new StateStore(ctx.flags.root);
   const socketPath = store.socketPath(sandboxId);
   await mkdir(path.dirname(socketPath), { recursive: true, mode: 0o700 });
   await removeStaleSocket(socketPath, sandboxId);
   const netns = new NetnsManager({ runner: ctx.runner });
+  const sandboxDeps = ctx.sandboxDeps();
   const pod = new Pod(
     {
-      ...ctx.sandboxDeps(),
+      ...sandboxDeps,
       runner: ctx.runner,
       netns,
       network: podNetworkPort(netns, ctx.logger),
@@ -63,6 +74,9 @@ export async function hostService(ctx: RuntimeContext, sandboxId: string): Promi
   });
   registerTaskService(server, pod, {
     pid: process.pid,
+    mounter: sandboxDeps.mounter,
+    logger: ctx.logger,
+    ...(opts.publisher === undefined ? {} : { publisher: opts.publisher }),
     onShutdown: () => {
       end();
     },

@@ -31,6 +31,8 @@ export class PodCore {
   readonly containers = new Map<string, PodContainer>();
   /** Aborted by shutdown: verbs in flight end, later ones are refused. */
   readonly life = longLivedController();
+  /** Told the id of a container whose process the guest's OOM killer killed (the shim's TaskOOM). */
+  readonly oomListeners = new Set<(containerId: string) => void>();
   sandbox: Sandbox | undefined;
   netns: PodNetns | undefined;
   readonly #createdAt = new Date().toISOString();
@@ -124,6 +126,7 @@ export class PodCore {
       if (c === undefined) continue;
       c.oomKills++;
       this.log.warn("the guest's out-of-memory killer killed a process of the container", { containerId });
+      for (const listener of this.oomListeners) listener(containerId);
       await this.persist().catch((e: unknown) => {
         this.log.warn("save state after an OOM kill", { err: errField(e) });
       });

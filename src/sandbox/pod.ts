@@ -60,6 +60,11 @@ export class Pod {
     return this.#core.sandbox;
   }
 
+  /** Calls `listener` with the container's id each time the guest's OOM killer kills one of its processes. */
+  onOom(listener: (containerId: string) => void): void {
+    this.#core.oomListeners.add(listener);
+  }
+
   /** Creates a container; for the sandbox container, the whole sandbox. Nothing remains on failure. */
   async create(req: CreateRequest, signal: AbortSignal): Promise<number> {
     const id = checkId("container id", req.id);

@@ -13,6 +13,12 @@ import type { ExitInfo } from "../sandbox/pod-process.js";
 import { Task } from "../protocol/gen/containerd/runtime/v2/task/shim_pb.js";
 import { Status } from "../protocol/gen/containerd/api/types/task/task_pb.js";
 import type { TtrpcServer } from "../protocol/ttrpc/server.js";
+import { CleanupStack } from "../base/cleanup.js";
+import { errField, nullLogger, type Logger } from "../base/log.js";
+import type { Mounter } from "../platform/mount.js";
+import type { EventPublisher } from "./events.js";
+import { mountRootfs, type MountedRootfs } from "./rootfs.js";
+import { TaskEvents } from "./task-events.js";
 
 /** Type URLs of the JSON payloads we put in Any fields (containerd uses bare names; these are ours). */
 export const anyTypes = {
@@ -73,28 +79,70 @@ export interface TaskServiceHooks {
   /** After Shutdown (or when the pod is gone): the process may exit. */
   readonly onShutdown: () => void;
   readonly pid: number;
+  /** Where task events go (containerd's shim); absent for the OCI CLI's service: no events. */
+  readonly publisher?: EventPublisher;
+  /** Mounts containerd's rootfs mounts on the bundle; without it, Create refuses them. */
+  readonly mounter?: Mounter;
+  readonly logger?: Logger;
 }
 
 export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskServiceHooks): void {
+  const log = hooks.logger ?? nullLogger;
+  const events = new TaskEvents(hooks.publisher, hooks.pid, log);
+  pod.onOom((containerId) => {
+    events.oom(containerId);
+  });
+  /** Containers whose rootfs this service mounted from containerd's mounts. */
+  const rootfsOf = new Map<string, MountedRootfs>();
+  /**
+   * Unmounts the rootfs of every container the pod no longer has (a delete, the sandbox's delete taking
+   * the others with it, a shutdown, a lost VM). The containers are gone already: a failure is logged.
+   */
+  const releaseRootfs = async (): Promise<void> => {
+    const live = new Set(pod.containerIds());
+    for (const [id, rootfs] of rootfsOf) {
+      if (live.has(id)) continue;
+      rootfsOf.delete(id);
+      await rootfs.unmount().catch((e: unknown) => {
+        log.error("unmount a deleted container's rootfs", { containerId: id, target: rootfs.target, err: errField(e) });
+      });
+    }
+  };
+  void pod.done.then(releaseRootfs);
   server.register(Task, {
     create: async (req, ctx) => {
+      const cleanup = new CleanupStack();
+      let rootfs: MountedRootfs | undefined;
       if (req.rootfs.length > 0) {
-        throw new KataError(
-          Code.Unimplemented,
-          `create ${req.id}: rootfs mounts from containerd are not supported yet`,
-        );
+        if (hooks.mounter === undefined) {
+          throw new KataError(Code.Unimplemented, `create ${req.id}: rootfs: mounts are not supported by this service`);
+        }
+        rootfs = await mountRootfs({ mounter: hooks.mounter, logger: log }, req.bundle, req.rootfs, ctx.signal);
+        const mounted = rootfs;
+        if (mounted !== undefined) cleanup.defer(`unmount the rootfs of ${req.id}`, () => mounted.unmount());
       }
-      const pid = await pod.create(
-        {
-          id: req.id,
-          bundle: req.bundle,
-          stdio: { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal },
-        },
-        ctx.signal,
-      );
+      let pid: number;
+      try {
+        pid = await pod.create(
+          {
+            id: req.id,
+            bundle: req.bundle,
+            stdio: { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal },
+          },
+          ctx.signal,
+        );
+      } catch (e) {
+        return cleanup.unwind(e);
+      }
+      if (rootfs !== undefined) rootfsOf.set(req.id, rootfs);
+      events.created(req);
       return { pid };
     },
-    start: async (req, ctx) => ({ pid: await pod.start(req.id, req.execId, ctx.signal) }),
+    start: async (req, ctx) => {
+      const pid = await pod.start(req.id, req.execId, ctx.signal);
+      events.started(req.id, req.execId, pod.wait(req.id, req.execId));
+      return { pid };
+    },
     state: (req) => {
       const s = pod.state(req.id, req.execId);
       return Promise.resolve({
@@ -118,6 +166,8 @@ export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskSe
     delete: async (req, ctx) => {
       const force = ctx.metadata.get(forceDeleteKey)?.includes("true") === true;
       const { exit } = await pod.delete(req.id, req.execId, ctx.signal, { force });
+      await events.deleted(req.id, req.execId, exit);
+      await releaseRootfs();
       return { pid: hooks.pid, ...exitFields(exit) };
     },
     exec: async (req) => {
@@ -130,6 +180,7 @@ export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskSe
         stderr: req.stderr,
         terminal: req.terminal,
       });
+      events.execAdded(req.id, req.execId);
       return {};
     },
     resizePty: async (req, ctx) => {
@@ -142,10 +193,12 @@ export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskSe
     },
     pause: async (req, ctx) => {
       await pod.pause(req.id, ctx.signal);
+      events.paused(req.id);
       return {};
     },
     resume: async (req, ctx) => {
       await pod.resume(req.id, ctx.signal);
+      events.resumed(req.id);
       return {};
     },
     update: async (req, ctx) => {
@@ -168,6 +221,7 @@ export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskSe
     shutdown: async (req) => {
       if (req.now || pod.containerIds().length === 0) {
         await pod.shutdown();
+        await releaseRootfs();
         hooks.onShutdown();
       }
       return {};
