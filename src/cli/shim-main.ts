@@ -9,6 +9,7 @@ import { parseArgs } from "node:util";
 import { describeError } from "../base/errors.js";
 import { checkId } from "../base/ids.js";
 import { defaultRunDir, makeContext } from "./runtime-context.js";
+import { createEventPublisher } from "../shim/events.js";
 import { hostService } from "./service-host.js";
 
 async function serve(argv: string[]): Promise<void> {
@@ -34,7 +35,17 @@ async function serve(argv: string[]): Promise<void> {
     logFormat: values["log-format"] === "text" ? "text" : "json",
     debug: values.debug,
   });
-  const service = await hostService(ctx, sandboxId);
+  const eventsAddress = values["events-address"];
+  // Under containerd (the shim binary passes both), task events go to containerd's event service.
+  const publisher =
+    eventsAddress === undefined
+      ? undefined
+      : createEventPublisher({
+          ttrpcAddress: eventsAddress,
+          namespace: values.namespace ?? "default",
+          logger: ctx.logger.child({ component: "events" }),
+        });
+  const service = await hostService(ctx, sandboxId, publisher === undefined ? {} : { publisher });
   for (const sig of ["SIGTERM", "SIGINT"] as const) {
     process.on(sig, () => {
       ctx.logger.info("signal: tearing the sandbox down", { signal: sig });
@@ -48,6 +59,7 @@ async function serve(argv: string[]): Promise<void> {
   // Let the last response reach its caller before the socket goes.
   await new Promise((r) => setTimeout(r, 50));
   await rm(service.socketPath, { force: true });
+  await publisher?.close();
   // Exiting closes the clients' connections, not close(): a client that waits for its connection to
   // close (the CLI after a sandbox's delete) must then find this process gone, not on its way out.
   process.exit(0);
