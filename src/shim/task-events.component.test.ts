@@ -22,7 +22,7 @@ import { FakeEventsServer } from "../../test/helpers/fake-events.js";
 import { kataErrorChain } from "../../test/helpers/fakes.js";
 import { Harness } from "../../test/helpers/harness.js";
 import { createEventPublisher, type EventPublisher } from "./events.js";
-import { anyTypes, jsonAny, registerTaskService } from "./task-service.js";
+import { anyTypes, forceDeleteKey, jsonAny, registerTaskService } from "./task-service.js";
 
 type MethodsOf<T> = T extends GenService<infer S> ? S : never;
 
@@ -134,7 +134,7 @@ describe("task service events and rootfs (fake VM, real agent)", { timeout: 20_0
     assert.deepEqual(await h.leaks(), []);
   });
 
-  it("publishes exec-added, exec-started and the exec's exit, then the init's exit when it is killed", async () => {
+  it("publishes paused, resumed, exec-added, exec-started and the exec's exit, then the init's exit when it is killed", async () => {
     await srv.start();
     await serve();
     const bundle = await h.bundle("sb1", { args: ["sleep", "30"] });
@@ -143,6 +143,8 @@ describe("task service events and rootfs (fake VM, real agent)", { timeout: 20_0
 
     await task.create({ id: "sb1", bundle });
     await task.start({ id: "sb1" });
+    await task.pause({ id: "sb1" });
+    await task.resume({ id: "sb1" });
     await task.exec({ id: "sb1", execId: "e1", spec, stdout: eio.paths.stdout, stderr: eio.paths.stderr });
     await task.start({ id: "sb1", execId: "e1" });
     const waited = await task.wait({ id: "sb1", execId: "e1" });
@@ -150,12 +152,14 @@ describe("task service events and rootfs (fake VM, real agent)", { timeout: 20_0
     await task.kill({ id: "sb1", signal: 9 });
     await task.wait({ id: "sb1" });
     await answered("delete", task.delete({ id: "sb1" }));
-    await srv.waitFor(7);
+    await srv.waitFor(9);
 
     assert.equal(waited.exitStatus, 3);
     assert.deepEqual(timeline, [
       "/tasks/create",
       "/tasks/start",
+      "/tasks/paused",
+      "/tasks/resumed",
       "/tasks/exec-added",
       "/tasks/exec-started",
       "/tasks/exit",
@@ -164,11 +168,11 @@ describe("task service events and rootfs (fake VM, real agent)", { timeout: 20_0
       "/tasks/delete",
       "answer:delete",
     ]);
-    const started = srv.decode(3, TaskExecStartedSchema);
+    const started = srv.decode(5, TaskExecStartedSchema);
     assert.deepEqual([started.containerId, started.execId, started.pid], ["sb1", "e1", 4242]);
-    const execExit = srv.decode(4, TaskExitSchema);
+    const execExit = srv.decode(6, TaskExitSchema);
     assert.deepEqual([execExit.containerId, execExit.id, execExit.exitStatus], ["sb1", "e1", 3]);
-    const initExit = srv.decode(5, TaskExitSchema);
+    const initExit = srv.decode(7, TaskExitSchema);
     assert.deepEqual([initExit.id, initExit.exitStatus], ["sb1", 137]);
   });
 
@@ -218,6 +222,31 @@ describe("task service events and rootfs (fake VM, real agent)", { timeout: 20_0
     assert.ok(h.mounter.calls.some((c) => c.op === "mount" && c.target === `${bundle}/rootfs`));
     assert.deepEqual(h.mounter.mounted(), []);
     assert.deepEqual(timeline, []);
+    assert.deepEqual(await h.leaks(), []);
+  });
+
+  it("unmounts a pod container's rootfs too when the sandbox's forced delete takes it with it", async () => {
+    await srv.start();
+    await serve();
+    const cri = (type: string): Record<string, string> => ({
+      "io.kubernetes.cri.container-type": type,
+      "io.kubernetes.cri.sandbox-id": "sb1",
+    });
+    const sb = await h.bundle("sb1", { args: ["sleep", "30"], annotations: cri("sandbox") });
+    const c1 = await h.bundle("c1", { args: ["sleep", "30"], annotations: cri("container") });
+
+    await task.create({ id: "sb1", bundle: sb, rootfs: [overlay] });
+    await task.start({ id: "sb1" });
+    await task.create({ id: "c1", bundle: c1, rootfs: [overlay] });
+    await task.start({ id: "c1" });
+    const during = h.mounter
+      .mounts()
+      .filter((m) => m.fstype === "overlay")
+      .map((m) => m.target);
+    await task.delete({ id: "sb1" }, { metadata: { [forceDeleteKey]: "true" } });
+
+    assert.deepEqual(during, [`${sb}/rootfs`, `${c1}/rootfs`]);
+    assert.deepEqual(h.mounter.mounted(), []);
     assert.deepEqual(await h.leaks(), []);
   });
 

@@ -97,8 +97,9 @@ export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskSe
   /**
    * Unmounts the rootfs of every container the pod no longer has (a delete, the sandbox's delete taking
    * the others with it, a shutdown, a lost VM). The containers are gone already: a failure is logged.
+   * Calls are chained, so a Delete answers only after an unmount started by the pod's end is done too.
    */
-  const releaseRootfs = async (): Promise<void> => {
+  const releaseGone = async (): Promise<void> => {
     const live = new Set(pod.containerIds());
     for (const [id, rootfs] of rootfsOf) {
       if (live.has(id)) continue;
@@ -107,6 +108,11 @@ export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskSe
         log.error("unmount a deleted container's rootfs", { containerId: id, target: rootfs.target, err: errField(e) });
       });
     }
+  };
+  let releasing = Promise.resolve();
+  const releaseRootfs = (): Promise<void> => {
+    releasing = releasing.then(releaseGone);
+    return releasing;
   };
   void pod.done.then(releaseRootfs);
   server.register(Task, {
