@@ -4,7 +4,7 @@
 
 import { lstat } from "node:fs/promises";
 import path from "node:path";
-import { deadline } from "../base/async.js";
+import { deadline, delay } from "../base/async.js";
 import { Code, KataError, ignoreErrno, isKataError, withSuppressed } from "../base/errors.js";
 import { runChecked, type Child, type ProcessRunner, type RunResult } from "../platform/process.js";
 
@@ -47,6 +47,9 @@ export interface CrunOptions {
  * What the agent asks of the OCI runtime, one method per crun verb it uses. Crun is the real one; the
  * component tests' fake crun implements this too (Crun's #private fields make the class nominal).
  */
+/** How long a start waits for crun to have made the container. */
+const createdWaitMs = 10_000;
+
 export interface CrunPort {
   /** `crun run`: starts the container's init with piped stdio, held as a child until it exits. */
   run(containerId: string, bundleDir: string, tty?: TtyOptions): Promise<Child>;
@@ -79,8 +82,28 @@ export class Crun implements CrunPort {
    * crun runs on the helper's pty and the container (configured without one) inherits it: one pty,
    * which the helper resizes.
    */
-  run(containerId: string, bundleDir: string, tty?: TtyOptions): Promise<Child> {
-    return this.#spawn(this.#args("run", "--bundle", bundleDir, containerId), tty);
+  async run(containerId: string, bundleDir: string, tty?: TtyOptions): Promise<Child> {
+    const child = await this.#spawn(this.#args("run", "--bundle", bundleDir, containerId), tty);
+    await this.#created(containerId, child);
+    return child;
+  }
+
+  /**
+   * Waits until crun has made the container (its state file exists) or crun exited: a start that
+   * returned before that would let a signal sent at once find no container (crun kill: no status file),
+   * and count as "already ended" while the container then runs on. Bounded: crun takes ~1 s under TCG.
+   */
+  async #created(containerId: string, child: Child): Promise<void> {
+    const status = path.join(this.#opts.stateDir, containerId, "status");
+    const state = { exited: false };
+    void child.exited.then(() => {
+      state.exited = true;
+    });
+    const end = Date.now() + createdWaitMs;
+    while (!state.exited && Date.now() < end) {
+      if ((await lstat(status).catch(ignoreErrno("ENOENT"))) !== undefined) return;
+      await delay(20);
+    }
   }
 
   /** Starts an extra process in a running container (ExecProcess) from a process.json. */

@@ -88,6 +88,14 @@ export async function startContainerd(opts: { cri?: boolean } = {}): Promise<Tes
     await Promise.race([exited, delay(10_000)]);
     child.kill("SIGKILL");
     await exited;
+    // A failed test can leave a task's mounts: detach them, deepest first, so the directory can go.
+    const mounts = (await readFile("/proc/self/mountinfo", "utf8"))
+      .split("\n")
+      .map((l) => l.split(" ")[4] ?? "")
+      .filter((m) => m.startsWith(`${dir}/`))
+      .sort()
+      .reverse();
+    for (const m of mounts) await runner.run("umount", ["-l", m]);
     await rm(dir, { recursive: true, force: true });
   };
   try {

@@ -3,9 +3,11 @@
 // codes and events. Each container runs in a real VM.
 
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { delay } from "../../src/base/async.js";
 import { requires } from "../helpers/requires.js";
 import { shimBinaryName, startContainerd, testImageName, type TestContainerd } from "../helpers/containerd.js";
 import { leftovers } from "../helpers/cli.js";
@@ -78,5 +80,47 @@ describe(
       assert.match(bad.stderr, /usage: containerd-shim-kata-ts-v2/);
       assert.deepEqual(await leftovers(ctrd.kataRoot), []);
     });
+
+    it(
+      "reports 137 after ctr task kill -s KILL, and publishes the task events in containerd's order",
+      { timeout: vmTimeoutMs },
+      async () => {
+        assert.ok(ctrd !== undefined);
+        const events = spawn("ctr", ["--address", ctrd.address, "events"], { stdio: ["ignore", "pipe", "ignore"] });
+        let seen = "";
+        events.stdout.on("data", (d: Buffer) => {
+          seen += d.toString();
+        });
+        try {
+          const id = `killed${process.pid}`;
+          const run = await ctrd.ctr(["run", "-d", "--runtime", runtime, testImageName, id, "sleep", "600"]);
+          assert.equal(run.code, 0, run.stderr);
+          const kill = await ctrd.ctr(["task", "kill", "-s", "SIGKILL", id]);
+          assert.equal(kill.code, 0, kill.stderr);
+          const end = Date.now() + 30_000;
+          let listed = "";
+          while (Date.now() < end) {
+            listed = (await ctrd.ctr(["task", "ls"])).stdout;
+            if (new RegExp(`${id}\\s+\\d+\\s+STOPPED`).test(listed)) break;
+            await delay(300);
+          }
+          assert.match(listed, new RegExp(`${id}\\s+\\d+\\s+STOPPED`));
+          const del = await ctrd.ctr(["task", "delete", id]);
+          // ctr 1.6's task delete reports a non-zero exit status as a warning.
+          assert.equal(del.code, 0, del.stderr);
+          assert.match(del.stderr, /exit with non-zero exit code 137/);
+          assert.equal((await ctrd.ctr(["containers", "delete", id])).code, 0);
+          await delay(1000);
+          const topics = [...seen.matchAll(/(\/tasks\/[a-z-]+)/g)].map((m) => m[1]);
+          const order = ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"];
+          for (const t of order) assert.ok(topics.includes(t), `event ${t} published: ${topics.join(" ")}`);
+          assert.ok(topics.indexOf("/tasks/create") < topics.indexOf("/tasks/start"), topics.join(" "));
+          assert.ok(topics.lastIndexOf("/tasks/exit") < topics.indexOf("/tasks/delete"), topics.join(" "));
+          assert.deepEqual(await leftovers(ctrd.kataRoot), []);
+        } finally {
+          events.kill();
+        }
+      },
+    );
   },
 );
