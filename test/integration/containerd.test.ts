@@ -82,7 +82,7 @@ describe(
     });
 
     it(
-      "reports 137 after ctr task kill -s KILL, and publishes the task events in containerd's order",
+      "execs in a running task (output, exit code), reports 137 after ctr task kill -s KILL, and publishes the task events in containerd's order",
       { timeout: vmTimeoutMs },
       async () => {
         assert.ok(ctrd !== undefined);
@@ -95,6 +95,9 @@ describe(
           const id = `killed${process.pid}`;
           const run = await ctrd.ctr(["run", "-d", "--runtime", runtime, testImageName, id, "sleep", "600"]);
           assert.equal(run.code, 0, run.stderr);
+          const exec = await ctrd.ctr(["task", "exec", "--exec-id", "e1", id, "sh", "-c", "echo from-exec; exit 5"]);
+          assert.equal(exec.stdout, "from-exec\n");
+          assert.equal(exec.code, 5, exec.stderr);
           const kill = await ctrd.ctr(["task", "kill", "-s", "SIGKILL", id]);
           assert.equal(kill.code, 0, kill.stderr);
           const end = Date.now() + 30_000;
@@ -112,7 +115,14 @@ describe(
           assert.equal((await ctrd.ctr(["containers", "delete", id])).code, 0);
           await delay(1000);
           const topics = [...seen.matchAll(/(\/tasks\/[a-z-]+)/g)].map((m) => m[1]);
-          const order = ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"];
+          const order = [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/exec-added",
+            "/tasks/exec-started",
+            "/tasks/exit",
+            "/tasks/delete",
+          ];
           for (const t of order) assert.ok(topics.includes(t), `event ${t} published: ${topics.join(" ")}`);
           assert.ok(topics.indexOf("/tasks/create") < topics.indexOf("/tasks/start"), topics.join(" "));
           assert.ok(topics.lastIndexOf("/tasks/exit") < topics.indexOf("/tasks/delete"), topics.join(" "));
