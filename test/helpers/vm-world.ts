@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { mkdir, open, readdir, readFile, readlink, writeFile } from "node:fs/promises";
 import path from "node:path";
+import { delay } from "../../src/base/async.js";
 import { ignoreErrno } from "../../src/base/errors.js";
 import type { Spec } from "../../src/oci/spec.js";
 import { NodeProcessRunner } from "../../src/platform/process.js";
@@ -121,4 +122,14 @@ export async function processesWith(marker: string): Promise<number[]> {
     if (text?.split("\0").includes(marker) === true) found.push(Number(entry));
   }
   return found;
+}
+
+/** Polls `check` (every 200 ms) until it holds or `ms` pass; whether it held. */
+export async function eventually(check: () => Promise<boolean>, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await check()) return true;
+    await delay(200);
+  }
+  return check();
 }

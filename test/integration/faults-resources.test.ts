@@ -7,13 +7,12 @@ import { access, chmod, mkdtemp, open, readFile, rm, writeFile } from "node:fs/p
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { delay } from "../../src/base/async.js";
 import { errnoOf } from "../../src/base/errors.js";
 import { CommandMounter } from "../../src/platform/mount.js";
 import { NodeProcessRunner } from "../../src/platform/process.js";
 import { leftovers, makeRunRoot, netnsLeft, removeRunRoot } from "../helpers/cli.js";
 import { requires } from "../helpers/requires.js";
-import { makeWorld, processesWith, vmTimeoutMs, type VmWorld } from "../helpers/vm-world.js";
+import { eventually, makeWorld, processesWith, vmTimeoutMs, type VmWorld } from "../helpers/vm-world.js";
 
 const mounter = new CommandMounter(new NodeProcessRunner());
 const memoryLimit = 16 * 1024 * 1024;
@@ -29,16 +28,6 @@ async function fill(file: string): Promise<void> {
   } finally {
     await fh.close();
   }
-}
-
-/** Polls `check` (every 200 ms) until it holds or `ms` pass; whether it held. */
-async function eventually(check: () => Promise<boolean>, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await check()) return true;
-    await delay(200);
-  }
-  return check();
 }
 
 async function assertNothingLeft(w: VmWorld, id: string, opts: { rootIsMount?: boolean } = {}): Promise<void> {

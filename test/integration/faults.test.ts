@@ -9,14 +9,13 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { delay } from "../../src/base/async.js";
 import { NetnsManager, netnsName } from "../../src/network/netns.js";
 import { CommandMounter } from "../../src/platform/mount.js";
 import { mountsUnder, parseMountInfo } from "../../src/platform/mountinfo.js";
 import { NodeProcessRunner, processExists } from "../../src/platform/process.js";
 import { leftovers, netnsLeft, removeRunRoot } from "../helpers/cli.js";
 import { requires } from "../helpers/requires.js";
-import { makeWorld, savedPids, vmTimeoutMs, type VmWorld } from "../helpers/vm-world.js";
+import { eventually, makeWorld, savedPids, vmTimeoutMs, type VmWorld } from "../helpers/vm-world.js";
 
 const runner = new NodeProcessRunner();
 const loop = ["sh", "-c", "while true; do sleep 1; done"];
@@ -40,16 +39,6 @@ async function exitStatusOf(w: VmWorld, id: string): Promise<number> {
   const r = await w.piped(["wait", id]);
   assert.equal(r.code, 0, r.stderr);
   return Number(r.stdout.toString().split(" ")[0]);
-}
-
-/** Polls `check` (every 200 ms) until it holds or `ms` pass; whether it held. */
-async function eventually(check: () => Promise<boolean>, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await check()) return true;
-    await delay(200);
-  }
-  return check();
 }
 
 async function assertNothingLeft(w: VmWorld, id: string): Promise<void> {
