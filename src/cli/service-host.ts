@@ -18,6 +18,9 @@ import type { RuntimeContext } from "./runtime-context.js";
 import { podNetworkPort } from "./pod-network.js";
 import { resolveVmConfig } from "./vm-config.js";
 
+/** How long a service that is ending waits for the calls still running to be answered. */
+const endGraceMs = 10_000;
+
 export interface HostedService {
   readonly pod: Pod;
   readonly socketPath: string;
@@ -68,10 +71,17 @@ export async function hostService(
     socket.once("close", () => clients.delete(socket));
     void server.serve(socket);
   });
-  let end!: () => void;
-  const ended = new Promise<void>((r) => {
-    end = r;
+  let ended!: () => void;
+  const endedP = new Promise<void>((r) => {
+    ended = r;
   });
+  // The pod can end from inside a call (a sandbox's Delete, Shutdown): that call, and any other still
+  // running, is answered before the service is told to end (containerd fails a Delete whose shim goes
+  // before answering). Bounded: a call stuck in a dead guest does not keep the service alive.
+  const end = (): void => {
+    const grace = new Promise<void>((r) => setTimeout(r, endGraceMs).unref());
+    void Promise.race([server.idle(), grace]).then(ended);
+  };
   registerTaskService(server, pod, {
     pid: process.pid,
     mounter: sandboxDeps.mounter,
@@ -93,7 +103,7 @@ export async function hostService(
   return {
     pod,
     socketPath,
-    ended,
+    ended: endedP,
     async close() {
       // Clients still connected are told the service is gone by their connection closing (the CLI
       // waits for that after a sandbox's delete): close them rather than wait for them.
