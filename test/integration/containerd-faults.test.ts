@@ -4,15 +4,22 @@
 
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { readFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { connectTask } from "../../src/cli/service-client.js";
 import { parseMountInfo } from "../../src/platform/mountinfo.js";
-import { leftovers } from "../helpers/cli.js";
+import { NodeProcessRunner } from "../../src/platform/process.js";
+import { makeBusyboxBundle } from "../../src/tools/busybox-bundle.js";
+import { leftovers, repoRoot } from "../helpers/cli.js";
 import { startContainerd, testImageName, type TestContainerd } from "../helpers/containerd.js";
 import { requires } from "../helpers/requires.js";
-import { eventually, savedPids, vmTimeoutMs } from "../helpers/vm-world.js";
+import { eventually, savedPids, vmEnv, vmTimeoutMs } from "../helpers/vm-world.js";
 
 const runtime = "io.containerd.kata-ts.v2";
+const runner = new NodeProcessRunner();
 
 function alive(pid: number): boolean {
   try {
@@ -129,6 +136,66 @@ describe(
         assert.equal((await c.ctr(["task", "delete", id])).code, 0);
         assert.equal((await c.ctr(["containers", "delete", id])).code, 0);
         await assertNothingLeft(c, [servicePid, vmPid]);
+      },
+    );
+  },
+);
+
+describe(
+  "the shim binary with an events socket that never answers (real VM; no containerd: the shim driven as containerd does)",
+  { skip: requires("root", "qemu", "image") },
+  () => {
+    it(
+      "start, create, start, wait, delete and shutdown all answer while every event publish hangs; nothing is left",
+      { timeout: vmTimeoutMs },
+      async (t) => {
+        const dir = await mkdtemp(path.join(tmpdir(), "kata-ts-blackhole-"));
+        const root = path.join(dir, "root");
+        await mkdir(root, { mode: 0o700 });
+        // Accepts connections and never reads or answers: every Forward of the publisher hangs.
+        const held: net.Socket[] = [];
+        const blackhole = net.createServer((s) => held.push(s));
+        const eventsSock = path.join(dir, "events.sock");
+        await new Promise<void>((r) => blackhole.listen(eventsSock, r));
+        t.after(async () => {
+          for (const s of held) s.destroy();
+          await new Promise<void>((r) =>
+            blackhole.close(() => {
+              r();
+            }),
+          );
+          await rm(dir, { recursive: true, force: true });
+        });
+        const id = `blackhole${process.pid}`;
+        const bundle = await makeBusyboxBundle({ runner }, { dir: path.join(dir, id), args: ["sh", "-c", "exit 7"] });
+        const shim = path.join(repoRoot, "dist/src/cli/containerd-shim-main.js");
+        const env = { ...vmEnv, KATA_TS_ROOT: root, TTRPC_ADDRESS: eventsSock };
+        const started = await runner.run(
+          process.execPath,
+          [shim, "-namespace", "ns1", "-address", path.join(dir, "none.sock"), "-id", id, "start"],
+          { cwd: bundle, env, signal: AbortSignal.timeout(vmTimeoutMs) },
+        );
+        assert.equal(started.code, 0, started.stderr);
+        const address = started.stdout.trim();
+        assert.equal(await readFile(path.join(bundle, "address"), "utf8"), address);
+        const conn = await connectTask(address.replace(/^unix:\/\//, ""));
+        try {
+          // Each call gets a hang check, not a timing target: a publisher that blocked would stall it.
+          const bounded = { signal: AbortSignal.timeout(120_000) };
+          await conn.task.create({ id, bundle }, bounded);
+          await conn.task.start({ id }, bounded);
+          const waited = await conn.task.wait({ id }, bounded);
+          assert.equal(waited.exitStatus, 7);
+          await conn.task.delete({ id }, bounded);
+          await conn.task.shutdown({ id }, bounded);
+        } finally {
+          await conn.close();
+        }
+        assert.ok(held.length > 0, "the publisher did connect to the events socket");
+        assert.ok(
+          await eventually(async () => (await leftovers(root)).length === 0, 15_000),
+          String(await leftovers(root)),
+        );
       },
     );
   },
