@@ -6,16 +6,15 @@ import { mkdir, rm } from "node:fs/promises";
 import net from "node:net";
 import path from "node:path";
 import { Code, KataError } from "../base/errors.js";
-import { qemuSocketNames } from "../hypervisor/qemu/qemu.js";
 import { NetnsManager } from "../network/netns.js";
 import { TtrpcServer } from "../protocol/ttrpc/server.js";
 import { StateStore } from "../sandbox/persist.js";
 import { Pod, readHostProcMounts } from "../sandbox/pod.js";
-import { checkSandboxSockets } from "../sandbox/socket-paths.js";
 import type { EventPublisher } from "../shim/events.js";
 import { registerTaskService } from "../shim/task-service.js";
 import type { RuntimeContext } from "./runtime-context.js";
 import { podNetworkPort } from "./pod-network.js";
+import { checkSandboxId } from "./service-launch.js";
 import { resolveVmConfig } from "./vm-config.js";
 
 /** How long a service that is ending waits for the calls still running to be answered. */
@@ -30,10 +29,7 @@ export interface HostedService {
   close(): Promise<void>;
 }
 
-/** Refuses, before anything starts, a sandbox id whose sockets under this --root would not fit sun_path. */
-export function checkSandboxId(root: string, sandboxId: string): void {
-  checkSandboxSockets(root, sandboxId, Object.values(qemuSocketNames));
-}
+export { checkSandboxId };
 
 export interface HostServiceOptions {
   /** containerd's event service (the shim): task events go there. Absent for the OCI CLI: no events. */
