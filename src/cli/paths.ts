@@ -7,5 +7,4 @@ import { fileURLToPath } from "node:url";
 /** The repository (or install) root: dist/src/cli/ is three levels below it. */
 export const installRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 
-/** The OCI CLI's default --root; the containerd shim's unless KATA_TS_ROOT says otherwise. */
-export const defaultRunDir = "/run/kata-ts";
+export { defaultRunDir } from "../sandbox/persist.js";
