@@ -124,4 +124,34 @@ describe("OCI CLI verbs (real VM)", { skip: requires("root", "qemu", "image", "n
     assert.deepEqual(await leftovers(root), []);
     assert.deepEqual(await netnsLeft(["verbs"]), []);
   });
+
+  it(
+    "run -d returns with the container running (a one-character id, as runc allows); delete --force ends it",
+    { timeout: vmTimeout },
+    async () => {
+      const dir = await makeBusyboxBundle({ runner }, { dir: path.join(work, "d"), args: ["sleep", "600"] });
+      const pidFile = path.join(work, "d.pid");
+      const run = await runCliToFiles(
+        ["--root", root, "run", "-d", "--bundle", dir, "--pid-file", pidFile, "d"],
+        work,
+        {
+          env,
+          timeoutMs: vmTimeout,
+        },
+      );
+      assert.equal(run.code, 0, run.stderr);
+      assert.equal(await status("d"), "running");
+      const pid = Number((await readFile(pidFile, "utf8")).trim());
+      assert.ok(Number.isInteger(pid) && pid > 0, `pid file holds a pid: ${pid}`);
+      process.kill(pid, 0);
+
+      const refused = await cli("run", "--pid-file", pidFile, "--bundle", dir, "d2");
+      assert.notEqual(refused.code, 0);
+      assert.match(refused.err, /--pid-file and --console-socket go with run -d/);
+
+      assert.equal((await cli("delete", "--force", "d")).code, 0);
+      assert.deepEqual(await leftovers(root), []);
+      assert.deepEqual(await netnsLeft(["d"]), []);
+    },
+  );
 });

@@ -7,14 +7,15 @@ import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { constants } from "node:os";
 import type { Command } from "commander";
-import { describeError } from "../../base/errors.js";
+import { Code, KataError, describeError } from "../../base/errors.js";
 import { errField } from "../../base/log.js";
 import { checkId } from "../../base/ids.js";
 import { containerRole } from "../../oci/annotations.js";
 import { loadBundle } from "../../oci/bundle.js";
 import { StateStore } from "../../sandbox/persist.js";
 import type { RuntimeContext } from "../runtime-context.js";
-import { connectTask, type TaskConnection } from "../service-client.js";
+import { connectTask, withTask, type TaskConnection } from "../service-client.js";
+import { createContainer, deleteContainer } from "./lifecycle.js";
 import { prepareStdio, type PreparedStdio } from "../stdio-bridge.js";
 import { attachTerminal, type AttachedTerminal } from "../terminal.js";
 import { hostService, type HostedService } from "../service-host.js";
@@ -27,6 +28,30 @@ interface RunFlags {
   readonly bundle: string;
   readonly timingsFile?: string;
   readonly preserveFds?: string;
+  readonly detach?: boolean;
+  readonly pidFile?: string;
+  readonly consoleSocket?: string;
+}
+
+/**
+ * `run -d` (runc's): create and start, then return; the container runs on under its service, and is
+ * deleted by `delete` as after create. A start that fails takes the container away again (runc's too).
+ */
+async function runDetached(ctx: RuntimeContext, id: string, flags: RunFlags): Promise<void> {
+  await createContainer(ctx, id, {
+    bundle: flags.bundle,
+    ...(flags.pidFile === undefined ? {} : { pidFile: flags.pidFile }),
+    ...(flags.consoleSocket === undefined ? {} : { consoleSocket: flags.consoleSocket }),
+    ...(flags.preserveFds === undefined ? {} : { preserveFds: flags.preserveFds }),
+  });
+  try {
+    await withTask(ctx, id, (task) => task.start({ id }));
+  } catch (e) {
+    await deleteContainer(ctx, id, true).catch((undo: unknown) => {
+      ctx.logger.error("run -d: remove the container whose start failed", { containerId: id, err: errField(undo) });
+    });
+    throw e;
+  }
 }
 
 export async function runContainer(ctx: RuntimeContext, containerId: string, flags: RunFlags): Promise<number> {
@@ -144,8 +169,18 @@ export function registerRun(program: Command, ctx: () => RuntimeContext): void {
     .argument("<container-id>", "container id")
     .option("-b, --bundle <dir>", "OCI bundle directory", ".")
     .option("--timings-file <file>", "write phase timings (JSON, milliseconds) to this file")
+    .option("-d, --detach", "create and start the container, then return (it runs on; delete it after)")
+    .option("--pid-file <file>", "with -d: write the pid of the process that holds the container")
+    .option("--console-socket <path>", "with -d and a terminal: unix socket for the pty master")
     .option(...preserveFdsOption)
     .action(async (containerId: string, flags: RunFlags) => {
+      if (flags.detach === true) {
+        await runDetached(ctx(), containerId, flags);
+        return;
+      }
+      if (flags.pidFile !== undefined || flags.consoleSocket !== undefined) {
+        throw new KataError(Code.InvalidArgument, "--pid-file and --console-socket go with run -d (or create)");
+      }
       process.exitCode = await runContainer(ctx(), containerId, flags);
     });
 }
