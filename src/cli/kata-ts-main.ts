@@ -40,7 +40,10 @@ const program = new Command("kata-ts")
 
 let context: RuntimeContext | undefined;
 const ctx = (): RuntimeContext => {
-  context ??= makeContext(program.opts<GlobalFlags>());
+  // Configuration warnings (unknown keys, ignored values) are said once per command, as kata-runtime does.
+  context ??= makeContext(program.opts<GlobalFlags>(), {
+    onConfigWarning: (w) => process.stderr.write(`kata-ts: warning: ${w}\n`),
+  });
   return context;
 };
 

@@ -40,7 +40,12 @@ export interface RuntimeContext {
   config(): Promise<LoadedConfig>;
 }
 
-export function makeContext(flags: GlobalFlags): RuntimeContext {
+export interface ContextOptions {
+  /** Told each configuration warning once, when the configuration is first loaded (the CLI: stderr). */
+  readonly onConfigWarning?: (warning: string) => void;
+}
+
+export function makeContext(flags: GlobalFlags, opts: ContextOptions = {}): RuntimeContext {
   // Logs go to --log only: `run` prints nothing of its own on success, and there is no syslog here.
   const logger =
     flags.log === undefined
@@ -61,7 +66,10 @@ export function makeContext(flags: GlobalFlags): RuntimeContext {
     probe,
     config() {
       loaded ??= loadConfig(flags.config === undefined ? {} : { configPath: flags.config }).then((l) => {
-        for (const w of l.warnings) logger.debug("configuration", { warning: w });
+        for (const w of l.warnings) {
+          logger.warn("configuration", { warning: w });
+          opts.onConfigWarning?.(w);
+        }
         if (l.config.runtime.enableTracing && l.config.runtime.tracingExporter.kind === "file") {
           installFileTracing(l.config.runtime.tracingExporter.path);
         }
