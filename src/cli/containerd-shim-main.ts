@@ -54,6 +54,7 @@ async function start(ctx: RuntimeContext, args: ShimArgs, bundleDir: string): Pr
       "--namespace",
       namespace,
       ...(events === undefined || events === "" ? [] : ["--events-address", unixPath(events)]),
+      ...["--log-fifo", path.join(bundleDir, "log")], // containerd's `log` fifo (shim v2 contract)
     ]);
   } else {
     socket = store.socketPath(role.sandboxId);

@@ -43,14 +43,20 @@ export interface RuntimeContext {
   config(): Promise<LoadedConfig>;
 }
 
-export function makeContext(flags: GlobalFlags): RuntimeContext {
+/**
+ * `logTee` also receives every log line (the service under containerd: its `log` fifo); it must not
+ * throw or block.
+ */
+export function makeContext(flags: GlobalFlags, opts: { logTee?: (line: string) => void } = {}): RuntimeContext {
   // Logs go to --log only: `run` prints nothing of its own on success, and there is no syslog here.
+  const { logTee } = opts;
   const logger =
-    flags.log === undefined
+    flags.log === undefined && logTee === undefined
       ? nullLogger
       : new JsonLogger(
           (line) => {
-            appendFileSync(flags.log as string, line);
+            logTee?.(line);
+            if (flags.log !== undefined) appendFileSync(flags.log, line);
           },
           { level: flags.debug === true ? "debug" : "info", format: flags.logFormat },
         );

@@ -57,7 +57,7 @@ export async function hostService(
       network: podNetworkPort(netns, ctx.logger),
       store,
       readProcMounts: readHostProcMounts,
-      resolveVm: (spec) => resolveVmConfig(ctx, spec),
+      resolveVm: (spec, configPath) => resolveVmConfig(ctx, spec, configPath),
     },
     { sandboxId, runDir: ctx.flags.root, pid: process.pid, socketPath },
   );

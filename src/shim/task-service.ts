@@ -4,7 +4,7 @@
 
 import { create, toJson } from "@bufbuild/protobuf";
 import { StatsContainerResponseSchema } from "../protocol/gen/agent_pb.js";
-import { AnySchema, timestampFromDate, type Any } from "@bufbuild/protobuf/wkt";
+import { AnySchema, anyIs, anyUnpack, timestampFromDate, type Any } from "@bufbuild/protobuf/wkt";
 import { Code, KataError } from "../base/errors.js";
 import { parseLinuxResources, parseProcess } from "../oci/parse-spec.js";
 import type { ContainerStatus } from "../sandbox/persist.js";
@@ -19,6 +19,8 @@ import type { Mounter } from "../platform/mount.js";
 import type { EventPublisher } from "./events.js";
 import { mountRootfs, type MountedRootfs } from "./rootfs.js";
 import { TaskEvents } from "./task-events.js";
+import { metricsAny } from "./metrics.js";
+import { OptionsSchema } from "../protocol/gen/containerd/pkg/runtimeoptions/v1/api_pb.js";
 
 /** Type URLs of the JSON payloads we put in Any fields (containerd uses bare names; these are ours). */
 export const anyTypes = {
@@ -33,6 +35,28 @@ export const anyTypes = {
  * runs and remove it, whatever the guest answers.
  */
 export const forceDeleteKey = "kata-ts-force";
+
+/**
+ * Request metadata the OCI CLI sets on Stats and Pids (value "kata-ts"): answer with kata-ts's own
+ * payloads (the agent's stats as JSON, ps rows) rather than containerd's (cgroups v1 Metrics, bare
+ * pids), which `kata-ts events` and `kata-ts ps` print as they always have.
+ */
+export const formatKey = "kata-ts-format";
+
+function wantsOwnFormat(metadata: ReadonlyMap<string, string[]>): boolean {
+  return metadata.get(formatKey)?.includes("kata-ts") === true;
+}
+
+/**
+ * The configuration file a Create's options name (containerd's runtimeoptions.v1.Options, from a CRI
+ * runtime handler's `options.ConfigPath` or `ctr run --runtime-config-path`). Other option types (the
+ * runc options CRI's default handler sends) are ignored, as Kata does.
+ */
+export function configPathOf(options: Any | undefined): string | undefined {
+  if (options === undefined || !anyIs(options, OptionsSchema)) return undefined;
+  const path = anyUnpack(options, OptionsSchema)?.configPath ?? "";
+  return path === "" ? undefined : path;
+}
 
 /** Largest JSON payload accepted in an Any (a process spec, resources). */
 const maxAnyJsonBytes = 1 << 20;
@@ -127,6 +151,7 @@ export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskSe
         const mounted = rootfs;
         if (mounted !== undefined) cleanup.defer(`unmount the rootfs of ${req.id}`, () => mounted.unmount());
       }
+      const configPath = configPathOf(req.options);
       let pid: number;
       try {
         pid = await pod.create(
@@ -134,6 +159,7 @@ export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskSe
             id: req.id,
             bundle: req.bundle,
             stdio: { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal },
+            ...(configPath === undefined ? {} : { configPath }),
           },
           ctx.signal,
         );
@@ -215,10 +241,15 @@ export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskSe
     },
     stats: async (req, ctx) => {
       const st = await pod.stats(req.id, ctx.signal);
-      return { stats: jsonAny(anyTypes.stats, toJson(StatsContainerResponseSchema, st)) };
+      if (wantsOwnFormat(ctx.metadata))
+        return { stats: jsonAny(anyTypes.stats, toJson(StatsContainerResponseSchema, st)) };
+      return { stats: metricsAny(st) };
     },
     pids: async (req, ctx) => {
       const { header, rows } = await pod.ps(req.id, ctx.signal);
+      // containerd's clients decode each info with their type registry (`ctr task ps` fails on an unknown
+      // type): they get the guest's pids alone, as from Kata.
+      if (!wantsOwnFormat(ctx.metadata)) return { processes: rows.map((row) => ({ pid: row.pid })) };
       return {
         processes: rows.map((row) => ({ pid: row.pid, info: jsonAny(anyTypes.psRow, { header, fields: row.fields }) })),
       };
