@@ -72,7 +72,7 @@ export async function hostService(
   const ended = new Promise<void>((r) => {
     end = r;
   });
-  registerTaskService(server, pod, {
+  const taskService = registerTaskService(server, pod, {
     pid: process.pid,
     mounter: sandboxDeps.mounter,
     logger: ctx.logger,
@@ -81,9 +81,12 @@ export async function hostService(
       end();
     },
   });
-  void pod.done.then(() => {
-    end();
-  });
+  // The call that ended the pod (a Delete, a failed Create) still has its answer to send.
+  void pod.done
+    .then(() => taskService.settled())
+    .then(() => {
+      end();
+    });
   await new Promise<void>((resolve, reject) => {
     listener.once("error", reject);
     listener.listen(socketPath, () => {

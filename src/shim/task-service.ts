@@ -10,9 +10,13 @@ import { parseLinuxResources, parseProcess } from "../oci/parse-spec.js";
 import type { ContainerStatus } from "../sandbox/persist.js";
 import type { Pod } from "../sandbox/pod.js";
 import type { ExitInfo } from "../sandbox/pod-process.js";
-import { Task } from "../protocol/gen/containerd/runtime/v2/task/shim_pb.js";
+import {
+  Task,
+  type CreateTaskRequest,
+  type DeleteRequest,
+} from "../protocol/gen/containerd/runtime/v2/task/shim_pb.js";
 import { Status } from "../protocol/gen/containerd/api/types/task/task_pb.js";
-import type { TtrpcServer } from "../protocol/ttrpc/server.js";
+import type { CallContext, TtrpcServer } from "../protocol/ttrpc/server.js";
 import { CleanupStack } from "../base/cleanup.js";
 import { errField, nullLogger, type Logger } from "../base/log.js";
 import type { Mounter } from "../platform/mount.js";
@@ -110,7 +114,17 @@ export interface TaskServiceHooks {
   readonly logger?: Logger;
 }
 
-export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskServiceHooks): void {
+export interface RegisteredTaskService {
+  /**
+   * Resolves once no Create, Delete or Shutdown is running (each waited for at most `boundMs`). These
+   * are the calls that can end the pod: the process must not exit before their answer is sent, or
+   * containerd gets "ttrpc: closed" instead (seen after `ctr run --rm`, whose Delete ends the pod
+   * while its handler still publishes the delete event and unmounts the rootfs).
+   */
+  settled(boundMs?: number): Promise<void>;
+}
+
+export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskServiceHooks): RegisteredTaskService {
   const log = hooks.logger ?? nullLogger;
   const events = new TaskEvents(hooks.publisher, hooks.pid, log);
   pod.onOom((containerId) => {
@@ -139,37 +153,54 @@ export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskSe
     return releasing;
   };
   void pod.done.then(releaseRootfs);
+  const create = async (req: CreateTaskRequest, ctx: CallContext): Promise<{ pid: number }> => {
+    const cleanup = new CleanupStack();
+    let rootfs: MountedRootfs | undefined;
+    if (req.rootfs.length > 0) {
+      if (hooks.mounter === undefined) {
+        throw new KataError(Code.Unimplemented, `create ${req.id}: rootfs: mounts are not supported by this service`);
+      }
+      rootfs = await mountRootfs({ mounter: hooks.mounter, logger: log }, req.bundle, req.rootfs, ctx.signal);
+      const mounted = rootfs;
+      if (mounted !== undefined) cleanup.defer(`unmount the rootfs of ${req.id}`, () => mounted.unmount());
+    }
+    const configPath = configPathOf(req.options);
+    let pid: number;
+    try {
+      pid = await pod.create(
+        {
+          id: req.id,
+          bundle: req.bundle,
+          stdio: { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal },
+          ...(configPath === undefined ? {} : { configPath }),
+        },
+        ctx.signal,
+      );
+    } catch (e) {
+      return cleanup.unwind(e);
+    }
+    if (rootfs !== undefined) rootfsOf.set(req.id, rootfs);
+    events.created(req);
+    return { pid };
+  };
+  const del = async (req: DeleteRequest, ctx: CallContext): Promise<{ pid: number; exitStatus: number }> => {
+    const force = ctx.metadata.get(forceDeleteKey)?.includes("true") === true;
+    const { exit } = await pod.delete(req.id, req.execId, ctx.signal, { force });
+    await events.deleted(req.id, req.execId, exit);
+    await releaseRootfs();
+    return { pid: hooks.pid, ...exitFields(exit) };
+  };
+  const ending = new Set<Promise<unknown>>();
+  const track = <T>(p: Promise<T>): Promise<T> => {
+    ending.add(p);
+    const forget = (): void => {
+      ending.delete(p);
+    };
+    p.then(forget, forget);
+    return p;
+  };
   server.register(Task, {
-    create: async (req, ctx) => {
-      const cleanup = new CleanupStack();
-      let rootfs: MountedRootfs | undefined;
-      if (req.rootfs.length > 0) {
-        if (hooks.mounter === undefined) {
-          throw new KataError(Code.Unimplemented, `create ${req.id}: rootfs: mounts are not supported by this service`);
-        }
-        rootfs = await mountRootfs({ mounter: hooks.mounter, logger: log }, req.bundle, req.rootfs, ctx.signal);
-        const mounted = rootfs;
-        if (mounted !== undefined) cleanup.defer(`unmount the rootfs of ${req.id}`, () => mounted.unmount());
-      }
-      const configPath = configPathOf(req.options);
-      let pid: number;
-      try {
-        pid = await pod.create(
-          {
-            id: req.id,
-            bundle: req.bundle,
-            stdio: { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal },
-            ...(configPath === undefined ? {} : { configPath }),
-          },
-          ctx.signal,
-        );
-      } catch (e) {
-        return cleanup.unwind(e);
-      }
-      if (rootfs !== undefined) rootfsOf.set(req.id, rootfs);
-      events.created(req);
-      return { pid };
-    },
+    create: (req, ctx) => track(create(req, ctx)),
     start: async (req, ctx) => {
       const pid = await pod.start(req.id, req.execId, ctx.signal);
       events.started(req.id, req.execId, pod.wait(req.id, req.execId));
@@ -195,13 +226,7 @@ export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskSe
       return {};
     },
     wait: async (req) => exitFields(await pod.wait(req.id, req.execId)),
-    delete: async (req, ctx) => {
-      const force = ctx.metadata.get(forceDeleteKey)?.includes("true") === true;
-      const { exit } = await pod.delete(req.id, req.execId, ctx.signal, { force });
-      await events.deleted(req.id, req.execId, exit);
-      await releaseRootfs();
-      return { pid: hooks.pid, ...exitFields(exit) };
-    },
+    delete: (req, ctx) => track(del(req, ctx)),
     exec: async (req) => {
       // The same rules as config.json's process, so a bad exec is refused here, naming the field.
       const what = `exec ${req.execId}: spec`;
@@ -255,13 +280,37 @@ export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskSe
       };
     },
     connect: () => Promise.resolve({ shimPid: hooks.pid, taskPid: hooks.pid, version: "kata-ts" }),
-    shutdown: async (req) => {
-      if (req.now || pod.containerIds().length === 0) {
-        await pod.shutdown();
-        await releaseRootfs();
-        hooks.onShutdown();
-      }
-      return {};
-    },
+    shutdown: (req) =>
+      track(
+        (async () => {
+          if (req.now || pod.containerIds().length === 0) {
+            await pod.shutdown();
+            await releaseRootfs();
+            hooks.onShutdown();
+          }
+          return {};
+        })(),
+      ),
   });
+  return {
+    async settled(boundMs = 10_000) {
+      let timer: NodeJS.Timeout | undefined;
+      const bound = new Promise<false>((resolve) => {
+        timer = setTimeout(() => {
+          resolve(false);
+        }, boundMs).unref();
+      });
+      try {
+        while (ending.size > 0) {
+          const done = await Promise.race([Promise.allSettled([...ending]).then(() => true), bound]);
+          if (!done) {
+            log.warn("ending with calls still running", { calls: ending.size, afterMs: boundMs });
+            return;
+          }
+        }
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  };
 }
