@@ -57,6 +57,7 @@ async function start(flags: GlobalFlags, args: ShimArgs, bundleDir: string): Pro
       "--namespace",
       namespace,
       ...(events === undefined || events === "" ? [] : ["--events-address", unixPath(events)]),
+      ...["--log-fifo", path.join(bundleDir, "log")], // containerd's `log` fifo (shim v2 contract)
     ]);
   } else {
     socket = store.socketPath(role.sandboxId);

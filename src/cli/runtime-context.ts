@@ -43,16 +43,23 @@ export interface RuntimeContext {
 export interface ContextOptions {
   /** Told each configuration warning once, when the configuration is first loaded (the CLI: stderr). */
   readonly onConfigWarning?: (warning: string) => void;
+  /**
+   * Also receives every log line (the service under containerd: its `log` fifo); it must not throw or
+   * block.
+   */
+  readonly logTee?: (line: string) => void;
 }
 
 export function makeContext(flags: GlobalFlags, opts: ContextOptions = {}): RuntimeContext {
   // Logs go to --log only: `run` prints nothing of its own on success, and there is no syslog here.
+  const { logTee } = opts;
   const logger =
-    flags.log === undefined
+    flags.log === undefined && logTee === undefined
       ? nullLogger
       : new JsonLogger(
           (line) => {
-            appendFileSync(flags.log as string, line);
+            logTee?.(line);
+            if (flags.log !== undefined) appendFileSync(flags.log, line);
           },
           { level: flags.debug === true ? "debug" : "info", format: flags.logFormat },
         );

@@ -56,7 +56,7 @@ export async function hostService(
       network: podNetworkPort(netns, ctx.logger),
       store,
       readProcMounts: readHostProcMounts,
-      resolveVm: (spec) => resolveVmConfig(ctx, spec),
+      resolveVm: (spec, configPath) => resolveVmConfig(ctx, spec, configPath),
     },
     { sandboxId, runDir: ctx.flags.root, pid: process.pid, socketPath },
   );
@@ -78,7 +78,7 @@ export async function hostService(
     const grace = new Promise<void>((r) => setTimeout(r, endGraceMs).unref());
     void Promise.race([server.idle(), grace]).then(ended);
   };
-  registerTaskService(server, pod, {
+  const taskService = registerTaskService(server, pod, {
     pid: process.pid,
     mounter: sandboxDeps.mounter,
     logger: ctx.logger,
@@ -87,9 +87,12 @@ export async function hostService(
       end();
     },
   });
-  void pod.done.then(() => {
-    end();
-  });
+  // The call that ended the pod (a Delete, a failed Create) still has its answer to send.
+  void pod.done
+    .then(() => taskService.settled())
+    .then(() => {
+      end();
+    });
   await new Promise<void>((resolve, reject) => {
     listener.once("error", reject);
     listener.listen(socketPath, () => {

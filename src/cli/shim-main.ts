@@ -11,6 +11,7 @@ import { checkId } from "../base/ids.js";
 import { defaultRunDir, makeContext } from "./runtime-context.js";
 import { createEventPublisher } from "../shim/events.js";
 import { hostService } from "./service-host.js";
+import { LogFifo } from "../shim/log-fifo.js";
 
 async function serve(argv: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -25,15 +26,33 @@ async function serve(argv: string[]): Promise<void> {
       // Set by containerd-shim-kata-ts-v2: containerd's namespace and its events service (TTRPC_ADDRESS).
       namespace: { type: "string" },
       "events-address": { type: "string" },
+      // containerd's `log` fifo in the sandbox's bundle: the log lines go there too (see log-fifo.ts).
+      "log-fifo": { type: "string" },
     },
   });
   const sandboxId = checkId("sandbox id", values.id ?? "");
-  const ctx = makeContext({
-    root: values.root,
-    ...(values.log === undefined ? {} : { log: values.log }),
-    ...(values.config === undefined ? {} : { config: values.config }),
-    logFormat: values["log-format"] === "text" ? "text" : "json",
-    debug: values.debug,
+  const fifoPath = values["log-fifo"];
+  const fifo = fifoPath === undefined ? undefined : new LogFifo(fifoPath);
+  const ctx = makeContext(
+    {
+      root: values.root,
+      ...(values.log === undefined ? {} : { log: values.log }),
+      ...(values.config === undefined ? {} : { config: values.config }),
+      logFormat: values["log-format"] === "text" ? "text" : "json",
+      debug: values.debug,
+    },
+    fifo === undefined
+      ? {}
+      : {
+          logTee: (line) => {
+            fifo.write(line);
+          },
+        },
+  );
+  ctx.logger.info("service started", {
+    sandboxId,
+    pid: process.pid,
+    ...(fifoPath === undefined ? {} : { logFifo: fifoPath }),
   });
   const eventsAddress = values["events-address"];
   // Under containerd (the shim binary passes both), task events go to containerd's event service.
@@ -60,6 +79,10 @@ async function serve(argv: string[]): Promise<void> {
   await new Promise((r) => setTimeout(r, 50));
   await rm(service.socketPath, { force: true });
   await publisher?.close();
+  if (fifo !== undefined && fifo.dropped > 0) {
+    ctx.logger.info("log lines not delivered to containerd's log fifo", { dropped: fifo.dropped });
+  }
+  fifo?.close();
   // Exiting closes the clients' connections, not close(): a client that waits for its connection to
   // close (the CLI after a sandbox's delete) must then find this process gone, not on its way out.
   process.exit(0);

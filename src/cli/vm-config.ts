@@ -7,6 +7,7 @@ import path from "node:path";
 import { Code, KataError } from "../base/errors.js";
 import { applyAnnotationsOrThrow } from "../config/annotations.js";
 import { defaultConfig } from "../config/defaults.js";
+import { loadConfig } from "../config/load.js";
 import { kernelParams } from "../config/kernel-params.js";
 import type { RuntimeConfig } from "../config/types.js";
 import { toolsDiskSerial } from "../image/guest-init.js";
@@ -28,8 +29,13 @@ function imageFiles(cfg: RuntimeConfig): { kernel: string; initrd: string } {
   };
 }
 
-export async function resolveVmConfig(ctx: RuntimeContext, spec: Spec): Promise<SandboxVmConfig> {
-  const loaded = await ctx.config();
+/** `configPath` (containerd's runtime options) replaces the context's configuration lookup. */
+export async function resolveVmConfig(ctx: RuntimeContext, spec: Spec, configPath?: string): Promise<SandboxVmConfig> {
+  const loaded = configPath === undefined ? await ctx.config() : await loadConfig({ configPath });
+  if (configPath !== undefined) {
+    ctx.logger.info("configuration from the runtime options", { configPath });
+    for (const w of loaded.warnings) ctx.logger.debug("configuration", { warning: w });
+  }
   const cfg = applyAnnotationsOrThrow(loaded.config, spec.annotations ?? {}, {
     cpus: ctx.probe.cpuCount(),
     memoryMiB: ctx.probe.memTotalMiB(),

@@ -29,8 +29,11 @@ export interface CreatePathDeps extends SandboxDeps {
   readonly network: PodNetworkPort;
   readonly store: StateStore;
   readonly readProcMounts: () => Promise<string>;
-  /** The VM for this pod, from the configuration and the sandbox container's annotations. */
-  readonly resolveVm: (spec: Spec) => Promise<SandboxVmConfig>;
+  /**
+   * The VM for this pod, from the configuration (`configPath` instead of the looked-up one when given)
+   * and the sandbox container's annotations.
+   */
+  readonly resolveVm: (spec: Spec, configPath?: string) => Promise<SandboxVmConfig>;
 }
 
 /** The sandbox's network namespace as created or joined. */

@@ -18,6 +18,11 @@ export interface CreateRequest {
   readonly id: string;
   readonly bundle: string;
   readonly stdio: StdioPaths;
+  /**
+   * The configuration file the runtime options name (containerd's ConfigPath). A sandbox's VM is made
+   * from it instead of the looked-up one; a pod container's is ignored, as Kata: its sandbox's applies.
+   */
+  readonly configPath?: string;
 }
 
 /** Creates the container; returns its type. `timings` receives the sandbox's boot phases. */
@@ -48,7 +53,13 @@ export async function createInPod(
   const undo = new CleanupStack();
   try {
     // Everything that can be checked is checked before anything is made, the VM above all.
-    const vm = isSandbox ? await deps.resolveVm(bundle.spec) : undefined;
+    const vm = isSandbox ? await deps.resolveVm(bundle.spec, req.configPath) : undefined;
+    if (!isSandbox && req.configPath !== undefined) {
+      core.log.info("runtime options' config path ignored: a pod container runs with its sandbox's configuration", {
+        containerId: id,
+        configPath: req.configPath,
+      });
+    }
     const prepared = await prepareContainer(
       deps,
       { sandboxId: core.id, containerId: id, bundle, isSandbox },

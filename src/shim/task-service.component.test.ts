@@ -12,7 +12,12 @@ import { TtrpcServer } from "../protocol/ttrpc/server.js";
 import { Pod } from "../sandbox/pod.js";
 import { kataErrorChain } from "../../test/helpers/fakes.js";
 import { Harness } from "../../test/helpers/harness.js";
-import { registerTaskService } from "./task-service.js";
+import { anyTypes, formatKey, registerTaskService } from "./task-service.js";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { AnySchema } from "@bufbuild/protobuf/wkt";
+import { MetricsSchema } from "../protocol/gen/containerd/cgroups/v1/metrics_pb.js";
+import { OptionsSchema } from "../protocol/gen/containerd/pkg/runtimeoptions/v1/api_pb.js";
+import { metricsTypeUrl } from "./metrics.js";
 
 type MethodsOf<T> = T extends GenService<infer S> ? S : never;
 
@@ -21,9 +26,21 @@ let task: TtrpcClient<MethodsOf<typeof Task>>;
 let events: string[];
 
 let pod: Pod;
+/** The configPath of each resolveVm call (undefined: the looked-up configuration). */
+let resolvedWith: (string | undefined)[];
 
 async function serveTask(): Promise<void> {
-  pod = new Pod(h.podDeps(), h.podOptions("sb1"));
+  const deps = h.podDeps();
+  pod = new Pod(
+    {
+      ...deps,
+      resolveVm: (spec, configPath) => {
+        resolvedWith.push(configPath);
+        return deps.resolveVm(spec, configPath);
+      },
+    },
+    h.podOptions("sb1"),
+  );
   const server = new TtrpcServer();
   registerTaskService(server, pod, {
     pid: 4242,
@@ -38,6 +55,7 @@ describe("task service (fake VM, real agent)", { timeout: 10_000 }, () => {
   beforeEach(async () => {
     h = await Harness.create();
     events = [];
+    resolvedWith = [];
     await serveTask();
   });
   afterEach(async () => {
@@ -71,6 +89,45 @@ describe("task service (fake VM, real agent)", { timeout: 10_000 }, () => {
 
     await assert.rejects(create, kataErrorChain(Code.DeadlineExceeded, "the VM exited before its agent answered"));
     await pod.done; // the service ends with its pod: nothing to serve
+    assert.deepEqual(await h.leaks(), []);
+  });
+
+  it("answers Stats with containerd's cgroups v1 Metrics, and with the agent's JSON when the CLI asks for kata-ts's format", async () => {
+    const bundle = await h.bundle("sb1", { args: ["sleep", "inf"] });
+    await task.create({ id: "sb1", bundle });
+    await task.start({ id: "sb1" });
+
+    const forContainerd = await task.stats({ id: "sb1" });
+    const forCli = await task.stats({ id: "sb1" }, { metadata: { [formatKey]: "kata-ts" } });
+    await task.kill({ id: "sb1", signal: 9 });
+    await task.wait({ id: "sb1" });
+    await task.delete({ id: "sb1" });
+
+    assert.equal(forContainerd.stats?.typeUrl, metricsTypeUrl);
+    const metrics = fromBinary(MetricsSchema, forContainerd.stats.value);
+    assert.ok(metrics.cpu?.usage !== undefined, "cpu usage present");
+    assert.ok(metrics.pids !== undefined, "pids present");
+    assert.equal(forCli.stats?.typeUrl, anyTypes.stats);
+    const json = JSON.parse(Buffer.from(forCli.stats.value).toString()) as Record<string, unknown>;
+    assert.ok("cgroupStats" in json, Object.keys(json).join(","));
+    assert.deepEqual(await h.leaks(), []);
+  });
+
+  it("makes the sandbox's VM from the runtime options' config path; other option types are ignored", async () => {
+    const bundle = await h.bundle("sb1", { args: ["true"] });
+    const options = create(AnySchema, {
+      typeUrl: "runtimeoptions.v1.Options",
+      value: toBinary(OptionsSchema, create(OptionsSchema, { configPath: "/etc/kata-ts/other.toml" })),
+    });
+
+    await task.create({ id: "sb1", bundle, options });
+    await task.delete({ id: "sb1" });
+    await serveTask();
+    const runcOptions = create(AnySchema, { typeUrl: "containerd.runc.v1.Options", value: new Uint8Array() });
+    await task.create({ id: "sb1", bundle, options: runcOptions });
+    await task.delete({ id: "sb1" });
+
+    assert.deepEqual(resolvedWith, ["/etc/kata-ts/other.toml", undefined]);
     assert.deepEqual(await h.leaks(), []);
   });
 });

@@ -4,21 +4,27 @@
 
 import { create, toJson } from "@bufbuild/protobuf";
 import { StatsContainerResponseSchema } from "../protocol/gen/agent_pb.js";
-import { AnySchema, timestampFromDate, type Any } from "@bufbuild/protobuf/wkt";
+import { AnySchema, anyIs, anyUnpack, timestampFromDate, type Any } from "@bufbuild/protobuf/wkt";
 import { Code, KataError } from "../base/errors.js";
 import { parseLinuxResources, parseProcess } from "../oci/parse-spec.js";
 import type { ContainerStatus } from "../sandbox/persist.js";
 import type { Pod } from "../sandbox/pod.js";
 import type { ExitInfo } from "../sandbox/pod-process.js";
-import { Task } from "../protocol/gen/containerd/runtime/v2/task/shim_pb.js";
+import {
+  Task,
+  type CreateTaskRequest,
+  type DeleteRequest,
+} from "../protocol/gen/containerd/runtime/v2/task/shim_pb.js";
 import { Status } from "../protocol/gen/containerd/api/types/task/task_pb.js";
-import type { TtrpcServer } from "../protocol/ttrpc/server.js";
+import type { CallContext, TtrpcServer } from "../protocol/ttrpc/server.js";
 import { CleanupStack } from "../base/cleanup.js";
 import { errField, nullLogger, type Logger } from "../base/log.js";
 import type { Mounter } from "../platform/mount.js";
 import type { EventPublisher } from "./events.js";
 import { mountRootfs, type MountedRootfs } from "./rootfs.js";
 import { TaskEvents } from "./task-events.js";
+import { metricsAny } from "./metrics.js";
+import { OptionsSchema } from "../protocol/gen/containerd/pkg/runtimeoptions/v1/api_pb.js";
 
 /** Type URLs of the JSON payloads we put in Any fields (containerd uses bare names; these are ours). */
 export const anyTypes = {
@@ -33,6 +39,28 @@ export const anyTypes = {
  * runs and remove it, whatever the guest answers.
  */
 export const forceDeleteKey = "kata-ts-force";
+
+/**
+ * Request metadata the OCI CLI sets on Stats and Pids (value "kata-ts"): answer with kata-ts's own
+ * payloads (the agent's stats as JSON, ps rows) rather than containerd's (cgroups v1 Metrics, bare
+ * pids), which `kata-ts events` and `kata-ts ps` print as they always have.
+ */
+export const formatKey = "kata-ts-format";
+
+function wantsOwnFormat(metadata: ReadonlyMap<string, string[]>): boolean {
+  return metadata.get(formatKey)?.includes("kata-ts") === true;
+}
+
+/**
+ * The configuration file a Create's options name (containerd's runtimeoptions.v1.Options, from a CRI
+ * runtime handler's `options.ConfigPath` or `ctr run --runtime-config-path`). Other option types (the
+ * runc options CRI's default handler sends) are ignored, as Kata does.
+ */
+export function configPathOf(options: Any | undefined): string | undefined {
+  if (options === undefined || !anyIs(options, OptionsSchema)) return undefined;
+  const path = anyUnpack(options, OptionsSchema)?.configPath ?? "";
+  return path === "" ? undefined : path;
+}
 
 /** Largest JSON payload accepted in an Any (a process spec, resources). */
 const maxAnyJsonBytes = 1 << 20;
@@ -86,7 +114,17 @@ export interface TaskServiceHooks {
   readonly logger?: Logger;
 }
 
-export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskServiceHooks): void {
+export interface RegisteredTaskService {
+  /**
+   * Resolves once no Create, Delete or Shutdown is running (each waited for at most `boundMs`). These
+   * are the calls that can end the pod: the process must not exit before their answer is sent, or
+   * containerd gets "ttrpc: closed" instead (seen after `ctr run --rm`, whose Delete ends the pod
+   * while its handler still publishes the delete event and unmounts the rootfs).
+   */
+  settled(boundMs?: number): Promise<void>;
+}
+
+export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskServiceHooks): RegisteredTaskService {
   const log = hooks.logger ?? nullLogger;
   const events = new TaskEvents(hooks.publisher, hooks.pid, log);
   pod.onOom((containerId) => {
@@ -115,35 +153,54 @@ export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskSe
     return releasing;
   };
   void pod.done.then(releaseRootfs);
+  const create = async (req: CreateTaskRequest, ctx: CallContext): Promise<{ pid: number }> => {
+    const cleanup = new CleanupStack();
+    let rootfs: MountedRootfs | undefined;
+    if (req.rootfs.length > 0) {
+      if (hooks.mounter === undefined) {
+        throw new KataError(Code.Unimplemented, `create ${req.id}: rootfs: mounts are not supported by this service`);
+      }
+      rootfs = await mountRootfs({ mounter: hooks.mounter, logger: log }, req.bundle, req.rootfs, ctx.signal);
+      const mounted = rootfs;
+      if (mounted !== undefined) cleanup.defer(`unmount the rootfs of ${req.id}`, () => mounted.unmount());
+    }
+    const configPath = configPathOf(req.options);
+    let pid: number;
+    try {
+      pid = await pod.create(
+        {
+          id: req.id,
+          bundle: req.bundle,
+          stdio: { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal },
+          ...(configPath === undefined ? {} : { configPath }),
+        },
+        ctx.signal,
+      );
+    } catch (e) {
+      return cleanup.unwind(e);
+    }
+    if (rootfs !== undefined) rootfsOf.set(req.id, rootfs);
+    events.created(req);
+    return { pid };
+  };
+  const del = async (req: DeleteRequest, ctx: CallContext): Promise<{ pid: number; exitStatus: number }> => {
+    const force = ctx.metadata.get(forceDeleteKey)?.includes("true") === true;
+    const { exit } = await pod.delete(req.id, req.execId, ctx.signal, { force });
+    await events.deleted(req.id, req.execId, exit);
+    await releaseRootfs();
+    return { pid: hooks.pid, ...exitFields(exit) };
+  };
+  const ending = new Set<Promise<unknown>>();
+  const track = <T>(p: Promise<T>): Promise<T> => {
+    ending.add(p);
+    const forget = (): void => {
+      ending.delete(p);
+    };
+    p.then(forget, forget);
+    return p;
+  };
   server.register(Task, {
-    create: async (req, ctx) => {
-      const cleanup = new CleanupStack();
-      let rootfs: MountedRootfs | undefined;
-      if (req.rootfs.length > 0) {
-        if (hooks.mounter === undefined) {
-          throw new KataError(Code.Unimplemented, `create ${req.id}: rootfs: mounts are not supported by this service`);
-        }
-        rootfs = await mountRootfs({ mounter: hooks.mounter, logger: log }, req.bundle, req.rootfs, ctx.signal);
-        const mounted = rootfs;
-        if (mounted !== undefined) cleanup.defer(`unmount the rootfs of ${req.id}`, () => mounted.unmount());
-      }
-      let pid: number;
-      try {
-        pid = await pod.create(
-          {
-            id: req.id,
-            bundle: req.bundle,
-            stdio: { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal },
-          },
-          ctx.signal,
-        );
-      } catch (e) {
-        return cleanup.unwind(e);
-      }
-      if (rootfs !== undefined) rootfsOf.set(req.id, rootfs);
-      events.created(req);
-      return { pid };
-    },
+    create: (req, ctx) => track(create(req, ctx)),
     start: async (req, ctx) => {
       const pid = await pod.start(req.id, req.execId, ctx.signal);
       events.started(req.id, req.execId, pod.wait(req.id, req.execId));
@@ -169,13 +226,7 @@ export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskSe
       return {};
     },
     wait: async (req) => exitFields(await pod.wait(req.id, req.execId)),
-    delete: async (req, ctx) => {
-      const force = ctx.metadata.get(forceDeleteKey)?.includes("true") === true;
-      const { exit } = await pod.delete(req.id, req.execId, ctx.signal, { force });
-      await events.deleted(req.id, req.execId, exit);
-      await releaseRootfs();
-      return { pid: hooks.pid, ...exitFields(exit) };
-    },
+    delete: (req, ctx) => track(del(req, ctx)),
     exec: async (req) => {
       // The same rules as config.json's process, so a bad exec is refused here, naming the field.
       const what = `exec ${req.execId}: spec`;
@@ -215,22 +266,51 @@ export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskSe
     },
     stats: async (req, ctx) => {
       const st = await pod.stats(req.id, ctx.signal);
-      return { stats: jsonAny(anyTypes.stats, toJson(StatsContainerResponseSchema, st)) };
+      if (wantsOwnFormat(ctx.metadata))
+        return { stats: jsonAny(anyTypes.stats, toJson(StatsContainerResponseSchema, st)) };
+      return { stats: metricsAny(st) };
     },
     pids: async (req, ctx) => {
       const { header, rows } = await pod.ps(req.id, ctx.signal);
+      // containerd's clients decode each info with their type registry (`ctr task ps` fails on an unknown
+      // type): they get the guest's pids alone, as from Kata.
+      if (!wantsOwnFormat(ctx.metadata)) return { processes: rows.map((row) => ({ pid: row.pid })) };
       return {
         processes: rows.map((row) => ({ pid: row.pid, info: jsonAny(anyTypes.psRow, { header, fields: row.fields }) })),
       };
     },
     connect: () => Promise.resolve({ shimPid: hooks.pid, taskPid: hooks.pid, version: "kata-ts" }),
-    shutdown: async (req) => {
-      if (req.now || pod.containerIds().length === 0) {
-        await pod.shutdown();
-        await releaseRootfs();
-        hooks.onShutdown();
-      }
-      return {};
-    },
+    shutdown: (req) =>
+      track(
+        (async () => {
+          if (req.now || pod.containerIds().length === 0) {
+            await pod.shutdown();
+            await releaseRootfs();
+            hooks.onShutdown();
+          }
+          return {};
+        })(),
+      ),
   });
+  return {
+    async settled(boundMs = 10_000) {
+      let timer: NodeJS.Timeout | undefined;
+      const bound = new Promise<false>((resolve) => {
+        timer = setTimeout(() => {
+          resolve(false);
+        }, boundMs).unref();
+      });
+      try {
+        while (ending.size > 0) {
+          const done = await Promise.race([Promise.allSettled([...ending]).then(() => true), bound]);
+          if (!done) {
+            log.warn("ending with calls still running", { calls: ending.size, afterMs: boundMs });
+            return;
+          }
+        }
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  };
 }

@@ -11,7 +11,7 @@ import { defaultSpec } from "../../oci/default-spec.js";
 import { parseLinuxResources } from "../../oci/parse-spec.js";
 import { guestPsHeader } from "../../protocol/guest-paths.js";
 import { StateStore } from "../../sandbox/persist.js";
-import { anyTypes, fromJsonAny, jsonAny } from "../../shim/task-service.js";
+import { anyTypes, formatKey, fromJsonAny, jsonAny } from "../../shim/task-service.js";
 import type { RuntimeContext } from "../runtime-context.js";
 import { serviceListening, withTask } from "../service-client.js";
 import { ociState } from "./lifecycle.js";
@@ -37,6 +37,9 @@ async function readResources(file: string): Promise<unknown> {
     throw new KataError(Code.InvalidArgument, `--resources ${file}: not valid JSON`, { cause: e });
   }
 }
+
+/** Asks the service for kata-ts's payloads (ps rows, the agent's stats), not containerd's. */
+const ownFormat = { metadata: { [formatKey]: "kata-ts" } };
 
 interface PsRowInfo {
   readonly header: readonly string[];
@@ -80,7 +83,7 @@ export function registerInspect(program: Command, ctx: () => RuntimeContext): vo
     .argument("<container-id>")
     .option("-f, --format <format>", "table or json", "table")
     .action(async (id: string, flags: { format: string }) => {
-      const r = await withTask(ctx(), id, (task) => task.pids({ id }));
+      const r = await withTask(ctx(), id, (task) => task.pids({ id }, ownFormat));
       if (flags.format === "json") {
         process.stdout.write(JSON.stringify(r.processes.map((p) => p.pid)) + "\n");
         return;
@@ -179,7 +182,7 @@ export function registerInspect(program: Command, ctx: () => RuntimeContext): vo
         const kills =
           sid === undefined ? 0 : ((await store().load(sid))?.containers.find((c) => c.id === id)?.oomKills ?? 0);
         for (; oomSeen < kills; oomSeen++) process.stdout.write(JSON.stringify({ type: "oom", id }) + "\n");
-        const r = await withTask(ctx(), id, (task) => task.stats({ id }));
+        const r = await withTask(ctx(), id, (task) => task.stats({ id }, ownFormat));
         const data = fromJsonAny(r.stats, anyTypes.stats, "stats");
         process.stdout.write(JSON.stringify({ type: "stats", id, data }) + "\n");
         if (flags.stats === true) return;
