@@ -1,8 +1,8 @@
 // A Container Runtime Interface client (runtime.v1) that makes the kubelet's calls to containerd's CRI
 // plugin, for the Kubernetes integration test and the benchmark: gRPC over containerd's unix socket
 // (grpc-js), messages encoded by protobuf-es from proto/k8s/cri/v1/api.proto. Every call has a
-// deadline; a failed call throws a KataError coded from the gRPC status (details.wireCode), naming the
-// method, with containerd's message as its cause.
+// deadline; a failed call throws a KataError coded from the gRPC status (details.wireCode) whose
+// message is the method's path and containerd's text.
 
 import { create, fromBinary, toBinary, type DescMethodUnary, type MessageInitShape } from "@bufbuild/protobuf";
 import type { MessageShape } from "@bufbuild/protobuf";
@@ -208,7 +208,7 @@ export class CriClient {
   }
 }
 
-/** The KataError for a failed call: the status's code, our path, containerd's text as cause. */
+/** The KataError for a failed call: the status's code, our path and containerd's text. */
 function callError(path: string, err: ServiceError, timeoutMs: number): KataError {
   if (err.code === status.DEADLINE_EXCEEDED) {
     return new KataError(Code.DeadlineExceeded, `${path}: no answer within ${timeoutMs} ms`, {
@@ -222,5 +222,7 @@ function callError(path: string, err: ServiceError, timeoutMs: number): KataErro
       details: { wireCode: err.code },
     });
   }
-  return fromWireStatus({ code: err.code, message: err.details }, path);
+  // containerd's text goes into the message itself: test reporters print an error's message, not its cause.
+  const e = fromWireStatus({ code: err.code, message: err.details }, path);
+  return new KataError(e.code, `${path}: ${err.details}`, { details: e.details });
 }
