@@ -92,7 +92,7 @@ describe(
       command: [
         "sh",
         "-c",
-        "mkdir -p /tmp/www && echo pod-http-ok > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www",
+        `mkdir -p /tmp/www && echo pod-http-ok > /tmp/www/index.html && httpd -p 8080 -h /tmp/www && ${untilTerm}`,
       ],
       emptyDirs: { cache: "/data", scratch: "/mem" },
       binds: [{ hostPath: path.join(p.kubeletRoot, "pods", p.uid, "etc-hosts"), containerPath: "/etc/hosts" }],
@@ -165,8 +165,10 @@ describe(
       podIp = st.status.network?.ip ?? "";
       const prefix = ctrd.cri.network.subnet.replace(/\.0\/24$/, ".");
       assert.ok(podIp.startsWith(prefix), `pod IP ${podIp} is in ${ctrd.cri.network.subnet}`);
-      const info = JSON.parse(st.info["info"] ?? "{}") as { netNamespacePath?: string };
-      netnsPath = info.netNamespacePath ?? "";
+      const info = JSON.parse(st.info["info"] ?? "{}") as {
+        runtimeSpec?: { linux?: { namespaces?: { type: string; path?: string }[] } };
+      };
+      netnsPath = info.runtimeSpec?.linux?.namespaces?.find((n) => n.type === "network")?.path ?? "";
       assert.ok(netnsPath.startsWith(`${ctrd.cri.netnsDir}/cni-`), `netns ${netnsPath} under ${ctrd.cri.netnsDir}`);
       const procs = await podProcesses(ctrd.kataRoot);
       assert.equal(procs.services.length, 1, "one service for the pod");
@@ -223,6 +225,18 @@ describe(
         const [uid, groups = ""] = Buffer.from(who.stdout).toString().trim().split("\n");
         assert.equal(uid, "1000", "run_as_user");
         assert.ok(groups.split(" ").includes("2000"), `supplemental group 2000 (fsGroup) in ${groups}`);
+        const shm = await cri.execSync(a, ["sh", "-c", "echo shm-ok > /dev/shm/from-writer"], 10);
+        assert.equal(shm.exitCode, 0, Buffer.from(shm.stderr).toString());
+        const podFiles = await cri.execSync(
+          b,
+          ["sh", "-c", "hostname; cat /dev/shm/from-writer; cat /etc/resolv.conf"],
+          10,
+        );
+        assert.match(
+          Buffer.from(podFiles.stdout).toString(),
+          /^cri-test\nshm-ok\n[^]*search default\.svc\.cluster\.local/,
+          `the pod's hostname, shared /dev/shm (ipc POD) and resolv.conf: ${Buffer.from(podFiles.stderr).toString()}`,
+        );
         const hosts = await cri.execSync(a, ["cat", "/etc/hosts"], 10);
         assert.equal(Buffer.from(hosts.stdout).toString(), "127.0.0.1 localhost\n", "the kubelet's hosts file");
 
