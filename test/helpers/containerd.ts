@@ -84,6 +84,9 @@ function criConfig(cniConfDir: string): string[] {
     `[${p}]`,
     `  sandbox_image = "${sandboxImageName}"`,
     "  netns_mounts_under_state_dir = true",
+    // The pause container gets oom_score_adj -998 and runc's init fails on a host that refuses a negative
+    // value (EACCES here: "nsexec: failed to update /proc/self/oom_score_adj"); clamp to containerd's own.
+    "  restrict_oom_score_adj = true",
     // Port 0: each private containerd's streaming server (exec/attach URLs) gets its own port.
     '  stream_server_address = "127.0.0.1"',
     '  stream_server_port = "0"',
