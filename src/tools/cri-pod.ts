@@ -29,6 +29,7 @@ export interface KubeContainer {
   readonly command: readonly string[];
   /** Overrides the pod's runAsUser. */
   readonly runAsUser?: number;
+  readonly readonlyRootfs?: boolean;
   /** volume name → path in the container; each is an emptyDir of the pod. */
   readonly emptyDirs?: Readonly<Record<string, string>>;
   /** Other host binds (a hosts file, the termination log). */
@@ -110,6 +111,7 @@ export function kubeletContainerConfig(pod: KubePod, c: KubeContainer): Containe
       securityContext: {
         namespaceOptions: { network: NamespaceMode.POD, pid: NamespaceMode.CONTAINER, ipc: NamespaceMode.POD },
         ...(runAsUser === undefined ? {} : { runAsUser: { value: BigInt(runAsUser) } }),
+        readonlyRootfs: c.readonlyRootfs ?? false,
         supplementalGroups: supplementalGroups(pod),
         seccomp: { profileType: SecurityProfile_ProfileType.RuntimeDefault },
         maskedPaths: ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"],

@@ -83,6 +83,7 @@ describe(
       name: "writer",
       image: testImageName,
       runAsUser: 1000,
+      readonlyRootfs: true,
       command: [
         "sh",
         "-c",
@@ -280,6 +281,19 @@ describe(
           /^cri-test\nshm-ok\n[^]*search default\.svc\.cluster\.local/,
           `the pod's hostname, shared /dev/shm (ipc POD) and resolv.conf: ${Buffer.from(podFiles.stderr).toString()}`,
         );
+        const ro = await cri.execSync(
+          a,
+          ["sh", "-c", "touch /rootfs-write 2>&1; echo rc=$?; grep ' / ' /proc/mounts; echo $KUBERNETES_SERVICE_HOST"],
+          10,
+        );
+        const roOut = Buffer.from(ro.stdout).toString();
+        assert.match(roOut, /Read-only file system\nrc=1\n/, `readonly_rootfs: ${roOut}`);
+        assert.match(roOut, /\n10\.96\.0\.1\n$/, "the container's env");
+        const t0 = Date.now();
+        await assert.rejects(cri.execSync(a, ["sleep", "60"], 2), /ExecSync: .*timeout 2s exceeded/);
+        t.diagnostic(`ExecSync past its 2 s timeout: ${Date.now() - t0} ms`);
+        const after = await cri.execSync(a, ["true"], 10);
+        assert.equal(after.exitCode, 0, "the container still execs after a timed-out exec");
         const hosts = await cri.execSync(a, ["cat", "/etc/hosts"], 10);
         assert.equal(Buffer.from(hosts.stdout).toString(), "127.0.0.1 localhost\n", "the kubelet's hosts file");
 
