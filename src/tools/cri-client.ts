@@ -6,7 +6,7 @@
 
 import { create, fromBinary, toBinary, type DescMethodUnary, type MessageInitShape } from "@bufbuild/protobuf";
 import type { MessageShape } from "@bufbuild/protobuf";
-import { Client, Metadata, credentials, status, type ServiceError } from "@grpc/grpc-js";
+import { Client, Metadata, credentials, type ServiceError } from "@grpc/grpc-js";
 import { Code, KataError } from "../base/errors.js";
 import { fromWireStatus } from "../protocol/ttrpc/status.js";
 import {
@@ -84,7 +84,7 @@ export class CriClient {
         (err: ServiceError | null, value?: MessageShape<M["output"]>) => {
           opts.signal?.removeEventListener("abort", onAbort);
           if (err !== null) {
-            reject(callError(path, err, timeoutMs));
+            reject(callError(path, err));
             return;
           }
           if (value === undefined) {
@@ -208,21 +208,13 @@ export class CriClient {
   }
 }
 
-/** The KataError for a failed call: the status's code, our path and containerd's text. */
-function callError(path: string, err: ServiceError, timeoutMs: number): KataError {
-  if (err.code === status.DEADLINE_EXCEEDED) {
-    return new KataError(Code.DeadlineExceeded, `${path}: no answer within ${timeoutMs} ms`, {
-      cause: new KataError(Code.DeadlineExceeded, err.details),
-      details: { wireCode: err.code },
-    });
-  }
-  if (err.code === status.CANCELLED) {
-    return new KataError(Code.Cancelled, `${path}: cancelled`, {
-      cause: new KataError(Code.Cancelled, err.details),
-      details: { wireCode: err.code },
-    });
-  }
-  // containerd's text goes into the message itself: test reporters print an error's message, not its cause.
+/**
+ * The KataError for a failed call: the status's code, our path and the status text. DEADLINE_EXCEEDED
+ * is either our deadline (grpc-js: "Deadline exceeded after …") or the server's answer (containerd's
+ * ExecSync past its timeout: "timeout 2s exceeded: context deadline exceeded"): the text tells which.
+ */
+function callError(path: string, err: ServiceError): KataError {
   const e = fromWireStatus({ code: err.code, message: err.details }, path);
+  // The text goes into the message itself: test reporters print an error's message, not its cause.
   return new KataError(e.code, `${path}: ${err.details}`, { details: e.details });
 }
