@@ -195,10 +195,16 @@ export class Agent {
       const file = path.join(c.bundleDir, `exec-${execId}.json`);
       await writeFile(file, JSON.stringify(proc));
       const resizeFile = path.join(c.bundleDir, `winsize-${execId}`);
-      const child = await this.#deps.crun.exec(c.id, file, tty === undefined ? undefined : { ...tty, resizeFile });
-      const p = new GuestProcess(execId, child, tty === undefined ? undefined : resizeFile);
+      const pidFile = path.join(c.bundleDir, `exec-${execId}.pid`);
+      const child = await this.#deps.crun.exec(
+        c.id,
+        file,
+        tty === undefined ? undefined : { ...tty, resizeFile },
+        pidFile,
+      );
+      const p = new GuestProcess(execId, child, tty === undefined ? undefined : resizeFile, pidFile);
       c.execs.set(execId, p);
-      void p.exitCode.then(() => rm(file, { force: true }));
+      void p.exitCode.then(() => Promise.all([rm(file, { force: true }), rm(pidFile, { force: true })]));
       this.#deps.logger.info("exec started", { containerId: c.id, execId, pid: p.pid });
     });
   }
@@ -285,7 +291,7 @@ export class Agent {
       // Crun.kill succeeds for a container that ended meanwhile.
       await this.#deps.crun.kill(containerId, signal, execId === "");
     } else {
-      p.signal(signal);
+      await p.signalInContainer(signal);
     }
   }
 

@@ -53,8 +53,11 @@ const createdWaitMs = 10_000;
 export interface CrunPort {
   /** `crun run`: starts the container's init with piped stdio, held as a child until it exits. */
   run(containerId: string, bundleDir: string, tty?: TtyOptions): Promise<Child>;
-  /** `crun exec --process`: starts another process in a running container. */
-  exec(containerId: string, processJsonPath: string, tty?: TtyOptions): Promise<Child>;
+  /**
+   * `crun exec --process`: starts another process in a running container. With `pidFile`, crun writes
+   * there the pid of the process it started (crun stays its parent, so a signal to crun's pid reaches only crun).
+   */
+  exec(containerId: string, processJsonPath: string, tty?: TtyOptions, pidFile?: string): Promise<Child>;
   kill(containerId: string, signal: number, all: boolean): Promise<void>;
   delete(containerId: string): Promise<void>;
   update(containerId: string, resourcesJsonPath: string): Promise<void>;
@@ -107,8 +110,9 @@ export class Crun implements CrunPort {
   }
 
   /** Starts an extra process in a running container (ExecProcess) from a process.json. */
-  exec(containerId: string, processJsonPath: string, tty?: TtyOptions): Promise<Child> {
-    return this.#spawn(this.#args("exec", "--process", processJsonPath, containerId), tty);
+  exec(containerId: string, processJsonPath: string, tty?: TtyOptions, pidFile?: string): Promise<Child> {
+    const pid = pidFile === undefined ? [] : ["--pid-file", pidFile];
+    return this.#spawn(this.#args("exec", ...pid, "--process", processJsonPath, containerId), tty);
   }
 
   #spawn(args: string[], tty: TtyOptions | undefined): Promise<Child> {

@@ -1,8 +1,9 @@
 // A process the agent started (a container's init through `crun run`, or an exec): its stdio buffers
 // and its exit status, which is recorded once and then served to every WaitProcess.
 
+import { readFile } from "node:fs/promises";
 import type { Writable } from "node:stream";
-import { Code, KataError } from "../base/errors.js";
+import { Code, KataError, errnoOf, ignoreErrno } from "../base/errors.js";
 import { raceAbort } from "../base/async.js";
 import type { Child, ExitStatus } from "../platform/process.js";
 import { OutputBuffer } from "./output-buffer.js";
@@ -31,10 +32,13 @@ export class GuestProcess {
 
   /** Set for a process on a terminal: where the pty helper reads a new size from. */
   readonly resizeFile: string | undefined;
+  /** For an exec: where crun wrote the pid of the process it runs in the container. */
+  readonly #pidFile: string | undefined;
 
-  constructor(execId: string, child: Child, resizeFile?: string) {
+  constructor(execId: string, child: Child, resizeFile?: string, pidFile?: string) {
     this.execId = execId;
     this.resizeFile = resizeFile;
+    this.#pidFile = pidFile;
     this.#child = child;
     this.pid = child.pid;
     this.stdout = new OutputBuffer(child.stdout);
@@ -88,6 +92,33 @@ export class GuestProcess {
     const name = signalNames.get(signal);
     if (name === undefined) throw new KataError(Code.InvalidArgument, `signal ${signal} is not a signal number`);
     this.#child.kill(name);
+  }
+
+  /**
+   * Sends `signal` to the process crun runs in the container (an exec's), not to crun: crun exec stays
+   * the process's parent and SIGKILL cannot be forwarded, so signalling crun left the process running
+   * (and holding its output open). Until crun has written the pid, or once crun is reaped, this falls back
+   * to signal(). INVALID_ARGUMENT for a number that is no signal.
+   */
+  async signalInContainer(signal: number): Promise<void> {
+    const name = signalNames.get(signal);
+    if (signal === 0 || this.#pidFile === undefined) {
+      this.signal(signal);
+      return;
+    }
+    if (name === undefined) throw new KataError(Code.InvalidArgument, `signal ${signal} is not a signal number`);
+    const text = await readFile(this.#pidFile, "utf8").catch(ignoreErrno("ENOENT"));
+    const pid = Number(text?.trim());
+    // While crun has not been reaped its child is not reaped either (crun waits for it): the pid is not reused.
+    if (!Number.isInteger(pid) || pid <= 1 || this.#exited) {
+      this.signal(signal);
+      return;
+    }
+    try {
+      process.kill(pid, name);
+    } catch (e) {
+      if (errnoOf(e) !== "ESRCH") throw e;
+    }
   }
 
   /** Signals crun itself (used only when the container was never created by crun). */

@@ -1,6 +1,6 @@
 // A single-layer OCI image-layout tar made from a rootfs directory, for `ctr images import` (no
 // registry is reachable here, and there is no image builder). The layer is the directory as tar
-// archives it, owned by root; the config says linux/amd64 and runs `sh`.
+// archives it, owned by root; the config says linux/amd64 and runs `sh` unless told otherwise.
 
 import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -12,11 +12,28 @@ import { describeExit, type ProcessRunner } from "../platform/process.js";
 
 const sha256 = (b: Buffer): string => createHash("sha256").update(b).digest("hex");
 
-/** Writes `out` (an OCI layout tar) holding `rootfs` as image `name` (e.g. docker.io/library/x:latest). */
-export async function writeOciImage(
-  deps: { runner: ProcessRunner },
-  opts: { rootfs: string; out: string; name: string },
-): Promise<void> {
+export interface OciImageOptions {
+  readonly rootfs: string;
+  readonly out: string;
+  /** e.g. docker.io/library/x:latest */
+  readonly name: string;
+  /** The image config's Entrypoint (none by default). */
+  readonly entrypoint?: readonly string[];
+  /** The image config's Cmd: ["sh"] by default. */
+  readonly cmd?: readonly string[];
+}
+
+/** The image config's `config` object (OCI image-spec config.md): what a runtime starts by default. */
+export function imageRunConfig(opts: Pick<OciImageOptions, "entrypoint" | "cmd">): Record<string, unknown> {
+  return {
+    Env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+    ...(opts.entrypoint === undefined ? {} : { Entrypoint: [...opts.entrypoint] }),
+    Cmd: [...(opts.cmd ?? ["sh"])],
+  };
+}
+
+/** Writes `out` (an OCI layout tar) holding `rootfs` as image `name`. */
+export async function writeOciImage(deps: { runner: ProcessRunner }, opts: OciImageOptions): Promise<void> {
   const work = await mkdtemp(path.join(tmpdir(), "kata-ts-oci-"));
   try {
     const blobs = path.join(work, "blobs", "sha256");
@@ -45,7 +62,7 @@ export async function writeOciImage(
         JSON.stringify({
           architecture: "amd64",
           os: "linux",
-          config: { Env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], Cmd: ["sh"] },
+          config: imageRunConfig(opts),
           rootfs: { type: "layers", diff_ids: [`sha256:${sha256(layerTar)}`] },
         }),
       ),
