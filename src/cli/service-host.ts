@@ -8,6 +8,7 @@ import path from "node:path";
 import { Code, KataError } from "../base/errors.js";
 import { qemuSocketNames } from "../hypervisor/qemu/qemu.js";
 import { NetnsManager } from "../network/netns.js";
+import { hostCgroupFs } from "../platform/cgroups.js";
 import { TtrpcServer } from "../protocol/ttrpc/server.js";
 import { StateStore } from "../sandbox/persist.js";
 import { Pod, readHostProcMounts } from "../sandbox/pod.js";
@@ -58,6 +59,7 @@ export async function hostService(
       store,
       readProcMounts: readHostProcMounts,
       resolveVm: (spec) => resolveVmConfig(ctx, spec),
+      cgroups: hostCgroupFs,
     },
     { sandboxId, runDir: ctx.flags.root, pid: process.pid, socketPath },
   );
