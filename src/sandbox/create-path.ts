@@ -128,6 +128,9 @@ export async function bootSandbox(
             onCgroup,
           ),
         );
+  if (cgroup !== undefined) {
+    deps.logger.info("joined the sandbox's cgroup", { sandboxId: s.id, cgroups: cgroup.persisted().leaves.join(" ") });
+  }
   const net = s.vm.network ?? { model: "none", disableNewNetns: false };
   // Kata's disable_new_netns: the service and QEMU stay in the runtime's namespace, and so no NIC.
   let netns = net.disableNewNetns
