@@ -74,7 +74,7 @@ async function waitConsole(vm: Vm, pattern: RegExp, timeoutMs: number): Promise<
 }
 
 /** Floor: spawn to the busybox guest's announcement on its serial console. */
-async function floorOnce(work: string, image: GuestImage, floorInitrd: string): Promise<number> {
+export async function floorOnce(work: string, image: GuestImage, floorInitrd: string): Promise<number> {
   const t0 = performance.now();
   const vm = await hypervisor.startVm(
     vmConfig(work, image.kernelPath, floorInitrd, "floor"),

@@ -18,8 +18,12 @@ describe("checkId", () => {
     );
   });
 
+  it("accepts what runc accepts: one character, and _ + - . after the first", () => {
+    for (const good of ["x", "7", "_", "a+b", "a.b-c_d", "+x"]) assert.equal(checkId("container id", good), good);
+  });
+
   it("refuses path separators, dot names and a leading dash", () => {
-    for (const bad of ["a/b", "..", ".", "-rf", "", "x"]) {
+    for (const bad of ["a/b", "..", ".", ".hidden", "-rf", "", "a b", "a\nb", "a:b"]) {
       assert.throws(() => checkId("exec id", bad), kataError(Code.InvalidArgument, "invalid exec id"));
     }
   });

@@ -3,7 +3,12 @@
 
 import { Code, KataError } from "./errors.js";
 
-const idPattern = /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
+/**
+ * runc's characters (letters, digits, `_ + - .`), any length from one. Unlike runc, an id may not start
+ * with `-` or `.`: it is passed as an argument to crun in the guest (`-rf` would be an option) and names
+ * files (`.` and `..` would be directories).
+ */
+const idPattern = /^[a-zA-Z0-9_+][a-zA-Z0-9_+.-]*$/;
 
 /**
  * Every id is one path component somewhere (<root>/sbs/<sid>, <root>/containers-mapping/<cid>, the

@@ -6,22 +6,17 @@
 // speaks the task API to the service itself.
 //
 // Flags are Go's (containerd's shim client writes `-namespace ns -address a -id x start`).
+//
+// containerd runs this once per container for start and for delete: each action imports only what it
+// needs (loading the whole runtime costs more than Node's own start).
 
 import { access, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { create, toBinary } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, KataError, describeError, isKataError } from "../base/errors.js";
+import { Code, KataError, describeError } from "../base/errors.js";
 import { checkId } from "../base/ids.js";
-import { loadBundle } from "../oci/bundle.js";
-import { containerRole } from "../oci/annotations.js";
-import { DeleteResponseSchema } from "../protocol/gen/containerd/runtime/v2/task/shim_pb.js";
-import { StateStore } from "../sandbox/persist.js";
-import { defaultRunDir, makeContext, type RuntimeContext } from "./runtime-context.js";
-import { serviceListening, startService } from "./service-client.js";
-import { checkSandboxId } from "./service-host.js";
-import { forceCleanup } from "./stale.js";
 import { parseShimArgs, shimUsage as usage, type ShimArgs } from "./containerd-shim-args.js";
+import { defaultRunDir } from "./paths.js";
+import type { GlobalFlags } from "./runtime-context.js";
 
 const version = "0.1.0";
 function required(args: ShimArgs, name: string): string {
@@ -40,24 +35,32 @@ function unixPath(address: string): string {
  * containerd namespace and events address; for a pod container, finds its sandbox's service. Writes
  * the `address` file containerd reads back after a restart, and prints the address.
  */
-async function start(ctx: RuntimeContext, args: ShimArgs, bundleDir: string): Promise<string> {
+async function start(flags: GlobalFlags, args: ShimArgs, bundleDir: string): Promise<string> {
   const id = checkId("container id", required(args, "id"));
   const namespace = required(args, "namespace");
+  const { loadBundle } = await import("../oci/bundle.js");
+  const { containerRole } = await import("../oci/annotations.js");
+  const { StateStore } = await import("../sandbox/persist.js");
+  const launch = await import("./service-launch.js");
   const bundle = await loadBundle(bundleDir);
   const role = containerRole(bundle.spec, id);
-  const store = new StateStore(ctx.flags.root);
+  const store = new StateStore(flags.root);
   let socket: string;
   if (role.type === "sandbox") {
-    checkSandboxId(ctx.flags.root, role.sandboxId);
+    launch.checkSandboxId(flags.root, role.sandboxId);
     const events = process.env["TTRPC_ADDRESS"];
-    socket = await startService(ctx, role.sandboxId, [
+    const { NodeProcessRunner } = await import("../platform/process.js");
+    const { launcherRelPath } = await import("../platform/launcher.js");
+    const { installRoot } = await import("./paths.js");
+    const runner = new NodeProcessRunner({ launcher: path.join(installRoot, launcherRelPath) });
+    socket = await launch.startService({ flags, runner }, role.sandboxId, [
       "--namespace",
       namespace,
       ...(events === undefined || events === "" ? [] : ["--events-address", unixPath(events)]),
     ]);
   } else {
     socket = store.socketPath(role.sandboxId);
-    if (!(await serviceListening(socket))) {
+    if (!(await launch.serviceListening(socket))) {
       throw new KataError(
         Code.NotFound,
         `container ${id}: the service of sandbox ${role.sandboxId} is not running (create the sandbox first)`,
@@ -73,14 +76,22 @@ async function start(ctx: RuntimeContext, args: ShimArgs, bundleDir: string): Pr
  * `delete`: containerd could not reach the task's service (it died, or start failed). Removes whatever
  * of the container or its sandbox is left, and answers as a shim whose task was killed.
  */
-async function del(ctx: RuntimeContext, args: ShimArgs): Promise<Uint8Array> {
+async function del(flags: GlobalFlags, args: ShimArgs): Promise<Uint8Array> {
   const id = checkId("container id", required(args, "id"));
-  const store = new StateStore(ctx.flags.root);
-  try {
-    await forceCleanup(ctx, store, id);
-  } catch (e) {
-    // Nothing of it left to clean: containerd asks after a start that failed early, too.
-    if (!isKataError(e, Code.NotFound)) throw e;
+  const { create, toBinary } = await import("@bufbuild/protobuf");
+  const { timestampFromDate } = await import("@bufbuild/protobuf/wkt");
+  const { isKataError } = await import("../base/errors.js");
+  const { DeleteResponseSchema } = await import("../protocol/gen/containerd/runtime/v2/task/shim_pb.js");
+  const { StateStore } = await import("../sandbox/persist.js");
+  const store = new StateStore(flags.root);
+  // Nothing of it left to clean (containerd asks after a start that failed early, too): answer without
+  // loading the runtime.
+  if ((await store.sandboxOf(id)) !== undefined) {
+    const { makeContext } = await import("./runtime-context.js");
+    const { forceCleanup } = await import("./stale.js");
+    await forceCleanup(makeContext(flags), store, id).catch((e: unknown) => {
+      if (!isKataError(e, Code.NotFound)) throw e;
+    });
   }
   return toBinary(
     DeleteResponseSchema,
@@ -100,19 +111,19 @@ async function main(argv: readonly string[]): Promise<void> {
   await access(bundleDir).catch((e: unknown) => {
     throw new KataError(Code.NotFound, `bundle ${bundleDir}`, { cause: e });
   });
-  const ctx = makeContext({
+  const flags: GlobalFlags = {
     root: process.env["KATA_TS_ROOT"] ?? defaultRunDir,
     log: path.join(bundleDir, "kata-ts.log"),
     logFormat: "json",
     debug,
     ...(process.env["KATA_CONF_FILE"] === undefined ? {} : { config: process.env["KATA_CONF_FILE"] }),
-  });
+  };
   switch (args.action) {
     case "start":
-      process.stdout.write(await start(ctx, args, bundleDir));
+      process.stdout.write(await start(flags, args, bundleDir));
       return;
     case "delete":
-      process.stdout.write(await del(ctx, args));
+      process.stdout.write(await del(flags, args));
       return;
     case undefined:
     default:

@@ -6,6 +6,7 @@ import { Command, CommanderError } from "commander";
 import path from "node:path";
 import { describeError } from "../base/errors.js";
 import { agentBundleRelPath } from "../image/bundle-agent.js";
+import { defaultImageDir } from "../image/guest-image.js";
 import { imageCommand } from "../image/image-command.js";
 import { NodeProcessRunner } from "../platform/process.js";
 import { registerCheck } from "./commands/check.js";
@@ -14,6 +15,7 @@ import { registerExec } from "./commands/exec.js";
 import { registerInspect } from "./commands/inspect.js";
 import { registerLifecycle } from "./commands/lifecycle.js";
 import { registerRun } from "./commands/run.js";
+import { registerVersion } from "./commands/version.js";
 import {
   defaultRunDir,
   installRoot,
@@ -48,6 +50,7 @@ registerExec(program, ctx);
 registerInspect(program, ctx);
 registerCheck(program, ctx);
 registerEnv(program, ctx);
+registerVersion(program, () => process.env["KATA_TS_IMAGE_DIR"] ?? defaultImageDir);
 program.addCommand(
   imageCommand({
     runner: new NodeProcessRunner({ launcher: launcherPath }),

@@ -3,7 +3,7 @@
 
 import { appendFileSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { defaultRunDir, installRoot } from "./paths.js";
 import { JsonLogger, nullLogger, type Logger } from "../base/log.js";
 import { QemuHypervisor } from "../hypervisor/qemu/qemu.js";
 import { CommandMounter } from "../platform/mount.js";
@@ -25,10 +25,7 @@ export interface GlobalFlags {
   readonly debug?: boolean;
 }
 
-export const defaultRunDir = "/run/kata-ts";
-
-/** The repository (or install) root: dist/src/cli/ is three levels below it. */
-export const installRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
+export { defaultRunDir, installRoot };
 
 /** native/kata-ts-exec as `npm run build` installs it: every child of the host side starts through it. */
 export const launcherPath = path.join(installRoot, launcherRelPath);

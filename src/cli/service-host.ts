@@ -6,18 +6,20 @@ import { mkdir, rm } from "node:fs/promises";
 import net from "node:net";
 import path from "node:path";
 import { Code, KataError } from "../base/errors.js";
-import { qemuSocketNames } from "../hypervisor/qemu/qemu.js";
 import { NetnsManager } from "../network/netns.js";
 import { hostCgroupFs } from "../platform/cgroups.js";
 import { TtrpcServer } from "../protocol/ttrpc/server.js";
 import { StateStore } from "../sandbox/persist.js";
 import { Pod, readHostProcMounts } from "../sandbox/pod.js";
-import { checkSandboxSockets } from "../sandbox/socket-paths.js";
 import type { EventPublisher } from "../shim/events.js";
 import { registerTaskService } from "../shim/task-service.js";
 import type { RuntimeContext } from "./runtime-context.js";
 import { podNetworkPort } from "./pod-network.js";
+import { checkSandboxId } from "./service-launch.js";
 import { resolveVmConfig } from "./vm-config.js";
+
+/** How long a service that is ending waits for the calls still running to be answered. */
+const endGraceMs = 10_000;
 
 export interface HostedService {
   readonly pod: Pod;
@@ -28,10 +30,7 @@ export interface HostedService {
   close(): Promise<void>;
 }
 
-/** Refuses, before anything starts, a sandbox id whose sockets under this --root would not fit sun_path. */
-export function checkSandboxId(root: string, sandboxId: string): void {
-  checkSandboxSockets(root, sandboxId, Object.values(qemuSocketNames));
-}
+export { checkSandboxId };
 
 export interface HostServiceOptions {
   /** containerd's event service (the shim): task events go there. Absent for the OCI CLI: no events. */
@@ -70,10 +69,17 @@ export async function hostService(
     socket.once("close", () => clients.delete(socket));
     void server.serve(socket);
   });
-  let end!: () => void;
-  const ended = new Promise<void>((r) => {
-    end = r;
+  let ended!: () => void;
+  const endedP = new Promise<void>((r) => {
+    ended = r;
   });
+  // The pod can end from inside a call (a sandbox's Delete, Shutdown): that call, and any other still
+  // running, is answered before the service is told to end (containerd fails a Delete whose shim goes
+  // before answering). Bounded: a call stuck in a dead guest does not keep the service alive.
+  const end = (): void => {
+    const grace = new Promise<void>((r) => setTimeout(r, endGraceMs).unref());
+    void Promise.race([server.idle(), grace]).then(ended);
+  };
   registerTaskService(server, pod, {
     pid: process.pid,
     mounter: sandboxDeps.mounter,
@@ -95,7 +101,7 @@ export async function hostService(
   return {
     pod,
     socketPath,
-    ended,
+    ended: endedP,
     async close() {
       // Clients still connected are told the service is gone by their connection closing (the CLI
       // waits for that after a sandbox's delete): close them rather than wait for them.

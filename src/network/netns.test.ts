@@ -84,6 +84,16 @@ describe("netnsName", () => {
     assert.notEqual(netnsName("c".repeat(300)).slice(-16), name.slice(-16));
   });
 
+  it("puts a root's scope in the name, so one id under two --roots gets two namespaces", () => {
+    assert.equal(netnsName("sb1", "0a1b2c3d"), "kata-ts-0a1b2c3d-sb1");
+    assert.notEqual(netnsName("sb1", "0a1b2c3d"), netnsName("sb1", "ffffffff"));
+    assert.match(netnsName("b".repeat(300), "0a1b2c3d"), /^kata-ts-0a1b2c3d-b{32}-[0-9a-f]{16}$/);
+    assert.deepEqual(planNetns(specWith([{ type: "network" }]), "sb1", "0a1b2c3d"), {
+      kind: "create",
+      name: "kata-ts-0a1b2c3d-sb1",
+    });
+  });
+
   it("replaces characters iproute2 or a path would choke on", () => {
     const name = netnsName("pod/with spaces");
 

@@ -31,13 +31,18 @@ const maxNameLength = 255;
 const nameChars = /^[A-Za-z0-9_.-]+$/;
 const hostNetworking = "host networking requested, not supported";
 
-/** `kata-ts-<sandboxId>`, or a readable prefix plus a hash when the id has odd characters or is too long. */
-export function netnsName(sandboxId: string): string {
-  const plain = namePrefix + sandboxId;
+/**
+ * `kata-ts-<sandboxId>`, or a readable prefix plus a hash when the id has odd characters or is too long.
+ * Network namespace names are host-wide while ids are unique per --root only: `scope` (a short tag of a
+ * non-default root) goes in the name, `kata-ts-<scope>-<sandboxId>`, so two roots never collide.
+ */
+export function netnsName(sandboxId: string, scope = ""): string {
+  const prefix = scope === "" ? namePrefix : `${namePrefix}${scope}-`;
+  const plain = prefix + sandboxId;
   if (nameChars.test(sandboxId) && plain.length <= maxNameLength) return plain;
   const hash = createHash("sha256").update(sandboxId).digest("hex").slice(0, 16);
   const readable = sandboxId.replace(/[^A-Za-z0-9_.-]/g, "_").slice(0, 32);
-  return `${namePrefix}${readable === "" ? "" : `${readable}-`}${hash}`;
+  return `${prefix}${readable === "" ? "" : `${readable}-`}${hash}`;
 }
 
 /**
@@ -45,7 +50,7 @@ export function netnsName(sandboxId: string): string {
  * without is created. No entry means the container shares the host's network, which a VM cannot do.
  * Throws FAILED_PRECONDITION (host networking) or INVALID_ARGUMENT (duplicate entry, relative path).
  */
-export function planNetns(spec: Spec, sandboxId: string): NetnsPlan {
+export function planNetns(spec: Spec, sandboxId: string, scope = ""): NetnsPlan {
   const entries = (spec.linux?.namespaces ?? []).filter((ns) => ns.type === "network");
   const [entry] = entries;
   if (entry === undefined) {
@@ -54,7 +59,7 @@ export function planNetns(spec: Spec, sandboxId: string): NetnsPlan {
   if (entries.length > 1) {
     throw new KataError(Code.InvalidArgument, `linux.namespaces: network is listed ${entries.length} times`);
   }
-  if (entry.path === undefined || entry.path === "") return { kind: "create", name: netnsName(sandboxId) };
+  if (entry.path === undefined || entry.path === "") return { kind: "create", name: netnsName(sandboxId, scope) };
   if (!path.isAbsolute(entry.path)) {
     throw new KataError(Code.InvalidArgument, `linux.namespaces: network namespace path ${entry.path} is not absolute`);
   }

@@ -21,7 +21,7 @@ import { planContainerStorage, sourcesToInspect } from "../storage/plan.js";
 import { guestSpec } from "./guest-spec.js";
 import { noPodNetwork, type NetworkLink, type PodNetwork, type PodNetworkPort } from "./pod-network.js";
 import { checkHooks, runHooks } from "./hooks.js";
-import type { StateStore } from "./persist.js";
+import { runDirScope, type StateStore } from "./persist.js";
 import { PodCgroup } from "./pod-cgroup.js";
 import { checkCgroupResources, parseCgroupsPath } from "./pod-cgroup-plan.js";
 import { Sandbox, type PreparedContainer, type SandboxDeps, type SandboxVmConfig } from "./sandbox.js";
@@ -135,7 +135,7 @@ export async function bootSandbox(
   // Kata's disable_new_netns: the service and QEMU stay in the runtime's namespace, and so no NIC.
   let netns = net.disableNewNetns
     ? undefined
-    : await inSpan("netns", {}, () => setupNetns(deps, s.bundle.spec, s.id, undo, signal));
+    : await inSpan("netns", {}, () => setupNetns(deps, s.bundle.spec, s.id, runDirScope(s.runDir), undo, signal));
   // Saved before anything else is made: a service killed from here on leaves state that names it.
   if (netns !== undefined) await onNetns(netns);
   for (const kind of ["prestart", "createRuntime"] as const) {
@@ -180,10 +180,11 @@ async function setupNetns(
   deps: CreatePathDeps,
   spec: Spec,
   sandboxId: string,
+  scope: string,
   undo: CleanupStack,
   signal: AbortSignal,
 ): Promise<PodNetns> {
-  const plan = planNetns(spec, sandboxId);
+  const plan = planNetns(spec, sandboxId, scope);
   if (plan.kind === "join") {
     await deps.netns.checkJoinable(plan.path, signal);
     return { path: plan.path, created: false };

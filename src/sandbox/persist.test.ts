@@ -5,7 +5,7 @@ import path from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { Code } from "../base/errors.js";
 import { kataError } from "../../test/helpers/fakes.js";
-import { StateStore, type PersistedSandbox } from "./persist.js";
+import { StateStore, runDirScope, type PersistedSandbox } from "./persist.js";
 
 let tmp = "";
 let root = "";
@@ -317,5 +317,15 @@ describe("StateStore", () => {
       const saved: unknown = JSON.parse(await readFile(path.join(root, "sbs", "sb1", "state.json"), "utf8"));
       assert.deepEqual(saved, sandbox("sb1"));
     });
+  });
+});
+
+describe("runDirScope", () => {
+  it("is empty for the default root (names stay kata-ts-<id>) and a stable 8-hex tag for any other", () => {
+    assert.equal(runDirScope("/run/kata-ts"), "");
+    assert.equal(runDirScope("/run/kata-ts/"), "");
+    assert.match(runDirScope("/tmp/a"), /^[0-9a-f]{8}$/);
+    assert.equal(runDirScope("/tmp/a"), runDirScope("/tmp/./a"));
+    assert.notEqual(runDirScope("/tmp/a"), runDirScope("/tmp/b"));
   });
 });

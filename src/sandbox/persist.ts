@@ -3,6 +3,7 @@
 // container-to-sandbox ID mapping under <root>/containers-mapping/<cid>/<sid> (Kata's layout).
 
 import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat } from "node:fs/promises";
+import { createHash } from "node:crypto";
 import path from "node:path";
 import { Code, KataError, codeOf, errnoOf, ignoreErrno } from "../base/errors.js";
 import { checkId } from "../base/ids.js";
@@ -52,6 +53,19 @@ let saveCounter = 0;
 /** The directory of a sandbox's VM (sockets, console log, pid file) under --root. */
 export function vmDirOf(root: string, sandboxId: string): string {
   return path.join(root, "vm", checkId("sandbox id", sandboxId));
+}
+
+/** The OCI CLI's default --root, and the containerd shim's unless KATA_TS_ROOT says otherwise. */
+export const defaultRunDir = "/run/kata-ts";
+
+/**
+ * A short tag of a --root for names that are host-wide (network namespaces): empty for the default root,
+ * so its names stay `kata-ts-<id>`; 8 hex digits of the resolved path's hash otherwise.
+ */
+export function runDirScope(root: string): string {
+  const resolved = path.resolve(root);
+  if (resolved === defaultRunDir) return "";
+  return createHash("sha256").update(resolved).digest("hex").slice(0, 8);
 }
 
 export class StateStore {

@@ -11,7 +11,8 @@ import { Code, KataError } from "../base/errors.js";
 import type { Spec } from "../oci/spec.js";
 import { ScriptedRunner, kataErrorChain } from "../../test/helpers/fakes.js";
 import { Harness, criAnnotations } from "../../test/helpers/harness.js";
-import { StateStore, type PersistedSandbox } from "./persist.js";
+import { netnsName } from "../network/netns.js";
+import { StateStore, runDirScope, type PersistedSandbox } from "./persist.js";
 import { Pod, type PodDeps } from "./pod.js";
 
 let h: Harness;
@@ -80,12 +81,12 @@ const steps: readonly Step[] = [
     name: "the network namespace",
     beforeBoot: true,
     code: Code.AlreadyExists,
-    message: "kata-ts-sb1",
+    message: "kata-ts-",
     arrange: async (d) => {
-      await h.netns.create("kata-ts-sb1");
+      await h.netns.create(netnsName("sb1", runDirScope(h.root)));
       return d;
     },
-    tidy: () => h.netns.remove("kata-ts-sb1"),
+    tidy: () => h.netns.remove(netnsName("sb1", runDirScope(h.root))),
   },
   {
     name: "a prestart hook that fails",

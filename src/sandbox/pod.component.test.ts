@@ -6,6 +6,8 @@ import { Code, KataError } from "../base/errors.js";
 import type { Process } from "../oci/spec.js";
 import { kataErrorChain } from "../../test/helpers/fakes.js";
 import { Harness, criAnnotations } from "../../test/helpers/harness.js";
+import { netnsName } from "../network/netns.js";
+import { runDirScope } from "./persist.js";
 import { Pod } from "./pod.js";
 
 let h: Harness;
@@ -40,7 +42,7 @@ describe("Pod (fake VM, real agent)", { timeout: 10_000 }, () => {
     assert.equal(exit.exitStatus, 3);
     assert.equal(await io.stdout(), "out\n");
     assert.equal(await io.stderr(), "err\n");
-    assert.deepEqual(h.netns.names(), ["kata-ts-sb1"]);
+    assert.deepEqual(h.netns.names(), [netnsName("sb1", runDirScope(h.root))]);
     assert.equal((await h.store.load("sb1"))?.containers[0]?.status, "stopped");
     await pod.delete("sb1", "", signal);
     await pod.done;

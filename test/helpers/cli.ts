@@ -129,7 +129,12 @@ export async function removeRunRoot(root: string): Promise<void> {
 /** Network namespaces kata-ts would have created for these sandbox ids that still exist. */
 export async function netnsLeft(sandboxIds: readonly string[]): Promise<string[]> {
   const names = new Set((await readdir("/var/run/netns").catch(ignoreErrno("ENOENT"))) ?? []);
-  return sandboxIds.map((id) => `kata-ts-${id}`).filter((n) => names.has(n));
+  // Any --root's: kata-ts-<id> for the default root, kata-ts-<8 hex of the root>-<id> for the others.
+  return [...names].filter((n) =>
+    sandboxIds.some(
+      (id) => n === `kata-ts-${id}` || new RegExp(`^kata-ts-[0-9a-f]{8}-${id.replace(/[.]/g, "\\.")}$`).test(n),
+    ),
+  );
 }
 
 /**

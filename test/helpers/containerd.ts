@@ -27,6 +27,11 @@ export interface TestContainerd {
   ctr(args: readonly string[], opts?: { timeoutMs?: number; input?: string }): Promise<RunResult>;
   /** containerd's own log so far. */
   log(): Promise<string>;
+  /**
+   * Kills containerd (SIGKILL: no shutdown of its own) and starts it again with the same config, state
+   * and environment; the shims it started keep running, as on a node whose containerd crashed.
+   */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -62,22 +67,28 @@ export async function startContainerd(opts: { cri?: boolean } = {}): Promise<Tes
     ].join("\n"),
   );
   const logFile = path.join(dir, "containerd.log");
-  const logFh = await open(logFile, "a");
-  const child: ChildProcess = spawn("containerd", ["--config", config], {
-    stdio: ["ignore", logFh.fd, logFh.fd],
-    env: {
-      ...process.env,
-      PATH: `${bin}:${process.env["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin"}`,
-      KATA_TS_ROOT: kataRoot,
-      KATA_TS_IMAGE_DIR: testImageDir,
-    },
-  });
-  await logFh.close();
-  const exited = new Promise<void>((resolve) => {
-    child.once("exit", () => {
-      resolve();
+  let child!: ChildProcess;
+  let exited!: Promise<void>;
+  const launch = async (): Promise<void> => {
+    const logFh = await open(logFile, "a");
+    child = spawn("containerd", ["--config", config], {
+      stdio: ["ignore", logFh.fd, logFh.fd],
+      env: {
+        ...process.env,
+        PATH: `${bin}:${process.env["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin"}`,
+        KATA_TS_ROOT: kataRoot,
+        KATA_TS_IMAGE_DIR: testImageDir,
+      },
     });
-  });
+    await logFh.close();
+    const c = child;
+    exited = new Promise<void>((resolve) => {
+      c.once("exit", () => {
+        resolve();
+      });
+    });
+  };
+  await launch();
   const ctr: TestContainerd["ctr"] = (args, o = {}) =>
     runner.run("ctr", ["--address", address, ...args], {
       ...(o.input === undefined ? {} : { input: o.input }),
@@ -98,16 +109,25 @@ export async function startContainerd(opts: { cri?: boolean } = {}): Promise<Tes
     for (const m of mounts) await runner.run("umount", ["-l", m]);
     await rm(dir, { recursive: true, force: true });
   };
-  try {
+  const ready = async (): Promise<void> => {
     const end = Date.now() + 20_000;
     for (;;) {
       const v = await ctr(["version"], { timeoutMs: 5000 });
-      if (v.code === 0) break;
+      if (v.code === 0) return;
       if (Date.now() > end || child.exitCode !== null) {
         throw new Error(`containerd did not start: ${await readFile(logFile, "utf8")}`);
       }
       await delay(200);
     }
+  };
+  const restart = async (): Promise<void> => {
+    child.kill("SIGKILL");
+    await exited;
+    await launch();
+    await ready();
+  };
+  try {
+    await ready();
     const bundle = await makeBusyboxBundle({ runner }, { dir: path.join(dir, "image-src"), args: ["sh"] });
     const tarball = path.join(dir, "busybox-oci.tar");
     await writeOciImage({ runner }, { rootfs: path.join(bundle, "rootfs"), out: tarball, name: testImageName });
@@ -117,5 +137,5 @@ export async function startContainerd(opts: { cri?: boolean } = {}): Promise<Tes
     await stop();
     throw e;
   }
-  return { dir, kataRoot, address, ctr, log: () => readFile(logFile, "utf8"), stop };
+  return { dir, kataRoot, address, ctr, log: () => readFile(logFile, "utf8"), restart, stop };
 }

@@ -12,6 +12,8 @@ import { mountsUnder, parseMountInfo } from "../../src/platform/mountinfo.js";
 import { NodeProcessRunner } from "../../src/platform/process.js";
 import type { Spec } from "../../src/oci/spec.js";
 import { makeBusyboxBundle } from "../../src/tools/busybox-bundle.js";
+import { netnsName } from "../../src/network/netns.js";
+import { runDirScope } from "../../src/sandbox/persist.js";
 import { leftovers, makeRunRoot, removeRunRoot, runCli } from "../helpers/cli.js";
 import { requires, testImageDir } from "../helpers/requires.js";
 
@@ -127,7 +129,7 @@ describe("a pod through the OCI CLI (real VM)", { skip: requires("root", "qemu",
     const created = await cli(["create", "--bundle", podBundle, "--pid-file", path.join(work, "pid"), sid], outPod);
     assert.equal(created.code, 0, created.stderr);
     assert.equal((await cli(["start", sid])).code, 0);
-    const netnsIno = (await stat(`/var/run/netns/kata-ts-${sid}`)).ino;
+    const netnsIno = (await stat(`/var/run/netns/${netnsName(sid, runDirScope(root))}`)).ino;
     assert.equal((await readFile(hookOut, "utf8")).trim(), `net:[${netnsIno}]`);
 
     for (const [id, dir, out] of [
@@ -177,6 +179,6 @@ describe("a pod through the OCI CLI (real VM)", { skip: requires("root", "qemu",
 
     assert.deepEqual(await leftovers(root), []);
     assert.deepEqual(await readdir(path.join(root, "containers-mapping")), []);
-    await assert.rejects(stat(`/var/run/netns/kata-ts-${sid}`));
+    await assert.rejects(stat(`/var/run/netns/${netnsName(sid, runDirScope(root))}`));
   });
 });

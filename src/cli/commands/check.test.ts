@@ -6,6 +6,7 @@ import type { LoadedConfig } from "../../config/load.js";
 import type { HostProbe } from "../../platform/probe.js";
 import { ScriptedRunner } from "../../../test/helpers/fakes.js";
 import type { RuntimeContext } from "../runtime-context.js";
+import type { SandboxVmConfig } from "../../sandbox/sandbox.js";
 import type { KernelFacts } from "./check-network.js";
 import { renderChecks, runChecks } from "./check.js";
 
@@ -19,6 +20,16 @@ describe("renderChecks", () => {
     assert.equal(r.capable, true);
     assert.match(r.text, /\[WARN\] hardware virtualization \(KVM\): no kvm\n {7}fix: enable it/);
     assert.match(r.text, /capable of running kata-ts containers \(in TCG software emulation/);
+  });
+
+  it("with strict, fails on a warning too", () => {
+    const results = [{ name: "configuration", ok: false, warning: true, detail: "x.toml: unknown key [foo] bar" }];
+
+    assert.equal(renderChecks(results).capable, true);
+    const strict = renderChecks(results, { strict: true });
+    assert.equal(strict.capable, false);
+    assert.match(strict.text, /\[WARN\] configuration: x\.toml: unknown key \[foo\] bar/);
+    assert.match(strict.text, /see the FAIL and WARN lines/);
   });
 
   it("is not capable when a required part fails, and names the fix", () => {
@@ -108,6 +119,42 @@ describe("runChecks", () => {
     assert.equal(
       r.some((c) => c.name === "tc" || c.name.startsWith("kernel module")),
       false,
+    );
+  });
+
+  it("resolves the VM as create would: a configuration create refuses fails check, naming the key", async () => {
+    const loaded = { config: defaultConfig, source: "/etc/kata-ts/configuration.toml", dropIns: [], warnings: ["w1"] };
+    const refused = await runChecks(
+      context(() => Promise.resolve(loaded)),
+      "/nonexistent/image",
+      () => facts,
+      () => Promise.reject(new Error("/etc/kata-ts/configuration.toml: [hypervisor.qemu] image: not supported yet")),
+    );
+    const accepted = await runChecks(
+      context(() => Promise.resolve(loaded)),
+      "/nonexistent/image",
+      () => facts,
+      () =>
+        Promise.resolve({
+          machineType: "microvm",
+          vcpus: 1,
+          memoryMiB: 2048,
+          kernelPath: "/k/vmlinux",
+          initrdPath: "/k/initrd",
+        } as unknown as SandboxVmConfig),
+    );
+
+    assert.deepEqual(
+      refused.filter((c) => c.name === "configuration").map((c) => [c.ok, c.warning === true, c.detail]),
+      [
+        [false, false, "/etc/kata-ts/configuration.toml: [hypervisor.qemu] image: not supported yet"],
+        [false, true, "w1"],
+      ],
+    );
+    assert.equal(renderChecks(refused).capable, false);
+    assert.match(
+      accepted.find((c) => c.name === "configuration" && c.ok)?.detail ?? "",
+      /^\/etc\/kata-ts\/configuration\.toml: microvm, 1 vCPU, 2048 MiB, kernel \/k\/vmlinux, initrd \/k\/initrd$/,
     );
   });
 });

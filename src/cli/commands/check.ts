@@ -6,6 +6,10 @@ import { defaultImageDir, readGuestImage } from "../../image/guest-image.js";
 import type { RuntimeContext } from "../runtime-context.js";
 import { errField } from "../../base/log.js";
 import { messageOf } from "../../base/errors.js";
+import { defaultSpec } from "../../oci/default-spec.js";
+import type { Spec } from "../../oci/spec.js";
+import type { SandboxVmConfig } from "../../sandbox/sandbox.js";
+import { resolveVmConfig } from "../vm-config.js";
 import { networkChecks, readKernelFacts, type KernelFacts } from "./check-network.js";
 
 export interface CheckResult {
@@ -21,6 +25,7 @@ export async function runChecks(
   ctx: RuntimeContext,
   imageDir: string,
   kernelFacts: () => KernelFacts = readKernelFacts,
+  resolveVm: (ctx: RuntimeContext, spec: Spec) => Promise<SandboxVmConfig> = resolveVmConfig,
 ): Promise<CheckResult[]> {
   const out: CheckResult[] = [];
   const kvm = ctx.probe.kvmProblem();
@@ -79,15 +84,32 @@ export async function runChecks(
     );
   }
   // The networking checks depend on the configured model: a configuration that does not load is a failure.
-  const config = await ctx.config().then(
-    (l) => l.config,
+  const loaded = await ctx.config().then(
+    (l) => l,
     (e: unknown) => {
       out.push({ name: "configuration", ok: false, detail: messageOf(e), fix: "fix configuration.toml" });
       return undefined;
     },
   );
-  if (config !== undefined) {
-    out.push(...networkChecks(config.runtime.internetworkingModel, kernelFacts(), (b) => ctx.probe.which(b)));
+  if (loaded !== undefined) {
+    // The very resolution `create` does, so check never calls capable what create then refuses.
+    const files = [loaded.source, ...loaded.dropIns].join(" + ");
+    const vm = await resolveVm(ctx, defaultSpec()).then(
+      (v) => v,
+      (e: unknown) => {
+        out.push({ name: "configuration", ok: false, detail: messageOf(e), fix: `fix ${loaded.source}` });
+        return undefined;
+      },
+    );
+    if (vm !== undefined) {
+      out.push({
+        name: "configuration",
+        ok: true,
+        detail: `${files}: ${vm.machineType}, ${vm.vcpus} vCPU, ${vm.memoryMiB} MiB, kernel ${vm.kernelPath}, initrd ${vm.initrdPath}`,
+      });
+    }
+    for (const w of loaded.warnings) out.push({ name: "configuration", ok: false, warning: true, detail: w });
+    out.push(...networkChecks(loaded.config.runtime.internetworkingModel, kernelFacts(), (b) => ctx.probe.which(b)));
   }
   const root = process.getuid?.() === 0;
   out.push(
@@ -103,17 +125,22 @@ export async function runChecks(
   return out;
 }
 
-export function renderChecks(results: readonly CheckResult[]): { text: string; capable: boolean } {
+/** With `strict` (kata-check's --strict), a warning fails the check too. */
+export function renderChecks(
+  results: readonly CheckResult[],
+  opts: { strict?: boolean } = {},
+): { text: string; capable: boolean } {
+  const strict = opts.strict === true;
   const lines = results.map((r) => {
     const mark = r.ok ? "ok  " : r.warning === true ? "WARN" : "FAIL";
     return `[${mark}] ${r.name}: ${r.detail}${r.ok || r.fix === undefined ? "" : `\n       fix: ${r.fix}`}`;
   });
-  const capable = results.every((r) => r.ok || r.warning === true);
+  const capable = results.every((r) => r.ok || (r.warning === true && !strict));
   const tcg = results.some((r) => r.name.startsWith("hardware") && !r.ok);
   lines.push(
     capable
       ? `System is capable of running kata-ts containers${tcg ? " (in TCG software emulation: slow but isolated)" : " (KVM)"}`
-      : "ERROR: System is not capable of running kata-ts containers (see the FAIL lines above)",
+      : `ERROR: System is not capable of running kata-ts containers (see the ${strict ? "FAIL and WARN" : "FAIL"} lines above)`,
   );
   return { text: lines.join("\n") + "\n", capable };
 }
@@ -122,10 +149,12 @@ export function registerCheck(program: Command, ctx: () => RuntimeContext): void
   program
     .command("check")
     .alias("kata-check")
-    .description("check that this host can run kata-ts containers")
-    .action(async () => {
+    .description("check that this host can run kata-ts containers with the configuration create would use")
+    .option("--strict", "fail on warnings too (no KVM, configuration warnings)")
+    .action(async (opts: { strict?: boolean }) => {
       const { text, capable } = renderChecks(
         await runChecks(ctx(), process.env["KATA_TS_IMAGE_DIR"] ?? defaultImageDir),
+        { strict: opts.strict === true },
       );
       process.stdout.write(text);
       if (!capable) process.exitCode = 1;

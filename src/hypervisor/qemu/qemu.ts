@@ -18,6 +18,7 @@ import { CappedLog, defaultConsoleLogMaxBytes, relayConsole } from "./console-lo
 import { fastKernelParams, tscEarlyKhz } from "./kernel-params.js";
 import { QemuVm } from "./qemu-vm.js";
 import { QmpClient } from "./qmp/client.js";
+import { qemuSocketNames } from "./socket-names.js";
 
 export interface QemuDeps {
   readonly runner: ProcessRunner;
@@ -41,7 +42,7 @@ export interface QemuOptions {
 }
 
 /** The unix sockets QEMU listens on, in the VM's directory. */
-export const qemuSocketNames = { qmp: "qmp.sock", agent: "agent.sock", console: "console.sock" } as const;
+export { qemuSocketNames };
 
 const stderrTailBytes = 8192;
 const defaultControlTimeoutMs = 10_000;

@@ -80,6 +80,8 @@ export class TtrpcServer {
   /** "grpc.AgentService/CreateContainer" → handler. */
   readonly #routes = new Map<string, Route>();
   readonly #services = new Set<string>();
+  /** Handlers running on any connection, and who waits for there to be none. */
+  readonly #busy = { count: 0, waiters: [] as (() => void)[] };
 
   constructor(opts: TtrpcServerOptions = {}) {
     this.#maxFrameBytes = opts.maxFrameBytes ?? defaultMaxFrameBytes;
@@ -121,7 +123,19 @@ export class TtrpcServer {
       log: this.#log,
       newClientOnStreamOne: this.#newClientOnStreamOne,
       maxInFlight: this.#maxInFlight,
+      busy: this.#busy,
     }).done;
+  }
+
+  /**
+   * Resolves once no handler runs on any connection (their responses written). A service that ends
+   * itself from inside a handler (a sandbox's Delete) waits for this, so that call is still answered.
+   */
+  idle(): Promise<void> {
+    if (this.#busy.count === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#busy.waiters.push(resolve);
+    });
   }
 }
 
@@ -130,6 +144,7 @@ interface ConnectionLimits {
   readonly log: Logger;
   readonly newClientOnStreamOne: boolean;
   readonly maxInFlight: number;
+  readonly busy: { count: number; waiters: (() => void)[] };
 }
 
 class ServerConnection {
@@ -145,12 +160,14 @@ class ServerConnection {
   readonly #newClientOnStreamOne: boolean;
   readonly #maxInFlight: number;
   #inFlight = 0;
+  readonly #busy: ConnectionLimits["busy"];
   /** Reading is paused until the client reads the responses queued for it. */
   #waitingForDrain = false;
 
   constructor(stream: Duplex, routes: ReadonlyMap<string, Route>, limits: ConnectionLimits) {
     this.#newClientOnStreamOne = limits.newClientOnStreamOne;
     this.#maxInFlight = limits.maxInFlight;
+    this.#busy = limits.busy;
     this.#stream = stream;
     this.#routes = routes;
     this.#maxFrameBytes = limits.maxFrameBytes;
@@ -265,6 +282,7 @@ class ServerConnection {
 
     const started = Date.now();
     this.#inFlight++;
+    this.#busy.count++;
     try {
       const init = await route.call(input, { signal, metadata });
       let payload: Uint8Array;
@@ -287,6 +305,7 @@ class ServerConnection {
       this.#inFlight--;
       clearTimeout(timer);
       closed.removeEventListener("abort", onClosed);
+      if (--this.#busy.count === 0) for (const w of this.#busy.waiters.splice(0)) w();
     }
   }
 

@@ -151,6 +151,39 @@ describe("ttrpc client and server over a unix socket", () => {
     assert.equal(env.accepted.length, 1);
   });
 
+  it("idle() waits for the handlers of every connection, and resolves at once when none runs", bounded, async (t) => {
+    const server = new TtrpcServer();
+    await server.idle();
+    const gates = new Map<string, () => void>();
+    const arrived = deferred<undefined>();
+    server.register(AgentService, {
+      async waitProcess(req) {
+        const gate = deferred<undefined>();
+        gates.set(req.execId, () => {
+          gate.resolve(undefined);
+        });
+        if (gates.size === 2) arrived.resolve(undefined);
+        await gate.promise;
+        return { status: 0 };
+      },
+    });
+    const env = await startServer(t, server);
+    const a = createClient(AgentService, await env.connect());
+    const b = createClient(AgentService, await env.connect());
+    const calls = [a.waitProcess({ execId: "e1" }), b.waitProcess({ execId: "e2" })];
+    await arrived.promise;
+    let idle = false;
+    const waiting = server.idle().then(() => {
+      idle = true;
+    });
+    gates.get("e1")?.();
+    await calls[0];
+    assert.equal(idle, false, "one handler still runs on the other connection");
+    gates.get("e2")?.();
+    await Promise.all([...calls, waiting]);
+    assert.equal(idle, true);
+  });
+
   it("delivers a handler's KataError with its code and message", bounded, async (t) => {
     const server = new TtrpcServer();
     server.register(AgentService, {
