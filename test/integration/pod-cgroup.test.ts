@@ -157,9 +157,10 @@ describe("the sandbox's host cgroup (real VM)", { skip: requires("root", "qemu",
     }
     const v1 = await isV1();
     const memDir = await dirOf("memory", cg);
-    const usage = Number(await readFile(path.join(memDir, v1 ? "memory.usage_in_bytes" : "memory.current"), "utf8"));
+    // QEMU's memory first: it only grows while the guest runs, so the cgroup's, read after, holds it all.
     const rss = await statusBytes(vmPid, "VmRSS");
     const anon = await statusBytes(vmPid, "RssAnon");
+    const usage = Number(await readFile(path.join(memDir, v1 ? "memory.usage_in_bytes" : "memory.current"), "utf8"));
     process.stdout.write(`# cgroup memory usage ${usage} bytes; qemu VmRSS ${rss}, RssAnon ${anon}\n`);
     assert.ok(usage > 100 * 1024 * 1024, `usage ${usage}`);
     // The VM's anonymous memory (guest RAM) is charged here; RSS also counts shared file pages (QEMU's
