@@ -7,6 +7,7 @@ import net from "node:net";
 import path from "node:path";
 import { Code, KataError } from "../base/errors.js";
 import { NetnsManager } from "../network/netns.js";
+import { hostCgroupFs } from "../platform/cgroups.js";
 import { TtrpcServer } from "../protocol/ttrpc/server.js";
 import { StateStore } from "../sandbox/persist.js";
 import { Pod, readHostProcMounts } from "../sandbox/pod.js";
@@ -57,6 +58,7 @@ export async function hostService(
       store,
       readProcMounts: readHostProcMounts,
       resolveVm: (spec, configPath) => resolveVmConfig(ctx, spec, configPath),
+      cgroups: hostCgroupFs,
     },
     { sandboxId, runDir: ctx.flags.root, pid: process.pid, socketPath },
   );

@@ -1,6 +1,7 @@
 // `delete --force` when the sandbox's service is gone.
 
 import { NetnsManager } from "../network/netns.js";
+import { hostCgroupFs } from "../platform/cgroups.js";
 import type { StateStore } from "../sandbox/persist.js";
 import { cleanupStale, procTable } from "../sandbox/stale.js";
 import { podNetworkPort } from "./pod-network.js";
@@ -20,6 +21,7 @@ export async function forceCleanup(ctx: RuntimeContext, store: StateStore, conta
       network: podNetworkPort(netns, ctx.logger),
       logger: ctx.logger,
       processes: procTable,
+      cgroups: hostCgroupFs,
     },
     sid,
     containerId,

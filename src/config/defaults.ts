@@ -94,7 +94,7 @@ export const defaultConfig: RuntimeConfig = {
     tracingExporter: { kind: "none" },
     internetworkingModel: "tcfilter",
     disableNewNetns: false,
-    sandboxCgroupOnly: false,
+    sandboxCgroupOnly: true,
     experimental: [],
     enablePprof: false,
     createContainerTimeoutMs: 60_000,

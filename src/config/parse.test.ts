@@ -340,6 +340,16 @@ describe("parseConfig", () => {
     ]);
   });
 
+  it("takes sandbox_cgroup_only = false as true, with a warning (Kata's legacy mode is not implemented)", () => {
+    const r = ok("[runtime]\nsandbox_cgroup_only = false\n");
+
+    assert.equal(r.config.runtime.sandboxCgroupOnly, true);
+    assert.deepEqual(r.warnings, [
+      `${file}: [runtime] sandbox_cgroup_only: false is not implemented: taken as true (the VM and its service join the sandbox's cgroup)`,
+    ]);
+    assert.equal(ok("").config.runtime.sandboxCgroupOnly, true);
+  });
+
   it("warns about Kata 1.x sections and unknown sections", () => {
     const r = ok(`
       top = 1

@@ -115,7 +115,7 @@ function tracingExporter(r: SectionReader, d: TracingExporter): TracingExporter 
 }
 
 function runtime(r: SectionReader, d: RuntimeSection): RuntimeSection {
-  const rt: RuntimeSection = {
+  let rt: RuntimeSection = {
     enableDebug: r.bool("enable_debug", d.enableDebug),
     enableTracing: r.bool("enable_tracing", d.enableTracing),
     tracingExporter: tracingExporter(r, d.tracingExporter),
@@ -132,6 +132,15 @@ function runtime(r: SectionReader, d: RuntimeSection): RuntimeSection {
     createContainerTimeoutMs:
       r.int("create_container_timeout", d.createContainerTimeoutMs / 1000, 1, maxTimeoutMs / 1000) * 1000,
   };
+  // Kata's legacy mode (only the vCPU threads in the pod's cgroup, the rest unconstrained) is not
+  // implemented: the sandbox's processes always join its cgroup (docs/configuration.md).
+  if (r.has("sandbox_cgroup_only") && !rt.sandboxCgroupOnly) {
+    r.warn(
+      "sandbox_cgroup_only",
+      "false is not implemented: taken as true (the VM and its service join the sandbox's cgroup)",
+    );
+    rt = { ...rt, sandboxCgroupOnly: true };
+  }
   // Kata checkNetNsConfig: without a netns of its own, only "none" leaves the host's interfaces alone.
   if (rt.disableNewNetns && rt.internetworkingModel !== "none" && r.ok("internetworking_model")) {
     r.issue("disable_new_netns", 'only works with internetworking_model = "none"');

@@ -65,6 +65,11 @@ export class SectionReader {
     this.#ctx.issues.push({ file: this.fileOf(key), path: `${this.section} ${at}`, message });
   }
 
+  /** A key read and used, but not as written: the user is told how it is taken. */
+  warn(key: string, message: string): void {
+    this.#ctx.warnings.push(`${this.fileOf(key)}: ${this.section} ${key}: ${message}`);
+  }
+
   #get(key: string): unknown {
     this.#known.add(key);
     return this.has(key) ? this.#table[key] : undefined;

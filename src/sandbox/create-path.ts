@@ -2,7 +2,8 @@
 //   prepare: everything that can be checked or computed before anything is made (configuration, hooks,
 //            mount sources and the storage plan, the guest spec and its numbers), so bad input fails
 //            in milliseconds and leaves nothing;
-//   boot:    the sandbox's network namespace, its prestart/createRuntime hooks, then the VM.
+//   boot:    the sandbox's host cgroup (joined first, so all that follows is born in it), its network
+//            namespace, its prestart/createRuntime hooks, then the VM.
 // Each made step registers its undo on the caller's stack.
 
 import type { CleanupStack } from "../base/cleanup.js";
@@ -11,6 +12,7 @@ import { planNetns } from "../network/netns.js";
 import type { Bundle } from "../oci/bundle.js";
 import { ociVersion, type Spec, type State } from "../oci/spec.js";
 import { parseProcMounts } from "../platform/mountinfo.js";
+import type { CgroupFs } from "../platform/cgroups.js";
 import type { ProcessRunner } from "../platform/process.js";
 import { inSpan } from "../platform/tracing.js";
 import { ociToGrpcSpec } from "../protocol/oci-spec/convert.js";
@@ -20,6 +22,8 @@ import { guestSpec } from "./guest-spec.js";
 import { noPodNetwork, type NetworkLink, type PodNetwork, type PodNetworkPort } from "./pod-network.js";
 import { checkHooks, runHooks } from "./hooks.js";
 import { runDirScope, type StateStore } from "./persist.js";
+import { PodCgroup } from "./pod-cgroup.js";
+import { checkCgroupResources, parseCgroupsPath } from "./pod-cgroup-plan.js";
 import { Sandbox, type PreparedContainer, type SandboxDeps, type SandboxVmConfig } from "./sandbox.js";
 
 export interface CreatePathDeps extends SandboxDeps {
@@ -34,6 +38,11 @@ export interface CreatePathDeps extends SandboxDeps {
    * and the sandbox container's annotations.
    */
   readonly resolveVm: (spec: Spec, configPath?: string) => Promise<SandboxVmConfig>;
+  /**
+   * The host's cgroup filesystems: the sandbox's service and QEMU join its `linux.cgroupsPath`
+   * (sandbox_cgroup_only). Absent: the host's cgroups are left alone (component tests of other parts).
+   */
+  readonly cgroups?: CgroupFs;
 }
 
 /** The sandbox's network namespace as created or joined. */
@@ -59,6 +68,10 @@ export async function prepareContainer(
 ): Promise<PreparedContainer> {
   const { spec } = c.bundle;
   if (c.isSandbox && !(vmNetwork?.disableNewNetns ?? false)) planNetns(spec, c.sandboxId);
+  if (c.isSandbox && deps.cgroups !== undefined) {
+    parseCgroupsPath(spec.linux?.cgroupsPath, c.sandboxId);
+    checkCgroupResources(spec.linux?.resources);
+  }
   const hookKinds = c.isSandbox ? (["prestart", "createRuntime"] as const) : (["prestart"] as const);
   for (const kind of hookKinds) await checkHooks(kind, spec.hooks?.[kind] ?? []);
   const mounts = spec.mounts ?? [];
@@ -87,7 +100,8 @@ export function hookState(id: string, bundle: Bundle, status: State["status"], p
 }
 
 /**
- * Makes the sandbox: its network namespace, its prestart and createRuntime hooks (in the runtime's
+ * Makes the sandbox: its host cgroup (joined by this service, so QEMU and every helper it starts are
+ * born in it; `onCgroup` saves it before the service joins), its network namespace, its prestart and createRuntime hooks (in the runtime's
  * namespace, before the VM exists; each failure names its own kind), then the namespace's interfaces
  * wired to taps (after the hooks: a hook may be what gives the namespace its interfaces, as Docker's
  * does), then the VM with one NIC per tap. Every step's undo goes on `undo`; `onNetns` is called each
@@ -99,7 +113,27 @@ export async function bootSandbox(
   undo: CleanupStack,
   signal: AbortSignal,
   onNetns: (netns: PodNetns) => Promise<void>,
-): Promise<{ sandbox: Sandbox; netns: PodNetns | undefined }> {
+  onCgroup: (cgroup: PodCgroup) => Promise<void> = async () => {},
+): Promise<{ sandbox: Sandbox; netns: PodNetns | undefined; cgroup: PodCgroup | undefined }> {
+  const fs = deps.cgroups;
+  const cgroup =
+    fs === undefined
+      ? undefined
+      : await inSpan("cgroup", {}, () =>
+          PodCgroup.create(
+            fs,
+            {
+              target: parseCgroupsPath(s.bundle.spec.linux?.cgroupsPath, s.id),
+              resources: s.bundle.spec.linux?.resources,
+              pid: s.pid,
+            },
+            undo,
+            onCgroup,
+          ),
+        );
+  if (cgroup !== undefined) {
+    deps.logger.info("joined the sandbox's cgroup", { sandboxId: s.id, cgroups: cgroup.persisted().leaves.join(" ") });
+  }
   const net = s.vm.network ?? { model: "none", disableNewNetns: false };
   // Kata's disable_new_netns: the service and QEMU stay in the runtime's namespace, and so no NIC.
   let netns = net.disableNewNetns
@@ -140,7 +174,9 @@ export async function bootSandbox(
     ),
   );
   undo.defer(`destroy sandbox ${s.id}`, () => sandbox.destroy());
-  return { sandbox, netns };
+  // QEMU was born in the cgroup (its parent had joined); this only makes sure.
+  await cgroup?.addProcess(sandbox.vm.pid);
+  return { sandbox, netns, cgroup };
 }
 
 async function setupNetns(

@@ -175,6 +175,30 @@ describe("StateStore", () => {
       await assert.rejects(store.load("sb1"), kataError(Code.Internal, file));
     });
 
+    it("loads back a sandbox's cgroup, and refuses one whose paths are not clean and absolute", async () => {
+      const store = new StateStore(root);
+      const cgroup = {
+        version: 1 as const,
+        leaves: ["/sys/fs/cgroup/memory/k/pod1"],
+        created: ["/sys/fs/cgroup/memory/k/pod1"],
+        homes: ["/sys/fs/cgroup/memory"],
+      };
+      await store.save(sandbox("sb1", { cgroup }));
+      assert.deepEqual((await store.load("sb1"))?.cgroup, cgroup);
+
+      for (const bad of [
+        { ...cgroup, created: ["/sys/fs/cgroup/memory/../../etc"] },
+        { ...cgroup, created: ["relative/dir"] },
+        { ...cgroup, leaves: ["/sys/fs/cgroup//memory"] },
+        { ...cgroup, homes: ["/a\0b"] },
+        { ...cgroup, version: 3 },
+        { ...cgroup, created: "/sys/fs/cgroup/memory/k" },
+      ]) {
+        const file = await plantState("sb2", JSON.stringify(sandbox("sb2", { cgroup: bad as typeof cgroup })));
+        await assert.rejects(store.load("sb2"), kataError(Code.Internal, file, "cgroup"), JSON.stringify(bad));
+      }
+    });
+
     it("lists saved sandboxes in order and forgets removed ones", async () => {
       const store = new StateStore(root);
       await store.save(sandbox("sb2"));

@@ -8,6 +8,7 @@ import path from "node:path";
 import { Code, KataError, codeOf, errnoOf, ignoreErrno } from "../base/errors.js";
 import { checkId } from "../base/ids.js";
 
+import type { PersistedCgroup } from "./pod-cgroup.js";
 import type { ContainerStatus } from "./status.js";
 
 export type { ContainerStatus } from "./status.js";
@@ -39,6 +40,8 @@ export interface PersistedSandbox {
     readonly links?: readonly { readonly veth: string; readonly tap: string }[];
   };
   vmPid?: number;
+  /** The sandbox's host cgroup (sandbox_cgroup_only): what stale cleanup removes. */
+  cgroup?: PersistedCgroup;
   containers: PersistedContainer[];
 }
 
@@ -219,5 +222,32 @@ function parseState(text: string, file: string, sandboxId: string): PersistedSan
       throw new KataError(Code.Internal, `${file}: netns.links has an entry that is not a pair of interface names`);
     }
   }
+  if (s.cgroup !== undefined) checkCgroup(s.cgroup, file);
   return s;
+}
+
+/** Stale cleanup removes the directories named here: absolute, clean paths only, and a known version. */
+function checkCgroup(c: unknown, file: string): void {
+  const isPath = (p: unknown): boolean =>
+    typeof p === "string" &&
+    p.length <= 4096 &&
+    p.startsWith("/") &&
+    !p.includes("\0") &&
+    p
+      .split("/")
+      .slice(1)
+      .every((part) => part !== "" && part !== "." && part !== "..");
+  const paths = (v: unknown): boolean => Array.isArray(v) && v.every(isPath);
+  const ok =
+    typeof c === "object" &&
+    c !== null &&
+    "version" in c &&
+    (c.version === 1 || c.version === 2) &&
+    "leaves" in c &&
+    paths(c.leaves) &&
+    "created" in c &&
+    paths(c.created) &&
+    "homes" in c &&
+    paths(c.homes);
+  if (!ok) throw new KataError(Code.Internal, `${file}: cgroup is not a version and lists of clean absolute paths`);
 }

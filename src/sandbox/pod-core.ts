@@ -9,6 +9,7 @@ import type { State } from "../oci/spec.js";
 import { hookState, type CreatePathDeps, type PodNetns } from "./create-path.js";
 import { runHooksWarnOnly } from "./hooks.js";
 import type { PersistedSandbox } from "./persist.js";
+import type { PodCgroup } from "./pod-cgroup.js";
 import type { PodContainer } from "./pod-container.js";
 import { lostExitStatus } from "./pod-process.js";
 import type { Sandbox } from "./sandbox.js";
@@ -35,6 +36,8 @@ export class PodCore {
   readonly oomListeners = new Set<(containerId: string) => void>();
   sandbox: Sandbox | undefined;
   netns: PodNetns | undefined;
+  /** The sandbox's host cgroup, which this service and QEMU joined (absent without a cgroup port). */
+  cgroup: PodCgroup | undefined;
   readonly #createdAt = new Date().toISOString();
   readonly #done: Promise<void>;
   #finish!: () => void;
@@ -100,6 +103,7 @@ export class PodCore {
             },
           }),
       ...(this.sandbox === undefined ? {} : { vmPid: this.sandbox.vm.pid }),
+      ...(this.cgroup === undefined ? {} : { cgroup: this.cgroup.persisted() }),
       containers: [...this.containers.values()].map((c) => c.persisted()),
     };
     await this.deps.store.save(s);
@@ -173,7 +177,7 @@ export class PodCore {
     throwAll(`delete container ${c.id}`, failures);
   }
 
-  /** Tears the whole pod down: containers, VM, share, netns, state; then the pod is done. Idempotent. */
+  /** Tears the whole pod down: containers, VM, share, netns, cgroup, state; then the pod is done. Idempotent. */
   destroy(): Promise<void> {
     this.#destroying ??= this.#destroyOnce().finally(() => {
       this.#finish();
@@ -198,6 +202,9 @@ export class PodCore {
       await this.deps.netns.remove(name).catch((e: unknown) => failures.push(e));
     }
     this.netns = undefined;
+    // Only once QEMU is gone: the service leaves the cgroup and removes what it made of it.
+    await this.cgroup?.leave().catch((e: unknown) => failures.push(e));
+    this.cgroup = undefined;
     await this.deps.store.removeSandbox(this.id).catch((e: unknown) => failures.push(e));
     throwAll(`destroy sandbox ${this.id}`, failures);
   }

@@ -9,6 +9,7 @@ import { loadBundle } from "../oci/bundle.js";
 import { inSpan } from "../platform/tracing.js";
 import { bootSandbox, prepareContainer, type PodNetns } from "./create-path.js";
 import { runHooks } from "./hooks.js";
+import type { PodCgroup } from "./pod-cgroup.js";
 import { PodContainer } from "./pod-container.js";
 import type { PodCore } from "./pod-core.js";
 import { PodProcess, type StdioPaths } from "./pod-process.js";
@@ -91,8 +92,15 @@ export async function createInPod(
         core.netns = netns;
         await core.persist();
       };
+      undo.defer("forget the cgroup", () => {
+        core.cgroup = undefined;
+      });
+      const onCgroup = async (cgroup: PodCgroup): Promise<void> => {
+        core.cgroup = cgroup;
+        await core.persist();
+      };
       const made = await inSpan("createSandbox", { sandboxId: core.id }, () =>
-        bootSandbox(deps, s, undo, signal, onNetns),
+        bootSandbox(deps, s, undo, signal, onNetns, onCgroup),
       );
       sandbox = made.sandbox;
       for (const [phase, ms] of Object.entries(sandbox.timings)) timings[phase] = startedAt + ms;

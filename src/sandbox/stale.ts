@@ -10,9 +10,11 @@ import { Code, KataError, describeError, errnoOf, ignoreErrno } from "../base/er
 import type { Logger } from "../base/log.js";
 import type { NetnsPort } from "../network/netns.js";
 import type { PodNetworkPort } from "./pod-network.js";
+import type { CgroupFs } from "../platform/cgroups.js";
 import type { Mounter } from "../platform/mount.js";
 import { sharedDirPaths, teardownShare } from "../storage/shared-dir.js";
 import { vmDirOf, type StateStore } from "./persist.js";
+import { removeStaleCgroup } from "./pod-cgroup.js";
 
 /** What stale cleanup needs to know of, and do to, host processes. */
 export interface ProcessTable {
@@ -32,6 +34,8 @@ export interface StaleDeps {
   readonly network: PodNetworkPort;
   readonly logger: Logger;
   readonly processes: ProcessTable;
+  /** Removes the sandbox's host cgroup its state names (absent: left alone). */
+  readonly cgroups?: CgroupFs;
 }
 
 /** How long a killed process may take to disappear before cleanup goes on anyway. */
@@ -105,6 +109,10 @@ export async function cleanupStale(deps: StaleDeps, sandboxId: string, container
       }
     }
   }
+  // After the processes: a cgroup with a live process in it cannot be removed.
+  const cgroup = saved?.cgroup;
+  const fs = deps.cgroups;
+  if (cgroup !== undefined && fs !== undefined) await attempt("cgroup", () => removeStaleCgroup(fs, cgroup));
   await attempt("share directory", () => teardownShare(deps, sharedDirPaths(store.root, sandboxId)));
   await attempt("vm directory", () => rm(vmDir, { recursive: true, force: true }));
   const netns = saved?.netns;
