@@ -46,6 +46,22 @@ async function processArgs(): Promise<{ pid: number; argv: string[] }[]> {
   return out;
 }
 
+/** The cgroup of `pid` in the v1 hierarchy holding `controller` (or the v2 one). */
+async function cgroupOf(pid: number, controller: string): Promise<string> {
+  for (const line of (await readFile(`/proc/${pid}/cgroup`, "utf8")).split("\n")) {
+    const [, controllers, cg] = line.split(":");
+    if (controllers !== undefined && controllers.split(",").includes(controller)) return cg ?? "";
+  }
+  return (await readFile(`/proc/${pid}/cgroup`, "utf8")).match(/^0::(.*)$/m)?.[1] ?? "";
+}
+
+/** The sub-cgroups of `cg` in the hierarchy of `controller` (v1 here). */
+async function cgroupChildren(controller: string, cg: string): Promise<string[]> {
+  const dir = path.join("/sys/fs/cgroup", controller, cg);
+  const entries = (await readdir(dir, { withFileTypes: true }).catch(ignoreErrno("ENOENT"))) ?? [];
+  return entries.filter((e) => e.isDirectory()).map((e) => e.name);
+}
+
 /** The per-pod services (shim-main) and QEMUs of a kata-ts root. */
 async function podProcesses(kataRoot: string): Promise<{ services: number[]; qemus: number[] }> {
   const all = await processArgs();
@@ -147,7 +163,7 @@ describe(
       }
       if (pod !== undefined) await runner.run("umount", [emptyDirHostPath(pod, "scratch")]);
       await ctrd?.stop();
-      // runc makes the pod's cgroup parent in every hierarchy (kata-ts does not, yet) and leaves it empty.
+      // The pod's cgroup parent is the kubelet's: runc and kata-ts make it when missing and leave it (empty).
       for (const controller of (await readdir("/sys/fs/cgroup").catch(ignoreErrno("ENOENT"))) ?? []) {
         await rmdir(path.join("/sys/fs/cgroup", controller, cgroupParent)).catch(ignoreErrno("ENOENT", "ENOTDIR"));
       }
@@ -179,6 +195,16 @@ describe(
       const procs = await podProcesses(ctrd.kataRoot);
       assert.equal(procs.services.length, 1, "one service for the pod");
       assert.equal(procs.qemus.length, 1, "one VM for the pod");
+      // sandbox_cgroup_only: the VM's cost is the pod's, in the cgroup the kubelet gave it.
+      for (const pid of [...procs.services, ...procs.qemus]) {
+        for (const controller of ["memory", "cpu", "pids"]) {
+          const cg = await cgroupOf(pid, controller);
+          assert.ok(
+            cg.startsWith(`${cgroupParent}/`),
+            `pid ${pid} ${controller} cgroup ${cg} is under ${cgroupParent}`,
+          );
+        }
+      }
     });
 
     it(
@@ -365,6 +391,7 @@ describe(
           "no service and no QEMU of the pod",
         );
         assert.deepEqual(await leftovers(kataRoot), []);
+        assert.deepEqual(await cgroupChildren("memory", cgroupParent), [], "the pod's cgroup is removed");
         const mounts = parseMountInfo(await readFile("/proc/self/mountinfo", "utf8"));
         assert.deepEqual(mountsUnder(mounts, path.join(ctrd.dir, "root")), [], "no mount under containerd's root");
         assert.deepEqual(mountsUnder(mounts, path.join(ctrd.dir, "state")), [], "no mount under containerd's state");
