@@ -1,4 +1,4 @@
-// `npm run bench -- [boot] [net] [ctr] [--runs N]`: benchmarks, written to docs/benchmarks.md (summary) and
+// `npm run bench -- [boot] [net] [ctr] [cri] [--runs N]`: benchmarks, written to docs/benchmarks.md (summary) and
 // bench-results/ (raw samples, not committed).
 
 import { hostname, release } from "node:os";
@@ -7,10 +7,11 @@ import { parseArgs } from "node:util";
 import { defaultImageDir } from "../src/image/guest-image.js";
 import { installRoot } from "../src/cli/runtime-context.js";
 import { benchBoot, renderBootReport, writeBootResults } from "./boot.js";
+import { benchCri, writeCriResults } from "./cri.js";
 import { benchCtr, writeCtrResults } from "./ctr.js";
 import { benchNet, writeNetResults } from "./net.js";
 
-const known = ["boot", "net", "ctr"];
+const known = ["boot", "net", "ctr", "cri"];
 const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: { runs: { type: "string" } },
@@ -31,6 +32,9 @@ for (const name of which) {
     const samples = await benchBoot({ runs, cli, imageDir: process.env["KATA_TS_IMAGE_DIR"] ?? defaultImageDir });
     await writeBootResults(samples, doc, raw, host);
     process.stdout.write(renderBootReport(samples, { date: "now", host }) + "\n");
+  } else if (name === "cri") {
+    const runs = Math.max(1, Number(values.runs ?? "3"));
+    process.stdout.write((await writeCriResults(await benchCri({ runs }), doc, raw, host)) + "\n");
   } else if (name === "ctr") {
     const runs = Math.max(1, Number(values.runs ?? "3"));
     const r = await benchCtr({ runs, imageDir: process.env["KATA_TS_IMAGE_DIR"] ?? defaultImageDir });
