@@ -13,6 +13,8 @@ import { registerCheck } from "./commands/check.js";
 import { registerEnv } from "./commands/env.js";
 import { registerExec } from "./commands/exec.js";
 import { registerInspect } from "./commands/inspect.js";
+import { registerInstall } from "./commands/install.js";
+import { NodeInstallFs } from "./commands/install-apply.js";
 import { registerLifecycle } from "./commands/lifecycle.js";
 import { registerRun } from "./commands/run.js";
 import { registerVersion } from "./commands/version.js";
@@ -54,6 +56,12 @@ registerInspect(program, ctx);
 registerCheck(program, ctx);
 registerEnv(program, ctx);
 registerVersion(program, () => process.env["KATA_TS_IMAGE_DIR"] ?? defaultImageDir);
+registerInstall(program, {
+  fs: new NodeInstallFs(),
+  installRoot,
+  stdout: (t) => process.stdout.write(t),
+  stderr: (t) => process.stderr.write(t),
+});
 program.addCommand(
   imageCommand({
     runner: new NodeProcessRunner({ launcher: launcherPath }),
