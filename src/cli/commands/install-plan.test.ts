@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { parse } from "smol-toml";
 import { Code, isKataError } from "../../base/errors.js";
 import {
-  containerdConfigVersion,
+  containerdConfigFacts,
   isKataTsLinkTarget,
   mergeContainerdConfig,
   planLinks,
@@ -53,10 +53,10 @@ function refusal(f: () => unknown, re: RegExp): void {
 
 type Runtime = Record<string, unknown> & { options?: { ConfigPath?: string } };
 
-function runtimeIn(text: string, pluginId: string): Runtime | undefined {
+function runtimeIn(text: string, pluginId: string, name = "kata-ts"): Runtime | undefined {
   // CAST: smol-toml returns nested tables as plain objects; the test reads the one path it wrote.
   const t = parse(text) as { plugins?: Record<string, { containerd?: { runtimes?: Record<string, Runtime> } }> };
-  return t.plugins?.[pluginId]?.containerd?.runtimes?.["kata-ts"];
+  return t.plugins?.[pluginId]?.containerd?.runtimes?.[name];
 }
 
 describe("mergeContainerdConfig", () => {
@@ -82,6 +82,8 @@ describe("mergeContainerdConfig", () => {
       assert.equal(rt?.["runtime_type"], "io.containerd.kata-ts.v2");
       assert.deepEqual(rt["pod_annotations"], ["io.katacontainers.*"]);
       assert.equal(rt.options?.ConfigPath, configPath);
+      const runc = runtimeIn(plan.text, c.pluginId, "runc");
+      assert.ok(runc !== undefined || c.name === "v1", "containerd's default runtime stays defined");
       const back = removeBlock(file, plan.text);
       assert.equal(back.text, original, "byte-for-byte");
       assert.equal(back.removed, true);
@@ -155,7 +157,7 @@ describe("mergeContainerdConfig", () => {
   });
 });
 
-describe("runtimeEntries and containerdConfigVersion", () => {
+describe("runtimeEntries and containerdConfigFacts", () => {
   it("prints the tables for each version, ConfigPath only when given", () => {
     assertGolden("entries-v1.toml", runtimeEntries(1, {}));
     assertGolden("entries-v2-config-path.toml", runtimeEntries(2, { configPath: '/odd "path"/c.toml' }));
@@ -165,11 +167,14 @@ describe("runtimeEntries and containerdConfigVersion", () => {
     );
   });
 
-  it("reads the version: none is 1, a missing or empty file 2", () => {
-    assert.equal(containerdConfigVersion(file, input("v1")), 1);
-    assert.equal(containerdConfigVersion(file, input("v3")), 3);
-    assert.equal(containerdConfigVersion(file, undefined), 2);
-    assert.equal(containerdConfigVersion(file, ""), 2);
+  it("reads the version (none is 1, a missing or empty file 2) and whether runc must be named", () => {
+    assert.deepEqual(containerdConfigFacts(file, input("v1")), { version: 1, withRunc: false }, "default_runtime");
+    assert.deepEqual(containerdConfigFacts(file, input("v2")), { version: 2, withRunc: false }, "runc named");
+    assert.deepEqual(containerdConfigFacts(file, input("v3")), { version: 3, withRunc: true });
+    assert.deepEqual(containerdConfigFacts(file, undefined), { version: 2, withRunc: true });
+    assert.deepEqual(containerdConfigFacts(file, ""), { version: 2, withRunc: true });
+    const crun = 'version = 2\n[plugins."io.containerd.grpc.v1.cri".containerd]\n  default_runtime_name = "crun"\n';
+    assert.deepEqual(containerdConfigFacts(file, crun), { version: 2, withRunc: false }, "not runc: left alone");
   });
 });
 

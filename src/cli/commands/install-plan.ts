@@ -66,9 +66,9 @@ export function criPluginId(version: ConfigVersion): string {
 }
 
 /** The TOML table header of kata-ts's runtime, without brackets. */
-export function runtimeTable(version: ConfigVersion): string {
+export function runtimeTable(version: ConfigVersion, name = runtimeHandler): string {
   const id = criPluginId(version);
-  return `plugins.${version === 1 ? id : `"${id}"`}.containerd.runtimes.${runtimeHandler}`;
+  return `plugins.${version === 1 ? id : `"${id}"`}.containerd.runtimes.${name}`;
 }
 
 export interface RuntimeOptions {
@@ -76,8 +76,12 @@ export interface RuntimeOptions {
   readonly configPath?: string;
 }
 
-/** The runtime entries for containerd's CRI plugin, as a user would paste them. */
-export function runtimeEntries(version: ConfigVersion, opts: RuntimeOptions): string {
+/**
+ * The runtime entries for containerd's CRI plugin, as a user would paste them. `withRunc` names runc as
+ * well: containerd (1.6, checked) replaces its default runtimes with the ones a config names, so a config
+ * that names only kata-ts loses runc, its default_runtime_name, and the CRI plugin fails to load.
+ */
+export function runtimeEntries(version: ConfigVersion, opts: RuntimeOptions, withRunc = false): string {
   const table = runtimeTable(version);
   const lines = [
     `[${table}]`,
@@ -90,6 +94,13 @@ export function runtimeEntries(version: ConfigVersion, opts: RuntimeOptions): st
   ];
   if (opts.configPath !== undefined) {
     lines.push(`[${table}.options]`, `  ConfigPath = ${JSON.stringify(opts.configPath)}`);
+  }
+  if (withRunc) {
+    lines.push(
+      "# containerd's default runtime, named again: a config that names runtimes replaces the default ones",
+      `[${runtimeTable(version, "runc")}]`,
+      '  runtime_type = "io.containerd.runc.v2"',
+    );
   }
   return lines.join("\n") + "\n";
 }
@@ -127,10 +138,28 @@ function configVersion(file: string, config: Table): ConfigVersion {
   );
 }
 
-/** The version and CRI plugin of a containerd config file (missing, empty or comments only: version 2). */
-export function containerdConfigVersion(file: string, text: string | undefined): ConfigVersion {
+/**
+ * True when the config relies on containerd's default runc runtime (default_runtime_name unset or
+ * "runc", no runc table, no version 1 `default_runtime`), which naming kata-ts's runtime would drop.
+ */
+function reliesOnDefaultRunc(config: Table, pluginId: string): boolean {
+  const containerd = dig(config, ["plugins", pluginId, "containerd"]);
+  const name = dig(containerd, ["default_runtime_name"]) ?? "runc";
+  if (name !== "runc" || dig(containerd, ["default_runtime", "runtime_type"]) !== undefined) return false;
+  return dig(containerd, ["runtimes", "runc"]) === undefined;
+}
+
+export interface ConfigFacts {
+  readonly version: ConfigVersion;
+  /** The entries must name runc too (runtimeEntries' withRunc). */
+  readonly withRunc: boolean;
+}
+
+/** What the entries depend on in a containerd config (missing, empty or comments only: version 2). */
+export function containerdConfigFacts(file: string, text: string | undefined): ConfigFacts {
   const config = parseToml(file, removeBlock(file, text ?? "").text, "the containerd config");
-  return Object.keys(config).length === 0 ? 2 : configVersion(file, config);
+  const version = Object.keys(config).length === 0 ? 2 : configVersion(file, config);
+  return { version, withRunc: reliesOnDefaultRunc(config, criPluginId(version)) };
 }
 
 export interface BlockRemoval {
@@ -214,7 +243,7 @@ export function mergeContainerdConfig(file: string, text: string | undefined, op
     `${blockBegin}: written by \`kata-ts install --write\`; \`kata-ts install --uninstall\` removes this block`,
     ...(created ? [createdMarker] : []),
     ...(keyless ? ["version = 2"] : []),
-    runtimeEntries(version, opts).trimEnd(),
+    runtimeEntries(version, opts, reliesOnDefaultRunc(config, pluginId)).trimEnd(),
     blockEnd,
   ].join("\n");
   const merged = userText === "" ? `${block}\n` : `${userText}\n${block}\n`;

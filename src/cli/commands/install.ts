@@ -6,7 +6,7 @@ import path from "node:path";
 import type { Command } from "commander";
 import { Code, KataError } from "../../base/errors.js";
 import { install, uninstall, type InstallFs } from "./install-apply.js";
-import { containerdConfigVersion, runtimeEntries } from "./install-plan.js";
+import { containerdConfigFacts, runtimeEntries } from "./install-plan.js";
 
 export interface InstallDeps {
   readonly fs: InstallFs;
@@ -56,11 +56,11 @@ export async function runInstall(deps: InstallDeps, flags: InstallFlags): Promis
     deps.stderr("kata-ts install: restart containerd to load it: systemctl restart containerd\n");
     return;
   }
-  const version = containerdConfigVersion(containerdConfig, await deps.fs.readText(containerdConfig));
+  const facts = containerdConfigFacts(containerdConfig, await deps.fs.readText(containerdConfig));
   deps.stderr(
     `kata-ts install: add these lines to ${containerdConfig} (or run again with --write), then restart containerd:\n`,
   );
-  deps.stdout(runtimeEntries(version, configPath));
+  deps.stdout(runtimeEntries(facts.version, configPath, facts.withRunc));
 }
 
 export function registerInstall(program: Command, deps: InstallDeps): void {
