@@ -2,7 +2,7 @@
 // Every refusal happens before the first change (links are all checked before any is made; the
 // config is merged and checked in memory), so a refused install changes nothing.
 
-import { chmod, lstat, readFile, readlink, rename, rm, stat, symlink, open } from "node:fs/promises";
+import { chmod, lstat, open, readFile, readlink, realpath, rename, rm, stat, symlink } from "node:fs/promises";
 import path from "node:path";
 import { Code, KataError, ignoreErrno, wrap } from "../../base/errors.js";
 import {
@@ -60,13 +60,15 @@ function describeKind(k: PathKind): string {
   return k.kind === "symlink" ? `a link to ${k.target}` : `a ${k.kind === "other" ? "special file" : k.kind}`;
 }
 
-async function installLinks(fs: InstallFs, links: readonly LinkPlan[], force: boolean): Promise<string[]> {
+/** Checks every link before any is made: what is at each link's path now. */
+async function checkLinks(fs: InstallFs, links: readonly LinkPlan[], force: boolean): Promise<PathKind[]> {
   const found: PathKind[] = [];
   for (const l of links) {
     if ((await fs.inspect(l.target)).kind === "missing") {
       throw new KataError(Code.FailedPrecondition, `${l.target} does not exist: build kata-ts first (npm run build)`);
     }
     const k = await fs.inspect(l.path);
+    if (k.kind === "dir") throw new KataError(Code.FailedPrecondition, `${l.path} is a directory`);
     const ours = k.kind === "symlink" && isKataTsLinkTarget(l.name, k.target);
     if (k.kind !== "missing" && !ours && !force) {
       throw new KataError(
@@ -74,9 +76,12 @@ async function installLinks(fs: InstallFs, links: readonly LinkPlan[], force: bo
         `${l.path} is ${describeKind(k)}, not a kata-ts link: remove it, or use --force to replace it`,
       );
     }
-    if (k.kind === "dir") throw new KataError(Code.FailedPrecondition, `${l.path} is a directory`);
     found.push(k);
   }
+  return found;
+}
+
+async function makeLinks(fs: InstallFs, links: readonly LinkPlan[], found: readonly PathKind[]): Promise<string[]> {
   const actions: string[] = [];
   for (const [i, l] of links.entries()) {
     const k = found[i] ?? { kind: "missing" };
@@ -94,54 +99,72 @@ async function installLinks(fs: InstallFs, links: readonly LinkPlan[], force: bo
   return actions;
 }
 
-async function writeContainerdConfig(fs: InstallFs, opts: InstallOptions): Promise<InstallReport> {
-  const file = opts.containerdConfig;
-  const current = await fs.readText(file);
-  const plan = mergeContainerdConfig(file, current, opts);
-  const where = `${file} (config version ${plan.version}, CRI plugin "${plan.pluginId}")`;
-  if (!plan.changed) return { actions: [`${where} already has kata-ts's runtime entries`], warnings: plan.warnings };
-  const actions: string[] = [];
-  if (current !== undefined) {
-    const backup = backupPath(file);
-    const old = await fs.readText(backup);
-    // A backup of the file as it was before kata-ts (or as it is now) is ours; anything else may be the
-    // only copy of something the user kept.
-    const isOurs = old === current || old === removeBlock(file, current).text;
-    if (old === undefined) {
-      await fs.writeText(backup, current, { exclusive: true });
-      actions.push(`saved ${file} as ${backup}`);
-    } else if (!isOurs && opts.force) {
-      await fs.writeText(backup, current);
-      actions.push(`overwrote ${backup} with ${file} (--force)`);
-    } else if (!isOurs) {
-      throw new KataError(
-        Code.FailedPrecondition,
-        `${backup} exists and is not a copy of ${file}: move it away, or use --force to overwrite it`,
-      );
-    }
-  }
-  await fs.writeText(file, plan.text);
-  actions.push(`${plan.created && current === undefined ? "created" : "updated"} ${where} with kata-ts's runtime`);
-  return { actions, warnings: plan.warnings };
+type BackupStep = "write" | "overwrite" | "keep";
+
+/**
+ * What to do with `<file>.kata-ts.bak` before `file` (whose text is `current`) is replaced. A backup of
+ * the file as it was before kata-ts, or as it is now, is ours; anything else may be the only copy of
+ * something the user kept.
+ */
+async function backupStep(fs: InstallFs, file: string, current: string, force: boolean): Promise<BackupStep> {
+  const old = await fs.readText(backupPath(file));
+  if (old === undefined) return "write";
+  if (old === current || old === removeBlock(file, current).text) return "keep";
+  if (force) return "overwrite";
+  throw new KataError(
+    Code.FailedPrecondition,
+    `${backupPath(file)} exists and is not a copy of ${file}: move it away, or use --force to overwrite it`,
+  );
 }
 
-/** Links the binaries into binDir and, with `write`, merges kata-ts's runtime into containerd's config. */
+/** Where systemd looks for programs when a unit sets no PATH, as containerd.service does. */
+const systemdDefaultPath = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+
+/**
+ * Links the binaries into binDir and, with `write`, merges kata-ts's runtime into containerd's config.
+ * Every check (links, config, backup) runs before the first change, so a refusal changes nothing.
+ */
 export async function install(fs: InstallFs, opts: InstallOptions): Promise<InstallReport> {
   if ((await fs.inspect(opts.binDir, { follow: true })).kind !== "dir") {
     throw new KataError(Code.FailedPrecondition, `--bin-dir ${opts.binDir} is not a directory`);
   }
-  const wrappers = await fs.inspect(path.join(opts.installRoot, releaseWrapperDir, shimName));
-  const links = planLinks(opts.installRoot, opts.binDir, wrappers.kind === "file");
-  // The config is merged in memory first so that a config kata-ts must refuse leaves the links alone too.
-  if (opts.write) mergeContainerdConfig(opts.containerdConfig, await fs.readText(opts.containerdConfig), opts);
-  const warnings: string[] = [];
+  const file = opts.containerdConfig;
+  const current = opts.write ? await fs.readText(file) : undefined;
+  const plan = opts.write ? mergeContainerdConfig(file, current, opts) : undefined;
+  const backup =
+    plan?.changed === true && current !== undefined ? await backupStep(fs, file, current, opts.force) : "keep";
+  const hasWrappers = (await fs.inspect(path.join(opts.installRoot, releaseWrapperDir, shimName))).kind === "file";
+  const links = planLinks(opts.installRoot, opts.binDir, hasWrappers);
+  const found = await checkLinks(fs, links, opts.force);
+
+  const warnings: string[] = [...(plan?.warnings ?? [])];
   if (opts.configPath !== undefined && (await fs.inspect(opts.configPath)).kind === "missing") {
     warnings.push(`--config-path ${opts.configPath} does not exist: the shim will fail to start until it does`);
   }
-  const actions = await installLinks(fs, links, opts.force);
-  if (!opts.write) return { actions, warnings };
-  const written = await writeContainerdConfig(fs, opts);
-  return { actions: [...actions, ...written.actions], warnings: [...warnings, ...written.warnings] };
+  if (!hasWrappers) {
+    const nodes = await Promise.all(systemdDefaultPath.map((d) => fs.inspect(path.join(d, "node"), { follow: true })));
+    if (!nodes.some((k) => k.kind === "file")) {
+      warnings.push(
+        `no node in ${systemdDefaultPath.join(":")}: the linked scripts (#!/usr/bin/env node) need one on containerd's PATH`,
+      );
+    }
+  }
+
+  const actions = await makeLinks(fs, links, found);
+  if (plan === undefined) return { actions, warnings };
+  const where = `${file} (config version ${plan.version}, CRI plugin "${plan.pluginId}")`;
+  if (!plan.changed) return { actions: [...actions, `${where} already has kata-ts's runtime entries`], warnings };
+  if (current !== undefined && backup !== "keep") {
+    await fs.writeText(backupPath(file), current, { exclusive: backup === "write" });
+    actions.push(
+      backup === "write"
+        ? `saved ${file} as ${backupPath(file)}`
+        : `overwrote ${backupPath(file)} with ${file} (--force)`,
+    );
+  }
+  await fs.writeText(file, plan.text);
+  actions.push(`${current === undefined ? "created" : "updated"} ${where} with kata-ts's runtime`);
+  return { actions, warnings };
 }
 
 /** Removes kata-ts's links from binDir and its block from containerd's config. Running it twice is fine. */
@@ -149,6 +172,10 @@ export async function uninstall(
   fs: InstallFs,
   opts: Pick<InstallOptions, "installRoot" | "binDir" | "containerdConfig">,
 ): Promise<InstallReport> {
+  const file = opts.containerdConfig;
+  const text = await fs.readText(file);
+  // A broken block is refused before anything is removed.
+  const removal = text === undefined ? undefined : removeBlock(file, text);
   const actions: string[] = [];
   const warnings: string[] = [];
   for (const l of planLinks(opts.installRoot, opts.binDir, false)) {
@@ -161,9 +188,6 @@ export async function uninstall(
       warnings.push(`left ${l.path} alone: it is ${describeKind(k)}, not a kata-ts link`);
     }
   }
-  const file = opts.containerdConfig;
-  const text = await fs.readText(file);
-  const removal = text === undefined ? undefined : removeBlock(file, text);
   if (removal?.removed === true) {
     if (removal.deleteFile) {
       await fs.remove(file);
@@ -174,7 +198,7 @@ export async function uninstall(
     }
     const backup = backupPath(file);
     const old = await fs.readText(backup);
-    if (old !== undefined && (old === removal.text || removal.deleteFile)) {
+    if (old !== undefined && old === removal.text) {
       await fs.remove(backup);
       actions.push(`removed ${backup} (the same as ${file} now)`);
     } else if (old !== undefined) {
@@ -213,8 +237,10 @@ export class NodeInstallFs implements InstallFs {
       }
       return;
     }
-    const mode = (await stat(p).catch(ignoreErrno("ENOENT")))?.mode ?? 0o644;
-    const tmp = `${p}.kata-ts.tmp-${process.pid}`;
+    // A config that is a symlink stays one: the file it points to is replaced.
+    const real = (await realpath(p).catch(ignoreErrno("ENOENT"))) ?? p;
+    const mode = (await stat(real).catch(ignoreErrno("ENOENT")))?.mode ?? 0o644;
+    const tmp = `${real}.kata-ts.tmp-${process.pid}`;
     const fh = await open(tmp, "w", 0o600);
     try {
       await fh.writeFile(text);
@@ -224,10 +250,10 @@ export class NodeInstallFs implements InstallFs {
     }
     try {
       await chmod(tmp, mode & 0o7777);
-      await rename(tmp, p);
+      await rename(tmp, real);
     } catch (e) {
       await rm(tmp, { force: true });
-      throw wrap(e, `replace ${p}`);
+      throw wrap(e, `replace ${real}`);
     }
   }
 

@@ -45,6 +45,8 @@ export async function runInstall(deps: InstallDeps, flags: InstallFlags): Promis
     return;
   }
   const configPath = flags.configPath === undefined ? {} : { configPath: path.resolve(flags.configPath) };
+  // Read before install makes its links, so a config that is not TOML is refused before any change.
+  const facts = containerdConfigFacts(containerdConfig, await deps.fs.readText(containerdConfig));
   const r = await install(deps.fs, {
     ...base,
     ...configPath,
@@ -56,7 +58,6 @@ export async function runInstall(deps: InstallDeps, flags: InstallFlags): Promis
     deps.stderr("kata-ts install: restart containerd to load it: systemctl restart containerd\n");
     return;
   }
-  const facts = containerdConfigFacts(containerdConfig, await deps.fs.readText(containerdConfig));
   deps.stderr(
     `kata-ts install: add these lines to ${containerdConfig} (or run again with --write), then restart containerd:\n`,
   );
