@@ -9,14 +9,19 @@
 # host paths are host paths. Needs: NODE_NAME (the downward API), kubectl with the pod's ServiceAccount.
 set -eu
 
-artifacts=/opt/kata-ts-artifacts
+# The KATA_TS_DEPLOY_* variables exist for test/integration/install.test.ts, which runs this script
+# against temp directories and its own namespaces; the DaemonSet sets none of them.
+artifacts=${KATA_TS_DEPLOY_ARTIFACTS:-/opt/kata-ts-artifacts}
+home=${KATA_TS_DEPLOY_HOME:-/opt/kata-ts}
+bin_dir=${KATA_TS_DEPLOY_BIN_DIR:-/usr/local/bin}
+host_pid=${KATA_TS_DEPLOY_HOST_PID:-1}
 version=$(cat "$artifacts/VERSION")
-dest=/opt/kata-ts/$version
+dest=$home/$version
 label=katats.io/kata-ts-runtime
 containerd_config=${CONTAINERD_CONFIG:-/etc/containerd/config.toml}
 
 say() { echo "kata-ts-deploy: $*"; }
-host() { nsenter --target 1 --mount --uts --ipc --net --pid -- "$@"; }
+host() { nsenter --target "$host_pid" --mount --uts --ipc --net --pid -- "$@"; }
 config_sum() { host sh -c "sha256sum '$containerd_config' 2>/dev/null || echo none"; }
 
 restart_containerd_if() {
@@ -36,11 +41,11 @@ restart_containerd_if() {
 
 install() {
   : "${NODE_NAME:?NODE_NAME must be set (downward API spec.nodeName)}"
-  # /opt/kata-ts is the host's (a hostPath mount at the same path): a finished copy is renamed into
+  # $home is the host's /opt/kata-ts (a hostPath mount at the same path): a finished copy is renamed into
   # place, so a half copy is never used, and running pods keep the release they started with.
   if [ ! -e "$dest/dist/bin/kata-ts" ]; then
     rm -rf "$dest.tmp"
-    mkdir -p /opt/kata-ts
+    mkdir -p "$home"
     cp -a "$artifacts" "$dest.tmp"
     cat >"$dest.tmp/configuration.toml" <<EOF
 # written by kata-ts-deploy: the guest image of this release; other settings are kata-ts's defaults
@@ -55,7 +60,7 @@ EOF
   # with a warning). A node that fails is not labelled, and this pod restarts until it is fixed.
   host env KATA_TS_IMAGE_DIR="$dest/image" "$dest/dist/bin/kata-ts" --config "$dest/configuration.toml" check
   before=$(config_sum)
-  host "$dest/dist/bin/kata-ts" install --write --bin-dir /usr/local/bin \
+  host "$dest/dist/bin/kata-ts" install --write --bin-dir "$bin_dir" \
     --containerd-config "$containerd_config" --config-path "$dest/configuration.toml"
   restart_containerd_if "$before" "$(config_sum)"
   kubectl label node "$NODE_NAME" "$label=true" --overwrite
@@ -67,19 +72,21 @@ cleanup() {
   # Unlabel first, so that no new kata-ts pod is scheduled here while the runtime goes away.
   kubectl label node "$NODE_NAME" "$label-" || say "could not unlabel $NODE_NAME (continuing)"
   before=$(config_sum)
-  host "$dest/dist/bin/kata-ts" install --uninstall --bin-dir /usr/local/bin --containerd-config "$containerd_config"
+  host "$dest/dist/bin/kata-ts" install --uninstall --bin-dir "$bin_dir" --containerd-config "$containerd_config"
   restart_containerd_if "$before" "$(config_sum)"
-  # The release stays in /opt/kata-ts: kata-ts pods that still run use its QEMU helpers and image.
+  # The release stays in $home: kata-ts pods that still run use its QEMU helpers and image.
   say "kata-ts removed from $NODE_NAME's containerd; $dest left for the pods still running"
 }
 
 case "${1:-}" in
 install)
-  install
-  # Sleep until the pod is deleted; preStop runs cleanup before the TERM arrives.
+  # Sleep until the pod is deleted (preStop runs cleanup before the TERM arrives). Short sleeps in
+  # the foreground: dash runs the trap when one ends (within 1 s). `sleep infinity & wait` with a
+  # trap that kills the sleep was measured to leave the sleep behind in 6 of 40 runs.
   trap 'exit 0' TERM INT
-  sleep infinity &
-  wait $!
+  install
+  say "waiting for SIGTERM"
+  while :; do sleep 1; done
   ;;
 cleanup) cleanup ;;
 *)

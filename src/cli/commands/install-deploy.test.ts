@@ -120,7 +120,9 @@ describe("deploy/*.yaml", () => {
     const script = readFileSync(path.join(deployDir, "kata-ts-deploy.sh"), "utf8");
     assert.ok(script.includes(`label=${nodeLabel}\n`), "the script labels nodes with install's label");
     assert.match(script, /kubectl label node "\$NODE_NAME" "\$label=true" --overwrite/);
-    assert.match(script, /install --write --bin-dir \/usr\/local\/bin/);
+    assert.ok(script.includes("bin_dir=${KATA_TS_DEPLOY_BIN_DIR:-/usr/local/bin}\n"));
+    assert.ok(script.includes("host_pid=${KATA_TS_DEPLOY_HOST_PID:-1}\n"), "nsenter into the host's pid 1");
+    assert.match(script, /install --write --bin-dir "\$bin_dir"/);
     assert.match(script, /install --uninstall/);
   });
 
