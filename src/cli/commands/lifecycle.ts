@@ -206,7 +206,7 @@ export function registerLifecycle(program: Command, ctx: () => RuntimeContext): 
     .argument("<container-id>")
     .option("-b, --bundle <dir>", "OCI bundle directory", ".")
     .option("--pid-file <file>", "write the pid of the process that holds the container")
-    .option("--console-socket <path>", "unix socket for the terminal's pty master (not supported yet)")
+    .option("--console-socket <path>", "unix socket that receives the pty master of a terminal container")
     .option(...preserveFdsOption)
     .action(async (id: string, flags: CreateFlags) => {
       await createContainer(ctx(), id, flags);
