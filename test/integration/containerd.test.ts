@@ -81,6 +81,35 @@ describe(
       assert.deepEqual(await leftovers(ctrd.kataRoot), []);
     });
 
+    it("refuses a start for a pod container whose sandbox is not running, naming it, leaving nothing", async () => {
+      assert.ok(ctrd !== undefined);
+      const { NodeProcessRunner } = await import("../../src/platform/process.js");
+      const { makeBusyboxBundle } = await import("../../src/tools/busybox-bundle.js");
+      const runner = new NodeProcessRunner();
+      const bundle = await makeBusyboxBundle(
+        { runner },
+        {
+          dir: path.join(ctrd.dir, "orphan-bundle"),
+          args: ["true"],
+          edit: (spec) => {
+            spec.annotations = {
+              "io.kubernetes.cri.container-type": "container",
+              "io.kubernetes.cri.sandbox-id": "nosuchsandbox",
+            };
+          },
+        },
+      );
+      const shim = path.join(ctrd.dir, "bin", shimBinaryName);
+      const r = await runner.run(shim, ["-namespace", "k8s.io", "-id", "orphan1", "start"], {
+        cwd: bundle,
+        env: { ...process.env, KATA_TS_ROOT: ctrd.kataRoot },
+      });
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, /container orphan1: the service of sandbox nosuchsandbox is not running/);
+      await assert.rejects(readFile(path.join(bundle, "address")), /ENOENT/);
+      assert.deepEqual(await leftovers(ctrd.kataRoot), []);
+    });
+
     it(
       "execs in a running task (output, exit code), reports 137 after ctr task kill -s KILL, and publishes the task events in containerd's order",
       { timeout: vmTimeoutMs },
