@@ -104,7 +104,8 @@ function criConfig(cniConfDir: string): string[] {
 }
 
 /** Starts containerd (CRI disabled unless `cri`), imports the busybox test image, and returns it. */
-export async function startContainerd(opts: { cri?: boolean } = {}): Promise<TestContainerd> {
+/** `debug`: containerd logs at debug level, and so starts the shims with -debug (their log follows). */
+export async function startContainerd(opts: { cri?: boolean; debug?: boolean } = {}): Promise<TestContainerd> {
   const dir = await mkdtemp(path.join(tmpdir(), "kata-ts-ctrd-"));
   const bin = path.join(dir, "bin");
   // CRI's ids are 64 hex characters and kata-ts's sockets are <root>/vm/<id>/<name>.sock: a root under a
@@ -150,7 +151,7 @@ export async function startContainerd(opts: { cri?: boolean } = {}): Promise<Tes
       "[ttrpc]",
       `  address = "${address}.ttrpc"`,
       "[debug]",
-      '  level = "info"',
+      `  level = "${opts.debug === true ? "debug" : "info"}"`,
       ...(cri === undefined ? [] : ["[plugins]", ...criConfig(cniConfDir)]),
       "",
     ].join("\n"),

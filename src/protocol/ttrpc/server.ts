@@ -293,6 +293,8 @@ class ServerConnection {
         throw new KataError(Code.Internal, `${op}: encode response: ${messageOf(e)}`);
       }
       this.#respond(id, op, { code: 0, message: "" }, payload);
+      // Where a caller's time goes (a slow ExecSync, say), call by call, when debugging.
+      this.#log.debug("ttrpc: handled", { op, durationMs: Date.now() - started });
     } catch (e) {
       // Failures are the caller's business (it gets the status); only a bug (INTERNAL) is worth a warning.
       this.#log[codeOf(e) === Code.Internal ? "warn" : "debug"]("ttrpc: handler failed", {
