@@ -23,7 +23,7 @@ import { noPodNetwork, type NetworkLink, type PodNetwork, type PodNetworkPort } 
 import { checkHooks, runHooks } from "./hooks.js";
 import { runDirScope, type StateStore } from "./persist.js";
 import { PodCgroup } from "./pod-cgroup.js";
-import { checkCgroupResources, parseCgroupsPath } from "./pod-cgroup-plan.js";
+import { parseCgroupsPath } from "./pod-cgroup-plan.js";
 import { Sandbox, type PreparedContainer, type SandboxDeps, type SandboxVmConfig } from "./sandbox.js";
 
 export interface CreatePathDeps extends SandboxDeps {
@@ -70,7 +70,6 @@ export async function prepareContainer(
   if (c.isSandbox && !(vmNetwork?.disableNewNetns ?? false)) planNetns(spec, c.sandboxId);
   if (c.isSandbox && deps.cgroups !== undefined) {
     parseCgroupsPath(spec.linux?.cgroupsPath, c.sandboxId);
-    checkCgroupResources(spec.linux?.resources);
   }
   const hookKinds = c.isSandbox ? (["prestart", "createRuntime"] as const) : (["prestart"] as const);
   for (const kind of hookKinds) await checkHooks(kind, spec.hooks?.[kind] ?? []);
@@ -124,7 +123,10 @@ export async function bootSandbox(
             fs,
             {
               target: parseCgroupsPath(s.bundle.spec.linux?.cgroupsPath, s.id),
-              resources: s.bundle.spec.linux?.resources,
+              // The sandbox container's limits are its own, enforced in the guest: on the host cgroup they
+              // would hold QEMU (hundreds of MB) to a container's 64 MiB and OOM-kill the VM. The pod's
+              // limit with the VM's overhead is the kubelet's, on the parent (RuntimeClass overhead).
+              resources: undefined,
               pid: s.pid,
             },
             undo,
