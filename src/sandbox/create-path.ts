@@ -122,7 +122,7 @@ export async function bootSandbox(
           PodCgroup.create(
             fs,
             {
-              target: parseCgroupsPath(s.bundle.spec.linux?.cgroupsPath, s.id),
+              target: parseCgroupsPath(s.bundle.spec.linux?.cgroupsPath, s.id, runDirScope(s.runDir)),
               // The sandbox container's limits are its own, enforced in the guest: on the host cgroup they
               // would hold QEMU (hundreds of MB) to a container's 64 MiB and OOM-kill the VM. The pod's
               // limit with the VM's overhead is the kubelet's, on the parent (RuntimeClass overhead).

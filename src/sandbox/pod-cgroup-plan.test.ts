@@ -53,6 +53,9 @@ describe("parseCgroupsPath", () => {
   it("gives a sandbox without one a cgroup of its own at /kata_<id>", () => {
     assert.deepEqual(parseCgroupsPath(undefined, "sb1"), { form: "default", path: "/kata_sb1", relative: false });
     assert.deepEqual(parseCgroupsPath("", "sb1").path, "/kata_sb1");
+    // Under a non-default --root the root's scope is in the name: one id under two roots, two cgroups.
+    assert.equal(parseCgroupsPath(undefined, "sb1", "0a1b2c3d").path, "/kata_0a1b2c3d_sb1");
+    assert.equal(parseCgroupsPath("/pod/x", "sb1", "0a1b2c3d").path, "/pod/x");
   });
 
   it("refuses .., ., NUL, over-long paths and names, the root, and malformed systemd forms, naming the field", () => {

@@ -7,7 +7,7 @@
 //                   (kubepods-besteffort-pod1.slice:cri-containerd:abc →
 //                   /kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice/cri-containerd-abc.scope)
 //                   and managed through cgroupfs (there is no systemd to ask);
-//   absent or ""    /kata_<sandbox id>: Kata's sandbox_cgroup_only always puts the VMM in a cgroup of the
+//   absent or ""    /kata_<sandbox id> (/kata_<root scope>_<id> under a non-default --root): Kata's sandbox_cgroup_only always puts the VMM in a cgroup of the
 //                   sandbox's own, so its cost is accounted; one per sandbox so that no two share a
 //                   directory one of them would remove.
 // The path comes from an untrusted config.json: "." and ".." components, NUL, and over-long names are
@@ -31,8 +31,11 @@ export interface CgroupTarget {
   readonly relative: boolean;
 }
 
-export function parseCgroupsPath(raw: string | undefined, sandboxId: string): CgroupTarget {
-  if (raw === undefined || raw === "") return { form: "default", path: `/kata_${sandboxId}`, relative: false };
+export function parseCgroupsPath(raw: string | undefined, sandboxId: string, scope = ""): CgroupTarget {
+  if (raw === undefined || raw === "") {
+    // Cgroups are host-wide while ids are unique per --root: a non-default root's scope goes in the name.
+    return { form: "default", path: `/kata_${scope === "" ? "" : `${scope}_`}${sandboxId}`, relative: false };
+  }
   if (raw.includes("\0")) throw bad("must not contain NUL");
   if (Buffer.byteLength(raw) > maxPathBytes) throw bad(`is longer than ${maxPathBytes} bytes`);
   const parts = raw.split(":");

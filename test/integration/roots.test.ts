@@ -1,5 +1,5 @@
 // Isolation by --root: a sandbox id is unique under one root only, so everything a sandbox names on the
-// host outside its root (its network namespace) must be scoped by the root. Two roots, one id, both live.
+// host outside its root (its network namespace, its default cgroup) must be scoped by the root. Two roots, one id, both live.
 
 import assert from "node:assert/strict";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
@@ -54,6 +54,9 @@ describe(
         assert.notEqual(names[0], names[1]);
         const present = await readdir("/var/run/netns");
         for (const n of names) assert.ok(present.includes(n), `netns ${n} exists: ${present.join(" ")}`);
+        // Neither gives a cgroupsPath: each gets its own default host cgroup, scoped by its root.
+        const cgroups = roots.map((root) => `/sys/fs/cgroup/memory/kata_${runDirScope(root)}_${id}`);
+        for (const cg of cgroups) assert.ok((await readdir(cg)).length > 0, `cgroup ${cg} exists`);
 
         const [first, second] = roots as [string, string];
         const del = await runCli(["--root", first, "delete", "--force", id], { env, timeoutMs: vmTimeout });
@@ -72,6 +75,7 @@ describe(
         );
         assert.deepEqual(await netnsLeft([id]), []);
         for (const root of roots) assert.deepEqual(await leftovers(root), []);
+        for (const cg of cgroups) await assert.rejects(readdir(cg), /ENOENT/, `cgroup ${cg} removed`);
       },
     );
   },
