@@ -17,6 +17,7 @@ import { leftovers, repoRoot } from "../helpers/cli.js";
 import { startContainerd, testImageName, type TestContainerd } from "../helpers/containerd.js";
 import { requires } from "../helpers/requires.js";
 import { eventually, savedPids, vmEnv, vmTimeoutMs } from "../helpers/vm-world.js";
+import { delay } from "../../src/base/async.js";
 
 const runtime = "io.containerd.kata-ts.v2";
 const runner = new NodeProcessRunner();
@@ -94,22 +95,36 @@ describe(
         assert.ok(ctrd !== undefined);
         const c = ctrd;
         const id = `qemukill${process.pid}`;
-        const { servicePid, vmPid } = await runDetached(c, id);
+        // Subscribed before the task exists, and seen to receive its /tasks/start: a `ctr events` still
+        // starting when QEMU is killed would miss the exit (seen in CI under load).
         const events = spawn("ctr", ["--address", c.address, "events"], { stdio: ["ignore", "pipe", "ignore"] });
         let seen = "";
         events.stdout.on("data", (d: Buffer) => {
           seen += d.toString();
         });
+        let pids = { servicePid: 0, vmPid: 0 };
         try {
-          process.kill(vmPid, "SIGKILL");
+          await delay(1000);
+          pids = await runDetached(c, id);
+          assert.ok(
+            await eventually(() => Promise.resolve(new RegExp(`/tasks/start.*${id}`).test(seen)), 10_000),
+            `ctr events receives the task's events: ${seen}`,
+          );
+          process.kill(pids.vmPid, "SIGKILL");
           assert.ok(await eventually(async () => (await taskStatus(c, id)) === "STOPPED", 30_000), await c.log());
           assert.ok(
             await eventually(() => Promise.resolve(new RegExp(`/tasks/exit.*${id}`).test(seen)), 10_000),
             `TaskExit for ${id} published: ${seen}`,
           );
+        } catch (e) {
+          // Leave nothing running for the next case, which checks for leftovers itself.
+          await c.ctr(["task", "delete", "--force", id]);
+          await c.ctr(["containers", "delete", id]);
+          throw e;
         } finally {
           events.kill();
         }
+        const { servicePid, vmPid } = pids;
         const del = await c.ctr(["task", "delete", id]);
         assert.equal(del.code, 0, del.stderr);
         assert.match(del.stderr, /exit with non-zero exit code \d+/);
