@@ -4,7 +4,7 @@
 import { mkdir, rm, stat } from "node:fs/promises";
 import type { Socket } from "node:net";
 import path from "node:path";
-import { abortError, deadline } from "../../base/async.js";
+import { abortError, deadline, settlesWithin } from "../../base/async.js";
 import { Code, KataError, describeError, errnoOf, messageOf, wrap } from "../../base/errors.js";
 import type { Logger } from "../../base/log.js";
 import type { HostProbe } from "../../platform/probe.js";
@@ -43,6 +43,9 @@ export interface QemuOptions {
 
 /** The unix sockets QEMU listens on, in the VM's directory. */
 export { qemuSocketNames };
+
+/** How long a QEMU whose control sockets failed may take to exit by itself (its own error, then). */
+const exitGraceMs = 500;
 
 const stderrTailBytes = 8192;
 const defaultControlTimeoutMs = 10_000;
@@ -157,8 +160,11 @@ export class QemuHypervisor implements Hypervisor {
       });
       qmp = await QmpClient.connect(paths.qmp, { signal: control.signal, logger: log });
     } catch (e) {
-      // Read before the kill below, whose exit would abort exitedEarly too.
-      const diedByItself = exitedEarly.signal.aborted;
+      // Read before the kill below, whose exit would abort exitedEarly too. A QEMU that fails at start
+      // (a tap it cannot open) can reset the QMP connection a moment before its exit is seen: give it
+      // that moment, so the error is QEMU's own message, not "connection closed".
+      const diedByItself =
+        exitedEarly.signal.aborted || (!signal.aborted && (await settlesWithin(child.exited, exitGraceMs)));
       consoleSocket?.destroy();
       child.kill("SIGKILL");
       const status = await child.exited;
