@@ -80,7 +80,7 @@ export async function hostService(
     const grace = new Promise<void>((r) => setTimeout(r, endGraceMs).unref());
     void Promise.race([server.idle(), grace]).then(ended);
   };
-  const taskService = registerTaskService(server, pod, {
+  registerTaskService(server, pod, {
     pid: process.pid,
     mounter: sandboxDeps.mounter,
     logger: ctx.logger,
@@ -89,12 +89,10 @@ export async function hostService(
       end();
     },
   });
-  // The call that ended the pod (a Delete, a failed Create) still has its answer to send.
-  void pod.done
-    .then(() => taskService.settled())
-    .then(() => {
-      end();
-    });
+  // The call that ended the pod (a Delete, a failed Create) still has its answer to send: end() waits.
+  void pod.done.then(() => {
+    end();
+  });
   await new Promise<void>((resolve, reject) => {
     listener.once("error", reject);
     listener.listen(socketPath, () => {

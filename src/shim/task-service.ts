@@ -114,17 +114,7 @@ export interface TaskServiceHooks {
   readonly logger?: Logger;
 }
 
-export interface RegisteredTaskService {
-  /**
-   * Resolves once no Create, Delete or Shutdown is running (each waited for at most `boundMs`). These
-   * are the calls that can end the pod: the process must not exit before their answer is sent, or
-   * containerd gets "ttrpc: closed" instead (seen after `ctr run --rm`, whose Delete ends the pod
-   * while its handler still publishes the delete event and unmounts the rootfs).
-   */
-  settled(boundMs?: number): Promise<void>;
-}
-
-export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskServiceHooks): RegisteredTaskService {
+export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskServiceHooks): void {
   const log = hooks.logger ?? nullLogger;
   const events = new TaskEvents(hooks.publisher, hooks.pid, log);
   pod.onOom((containerId) => {
@@ -190,17 +180,8 @@ export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskSe
     await releaseRootfs();
     return { pid: hooks.pid, ...exitFields(exit) };
   };
-  const ending = new Set<Promise<unknown>>();
-  const track = <T>(p: Promise<T>): Promise<T> => {
-    ending.add(p);
-    const forget = (): void => {
-      ending.delete(p);
-    };
-    p.then(forget, forget);
-    return p;
-  };
   server.register(Task, {
-    create: (req, ctx) => track(create(req, ctx)),
+    create: (req, ctx) => create(req, ctx),
     start: async (req, ctx) => {
       const pid = await pod.start(req.id, req.execId, ctx.signal);
       events.started(req.id, req.execId, pod.wait(req.id, req.execId));
@@ -226,7 +207,7 @@ export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskSe
       return {};
     },
     wait: async (req) => exitFields(await pod.wait(req.id, req.execId)),
-    delete: (req, ctx) => track(del(req, ctx)),
+    delete: (req, ctx) => del(req, ctx),
     exec: async (req) => {
       // The same rules as config.json's process, so a bad exec is refused here, naming the field.
       const what = `exec ${req.execId}: spec`;
@@ -280,37 +261,13 @@ export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskSe
       };
     },
     connect: () => Promise.resolve({ shimPid: hooks.pid, taskPid: hooks.pid, version: "kata-ts" }),
-    shutdown: (req) =>
-      track(
-        (async () => {
-          if (req.now || pod.containerIds().length === 0) {
-            await pod.shutdown();
-            await releaseRootfs();
-            hooks.onShutdown();
-          }
-          return {};
-        })(),
-      ),
-  });
-  return {
-    async settled(boundMs = 10_000) {
-      let timer: NodeJS.Timeout | undefined;
-      const bound = new Promise<false>((resolve) => {
-        timer = setTimeout(() => {
-          resolve(false);
-        }, boundMs).unref();
-      });
-      try {
-        while (ending.size > 0) {
-          const done = await Promise.race([Promise.allSettled([...ending]).then(() => true), bound]);
-          if (!done) {
-            log.warn("ending with calls still running", { calls: ending.size, afterMs: boundMs });
-            return;
-          }
-        }
-      } finally {
-        clearTimeout(timer);
+    shutdown: async (req) => {
+      if (req.now || pod.containerIds().length === 0) {
+        await pod.shutdown();
+        await releaseRootfs();
+        hooks.onShutdown();
       }
+      return {};
     },
-  };
+  });
 }

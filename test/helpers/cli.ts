@@ -132,7 +132,7 @@ export async function netnsLeft(sandboxIds: readonly string[]): Promise<string[]
   // Any --root's: kata-ts-<id> for the default root, kata-ts-<8 hex of the root>-<id> for the others.
   return [...names].filter((n) =>
     sandboxIds.some(
-      (id) => n === `kata-ts-${id}` || new RegExp(`^kata-ts-[0-9a-f]{8}-${id.replace(/[.]/g, "\\.")}$`).test(n),
+      (id) => n === `kata-ts-${id}` || new RegExp(`^kata-ts-[0-9a-f]{8}-${id.replace(/[.+]/g, "\\$&")}$`).test(n),
     ),
   );
 }
