@@ -326,11 +326,13 @@ export class Sandbox {
 
 /** The hypervisor's part of a sandbox's VM configuration. */
 function vmSpecOf(vm: SandboxVmConfig): VmSpec {
-  const { machineType, vcpus, memoryMiB, kernelPath, initrdPath, readonlyDisks, kernelParams, binaryPath } = vm;
+  const { machineType, vcpus, memoryMiB, hotplug, kernelPath, initrdPath, readonlyDisks, kernelParams, binaryPath } =
+    vm;
   return {
     machineType,
     vcpus,
     memoryMiB,
+    ...(hotplug === undefined ? {} : { hotplug }),
     kernelPath,
     initrdPath,
     kernelParams,

@@ -97,6 +97,7 @@ export class QemuHypervisor implements Hypervisor {
       cpuModel: accel === "kvm" ? "host" : "max",
       vcpus: config.vcpus,
       memoryMiB: config.memoryMiB,
+      ...(config.hotplug === undefined ? {} : { hotplug: config.hotplug }),
       kernelPath: config.kernelPath,
       initrdPath: config.initrdPath,
       ...(config.readonlyDisks === undefined ? {} : { readonlyDisks: config.readonlyDisks }),
