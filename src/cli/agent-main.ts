@@ -14,6 +14,7 @@ import { agentPortName, guestPsColumns } from "../protocol/guest-paths.js";
 import { TtrpcServer } from "../protocol/ttrpc/server.js";
 import { Agent } from "../guest/agent.js";
 import { Crun } from "../guest/crun.js";
+import { agentLogLevel } from "../guest/log-level.js";
 import { servePort } from "../guest/serve-port.js";
 import { OomEvents } from "../guest/oom.js";
 import { GuestNetwork } from "../guest/network.js";
@@ -50,8 +51,9 @@ async function loadKernelModule(runner: NodeProcessRunner, name: string, paramet
 }
 
 async function main(startedFrom: "snapshot" | "bundle"): Promise<void> {
+  const cmdline = (await readFile("/proc/cmdline", "utf8").catch(ignoreErrno("ENOENT"))) ?? "";
   const logger = new JsonLogger((line) => process.stderr.write(line), {
-    level: process.env["KATA_TS_AGENT_LOG"] === "debug" ? "debug" : "info",
+    level: agentLogLevel(cmdline, process.env["KATA_TS_AGENT_LOG"]),
     fields: { source: "agent" },
   });
   process.on("uncaughtException", (e) => {

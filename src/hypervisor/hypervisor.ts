@@ -63,6 +63,11 @@ export interface VmConfig extends VmSpec {
   readonly netnsPath?: string;
   /** NICs, in order, each on a tap that exists in `netnsPath` (the guest sees them as eth0, eth1, ...). */
   readonly nics?: readonly VmNic[];
+  /**
+   * Told each line of the guest console (cut at 4 KiB), besides the capped console log: the guest's logs
+   * into the host's when debugging. Must not throw or block.
+   */
+  readonly onConsoleLine?: (line: string) => void;
 }
 
 export interface Vm {

@@ -22,6 +22,8 @@ import { applyHostBinds } from "../storage/apply.js";
 import { planSandboxStorages, type StoragePlan } from "../storage/plan.js";
 import { SharedDir, sharedDirPaths } from "../storage/shared-dir.js";
 import { vmDirOf } from "./persist.js";
+import { keepBootConsole } from "./boot-console.js";
+import { guestLogForwarder } from "./guest-log.js";
 import { noPodNetwork, type PodNetwork } from "./pod-network.js";
 
 export interface SandboxDeps {
@@ -47,6 +49,8 @@ export interface SandboxVmConfig extends VmSpec {
   readonly agentDeadlines?: AgentDeadlines;
   /** How the pod's network reaches the VM ([runtime] internetworking_model, disable_new_netns); absent: none. */
   readonly network?: { readonly model: InternetworkingModel; readonly disableNewNetns: boolean };
+  /** The guest console (the agent's logs among it) into the host log (see guest-log.ts): when debugging. */
+  readonly guestLogs?: boolean;
 }
 
 export const defaultShmSizeBytes = 64 * 1024 * 1024;
@@ -175,6 +179,7 @@ export class Sandbox {
           vmDir: vmDirOf(cfg.runDir, cfg.id),
           sharedDir: share.paths.shared,
           nics: network.nics,
+          ...(cfg.vm.guestLogs === true ? { onConsoleLine: guestLogForwarder(log.child({ component: "guest" })) } : {}),
           ...(cfg.netnsPath === undefined ? {} : { netnsPath: cfg.netnsPath }),
         },
         signal,
@@ -362,10 +367,17 @@ async function connectAgent(vm: Vm, cfg: SandboxConfig, log: Logger, signal: Abo
       : isKataError(e, Code.DeadlineExceeded) || boot.aborted
         ? `the guest agent did not answer within ${cfg.vm.bootTimeoutMs} ms`
         : `the guest agent failed: ${describeError(e)}`;
+    const lastLines = await vm.consoleTail(20);
+    const kept = await keepBootConsole(cfg.runDir, cfg.id, vm.consoleLogPath, (err) => {
+      log.warn("could not keep the console of the failed boot", { err: errField(err) });
+    });
+    const where = kept === undefined ? "" : ` (all of it, capped, in ${kept})`;
     throw new KataError(
       Code.DeadlineExceeded,
-      `boot sandbox ${cfg.id}: ${reason}; guest console:\n${await vm.consoleTail(20)}`,
-      { cause: e },
+      `boot sandbox ${cfg.id}: ${reason}; guest console${where}:\n${lastLines}`,
+      {
+        cause: e,
+      },
     );
   } finally {
     bootDeadline.clear();
