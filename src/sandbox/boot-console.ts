@@ -1,10 +1,15 @@
-// The console of a boot that failed outlives its VM directory (which the failed create removes with
-// everything else): the last of it is copied to <root>/failed-boots/<sandbox id>.console.log, named in the
-// error. Bounded: each copy is at most keptConsoleMaxBytes, and only the newest maxKeptConsoles stay.
+// Waiting for a booting VM's agent, and what is kept when it never answers: the console of a boot that
+// failed outlives its VM directory (which the failed create removes with everything else), as
+// <root>/failed-boots/<sandbox id>.console.log, named in the error. Bounded: each copy is at most
+// keptConsoleMaxBytes, and only the newest maxKeptConsoles stay.
 
 import { open, readdir, rm, stat, writeFile, mkdir } from "node:fs/promises";
 import path from "node:path";
-import { errnoOf } from "../base/errors.js";
+import { abortError, deadline } from "../base/async.js";
+import { Code, KataError, describeError, errnoOf, isKataError } from "../base/errors.js";
+import { errField, type Logger } from "../base/log.js";
+import { AgentClient } from "../agent-client/agent-client.js";
+import type { Vm } from "../hypervisor/hypervisor.js";
 
 export const failedBootsDirName = "failed-boots";
 export const keptConsoleMaxBytes = 1024 * 1024;
@@ -66,5 +71,48 @@ export async function keepBootConsole(
   } catch (e) {
     onError(e);
     return undefined;
+  }
+}
+
+/** Connects to the agent and waits for it to answer, within the boot deadline; names why it failed. */
+export async function connectAgent(
+  vm: Vm,
+  cfg: { id: string; runDir: string; bootTimeoutMs: number },
+  log: Logger,
+  signal: AbortSignal,
+): Promise<AgentClient> {
+  const vmGone = new AbortController();
+  void vm.exited.then(() => {
+    vmGone.abort(new KataError(Code.Unavailable, "the VM exited during boot"));
+  });
+  const bootDeadline = deadline(cfg.bootTimeoutMs, signal, vmGone.signal);
+  const boot = bootDeadline.signal;
+  let client: AgentClient | undefined;
+  try {
+    client = await AgentClient.connect(vm.agentSocketPath, { signal: boot, logger: log });
+    await client.waitReady(boot);
+    return client;
+  } catch (e) {
+    await client?.close();
+    if (signal.aborted) throw abortError(signal, "boot");
+    const reason = vmGone.signal.aborted
+      ? "the VM exited before its agent answered"
+      : isKataError(e, Code.DeadlineExceeded) || boot.aborted
+        ? `the guest agent did not answer within ${cfg.bootTimeoutMs} ms`
+        : `the guest agent failed: ${describeError(e)}`;
+    const lastLines = await vm.consoleTail(20);
+    const kept = await keepBootConsole(cfg.runDir, cfg.id, vm.consoleLogPath, (err) => {
+      log.warn("could not keep the console of the failed boot", { err: errField(err) });
+    });
+    const where = kept === undefined ? "" : ` (all of it, capped, in ${kept})`;
+    throw new KataError(
+      Code.DeadlineExceeded,
+      `boot sandbox ${cfg.id}: ${reason}; guest console${where}:\n${lastLines}`,
+      {
+        cause: e,
+      },
+    );
+  } finally {
+    bootDeadline.clear();
   }
 }
