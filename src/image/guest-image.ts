@@ -77,6 +77,8 @@ export interface ImageBuildOptions {
   readonly agentBundlePath: string;
   /** The static pty helper built by `npm run build` (dist/native/kata-ts-tty); without it, no terminals. */
   readonly ttyHelperPath?: string;
+  /** The static crun launcher built by `npm run build` (dist/native/kata-ts-sealed-exec); without it, crun runs direct. */
+  readonly sealedExecPath?: string;
   /** The agent's CommonJS bundle: with a hypervisor, the image gets a startup snapshot built from it. */
   readonly agentSnapshotEntryPath?: string;
   /** Rebuild even when the manifest says the outputs are current. */
@@ -198,6 +200,7 @@ async function build(deps: ImageBuildDeps, opts: ImageBuildOptions): Promise<Ima
       : await findAgentSnapshotEntry(opts.agentSnapshotEntryPath);
   const agentStart: AgentStartKind = snapshotEntry === undefined ? "bundle" : "snapshot";
   const ttyHelper = opts.ttyHelperPath === undefined ? undefined : await optionalFile(opts.ttyHelperPath);
+  const sealedExec = opts.sealedExecPath === undefined ? undefined : await optionalFile(opts.sealedExecPath);
   const previous = await readManifest(opts.outputDir);
   const sourcePaths = [
     host.busybox,
@@ -208,6 +211,7 @@ async function build(deps: ImageBuildDeps, opts: ImageBuildOptions): Promise<Ima
     ...host.libraries.values(),
     ...(snapshotEntry === undefined ? [] : [snapshotEntry]),
     ...(ttyHelper === undefined ? [] : [ttyHelper]),
+    ...(sealedExec === undefined ? [] : [sealedExec]),
   ];
   const hashes = await timed("hashInputs", () => hashFiles(sourcePaths, previous?.sourceHashes ?? {}));
   const hashOf = (path: string): SourceHash => {
@@ -230,6 +234,7 @@ async function build(deps: ImageBuildDeps, opts: ImageBuildOptions): Promise<Ima
       "mkfs.erofs": sha(host.mkfsErofs),
       ...(snapshotEntry === undefined ? {} : { "agent-snapshot-entry": sha(snapshotEntry) }),
       ...(ttyHelper === undefined ? {} : { "kata-ts-tty": sha(ttyHelper) }),
+      ...(sealedExec === undefined ? {} : { "kata-ts-sealed-exec": sha(sealedExec) }),
       ...Object.fromEntries(libraryHashes),
     },
     scripts: {
@@ -267,6 +272,7 @@ async function build(deps: ImageBuildDeps, opts: ImageBuildOptions): Promise<Ima
     agentBundle: { sourcePath: host.agentBundle, sizeBytes: size(host.agentBundle) },
     agent,
     ...(ttyHelper === undefined ? {} : { ttyHelper: { sourcePath: ttyHelper, sizeBytes: size(ttyHelper) } }),
+    ...(sealedExec === undefined ? {} : { sealedExec: { sourcePath: sealedExec, sizeBytes: size(sealedExec) } }),
   });
   const diskFiles = planToolsDisk(layout({ start: "bundle" }));
   progress(`modules: ${modules.map((m) => m.name).join(" ")}`);
