@@ -27,6 +27,8 @@ const program = new Command("kata-ts")
   .option("--systemd-cgroup", "accepted for runc's callers: a systemd cgroupsPath (slice:prefix:name) is used as is")
   .option("--rootless <value>", "accepted for runc's callers: false or auto (kata-ts runs as root)")
   .option("--criu <path>", "accepted for runc's callers: checkpoint and restore are not supported")
+  // As runc: global flags before the verb, the verb's own after it (spec --rootless is not the global one).
+  .enablePositionalOptions()
   .exitOverride()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 

@@ -106,7 +106,8 @@ export function registerInspect(program: Command, ctx: () => RuntimeContext): vo
     .argument("<container-id>")
     .argument("[ps-options...]", "runc passes these to ps: not supported (see docs/oci-cli.md)")
     .option("-f, --format <format>", "table or json", "table")
-    .allowUnknownOption()
+    // runc's `ps ID -ef`: what follows the id is ps's.
+    .passThroughOptions()
     .action(async (id: string, psOptions: string[], flags: { format: string }) => {
       if (psOptions.length > 0) {
         throw new KataError(
@@ -187,7 +188,14 @@ export function registerInspect(program: Command, ctx: () => RuntimeContext): vo
     .command("spec")
     .description("write a default config.json")
     .option("-b, --bundle <dir>", "directory to write it in", ".")
-    .action(async (flags: { bundle: string }) => {
+    .option("--rootless", "not supported: kata-ts runs containers as root (in a VM)")
+    .action(async (flags: { bundle: string; rootless?: boolean }) => {
+      if (flags.rootless === true) {
+        throw new KataError(
+          Code.InvalidArgument,
+          "--rootless: not supported; kata-ts runs as root and boots a VM per pod",
+        );
+      }
       const file = path.join(flags.bundle, "config.json");
       const exists = await access(file).then(() => true, ignoreErrno("ENOENT"));
       if (exists === true) throw new KataError(Code.AlreadyExists, `${file} already exists`);

@@ -16,6 +16,7 @@ import { forceDeleteKey } from "../../shim/json-any.js";
 import { connectTask, serviceExitMs, startService, withTask } from "../service-client.js";
 import { checkSandboxId } from "../service-host.js";
 import { checkPreserveFds, preserveFdsOption } from "../preserve-fds.js";
+import { noNewKeyringOption, noPivotOption } from "../runc-flags.js";
 import { resolveVmConfig } from "../vm-config.js";
 import { loadServiceDeadlines } from "../task-deadlines.js";
 import { prepareConsole, prepareStdio, type PreparedStdio } from "../stdio-bridge.js";
@@ -172,6 +173,8 @@ export function registerLifecycle(program: Command, ctx: () => RuntimeContext): 
     .option("--pid-file <file>", "write the pid of the process that holds the container")
     .option("--console-socket <path>", "unix socket that receives the pty master of a terminal container")
     .option(...preserveFdsOption)
+    .option(...noPivotOption)
+    .option(...noNewKeyringOption)
     .action(async (id: string, flags: CreateFlags) => {
       await createContainer(ctx(), id, flags);
     });
