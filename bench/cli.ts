@@ -41,7 +41,8 @@ function timed(bin: string, args: readonly string[], env?: NodeJS.ProcessEnv): P
       err += d.toString();
     });
     child.once("error", reject);
-    child.once("close", (code) => {
+    // "exit", not "close": after `run -d` the container holds the stdio it was given, as with runc.
+    child.once("exit", (code) => {
       const ms = performance.now() - t0;
       if (code === 0) resolve(ms);
       else reject(new Error(`${bin} ${args.join(" ")}: exit ${code}: ${err}`));

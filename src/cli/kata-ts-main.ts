@@ -9,9 +9,10 @@ import { Command, CommanderError } from "commander";
 import { Code, KataError, describeError } from "../base/errors.js";
 import { defaultImageDir } from "../image/manifest.js";
 import { registerVersion } from "./commands/version.js";
-import { defaultRunDir, installRoot } from "./paths.js";
+import { defaultRunDir } from "./paths.js";
 import type { GlobalFlags, RuntimeContext } from "./runtime-context.js";
 import { checkRootless, verbOf } from "./verb.js";
+import { verbGroups } from "./verb-groups.js";
 
 const program = new Command("kata-ts")
   .description("a secure container runtime: every pod runs in its own lightweight VM")
@@ -42,108 +43,6 @@ const ctx = (): RuntimeContext => {
   });
   return context;
 };
-type Ctx = () => RuntimeContext;
-
-/** The modules behind the verbs; `context` when their commands call the runtime context. */
-interface VerbGroup {
-  readonly verbs: readonly string[];
-  readonly context: boolean;
-  register(program: Command, ctx: Ctx): Promise<void>;
-}
-
-const groups: readonly VerbGroup[] = [
-  {
-    verbs: ["state", "list"],
-    context: false,
-    register: async (p) => {
-      (await import("./commands/state.js")).registerState(p, () => program.opts<GlobalFlags>().root);
-    },
-  },
-  {
-    verbs: ["create", "start", "kill", "delete", "wait"],
-    context: true,
-    register: async (p, c) => {
-      (await import("./commands/lifecycle.js")).registerLifecycle(p, c);
-    },
-  },
-  {
-    verbs: ["run"],
-    context: true,
-    register: async (p, c) => {
-      (await import("./commands/run.js")).registerRun(p, c);
-    },
-  },
-  {
-    verbs: ["exec"],
-    context: true,
-    register: async (p, c) => {
-      (await import("./commands/exec.js")).registerExec(p, c);
-    },
-  },
-  {
-    verbs: ["ps", "pause", "resume", "update", "events", "spec"],
-    context: true,
-    register: async (p, c) => {
-      (await import("./commands/inspect.js")).registerInspect(p, c);
-    },
-  },
-  {
-    verbs: ["checkpoint", "restore"],
-    context: false,
-    register: async (p) => {
-      (await import("./commands/unsupported.js")).registerUnsupported(p);
-    },
-  },
-  {
-    verbs: ["check", "kata-check"],
-    context: true,
-    register: async (p, c) => {
-      (await import("./commands/check.js")).registerCheck(p, c);
-    },
-  },
-  {
-    verbs: ["env", "kata-env"],
-    context: true,
-    register: async (p, c) => {
-      (await import("./commands/env.js")).registerEnv(p, c);
-    },
-  },
-  {
-    verbs: ["install"],
-    context: false,
-    register: async (p) => {
-      const { registerInstall } = await import("./commands/install.js");
-      const { NodeInstallFs } = await import("./commands/install-apply.js");
-      registerInstall(p, {
-        fs: new NodeInstallFs(),
-        installRoot,
-        stdout: (t) => process.stdout.write(t),
-        stderr: (t) => process.stderr.write(t),
-      });
-    },
-  },
-  {
-    verbs: ["image"],
-    context: true,
-    register: async (p, c) => {
-      const path = await import("node:path");
-      const { agentBundleRelPath } = await import("../image/bundle-agent.js");
-      const { imageCommand } = await import("../image/image-command.js");
-      const { NodeProcessRunner } = await import("../platform/process.js");
-      const { launcherPath } = await import("./runtime-context.js");
-      p.addCommand(
-        imageCommand({
-          runner: new NodeProcessRunner({ launcher: launcherPath }),
-          agentBundlePath: path.join(installRoot, agentBundleRelPath),
-          hypervisor: () => c().sandboxDeps().hypervisor,
-          stderr: (t) => process.stderr.write(t),
-          stdout: (t) => process.stdout.write(t),
-        }),
-      );
-    },
-  },
-];
-
 registerVersion(program, () => process.env["KATA_TS_IMAGE_DIR"] ?? defaultImageDir);
 
 try {
@@ -155,11 +54,11 @@ try {
   const verb = verbOf(process.argv.slice(2), valueFlags);
   // --version needs no verb (its handler prints and exits). No verb otherwise, help, or one we do not
   // know: every verb, so commander lists them (or suggests one).
-  const wanted = groups.filter((g) => g.verbs.includes(verb ?? ""));
+  const wanted = verbGroups.filter((g) => g.verbs.includes(verb ?? ""));
   const versionOnly = verb === undefined && process.argv.some((a) => a === "-v" || a === "--version");
-  const load = versionOnly ? [] : wanted.length === 0 ? groups : wanted;
+  const load = versionOnly ? [] : wanted.length === 0 ? verbGroups : wanted;
   if (load.some((g) => g.context)) contextModule = await import("./runtime-context.js");
-  for (const g of load) await g.register(program, ctx);
+  for (const g of load) await g.register(program, ctx, () => program.opts<GlobalFlags>().root);
   program.hook("preAction", () => {
     const refusal = checkRootless(program.opts<{ rootless?: string }>().rootless);
     if (refusal !== undefined) throw new KataError(Code.InvalidArgument, refusal);
