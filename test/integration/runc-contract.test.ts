@@ -246,6 +246,21 @@ describe(
       assert.match(rdt.err, /--l3-cache-schema: Intel RDT is not supported/);
     });
 
+    it(
+      "execs with runc's syntax and flags alike (groups, capabilities, exit status)",
+      { timeout: vmTimeout },
+      async () => {
+        const probe = ["sh", "-c", "id -G; grep CapEff /proc/self/status; exit 3"];
+        const r = await both(["exec", "-g", "1234", "--cap", "CAP_NET_ADMIN", id, ...probe]);
+        assert.equal(r.runc.code, 3, r.runc.err);
+        assert.equal(r["kata-ts"].code, 3, r["kata-ts"].err);
+        assert.match(r.runc.out, /\b1234\b/);
+        assert.equal(r["kata-ts"].out, r.runc.out, "the same groups and effective capabilities");
+        const plain = await both(["exec", id, "ls", "-d", "/"]);
+        assert.deepEqual([plain.runc.out, plain["kata-ts"].out], ["/\n", "/\n"], plain["kata-ts"].err);
+      },
+    );
+
     it("kills, reports stopped with pid 0, and deletes alike", { timeout: vmTimeout }, async () => {
       const killed = await both(["kill", id, "KILL"]);
       assert.deepEqual([killed.runc.code, killed["kata-ts"].code], [0, 0], killed["kata-ts"].err);

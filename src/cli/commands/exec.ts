@@ -42,10 +42,12 @@ export async function execProcessSpec(base: Process | undefined, args: string[],
     const p = parseProcess(parseConfigJson(await readFile(flags.process, "utf8"), flags.process), flags.process);
     return applyRuncExecFlags(p, flags);
   }
-  if (args.length === 0) throw new KataError(Code.InvalidArgument, "exec: no command given (or use --process FILE)");
+  // runc's `exec ID CMD ARGS...` (what follows the id is the command's); `exec ID -- CMD` as before.
+  const argv = args[0] === "--" ? args.slice(1) : args;
+  if (argv.length === 0) throw new KataError(Code.InvalidArgument, "exec: no command given (or use --process FILE)");
   const p: Process = {
     ...(base ?? { user: { uid: 0, gid: 0 }, cwd: "/" }),
-    args,
+    args: argv,
     terminal: flags.tty === true,
   };
   if (flags.env.length > 0) p.env = [...(p.env ?? []), ...flags.env];
@@ -80,6 +82,7 @@ export function registerExec(program: Command, ctx: () => RuntimeContext): void 
     .option("--process-label <label>", runcExecHelp.processLabel)
     .option("--cgroup <path>", runcExecHelp.cgroup)
     .option("--ignore-paused", runcExecHelp.ignorePaused)
+    .passThroughOptions()
     .action(async (id: string, args: string[], flags: ExecFlags) => {
       checkPreserveFds(flags.preserveFds);
       checkRuncExecFlags(flags);

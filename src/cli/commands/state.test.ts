@@ -39,6 +39,11 @@ describe("state from the state directory", () => {
     assert.match(s.ociVersion, /^1\.\d+\.\d+$/);
   });
 
+  it("gives the pid of the host process noted for the container, when there is one", () => {
+    assert.equal(stateOf(sandbox, container, true, 777).pid, 777);
+    assert.equal(stateOf(sandbox, { ...container, status: "stopped" }, true, 777).pid, 0);
+  });
+
   it("is stopped with pid 0 once stopped, or when the service is gone", () => {
     assert.deepEqual(
       [stateOf(sandbox, { ...container, status: "stopped" }, true), stateOf(sandbox, container, false)].map((s) => [

@@ -22,21 +22,30 @@ export interface RuncState extends State {
 }
 
 /**
- * The pid of a container as the host sees it: the process that holds it (today, the sandbox's service).
- * 0 once it has stopped, as runc prints.
+ * The pid of a container as the host sees it: the host process that stands for its process when one was
+ * noted (`holderPid`), else the sandbox's service, which holds them all. 0 once stopped, as runc prints.
  */
-export function hostPidOf(saved: PersistedSandbox, status: State["status"]): number {
-  return status === "stopped" ? 0 : saved.servicePid;
+export function hostPidOf(saved: PersistedSandbox, status: State["status"], holderPid?: number): number {
+  if (status === "stopped") return 0;
+  return holderPid ?? saved.servicePid;
 }
 
-/** Pure: a container's OCI state from its sandbox's saved state, and whether the service still runs. */
-export function stateOf(saved: PersistedSandbox, c: PersistedContainer, serviceUp: boolean): RuncState {
+/**
+ * Pure: a container's OCI state from its sandbox's saved state, whether the service still runs, and the
+ * host process noted for the container's process (if any).
+ */
+export function stateOf(
+  saved: PersistedSandbox,
+  c: PersistedContainer,
+  serviceUp: boolean,
+  holderPid?: number,
+): RuncState {
   // A service that is gone took the VM and every process in it along.
   const status: State["status"] = serviceUp ? c.status : "stopped";
   return {
     ociVersion,
     id: c.id,
-    pid: hostPidOf(saved, status),
+    pid: hostPidOf(saved, status, holderPid),
     status,
     bundle: c.bundle,
     // States saved by older builds lack it: runc's rule (root.path under the bundle) is the usual case.
