@@ -1,4 +1,4 @@
-// `npm run bench -- [boot] [net] [ctr] [cri] [--runs N]`: benchmarks, written to docs/benchmarks.md (summary) and
+// `npm run bench -- [boot] [net] [ctr] [cri] [cli] [--runs N]`: benchmarks, written to docs/benchmarks.md (summary) and
 // bench-results/ (raw samples, not committed).
 
 import { hostname, release } from "node:os";
@@ -7,11 +7,12 @@ import { parseArgs } from "node:util";
 import { defaultImageDir } from "../src/image/guest-image.js";
 import { installRoot } from "../src/cli/runtime-context.js";
 import { benchBoot, renderBootReport, writeBootResults } from "./boot.js";
+import { benchCli, writeCliResults } from "./cli.js";
 import { benchCri, writeCriResults } from "./cri.js";
 import { benchCtr, writeCtrResults } from "./ctr.js";
 import { benchNet, writeNetResults } from "./net.js";
 
-const known = ["boot", "net", "ctr", "cri"];
+const known = ["boot", "net", "ctr", "cri", "cli"];
 const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: { runs: { type: "string" } },
@@ -35,6 +36,10 @@ for (const name of which) {
   } else if (name === "cri") {
     const runs = Math.max(1, Number(values.runs ?? "3"));
     process.stdout.write((await writeCriResults(await benchCri({ runs }), doc, raw, host)) + "\n");
+  } else if (name === "cli") {
+    const runs = Math.max(3, Number(values.runs ?? "10"));
+    const r = await benchCli({ runs, cli, imageDir: process.env["KATA_TS_IMAGE_DIR"] ?? defaultImageDir });
+    process.stdout.write((await writeCliResults(r, doc, raw, host)) + "\n");
   } else if (name === "ctr") {
     const runs = Math.max(1, Number(values.runs ?? "3"));
     const r = await benchCtr({ runs, imageDir: process.env["KATA_TS_IMAGE_DIR"] ?? defaultImageDir });

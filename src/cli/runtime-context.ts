@@ -13,7 +13,6 @@ import { NodeProcessRunner, type ProcessRunner } from "../platform/process.js";
 import { RealHostProbe, type HostProbe } from "../platform/probe.js";
 import type { SandboxDeps } from "../sandbox/sandbox.js";
 import { loadConfig, type LoadedConfig } from "../config/load.js";
-import { installFileTracing } from "../platform/tracing.js";
 import { readSelfMountInfo } from "../storage/shared-dir.js";
 
 export interface GlobalFlags {
@@ -72,12 +71,14 @@ export function makeContext(flags: GlobalFlags, opts: ContextOptions = {}): Runt
     runner,
     probe,
     config() {
-      loaded ??= loadConfig(flags.config === undefined ? {} : { configPath: flags.config }).then((l) => {
+      loaded ??= loadConfig(flags.config === undefined ? {} : { configPath: flags.config }).then(async (l) => {
         for (const w of l.warnings) {
           logger.warn("configuration", { warning: w });
           opts.onConfigWarning?.(w);
         }
         if (l.config.runtime.enableTracing && l.config.runtime.tracingExporter.kind === "file") {
+          // OpenTelemetry is loaded only when tracing is on: it is most of a short verb's modules.
+          const { installFileTracing } = await import("../platform/tracing.js");
           installFileTracing(l.config.runtime.tracingExporter.path);
         }
         return l;

@@ -36,7 +36,7 @@ import {
   type SourceHash,
 } from "./manifest.js";
 
-export const defaultImageDir = "/var/cache/kata-ts/image";
+export { defaultImageDir } from "./manifest.js";
 export const defaultCacheDir = "/var/cache/kata-ts";
 
 /**

@@ -4,6 +4,9 @@
 import { createHash } from "node:crypto";
 import { Code, KataError } from "../base/errors.js";
 
+/** Where `kata-ts image build` puts the guest image, and where the runtime looks for it by default. */
+export const defaultImageDir = "/var/cache/kata-ts/image";
+
 /** Bump when the builder's output changes for equal inputs (layout, stripping, cpio or erofs details). */
 export const imageFormatVersion = 2;
 

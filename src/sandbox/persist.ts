@@ -16,6 +16,8 @@ export type { ContainerStatus } from "./status.js";
 export interface PersistedContainer {
   readonly id: string;
   readonly bundle: string;
+  /** The bundle's rootfs, absolute (runc's `state` prints it); absent in states of older builds. */
+  readonly rootfs?: string;
   readonly type: "sandbox" | "container";
   status: ContainerStatus;
   readonly createdAt: string;

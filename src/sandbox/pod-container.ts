@@ -53,6 +53,7 @@ export class PodContainer {
     return {
       id: this.id,
       bundle: this.bundle.dir,
+      rootfs: this.bundle.rootfs,
       type: this.type,
       status: this.init.status,
       createdAt: this.createdAt.toISOString(),

@@ -2,9 +2,9 @@
 // containerd calls it through the shim; the OCI CLI calls it too: one state machine, two front doors.
 // Handlers only translate messages; the wire mapping of errors is the ttRPC server's.
 
-import { create, toJson } from "@bufbuild/protobuf";
+import { toJson } from "@bufbuild/protobuf";
 import { StatsContainerResponseSchema } from "../protocol/gen/agent_pb.js";
-import { AnySchema, anyIs, anyUnpack, timestampFromDate, type Any } from "@bufbuild/protobuf/wkt";
+import { anyIs, anyUnpack, timestampFromDate, type Any } from "@bufbuild/protobuf/wkt";
 import { Code, KataError } from "../base/errors.js";
 import { parseLinuxResources, parseProcess } from "../oci/parse-spec.js";
 import type { ContainerStatus } from "../sandbox/persist.js";
@@ -25,27 +25,9 @@ import { mountRootfs, type MountedRootfs } from "./rootfs.js";
 import { TaskEvents } from "./task-events.js";
 import { metricsAny } from "./metrics.js";
 import { OptionsSchema } from "../protocol/gen/containerd/pkg/runtimeoptions/v1/api_pb.js";
+import { anyTypes, forceDeleteKey, formatKey, fromJsonAny, jsonAny } from "./json-any.js";
 
-/** Type URLs of the JSON payloads we put in Any fields (containerd uses bare names; these are ours). */
-export const anyTypes = {
-  process: "types.containerd.io/opencontainers/runtime-spec/1/Process",
-  resources: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources",
-  stats: "kata-ts/cgroup-stats+json",
-  psRow: "kata-ts/ps-row+json",
-} as const;
-
-/**
- * Request metadata the OCI CLI sets on Delete for `delete --force` (containerd never sends it): kill what
- * runs and remove it, whatever the guest answers.
- */
-export const forceDeleteKey = "kata-ts-force";
-
-/**
- * Request metadata the OCI CLI sets on Stats and Pids (value "kata-ts"): answer with kata-ts's own
- * payloads (the agent's stats as JSON, ps rows) rather than containerd's (cgroups v1 Metrics, bare
- * pids), which `kata-ts events` and `kata-ts ps` print as they always have.
- */
-export const formatKey = "kata-ts-format";
+export { anyTypes, forceDeleteKey, formatKey, fromJsonAny, jsonAny } from "./json-any.js";
 
 function wantsOwnFormat(metadata: ReadonlyMap<string, string[]>): boolean {
   return metadata.get(formatKey)?.includes("kata-ts") === true;
@@ -62,9 +44,6 @@ export function configPathOf(options: Any | undefined): string | undefined {
   return path === "" ? undefined : path;
 }
 
-/** Largest JSON payload accepted in an Any (a process spec, resources). */
-const maxAnyJsonBytes = 1 << 20;
-
 const statusOf: Record<ContainerStatus, Status> = {
   creating: Status.UNKNOWN,
   created: Status.CREATED,
@@ -72,27 +51,6 @@ const statusOf: Record<ContainerStatus, Status> = {
   paused: Status.PAUSED,
   stopped: Status.STOPPED,
 };
-
-export function jsonAny(typeUrl: string, value: unknown): Any {
-  return create(AnySchema, { typeUrl, value: Buffer.from(JSON.stringify(value)) });
-}
-
-/** The JSON inside an Any, checked for its type and size. */
-export function fromJsonAny(a: Any | undefined, typeUrl: string, what: string): unknown {
-  if (a === undefined) throw new KataError(Code.InvalidArgument, `${what}: missing`);
-  const name = typeUrl.split("/").pop() ?? typeUrl;
-  if (a.typeUrl !== typeUrl && !a.typeUrl.endsWith(`/${name}`)) {
-    throw new KataError(Code.InvalidArgument, `${what}: type ${JSON.stringify(a.typeUrl)}, expected ${typeUrl}`);
-  }
-  if (a.value.length > maxAnyJsonBytes) {
-    throw new KataError(Code.InvalidArgument, `${what}: ${a.value.length} bytes, more than ${maxAnyJsonBytes}`);
-  }
-  try {
-    return JSON.parse(Buffer.from(a.value).toString("utf8"));
-  } catch (e) {
-    throw new KataError(Code.InvalidArgument, `${what}: not valid JSON`, { cause: e });
-  }
-}
 
 function exitFields(exit: ExitInfo | undefined): {
   exitStatus: number;

@@ -9,7 +9,18 @@ const defaultImageDir = "/var/cache/kata-ts/image";
 const cniPath = "/usr/lib/cni";
 
 export type Capability =
-  "root" | "kvm" | "qemu" | "crun" | "netns" | "image" | "containerd" | "cpio" | "erofs" | "image-build" | "cni";
+  | "root"
+  | "kvm"
+  | "qemu"
+  | "crun"
+  | "runc"
+  | "netns"
+  | "image"
+  | "containerd"
+  | "cpio"
+  | "erofs"
+  | "image-build"
+  | "cni";
 
 /** What building the guest image needs from Debian, besides crun, cpio and mkfs.erofs: binary → package. */
 const imageBuildTools: Readonly<Record<string, string>> = {
@@ -47,6 +58,7 @@ const probes: Record<Capability, () => boolean> = {
     (existsSync("/sys/module/kvm_intel") || existsSync("/sys/module/kvm_amd")),
   qemu: () => onPath("qemu-system-x86_64"),
   crun: () => onPath("crun"),
+  runc: () => onPath("runc"),
   netns: () => process.getuid?.() === 0 && onPath("ip"),
   image: () => existsSync(path.join(testImageDir, "manifest.json")),
   containerd: () => onPath("containerd") && onPath("ctr"),
@@ -61,6 +73,7 @@ const reasons: Record<Capability, string> = {
   kvm: "needs /dev/kvm",
   qemu: "needs qemu-system-x86_64 (apt-get install qemu-system-x86)",
   crun: "needs crun",
+  runc: "needs runc (apt-get install runc): the reference the OCI CLI is compared with",
   netns: "needs root and iproute2 for network namespaces",
   image: `needs the guest image in ${testImageDir} (kata-ts image build)`,
   containerd: "needs containerd and ctr",

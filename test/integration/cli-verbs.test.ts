@@ -105,11 +105,11 @@ describe("OCI CLI verbs (real VM)", { skip: requires("root", "qemu", "image", "n
     const stats = JSON.parse(ev.out) as {
       type: string;
       id: string;
-      data: { cgroupStats?: { pidsStats?: { limit?: string } } };
+      data: { pids?: { limit?: number } };
     };
     assert.equal(stats.type, "stats");
     assert.equal(stats.id, "verbs");
-    assert.equal(stats.data.cgroupStats?.pidsStats?.limit, "64");
+    assert.equal(stats.data.pids?.limit, 64);
 
     const bad = await cli("kill", "verbs", "NOSUCHSIG");
     assert.notEqual(bad.code, 0);

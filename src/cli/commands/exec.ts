@@ -15,11 +15,12 @@ import { anyTypes, jsonAny } from "../../shim/task-service.js";
 import type { RuntimeContext } from "../runtime-context.js";
 import { sandboxOf, withTask } from "../service-client.js";
 import { checkPreserveFds, preserveFdsOption } from "../preserve-fds.js";
+import { applyRuncExecFlags, checkRuncExecFlags, collect, runcExecHelp, type RuncExecFlags } from "../exec-flags.js";
 import { prepareStdio } from "../stdio-bridge.js";
 import { attachTerminal, localConsoleSize } from "../terminal.js";
 import { ociState } from "./lifecycle.js";
 
-interface ExecFlags {
+interface ExecFlags extends RuncExecFlags {
   readonly tty?: boolean;
   readonly env: string[];
   readonly cwd?: string;
@@ -38,18 +39,21 @@ function parseUser(s: string): { uid: number; gid: number } {
 /** The process to exec: --process FILE as is, or the container's process with args and flags applied. */
 export async function execProcessSpec(base: Process | undefined, args: string[], flags: ExecFlags): Promise<Process> {
   if (flags.process !== undefined) {
-    return parseProcess(parseConfigJson(await readFile(flags.process, "utf8"), flags.process), flags.process);
+    const p = parseProcess(parseConfigJson(await readFile(flags.process, "utf8"), flags.process), flags.process);
+    return applyRuncExecFlags(p, flags);
   }
-  if (args.length === 0) throw new KataError(Code.InvalidArgument, "exec: no command given (or use --process FILE)");
+  // runc's `exec ID CMD ARGS...` (what follows the id is the command's); `exec ID -- CMD` as before.
+  const argv = args[0] === "--" ? args.slice(1) : args;
+  if (argv.length === 0) throw new KataError(Code.InvalidArgument, "exec: no command given (or use --process FILE)");
   const p: Process = {
     ...(base ?? { user: { uid: 0, gid: 0 }, cwd: "/" }),
-    args,
+    args: argv,
     terminal: flags.tty === true,
   };
   if (flags.env.length > 0) p.env = [...(p.env ?? []), ...flags.env];
   if (flags.cwd !== undefined) p.cwd = flags.cwd;
   if (flags.user !== undefined) p.user = { ...p.user, ...parseUser(flags.user) };
-  return p;
+  return applyRuncExecFlags(p, flags);
 }
 
 export function registerExec(program: Command, ctx: () => RuntimeContext): void {
@@ -70,8 +74,18 @@ export function registerExec(program: Command, ctx: () => RuntimeContext): void 
     .option("-p, --process <file>", "process.json with the whole process spec")
     .option("-d, --detach", "do not wait for the process")
     .option(...preserveFdsOption)
+    // runc's other exec flags (exec-flags.ts).
+    .option("-g, --additional-gids <gid>", runcExecHelp.additionalGids, collect, [])
+    .option("-c, --cap <capability>", runcExecHelp.cap, collect, [])
+    .option("--no-new-privs", runcExecHelp.noNewPrivs)
+    .option("--apparmor <profile>", runcExecHelp.apparmor)
+    .option("--process-label <label>", runcExecHelp.processLabel)
+    .option("--cgroup <path>", runcExecHelp.cgroup)
+    .option("--ignore-paused", runcExecHelp.ignorePaused)
+    .passThroughOptions()
     .action(async (id: string, args: string[], flags: ExecFlags) => {
       checkPreserveFds(flags.preserveFds);
+      checkRuncExecFlags(flags);
       const c = ctx();
       const state = await ociState(c, id);
       if (state.status !== "running")

@@ -1,20 +1,22 @@
-// Read-mostly verbs: ps, list, events, and the small state changes pause, resume, update, plus spec.
+// Verbs that ask the guest: ps, events, and the small state changes pause, resume, update; plus spec.
+// (state and list read the state directory: state.ts.)
 
 import { access, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Any } from "@bufbuild/protobuf/wkt";
 import type { Command } from "commander";
 import { Code, KataError, ignoreErrno } from "../../base/errors.js";
-import { errField } from "../../base/log.js";
 import { delay } from "../../base/async.js";
 import { defaultSpec } from "../../oci/default-spec.js";
 import { parseLinuxResources } from "../../oci/parse-spec.js";
 import { guestPsHeader } from "../../protocol/guest-paths.js";
 import { StateStore } from "../../sandbox/persist.js";
-import { anyTypes, formatKey, fromJsonAny, jsonAny } from "../../shim/task-service.js";
+import { anyTypes, formatKey, fromJsonAny, jsonAny } from "../../shim/json-any.js";
 import type { RuntimeContext } from "../runtime-context.js";
-import { serviceListening, withTask } from "../service-client.js";
-import { ociState } from "./lifecycle.js";
+import { withTask } from "../service-client.js";
+import { eventLine, parseGoDuration, runcStats } from "../runc-events.js";
+import { resourcesFromFlags, type UpdateFlags } from "../update-flags.js";
+import { containerState } from "./state.js";
 
 async function readResources(file: string): Promise<unknown> {
   const text =
@@ -74,6 +76,27 @@ export function formatPsTable(header: readonly string[], rows: readonly PsRowInf
     .join("\n");
 }
 
+/** runc's update flags (besides --resources); see update-flags.ts for the mapping. */
+const updateOptions: readonly (readonly [string, string])[] = [
+  ["--memory <bytes>", "memory limit (bytes, or 512m, 1g)"],
+  ["--memory-reservation <bytes>", "memory reservation or soft limit"],
+  ["--memory-swap <bytes>", "memory + swap limit; -1 for unlimited swap"],
+  ["--kernel-memory <bytes>", "kernel memory limit (cgroup v1 only; the guest's cgroup v2 ignores it)"],
+  ["--kernel-memory-tcp <bytes>", "kernel TCP buffer limit (cgroup v1 only; ignored as --kernel-memory)"],
+  ["--cpu-share <shares>", "CPU shares (relative weight)"],
+  ["--cpu-shares <shares>", "the same as --cpu-share"],
+  ["--cpu-period <usecs>", "CPU CFS period"],
+  ["--cpu-quota <usecs>", "CPU CFS quota per period; -1 for none"],
+  ["--cpu-rt-period <usecs>", "CPU realtime period"],
+  ["--cpu-rt-runtime <usecs>", "CPU realtime runtime per period"],
+  ["--cpuset-cpus <cpus>", "CPUs to use (of the VM's)"],
+  ["--cpuset-mems <nodes>", "memory nodes to use (of the VM's)"],
+  ["--pids-limit <n>", "maximum number of pids; -1 for none"],
+  ["--blkio-weight <weight>", "block IO weight, 10 to 1000"],
+  ["--l3-cache-schema <schema>", "Intel RDT: not supported"],
+  ["--mem-bw-schema <schema>", "Intel RDT: not supported"],
+];
+
 export function registerInspect(program: Command, ctx: () => RuntimeContext): void {
   const store = (): StateStore => new StateStore(ctx().flags.root);
 
@@ -81,64 +104,27 @@ export function registerInspect(program: Command, ctx: () => RuntimeContext): vo
     .command("ps")
     .description("list the processes of a container (guest pids)")
     .argument("<container-id>")
+    .argument("[ps-options...]", "runc passes these to ps: not supported (see docs/oci-cli.md)")
     .option("-f, --format <format>", "table or json", "table")
-    .action(async (id: string, flags: { format: string }) => {
+    // runc's `ps ID -ef`: what follows the id is ps's.
+    .passThroughOptions()
+    .action(async (id: string, psOptions: string[], flags: { format: string }) => {
+      if (psOptions.length > 0) {
+        throw new KataError(
+          Code.InvalidArgument,
+          `ps options (${psOptions.join(" ")}) are not supported: the processes are in the VM, whose ps prints PID USER STAT RSS COMMAND`,
+        );
+      }
+      if (flags.format !== "table" && flags.format !== "json") {
+        throw new KataError(Code.InvalidArgument, `--format ${JSON.stringify(flags.format)}: table or json`);
+      }
       const r = await withTask(ctx(), id, (task) => task.pids({ id }, ownFormat));
       if (flags.format === "json") {
         process.stdout.write(JSON.stringify(r.processes.map((p) => p.pid)) + "\n");
         return;
       }
-      if (flags.format !== "table") throw new KataError(Code.InvalidArgument, `unknown format ${flags.format}`);
       const rows = r.processes.map((p) => psRowOf(p.pid, p.info));
       process.stdout.write(formatPsTable(rows[0]?.header ?? guestPsHeader.split(/\s+/), rows) + "\n");
-    });
-
-  program
-    .command("list")
-    .description("list containers")
-    .option("-f, --format <format>", "table or json", "table")
-    .option("-q, --quiet", "print only the ids")
-    .action(async (flags: { format: string; quiet?: boolean }) => {
-      const s = store();
-      const rows: { id: string; pid: number; status: string; bundle: string; created: string; sandbox: string }[] = [];
-      for (const sid of await s.sandboxIds()) {
-        const saved = await s.load(sid).catch((e: unknown) => {
-          // One unreadable state file must not hide the other sandboxes.
-          ctx().logger.warn("list: sandbox state not readable", { sandboxId: sid, err: errField(e) });
-          return undefined;
-        });
-        if (saved === undefined) continue;
-        const up = await serviceListening(s.socketPath(sid));
-        for (const c of saved.containers) {
-          rows.push({
-            id: c.id,
-            pid: saved.servicePid,
-            status: up ? c.status : "stopped",
-            bundle: c.bundle,
-            created: c.createdAt,
-            sandbox: sid,
-          });
-        }
-      }
-      if (flags.quiet === true) {
-        process.stdout.write(rows.map((r) => r.id + "\n").join(""));
-      } else if (flags.format === "json") {
-        process.stdout.write(JSON.stringify(rows, null, 2) + "\n");
-      } else {
-        const header = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "SANDBOX"];
-        const table = [header, ...rows.map((r) => [r.id, String(r.pid), r.status, r.bundle, r.created, r.sandbox])];
-        const widths = header.map((_h, i) => Math.max(...table.map((row) => (row[i] ?? "").length)));
-        process.stdout.write(
-          table
-            .map((row) =>
-              row
-                .map((c, i) => c.padEnd(widths[i] ?? 0))
-                .join("  ")
-                .trimEnd(),
-            )
-            .join("\n") + "\n",
-        );
-      }
     });
 
   program
@@ -157,37 +143,44 @@ export function registerInspect(program: Command, ctx: () => RuntimeContext): vo
       await withTask(ctx(), id, (task) => task.resume({ id }));
     });
 
-  program
+  const update = program
     .command("update")
-    .description("update a container's resource limits")
+    .description("update a container's resource limits (runc's flags, or a linux.resources file)")
     .argument("<container-id>")
-    .requiredOption("-r, --resources <file>", "LinuxResources JSON (runtime-spec linux.resources), or - for stdin")
-    .action(async (id: string, flags: { resources: string }) => {
-      const resources = parseLinuxResources(await readResources(flags.resources), `--resources ${flags.resources}`);
-      await withTask(ctx(), id, (task) => task.update({ id, resources: jsonAny(anyTypes.resources, resources) }));
-    });
+    .option("-r, --resources <file>", "LinuxResources JSON (runtime-spec linux.resources), or - for stdin; goes alone");
+  for (const [flag, help] of updateOptions) update.option(flag, help);
+  update.action(async (id: string, flags: UpdateFlags) => {
+    // Checked first, even with --resources: it refuses other flags next to it.
+    const fromFlags = resourcesFromFlags(flags);
+    const doc = flags.resources === undefined ? fromFlags : await readResources(flags.resources);
+    const what = flags.resources === undefined ? "update flags" : `--resources ${flags.resources}`;
+    const resources = parseLinuxResources(doc, what);
+    await withTask(ctx(), id, (task) => task.update({ id, resources: jsonAny(anyTypes.resources, resources) }));
+  });
 
   program
     .command("events")
-    .description("print resource usage of a container as JSON events")
+    .description("print the container's resource usage (runc's JSON stats events) and its OOM kills")
     .argument("<container-id>")
     .option("--stats", "print one stats event and exit")
-    .option("--interval <seconds>", "seconds between stats events", "5")
+    .option("--interval <duration>", "time between stats events (a Go duration: 1s, 500ms)", "5s")
     .action(async (id: string, flags: { stats?: boolean; interval: string }) => {
-      const intervalMs = Math.max(0.1, Number(flags.interval)) * 1000;
+      const intervalMs = parseGoDuration(flags.interval, "--interval");
+      if (intervalMs <= 0)
+        throw new KataError(Code.InvalidArgument, `--interval ${flags.interval}: must be more than 0`);
+      const root = ctx().flags.root;
       let oomSeen = 0;
       for (;;) {
         // runc's events print one {"type":"oom"} per kill; the service counts them in the state.
         const sid = await store().sandboxOf(id);
         const kills =
           sid === undefined ? 0 : ((await store().load(sid))?.containers.find((c) => c.id === id)?.oomKills ?? 0);
-        for (; oomSeen < kills; oomSeen++) process.stdout.write(JSON.stringify({ type: "oom", id }) + "\n");
+        for (; oomSeen < kills; oomSeen++) process.stdout.write(eventLine("oom", id));
         const r = await withTask(ctx(), id, (task) => task.stats({ id }, ownFormat));
-        const data = fromJsonAny(r.stats, anyTypes.stats, "stats");
-        process.stdout.write(JSON.stringify({ type: "stats", id, data }) + "\n");
+        process.stdout.write(eventLine("stats", id, runcStats(fromJsonAny(r.stats, anyTypes.stats, "stats"))));
         if (flags.stats === true) return;
         await delay(intervalMs);
-        if ((await ociState(ctx(), id)).status === "stopped") return;
+        if ((await containerState(root, id)).status === "stopped") return;
       }
     });
 
@@ -195,7 +188,14 @@ export function registerInspect(program: Command, ctx: () => RuntimeContext): vo
     .command("spec")
     .description("write a default config.json")
     .option("-b, --bundle <dir>", "directory to write it in", ".")
-    .action(async (flags: { bundle: string }) => {
+    .option("--rootless", "not supported: kata-ts runs containers as root (in a VM)")
+    .action(async (flags: { bundle: string; rootless?: boolean }) => {
+      if (flags.rootless === true) {
+        throw new KataError(
+          Code.InvalidArgument,
+          "--rootless: not supported; kata-ts runs as root and boots a VM per pod",
+        );
+      }
       const file = path.join(flags.bundle, "config.json");
       const exists = await access(file).then(() => true, ignoreErrno("ENOENT"));
       if (exists === true) throw new KataError(Code.AlreadyExists, `${file} already exists`);

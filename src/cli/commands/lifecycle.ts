@@ -10,28 +10,19 @@ import { errField } from "../../base/log.js";
 import { checkId } from "../../base/ids.js";
 import { containerRole } from "../../oci/annotations.js";
 import { loadBundle } from "../../oci/bundle.js";
-import { ociVersion, type State } from "../../oci/spec.js";
-import { Status } from "../../protocol/gen/containerd/api/types/task/task_pb.js";
 import { StateStore } from "../../sandbox/persist.js";
 import type { RuntimeContext } from "../runtime-context.js";
-import { forceDeleteKey } from "../../shim/task-service.js";
-import { connectTask, sandboxOf, serviceExitMs, startService, withTask } from "../service-client.js";
+import { forceDeleteKey } from "../../shim/json-any.js";
+import { connectTask, serviceExitMs, startService, withTask } from "../service-client.js";
 import { checkSandboxId } from "../service-host.js";
 import { checkPreserveFds, preserveFdsOption } from "../preserve-fds.js";
+import { noNewKeyringOption, noPivotOption } from "../runc-flags.js";
 import { resolveVmConfig } from "../vm-config.js";
 import { loadServiceDeadlines } from "../task-deadlines.js";
 import { prepareConsole, prepareStdio, type PreparedStdio } from "../stdio-bridge.js";
 import { parseSignal } from "../signals.js";
 import { forceCleanup } from "../stale.js";
-
-const statusName: Record<number, State["status"]> = {
-  [Status.CREATED]: "created",
-  [Status.RUNNING]: "running",
-  [Status.STOPPED]: "stopped",
-  [Status.PAUSED]: "paused",
-  [Status.UNKNOWN]: "creating",
-  [Status.PAUSING]: "running",
-};
+import { containerState, type RuncState } from "./state.js";
 
 interface CreateFlags {
   readonly bundle: string;
@@ -124,35 +115,9 @@ export async function createContainer(ctx: RuntimeContext, id: string, flags: Cr
   }
 }
 
-export async function ociState(ctx: RuntimeContext, id: string): Promise<State> {
-  const store = new StateStore(ctx.flags.root);
-  const sid = await sandboxOf(store, id);
-  const saved = (await store.load(sid))?.containers.find((c) => c.id === id);
-  try {
-    return await withTask(ctx, id, async (task) => {
-      const s = await task.state({ id });
-      return {
-        ociVersion,
-        id,
-        status: statusName[s.status] ?? "stopped",
-        pid: s.pid,
-        bundle: s.bundle,
-        ...(saved === undefined || Object.keys(saved.annotations).length === 0
-          ? {}
-          : { annotations: { ...saved.annotations } }),
-      };
-    });
-  } catch (e) {
-    if (!isKataError(e, Code.Unavailable) || saved === undefined) throw e;
-    // The service is gone: what the state directory remembers, stopped.
-    return {
-      ociVersion,
-      id,
-      status: "stopped",
-      bundle: saved.bundle,
-      ...(Object.keys(saved.annotations).length === 0 ? {} : { annotations: { ...saved.annotations } }),
-    };
-  }
+/** The OCI state of a container (see state.ts: from the state directory, as runc). */
+export function ociState(ctx: RuntimeContext, id: string): Promise<RuncState> {
+  return containerState(ctx.flags.root, id);
 }
 
 /** How long `delete --force` waits for a service before it tears the sandbox down without it. */
@@ -208,6 +173,8 @@ export function registerLifecycle(program: Command, ctx: () => RuntimeContext): 
     .option("--pid-file <file>", "write the pid of the process that holds the container")
     .option("--console-socket <path>", "unix socket that receives the pty master of a terminal container")
     .option(...preserveFdsOption)
+    .option(...noPivotOption)
+    .option(...noNewKeyringOption)
     .action(async (id: string, flags: CreateFlags) => {
       await createContainer(ctx(), id, flags);
     });
@@ -218,14 +185,6 @@ export function registerLifecycle(program: Command, ctx: () => RuntimeContext): 
     .argument("<container-id...>")
     .action(async (ids: string[]) => {
       for (const id of ids) await withTask(ctx(), id, (task) => task.start({ id }));
-    });
-
-  program
-    .command("state")
-    .description("print the OCI state of a container as JSON")
-    .argument("<container-id>")
-    .action(async (id: string) => {
-      process.stdout.write(JSON.stringify(await ociState(ctx(), id), null, 2) + "\n");
     });
 
   program

@@ -21,6 +21,7 @@ import { attachTerminal, type AttachedTerminal } from "../terminal.js";
 import { hostService, type HostedService } from "../service-host.js";
 import { loadServiceDeadlines } from "../task-deadlines.js";
 import { checkPreserveFds, preserveFdsOption } from "../preserve-fds.js";
+import { checkKeep, keepOption, noNewKeyringOption, noPivotOption, noSubreaperOption } from "../runc-flags.js";
 
 const forwardGraceMs = 3000;
 
@@ -173,7 +174,12 @@ export function registerRun(program: Command, ctx: () => RuntimeContext): void {
     .option("--pid-file <file>", "with -d: write the pid of the process that holds the container")
     .option("--console-socket <path>", "with -d and a terminal: unix socket for the pty master")
     .option(...preserveFdsOption)
-    .action(async (containerId: string, flags: RunFlags) => {
+    .option(...noPivotOption)
+    .option(...noNewKeyringOption)
+    .option(...noSubreaperOption)
+    .option(...keepOption)
+    .action(async (containerId: string, flags: RunFlags & { keep?: boolean }) => {
+      checkKeep(flags.keep === true, flags.detach === true);
       if (flags.detach === true) {
         await runDetached(ctx(), containerId, flags);
         return;
