@@ -12,6 +12,7 @@ import { NodeProcessRunner } from "../platform/process.js";
 import { registerCheck } from "./commands/check.js";
 import { registerEnv } from "./commands/env.js";
 import { registerExec } from "./commands/exec.js";
+import { registerFactory } from "./commands/factory.js";
 import { registerInspect } from "./commands/inspect.js";
 import { registerInstall } from "./commands/install.js";
 import { NodeInstallFs } from "./commands/install-apply.js";
@@ -55,6 +56,7 @@ registerExec(program, ctx);
 registerInspect(program, ctx);
 registerCheck(program, ctx);
 registerEnv(program, ctx);
+registerFactory(program, ctx);
 registerVersion(program, () => process.env["KATA_TS_IMAGE_DIR"] ?? defaultImageDir);
 registerInstall(program, {
   fs: new NodeInstallFs(),

@@ -94,5 +94,10 @@ export async function resolveVmConfig(ctx: RuntimeContext, spec: Spec, configPat
     msize9p: h.msize9p,
     binaryPath: h.path,
     network: { model: cfg.runtime.internetworkingModel, disableNewNetns: cfg.runtime.disableNewNetns },
+    factory: {
+      enableTemplate: cfg.factory.enableTemplate,
+      templatePath: cfg.factory.templatePath,
+      vmCacheNumber: cfg.factory.vmCacheNumber,
+    },
   };
 }

@@ -77,6 +77,8 @@ export interface ImageBuildOptions {
   readonly agentBundlePath: string;
   /** The static pty helper built by `npm run build` (dist/native/kata-ts-tty); without it, no terminals. */
   readonly ttyHelperPath?: string;
+  /** The static reseed helper (dist/native/kata-ts-reseed); without it, ReseedRandomDev is UNIMPLEMENTED. */
+  readonly reseedHelperPath?: string;
   /** The agent's CommonJS bundle: with a hypervisor, the image gets a startup snapshot built from it. */
   readonly agentSnapshotEntryPath?: string;
   /** Rebuild even when the manifest says the outputs are current. */
@@ -198,6 +200,7 @@ async function build(deps: ImageBuildDeps, opts: ImageBuildOptions): Promise<Ima
       : await findAgentSnapshotEntry(opts.agentSnapshotEntryPath);
   const agentStart: AgentStartKind = snapshotEntry === undefined ? "bundle" : "snapshot";
   const ttyHelper = opts.ttyHelperPath === undefined ? undefined : await optionalFile(opts.ttyHelperPath);
+  const reseedHelper = opts.reseedHelperPath === undefined ? undefined : await optionalFile(opts.reseedHelperPath);
   const previous = await readManifest(opts.outputDir);
   const sourcePaths = [
     host.busybox,
@@ -208,6 +211,7 @@ async function build(deps: ImageBuildDeps, opts: ImageBuildOptions): Promise<Ima
     ...host.libraries.values(),
     ...(snapshotEntry === undefined ? [] : [snapshotEntry]),
     ...(ttyHelper === undefined ? [] : [ttyHelper]),
+    ...(reseedHelper === undefined ? [] : [reseedHelper]),
   ];
   const hashes = await timed("hashInputs", () => hashFiles(sourcePaths, previous?.sourceHashes ?? {}));
   const hashOf = (path: string): SourceHash => {
@@ -230,6 +234,7 @@ async function build(deps: ImageBuildDeps, opts: ImageBuildOptions): Promise<Ima
       "mkfs.erofs": sha(host.mkfsErofs),
       ...(snapshotEntry === undefined ? {} : { "agent-snapshot-entry": sha(snapshotEntry) }),
       ...(ttyHelper === undefined ? {} : { "kata-ts-tty": sha(ttyHelper) }),
+      ...(reseedHelper === undefined ? {} : { "kata-ts-reseed": sha(reseedHelper) }),
       ...Object.fromEntries(libraryHashes),
     },
     scripts: {
@@ -267,6 +272,9 @@ async function build(deps: ImageBuildDeps, opts: ImageBuildOptions): Promise<Ima
     agentBundle: { sourcePath: host.agentBundle, sizeBytes: size(host.agentBundle) },
     agent,
     ...(ttyHelper === undefined ? {} : { ttyHelper: { sourcePath: ttyHelper, sizeBytes: size(ttyHelper) } }),
+    ...(reseedHelper === undefined
+      ? {}
+      : { reseedHelper: { sourcePath: reseedHelper, sizeBytes: size(reseedHelper) } }),
   });
   const diskFiles = planToolsDisk(layout({ start: "bundle" }));
   progress(`modules: ${modules.map((m) => m.name).join(" ")}`);

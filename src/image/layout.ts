@@ -31,6 +31,7 @@ export const guestPaths = {
   crun: "/usr/bin/crun",
   node: "/usr/bin/node",
   ttyHelper: "/usr/bin/kata-ts-tty",
+  reseedHelper: "/usr/bin/kata-ts-reseed",
   /** Where /init mounts the tools disk (read-only). */
   toolsMount: toolsMountInGuest,
   agent: agentPathInGuest,
@@ -79,6 +80,8 @@ export interface LayoutInputs {
   readonly agent: AgentLayout;
   /** The static pty helper (native/kata-ts-tty.c) for terminal containers; absent: no terminals. */
   readonly ttyHelper?: HostFile;
+  /** The static CRNG reseed helper (native/kata-ts-reseed.c) for VM template clones; absent: no ReseedRandomDev. */
+  readonly reseedHelper?: HostFile;
 }
 
 /** One file of the tools disk. `path` is its guest path; on the disk it is the same path under the root. */
@@ -148,6 +151,9 @@ export function planToolsDisk(inputs: LayoutInputs): DiskFile[] {
   add({ path: guestPaths.crun, mode: 0o755, source: inputs.crun });
   add({ path: guestPaths.node, mode: 0o755, source: inputs.node });
   if (inputs.ttyHelper !== undefined) add({ path: guestPaths.ttyHelper, mode: 0o755, source: inputs.ttyHelper });
+  if (inputs.reseedHelper !== undefined) {
+    add({ path: guestPaths.reseedHelper, mode: 0o755, source: inputs.reseedHelper });
+  }
   for (const lib of inputs.libraries) {
     add({ path: lib.guestPath, mode: 0o755, source: { sourcePath: lib.sourcePath, sizeBytes: lib.sizeBytes } });
   }
