@@ -9,7 +9,7 @@ import { CleanupStack } from "../base/cleanup.js";
 import { Code, KataError, errnoOf, ignoreErrno, wrap } from "../base/errors.js";
 import type { Logger } from "../base/log.js";
 import { errField } from "../base/log.js";
-import { AgentClient } from "../agent-client/agent-client.js";
+import { AgentClient, type AgentApi } from "../agent-client/agent-client.js";
 import type { Hypervisor, Vm, VmConfig, VmSpec } from "../hypervisor/hypervisor.js";
 import type { Mounter } from "../platform/mount.js";
 import { parseMountInfo } from "../platform/mountinfo.js";
@@ -42,6 +42,12 @@ export interface TemplateSpec extends VmSpec {
   readonly binaryPath: string;
   readonly bootTimeoutMs: number;
 }
+
+/**
+ * Run in the template before it is saved (docs/factory.md#warm-up-tcg), given the template's 9p export
+ * directory and its agent; says what it ran. It must leave the share unmounted in the guest.
+ */
+export type TemplateWarmup = (shareDir: string, agent: AgentApi, signal: AbortSignal) => Promise<string>;
 
 /**
  * After the host closes its agent connection, how long the guest may take to see it and go back to
@@ -95,6 +101,7 @@ export async function initTemplate(
   dir: string,
   spec: TemplateSpec,
   signal: AbortSignal,
+  warmup?: TemplateWarmup,
 ): Promise<TemplateRecord> {
   checkTemplatePath(dir);
   const files = templateFiles(dir);
@@ -141,7 +148,9 @@ export async function initTemplate(
       signal,
     );
     undo.defer("stop the template VM", () => vm.stop());
-    await agentAnswersThenLetGo(vm, spec.bootTimeoutMs, log, signal);
+    const warmed = await agentAnswersThenLetGo(vm, spec.bootTimeoutMs, log, signal, async (agent) =>
+      warmup === undefined ? "none" : warmup(files.share, agent, signal),
+    );
     if (vm.saveState === undefined) {
       throw new KataError(Code.Unimplemented, `${deps.hypervisor.name} cannot save a VM's state`);
     }
@@ -161,7 +170,7 @@ export async function initTemplate(
       disks: request.disks,
       taps: [],
       stateBytes: (await stat(files.state)).size,
-      warmup: "none",
+      warmup: warmed,
     };
     // Written last, by rename: a template without its record is incomplete and never used.
     await writeFile(`${files.record}.tmp`, JSON.stringify(record, null, 2) + "\n", { mode: 0o600 });
@@ -178,7 +187,13 @@ export async function initTemplate(
  * Waits for the template's agent to answer, then closes the connection and gives the agent time to go
  * back to waiting for a host, so each clone's host finds it listening with no half-read request.
  */
-async function agentAnswersThenLetGo(vm: Vm, bootTimeoutMs: number, log: Logger, signal: AbortSignal): Promise<void> {
+async function agentAnswersThenLetGo(
+  vm: Vm,
+  bootTimeoutMs: number,
+  log: Logger,
+  signal: AbortSignal,
+  use: (agent: AgentApi) => Promise<string>,
+): Promise<string> {
   const boot = deadline(bootTimeoutMs, signal);
   let client: AgentClient | undefined;
   try {
@@ -196,6 +211,15 @@ async function agentAnswersThenLetGo(vm: Vm, bootTimeoutMs: number, log: Logger,
   } finally {
     boot.clear();
   }
+  let used: string;
+  try {
+    used = await use(client.agent);
+    // Everything asked was answered; one more call makes sure nothing is left in the channel.
+    await client.health.check({}, { signal });
+  } catch (e) {
+    await client.close();
+    throw wrap(e, `warm up the template VM (guest console:\n${await vm.consoleTail(20)})`);
+  }
   let unsubscribe = (): void => {};
   const letGo = new Promise<boolean>((resolve) => {
     unsubscribe = vm.onAgentChannelClosed(() => {
@@ -208,6 +232,7 @@ async function agentAnswersThenLetGo(vm: Vm, bootTimeoutMs: number, log: Logger,
   unsubscribe();
   if (!seen) log.warn("the template's agent did not close its session in time; saving anyway");
   await delay(agentReopenMs, signal);
+  return used;
 }
 
 export interface FetchedTemplate {

@@ -7,6 +7,7 @@ import type { FactoryConfig } from "../../config/types.js";
 import { destroyTemplate, initTemplate, templateStatus, type TemplateDeps } from "../../factory/template.js";
 import { defaultSpec } from "../../oci/default-spec.js";
 import type { RuntimeContext } from "../runtime-context.js";
+import { warmupTemplate } from "../factory-warmup.js";
 import { resolveVmConfig } from "../vm-config.js";
 
 /** The `Factory` section of `kata-ts env`. */
@@ -51,7 +52,8 @@ export function registerFactory(program: Command, ctx: () => RuntimeContext): vo
   factory
     .command("init")
     .description("boot the template VM and save it in [factory] template_path")
-    .action(async () => {
+    .option("--no-warmup", "save the template right after its agent answers (no warm-up container)")
+    .action(async (flags: { warmup?: boolean }) => {
       const c = ctx();
       const f = (await c.config()).config.factory;
       if (!f.enableTemplate) {
@@ -69,6 +71,10 @@ export function registerFactory(program: Command, ctx: () => RuntimeContext): vo
           f.templatePath,
           { ...vm, binaryPath: vm.binaryPath ?? "qemu-system-x86_64", bootTimeoutMs: vm.bootTimeoutMs },
           cancel.signal,
+          flags.warmup === false
+            ? undefined
+            : (share, agent, signal) =>
+                warmupTemplate(share, agent, { msize9p: vm.msize9p, timeoutMs: vm.bootTimeoutMs }, signal),
         );
         out(
           `vm factory initialized: template in ${f.templatePath} (${rec.machineType}, ${rec.vcpus} vCPU, ` +
