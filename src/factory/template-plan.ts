@@ -177,7 +177,8 @@ export function notOurTmpfs(mounts: readonly MountEntry[], dir: string): string 
 
 /** The QEMU exec: migration URI runs a shell: template paths are refused unless they need no quoting. */
 export function checkTemplatePath(dir: string): string {
-  if (!/^\/[A-Za-z0-9_./+-]*$/.test(dir) || dir.split("/").includes("..") || path.normalize(dir) !== dir) {
+  const normalized = path.normalize(dir) === dir && !dir.endsWith("/");
+  if (!/^\/[A-Za-z0-9_./+-]*$/.test(dir) || dir.split("/").includes("..") || !normalized) {
     throw new KataError(
       Code.InvalidArgument,
       `[factory] template_path ${JSON.stringify(dir)}: must be a normalized absolute path of [A-Za-z0-9_./+-]`,
