@@ -4,7 +4,7 @@
 
 import { Buffer } from "node:buffer";
 import { mkdir, open, readdir, rename, rmdir, stat, writeFile } from "node:fs/promises";
-import { delay, deadline } from "../base/async.js";
+import { abortError, delay, deadline } from "../base/async.js";
 import { CleanupStack } from "../base/cleanup.js";
 import { Code, KataError, errnoOf, ignoreErrno, wrap } from "../base/errors.js";
 import type { Logger } from "../base/log.js";
@@ -203,6 +203,7 @@ async function agentAnswersThenLetGo(
     await client.health.check({}, { signal: boot.signal });
   } catch (e) {
     await client?.close();
+    if (signal.aborted) throw abortError(signal, "wait for the template VM's agent");
     throw new KataError(
       Code.DeadlineExceeded,
       `the template VM's agent did not answer within ${bootTimeoutMs} ms; guest console:\n${await vm.consoleTail(20)}`,

@@ -1,9 +1,10 @@
 // The VM factory end to end (docs/factory.md): `kata-ts factory init` boots a real template VM, `kata-ts
 // run` starts clones of it (real QEMU restoring the saved state, the real agent, crun), and every way a
 // template can be wrong either falls back to a direct boot with a warning or fails leaving nothing.
-// VM boots are few on purpose: one template, two clones at once, two direct boots, one broken clone.
+// VM boots are few on purpose: one template, two clones at once, three direct boots, a broken clone.
 
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { copyFile, mkdir, mkdtemp, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -180,6 +181,31 @@ describe("VM factory: template and clones (real VMs)", { skip, concurrency: fals
       await copyFile(saved, state);
     }
   });
+
+  it(
+    "a template state QEMU cannot load (same size, garbage): direct boot with a warning",
+    {
+      timeout: vmTimeout,
+    },
+    async () => {
+      const state = path.join(templatePath, "state");
+      const saved = path.join(work, "state.saved");
+      await copyFile(state, saved);
+      await writeFile(state, Buffer.alloc((await stat(state)).size, 0x5a));
+      const dir = await bundle("fgarbage", "echo direct");
+      try {
+        const r = await kata(["run", "--bundle", dir, "fgarbage"]);
+
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(r.stdout.toString(), "direct\n");
+        assert.match(await logOf("fgarbage"), /the VM template did not restore; booting directly/);
+        assert.doesNotMatch(await logOf("fgarbage"), /started from the VM template/);
+        await noLeaks(["fgarbage"]);
+      } finally {
+        await copyFile(saved, state);
+      }
+    },
+  );
 
   it(
     "a clone whose agent never answers is torn down; the error carries the guest console",
