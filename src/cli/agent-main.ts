@@ -14,6 +14,7 @@ import { agentPortName, guestPsColumns } from "../protocol/guest-paths.js";
 import { TtrpcServer } from "../protocol/ttrpc/server.js";
 import { Agent } from "../guest/agent.js";
 import { Crun } from "../guest/crun.js";
+import { agentLogLevel } from "../guest/log-level.js";
 import { servePort } from "../guest/serve-port.js";
 import { OomEvents } from "../guest/oom.js";
 import { GuestNetwork } from "../guest/network.js";
@@ -49,9 +50,13 @@ async function loadKernelModule(runner: NodeProcessRunner, name: string, paramet
   if (r.code !== 0) throw new KataError(Code.FailedPrecondition, `insmod ${name}: ${r.stderr.trim()}`);
 }
 
+/** Runs crun from a sealed copy (native/kata-ts-sealed-exec.c); the image layout's guestPaths.sealedExec. */
+const sealedExec = "/usr/bin/kata-ts-sealed-exec";
+
 async function main(startedFrom: "snapshot" | "bundle"): Promise<void> {
+  const cmdline = (await readFile("/proc/cmdline", "utf8").catch(ignoreErrno("ENOENT"))) ?? "";
   const logger = new JsonLogger((line) => process.stderr.write(line), {
-    level: process.env["KATA_TS_AGENT_LOG"] === "debug" ? "debug" : "info",
+    level: agentLogLevel(cmdline, process.env["KATA_TS_AGENT_LOG"]),
     fields: { source: "agent" },
   });
   process.on("uncaughtException", (e) => {
@@ -63,8 +68,16 @@ async function main(startedFrom: "snapshot" | "bundle"): Promise<void> {
   });
   const runner = new NodeProcessRunner();
   const mounter = new CommandMounter(runner);
+  const launcher = await access(sealedExec).then(() => sealedExec, ignoreErrno("ENOENT"));
+  if (launcher === undefined)
+    logger.warn("no kata-ts-sealed-exec in the image: crun re-executes itself at every command");
   const agent = new Agent({
-    crun: new Crun(runner, { binary: "/usr/bin/crun", stateDir: "/run/crun", ttyHelper: "/usr/bin/kata-ts-tty" }),
+    crun: new Crun(runner, {
+      binary: "/usr/bin/crun",
+      stateDir: "/run/crun",
+      ttyHelper: "/usr/bin/kata-ts-tty",
+      ...(launcher === undefined ? {} : { launcher }),
+    }),
     storage: new StorageManager({ mounter, logger }, guestStorageHandlers),
     logger,
     setHostname: (name) => writeFile("/proc/sys/kernel/hostname", name),

@@ -15,6 +15,7 @@ import { defaultImageDir, readGuestImage } from "../image/guest-image.js";
 import type { Spec } from "../oci/spec.js";
 import { defaultAgentDeadlines } from "../agent-client/deadlines.js";
 import type { SandboxVmConfig } from "../sandbox/sandbox.js";
+import { planVmSizing, workloadOf } from "../sandbox/vm-sizing.js";
 import type { RuntimeContext } from "./runtime-context.js";
 
 /** The image files, with the defaults moved to KATA_TS_IMAGE_DIR when it is set. */
@@ -70,10 +71,23 @@ export async function resolveVmConfig(ctx: RuntimeContext, spec: Spec, configPat
       `${h.path} is not installed (install the Debian package qemu-system-x86, or set [hypervisor.qemu] path)`,
     );
   }
+  const workload = workloadOf(spec);
+  const sizing = planVmSizing(
+    { ...h, hostCpus: ctx.probe.cpuCount(), hostMemoryMiB: ctx.probe.memTotalMiB() },
+    workload,
+  );
+  for (const w of sizing.warnings) ctx.logger.warn("vm sizing", { warning: w });
+  ctx.logger.info("vm sized", {
+    vcpus: sizing.vcpus,
+    memoryMiB: sizing.memoryMiB,
+    from: workload.source,
+    ...(sizing.hotplug === undefined ? {} : { hotplug: sizing.hotplug }),
+  });
   return {
     machineType: h.machineType,
-    vcpus: h.defaultVcpus,
-    memoryMiB: h.defaultMemoryMiB,
+    vcpus: sizing.vcpus,
+    memoryMiB: sizing.memoryMiB,
+    ...(sizing.hotplug === undefined ? {} : { hotplug: sizing.hotplug }),
     kernelPath: files.kernel,
     initrdPath: files.initrd,
     readonlyDisks: ours ? [{ path: image.toolsDiskPath, serial: toolsDiskSerial }] : [],
@@ -99,5 +113,7 @@ export async function resolveVmConfig(ctx: RuntimeContext, spec: Spec, configPat
       templatePath: cfg.factory.templatePath,
       vmCacheNumber: cfg.factory.vmCacheNumber,
     },
+    // Kata: the agent's logs reach the runtime's log when debugging; the console log has them always.
+    guestLogs: cfg.agent.enableDebug || cfg.runtime.enableDebug || ctx.flags.debug === true,
   };
 }

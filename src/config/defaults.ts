@@ -62,6 +62,7 @@ export const defaultConfig: RuntimeConfig = {
     defaultVcpus: 1,
     defaultMaxVcpus: 0,
     defaultMemoryMiB: 2048,
+    defaultMaxMemoryMiB: 0,
     memorySlots: 10,
     defaultBridges: 1,
     // Kata: virtio-scsi. Our QEMU planner attaches disks as virtio-blk, and microvm has no SCSI controller.

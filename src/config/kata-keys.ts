@@ -57,7 +57,6 @@ export const kataOnlyHypervisorKeys: ReadonlySet<string> = new Set([
   "net_rate_limiter_ops_max_rate",
   "net_rate_limiter_ops_one_time_burst",
   "memory_offset",
-  "default_maxmemory",
   "hypervisor_loglevel",
   "enable_mem_prealloc",
   "reclaim_guest_freed_memory",

@@ -44,7 +44,7 @@ export function agentParams(cfg: RuntimeConfig): string[] {
 export function kernelParams(cfg: RuntimeConfig, extra: KernelParamsExtra = {}): string[] {
   const debug = cfg.hypervisor.enableDebug || extra.debug === true;
   return [
-    // After the driver's `quiet loglevel=0`: the later parameter wins.
+    // After the driver's `quiet loglevel=1`: the later parameter wins.
     ...(debug ? ["debug"] : []),
     ...systemdParams(cfg, debug),
     ...(cfg.hypervisor.blockDeviceDriver === "virtio-scsi" ? ["scsi_mod.scan=none"] : []),

@@ -44,6 +44,7 @@ describe("parseConfig", () => {
       default_vcpus = 2
       default_maxvcpus = 4
       default_memory = 512
+      default_maxmemory = 4096
       memory_slots = 3
       default_bridges = 2
       block_device_driver = "virtio-scsi"
@@ -93,6 +94,7 @@ describe("parseConfig", () => {
         defaultVcpus: 2,
         defaultMaxVcpus: 4,
         defaultMemoryMiB: 512,
+        defaultMaxMemoryMiB: 4096,
         memorySlots: 3,
         defaultBridges: 2,
         blockDeviceDriver: "virtio-scsi",
@@ -156,6 +158,12 @@ describe("parseConfig", () => {
       "max vcpus below vcpus",
       "default_vcpus = 4\ndefault_maxvcpus = 2",
       `${q} default_maxvcpus: must be 0 or >= default_vcpus (4)`,
+    ],
+    ["negative max memory", "default_maxmemory = -1", `${q} default_maxmemory: must be an integer >= 0`],
+    [
+      "max memory below memory",
+      "default_memory = 4096\ndefault_maxmemory = 2048",
+      `${q} default_maxmemory: must be 0 or >= default_memory (4096)`,
     ],
     ["negative memory slots", "memory_slots = -1", `${q} memory_slots: must be an integer >= 0`],
     ["too many bridges", "default_bridges = 6", `${q} default_bridges: must be an integer between 0 and 5`],

@@ -49,6 +49,7 @@ function hypervisor(r: SectionReader, d: HypervisorConfig): HypervisorConfig {
     defaultVcpus: r.int("default_vcpus", d.defaultVcpus, 1, maxVcpus),
     defaultMaxVcpus: r.int("default_maxvcpus", d.defaultMaxVcpus, 0, maxVcpus),
     defaultMemoryMiB: r.int("default_memory", d.defaultMemoryMiB, minMemoryMiB),
+    defaultMaxMemoryMiB: r.int("default_maxmemory", d.defaultMaxMemoryMiB, 0),
     memorySlots: r.int("memory_slots", d.memorySlots, 0),
     defaultBridges: r.int("default_bridges", d.defaultBridges, 0, maxBridges),
     blockDeviceDriver: r.oneOf("block_device_driver", blockDeviceDrivers, d.blockDeviceDriver),
@@ -74,6 +75,10 @@ function hypervisor(r: SectionReader, d: HypervisorConfig): HypervisorConfig {
   if (r.ok("default_vcpus") && r.ok("default_maxvcpus") && h.defaultMaxVcpus !== 0) {
     if (h.defaultMaxVcpus < h.defaultVcpus)
       r.issue("default_maxvcpus", `must be 0 or >= default_vcpus (${h.defaultVcpus})`);
+  }
+  if (r.ok("default_memory") && r.ok("default_maxmemory") && h.defaultMaxMemoryMiB !== 0) {
+    if (h.defaultMaxMemoryMiB < h.defaultMemoryMiB)
+      r.issue("default_maxmemory", `must be 0 or >= default_memory (${h.defaultMemoryMiB})`);
   }
   r.leftovers(kataOnlyHypervisorKeys);
   return h;

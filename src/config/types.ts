@@ -42,9 +42,11 @@ export interface HypervisorConfig {
   /** -bios file; "" uses QEMU's default firmware. */
   readonly firmware: string;
   readonly defaultVcpus: number;
-  /** 0: no CPU hot-plug headroom (max = defaultVcpus). */
+  /** Cap of the VM's vCPUs after sizing (and of CPU hotplug on q35); 0: the host's CPUs. */
   readonly defaultMaxVcpus: number;
   readonly defaultMemoryMiB: number;
+  /** Cap of the VM's memory after sizing (TOML: default_maxmemory, MiB); 0: the host's memory. */
+  readonly defaultMaxMemoryMiB: number;
   readonly memorySlots: number;
   readonly defaultBridges: number;
   readonly blockDeviceDriver: BlockDeviceDriver;

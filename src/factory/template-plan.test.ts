@@ -21,6 +21,7 @@ const record: TemplateRecord = {
   machineType: "microvm",
   vcpus: 1,
   memoryMiB: 2048,
+  hotplug: null,
   kernelParams: ["panic=1"],
   kernel: file("/i/vmlinux"),
   initrd: file("/i/initrd.img"),

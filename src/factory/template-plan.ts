@@ -60,6 +60,8 @@ export interface TemplateRecord {
   readonly machineType: VmSpec["machineType"];
   readonly vcpus: number;
   readonly memoryMiB: number;
+  /** q35's hotplug room (VmSpec.hotplug); null: none (microvm). */
+  readonly hotplug: VmSpec["hotplug"] | null;
   readonly kernelParams: readonly string[];
   readonly kernel: FileIdentity;
   readonly initrd: FileIdentity;
@@ -104,6 +106,7 @@ export function templateMismatches(rec: TemplateRecord, req: TemplateRequest): s
   same("machine type", rec.machineType, req.spec.machineType);
   same("vcpus", rec.vcpus, req.spec.vcpus);
   same("memory MiB", rec.memoryMiB, req.spec.memoryMiB);
+  same("hotplug room", rec.hotplug, req.spec.hotplug ?? null);
   same("kernel parameters", rec.kernelParams, req.spec.kernelParams);
   same("kernel", rec.kernel, req.kernel);
   same("initrd", rec.initrd, req.initrd);
@@ -137,6 +140,7 @@ export function parseTemplateRecord(text: string): TemplateRecord {
     (r.machineType === "microvm" || r.machineType === "q35") &&
     Number.isInteger(r.vcpus) &&
     Number.isInteger(r.memoryMiB) &&
+    (r.hotplug === null || typeof r.hotplug === "object") &&
     Array.isArray(r.kernelParams) &&
     isIdentity(r.kernel) &&
     isIdentity(r.initrd) &&

@@ -164,6 +164,7 @@ export async function initTemplate(
       machineType: spec.machineType,
       vcpus: spec.vcpus,
       memoryMiB: spec.memoryMiB,
+      hotplug: spec.hotplug ?? null,
       kernelParams: spec.kernelParams,
       kernel: request.kernel,
       initrd: request.initrd,

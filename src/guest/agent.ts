@@ -144,6 +144,7 @@ export class Agent {
         throw new KataError(Code.FailedPrecondition, `container ${containerId} is ${c.state}, not created`);
       }
       const resizeFile = path.join(c.bundleDir, "winsize");
+      const started = Date.now();
       const child = await this.#deps.crun.run(
         c.id,
         c.bundleDir,
@@ -158,7 +159,8 @@ export class Agent {
         this.#deps.oom?.unwatch(c.id);
         this.#deps.logger.info("container exited", { containerId, exitCode: code });
       });
-      this.#deps.logger.info("container started", { containerId, pid: init.pid });
+      // How long crun took to make the container: most of a pod container's start under TCG.
+      this.#deps.logger.info("container started", { containerId, pid: init.pid, durationMs: Date.now() - started });
     });
   }
 

@@ -104,6 +104,21 @@ describe("Crun", () => {
     });
   });
 
+  describe("launcher", () => {
+    it("runs every crun command through the launcher, crun's path first", async () => {
+      const runner = new ScriptedRunner(() => ({}));
+      const crun = new Crun(runner, { binary: "/usr/bin/crun", launcher: "/usr/bin/kata-ts-sealed-exec", stateDir });
+
+      await crun.kill("c1", 15, false);
+      await crun.pause("c1");
+
+      assert.deepEqual(runner.argv, [
+        ["/usr/bin/kata-ts-sealed-exec", "/usr/bin/crun", "--root", stateDir, "kill", "c1", "15"],
+        ["/usr/bin/kata-ts-sealed-exec", "/usr/bin/crun", "--root", stateDir, "pause", "c1"],
+      ]);
+    });
+  });
+
   describe("deadlines", () => {
     const calls: [CrunCommand, (c: Crun, signal?: AbortSignal) => Promise<unknown>, string][] = [
       ["kill", (c, s) => c.kill("c1", 9, false, s), "kill c1 9"],

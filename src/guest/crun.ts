@@ -35,6 +35,11 @@ export type CrunCommand = "kill" | "delete" | "state" | "update" | "pause" | "re
 
 export interface CrunOptions {
   readonly binary: string;
+  /**
+   * A launcher that runs crun from a sealed in-memory copy (kata-ts-sealed-exec): crun then skips the
+   * two self re-executions of its CVE-2019-5736 defence. Absent: crun is run direct.
+   */
+  readonly launcher?: string;
   /** The static pty helper (kata-ts-tty); absent, terminal processes are refused. */
   readonly ttyHelper?: string;
   /** crun's state directory (--root), on guest tmpfs. */
@@ -80,6 +85,12 @@ export class Crun implements CrunPort {
     return ["--root", this.#opts.stateDir, ...rest];
   }
 
+  /** The program and arguments that run crun with `args`: through the launcher when there is one. */
+  #command(args: string[]): [string, string[]] {
+    const l = this.#opts.launcher;
+    return l === undefined ? [this.#opts.binary, args] : [l, [this.#opts.binary, ...args]];
+  }
+
   /**
    * Starts the container's process with piped stdio; resolves once crun is running. With a terminal,
    * crun runs on the helper's pty and the container (configured without one) inherits it: one pty,
@@ -117,7 +128,8 @@ export class Crun implements CrunPort {
 
   #spawn(args: string[], tty: TtyOptions | undefined): Promise<Child> {
     const stdio = { stdio: ["pipe", "pipe", "pipe"] as "pipe"[] };
-    if (tty === undefined) return this.#runner.spawn(this.#opts.binary, args, stdio);
+    const [file, fileArgs] = this.#command(args);
+    if (tty === undefined) return this.#runner.spawn(file, fileArgs, stdio);
     const helper = this.#opts.ttyHelper;
     if (helper === undefined) {
       return Promise.reject(
@@ -126,7 +138,7 @@ export class Crun implements CrunPort {
     }
     return this.#runner.spawn(
       helper,
-      ["run", String(tty.rows), String(tty.cols), tty.resizeFile, "--", this.#opts.binary, ...args],
+      ["run", String(tty.rows), String(tty.cols), tty.resizeFile, "--", file, ...fileArgs],
       stdio,
     );
   }
@@ -195,7 +207,8 @@ export class Crun implements CrunPort {
   async #run(command: CrunCommand, args: string[], callerSignal: AbortSignal | undefined): Promise<RunResult> {
     const d = deadline(this.#opts.timeoutsMs?.[command] ?? crunTimeoutsMs[command], callerSignal);
     try {
-      return await runChecked(this.#runner, this.#opts.binary, this.#args(...args), { signal: d.signal });
+      const [file, fileArgs] = this.#command(this.#args(...args));
+      return await runChecked(this.#runner, file, fileArgs, { signal: d.signal });
     } finally {
       d.clear();
     }

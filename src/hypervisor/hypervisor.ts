@@ -22,6 +22,14 @@ export interface VmNic {
   readonly mac: string;
 }
 
+/** See VmSpec.hotplug. */
+export interface VmHotplugRoom {
+  readonly maxVcpus: number;
+  readonly maxMemoryMiB: number;
+  /** 0: no memory hotplug (then maxMemoryMiB is memoryMiB). */
+  readonly memorySlots: number;
+}
+
 /**
  * What a VM is made of, whoever describes it: the sandbox's resolved configuration, the driver's VmConfig and
  * the QEMU planner's QemuVmConfig all start from these fields.
@@ -30,6 +38,11 @@ export interface VmSpec {
   readonly machineType: MachineType;
   readonly vcpus: number;
   readonly memoryMiB: number;
+  /**
+   * Room to hotplug vCPUs and memory DIMMs later (q35; microvm has no hotplug): QEMU starts with
+   * `maxcpus=maxVcpus` and `slots=memorySlots,maxmem=maxMemoryMiB`. Absent: no room.
+   */
+  readonly hotplug?: VmHotplugRoom;
   readonly kernelPath: string;
   readonly initrdPath: string;
   /** Disk images attached read-only, in order (the guest image's tools disk); see ReadonlyDisk. */
@@ -57,6 +70,11 @@ export interface VmConfig extends VmSpec {
   readonly memoryFile?: { readonly path: string; readonly share: boolean };
   /** Start waiting for a saved device state (Vm.restoreState) instead of booting the kernel. */
   readonly incoming?: boolean;
+  /**
+   * Told each line of the guest console (cut at 4 KiB), besides the capped console log: the guest's logs
+   * into the host's when debugging. Must not throw or block.
+   */
+  readonly onConsoleLine?: (line: string) => void;
 }
 
 export interface Vm {

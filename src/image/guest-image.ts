@@ -79,6 +79,8 @@ export interface ImageBuildOptions {
   readonly ttyHelperPath?: string;
   /** The static reseed helper (dist/native/kata-ts-reseed); without it, ReseedRandomDev is UNIMPLEMENTED. */
   readonly reseedHelperPath?: string;
+  /** The static crun launcher built by `npm run build` (dist/native/kata-ts-sealed-exec); without it, crun runs direct. */
+  readonly sealedExecPath?: string;
   /** The agent's CommonJS bundle: with a hypervisor, the image gets a startup snapshot built from it. */
   readonly agentSnapshotEntryPath?: string;
   /** Rebuild even when the manifest says the outputs are current. */
@@ -201,6 +203,7 @@ async function build(deps: ImageBuildDeps, opts: ImageBuildOptions): Promise<Ima
   const agentStart: AgentStartKind = snapshotEntry === undefined ? "bundle" : "snapshot";
   const ttyHelper = opts.ttyHelperPath === undefined ? undefined : await optionalFile(opts.ttyHelperPath);
   const reseedHelper = opts.reseedHelperPath === undefined ? undefined : await optionalFile(opts.reseedHelperPath);
+  const sealedExec = opts.sealedExecPath === undefined ? undefined : await optionalFile(opts.sealedExecPath);
   const previous = await readManifest(opts.outputDir);
   const sourcePaths = [
     host.busybox,
@@ -212,6 +215,7 @@ async function build(deps: ImageBuildDeps, opts: ImageBuildOptions): Promise<Ima
     ...(snapshotEntry === undefined ? [] : [snapshotEntry]),
     ...(ttyHelper === undefined ? [] : [ttyHelper]),
     ...(reseedHelper === undefined ? [] : [reseedHelper]),
+    ...(sealedExec === undefined ? [] : [sealedExec]),
   ];
   const hashes = await timed("hashInputs", () => hashFiles(sourcePaths, previous?.sourceHashes ?? {}));
   const hashOf = (path: string): SourceHash => {
@@ -235,6 +239,7 @@ async function build(deps: ImageBuildDeps, opts: ImageBuildOptions): Promise<Ima
       ...(snapshotEntry === undefined ? {} : { "agent-snapshot-entry": sha(snapshotEntry) }),
       ...(ttyHelper === undefined ? {} : { "kata-ts-tty": sha(ttyHelper) }),
       ...(reseedHelper === undefined ? {} : { "kata-ts-reseed": sha(reseedHelper) }),
+      ...(sealedExec === undefined ? {} : { "kata-ts-sealed-exec": sha(sealedExec) }),
       ...Object.fromEntries(libraryHashes),
     },
     scripts: {
@@ -275,6 +280,7 @@ async function build(deps: ImageBuildDeps, opts: ImageBuildOptions): Promise<Ima
     ...(reseedHelper === undefined
       ? {}
       : { reseedHelper: { sourcePath: reseedHelper, sizeBytes: size(reseedHelper) } }),
+    ...(sealedExec === undefined ? {} : { sealedExec: { sourcePath: sealedExec, sizeBytes: size(sealedExec) } }),
   });
   const diskFiles = planToolsDisk(layout({ start: "bundle" }));
   progress(`modules: ${modules.map((m) => m.name).join(" ")}`);

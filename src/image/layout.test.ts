@@ -206,6 +206,21 @@ describe("planToolsDisk", () => {
     );
   });
 
+  it("adds the native helpers it is given at their guest paths, executable", () => {
+    const files = planToolsDisk(
+      inputs({ ttyHelper: host("/dist/native/kata-ts-tty"), sealedExec: host("/dist/native/kata-ts-sealed-exec") }),
+    );
+
+    const helpers = files.filter((f) => f.path.startsWith("/usr/bin/kata-ts-"));
+    assert.deepEqual(
+      helpers.map((f) => [f.path, f.source.sourcePath, f.mode]),
+      [
+        [guestPaths.ttyHelper, "/dist/native/kata-ts-tty", 0o755],
+        [guestPaths.sealedExec, "/dist/native/kata-ts-sealed-exec", 0o755],
+      ],
+    );
+  });
+
   it("lists a library two binaries share once, but rejects one path with two sources", () => {
     const libc = { guestPath: "/lib/x86_64-linux-gnu/libc.so.6", ...host("/usr/lib/x86_64-linux-gnu/libc.so.6") };
 

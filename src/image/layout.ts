@@ -32,6 +32,7 @@ export const guestPaths = {
   node: "/usr/bin/node",
   ttyHelper: "/usr/bin/kata-ts-tty",
   reseedHelper: "/usr/bin/kata-ts-reseed",
+  sealedExec: "/usr/bin/kata-ts-sealed-exec",
   /** Where /init mounts the tools disk (read-only). */
   toolsMount: toolsMountInGuest,
   agent: agentPathInGuest,
@@ -82,6 +83,8 @@ export interface LayoutInputs {
   readonly ttyHelper?: HostFile;
   /** The static CRNG reseed helper (native/kata-ts-reseed.c) for VM template clones; absent: no ReseedRandomDev. */
   readonly reseedHelper?: HostFile;
+  /** The static launcher (native/kata-ts-sealed-exec.c) that runs crun from a sealed copy; absent: crun direct. */
+  readonly sealedExec?: HostFile;
 }
 
 /** One file of the tools disk. `path` is its guest path; on the disk it is the same path under the root. */
@@ -154,6 +157,7 @@ export function planToolsDisk(inputs: LayoutInputs): DiskFile[] {
   if (inputs.reseedHelper !== undefined) {
     add({ path: guestPaths.reseedHelper, mode: 0o755, source: inputs.reseedHelper });
   }
+  if (inputs.sealedExec !== undefined) add({ path: guestPaths.sealedExec, mode: 0o755, source: inputs.sealedExec });
   for (const lib of inputs.libraries) {
     add({ path: lib.guestPath, mode: 0o755, source: { sourcePath: lib.sourcePath, sizeBytes: lib.sizeBytes } });
   }

@@ -14,6 +14,7 @@ import { PodContainer } from "./pod-container.js";
 import type { PodCore } from "./pod-core.js";
 import { PodProcess, type StdioPaths } from "./pod-process.js";
 import type { Sandbox } from "./sandbox.js";
+import { laterContainerNote, workloadOf } from "./vm-sizing.js";
 
 export interface CreateRequest {
   readonly id: string;
@@ -112,6 +113,9 @@ export async function createInPod(
     );
     undo.defer(`remove container ${id}`, () => sb.removeContainer(id));
     if (!isSandbox) {
+      // The pod's VM was sized at boot (the CRI sandbox annotations sum its containers); it is not grown.
+      const note = laterContainerNote(sb.size, workloadOf(bundle.spec));
+      if (note !== undefined) core.log[note.level](note.msg, { containerId: id, sandboxId: core.id });
       // Kata runs a pod container's prestart hooks after it is created, in the pod's netns.
       const state = core.hookState(id, bundle, "created");
       const hooks = bundle.spec.hooks?.prestart ?? [];

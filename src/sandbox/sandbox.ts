@@ -4,9 +4,9 @@
 // guest that stops answering (or a VM that exits, or an agent that exits) marks the sandbox lost: calls
 // then fail at once.
 
-import { abortError, deadline, longLivedController } from "../base/async.js";
+import { longLivedController } from "../base/async.js";
 import { CleanupStack } from "../base/cleanup.js";
-import { Code, KataError, describeError, firstFailure, isKataError, wrap } from "../base/errors.js";
+import { Code, KataError, firstFailure, isKataError, wrap } from "../base/errors.js";
 import type { Logger } from "../base/log.js";
 import { errField } from "../base/log.js";
 import { AgentClient, type AgentApi } from "../agent-client/agent-client.js";
@@ -23,6 +23,8 @@ import { applyHostBinds } from "../storage/apply.js";
 import { planSandboxStorages, type StoragePlan } from "../storage/plan.js";
 import { SharedDir, sharedDirPaths } from "../storage/shared-dir.js";
 import { vmDirOf } from "./persist.js";
+import { connectAgent } from "./boot-console.js";
+import { guestLogForwarder } from "./guest-log.js";
 import { noPodNetwork, type PodNetwork } from "./pod-network.js";
 
 export interface SandboxDeps {
@@ -52,6 +54,13 @@ export interface SandboxVmConfig extends VmSpec {
   readonly network?: { readonly model: InternetworkingModel; readonly disableNewNetns: boolean };
   /** `[factory]`: a VM template to start from when it matches (docs/factory.md). */
   readonly factory?: FactorySettings;
+  /** The guest console (the agent's logs among it) into the host log (see guest-log.ts): when debugging. */
+  readonly guestLogs?: boolean;
+}
+
+export interface VmSize {
+  readonly vcpus: number;
+  readonly memoryMiB: number;
 }
 
 export const defaultShmSizeBytes = 64 * 1024 * 1024;
@@ -86,6 +95,8 @@ export class Sandbox {
   readonly id: string;
   readonly timings: Timings;
   readonly vm: Vm;
+  /** What the VM booted with (see vm-sizing.ts); it is not resized while it runs. */
+  readonly size: VmSize;
   /** The guest agent, every call bounded (see agent-client/deadlines.ts). */
   readonly agent: AgentApi;
   readonly share: SharedDir;
@@ -105,6 +116,7 @@ export class Sandbox {
     id: string;
     timings: Timings;
     vm: Vm;
+    size: VmSize;
     client: AgentClient;
     share: SharedDir;
     cleanup: CleanupStack;
@@ -114,6 +126,7 @@ export class Sandbox {
   }) {
     this.id = init.id;
     this.timings = init.timings;
+    this.size = init.size;
     this.vm = init.vm;
     this.share = init.share;
     this.#client = init.client;
@@ -179,6 +192,7 @@ export class Sandbox {
         vmDir: vmDirOf(cfg.runDir, cfg.id),
         sharedDir: share.paths.shared,
         nics: network.nics,
+        ...(cfg.vm.guestLogs === true ? { onConsoleLine: guestLogForwarder(log.child({ component: "guest" })) } : {}),
         ...(cfg.netnsPath === undefined ? {} : { netnsPath: cfg.netnsPath }),
       };
       const fromFactory =
@@ -189,7 +203,12 @@ export class Sandbox {
       undo.defer("stop vm", () => vm.stop());
       mark("vmStarted");
 
-      const client = await connectAgent(vm, cfg, log, signal);
+      const client = await connectAgent(
+        vm,
+        { id: cfg.id, runDir: cfg.runDir, bootTimeoutMs: cfg.vm.bootTimeoutMs },
+        log,
+        signal,
+      );
       undo.defer("close agent connection", () => client.close());
       mark("agentReady");
       if (fromFactory !== undefined) {
@@ -224,7 +243,8 @@ export class Sandbox {
       const cleanup = new CleanupStack();
       undo.transferTo(cleanup);
       log.info("sandbox created", { timings });
-      return new Sandbox({ id: cfg.id, timings, vm, client, share, cleanup, log, deadlines, life });
+      const size = { vcpus: cfg.vm.vcpus, memoryMiB: cfg.vm.memoryMiB };
+      return new Sandbox({ id: cfg.id, timings, vm, size, client, share, cleanup, log, deadlines, life });
     } catch (e) {
       return undo.unwind(wrap(e, `create sandbox ${cfg.id}`));
     }
@@ -337,48 +357,19 @@ export class Sandbox {
 
 /** The hypervisor's part of a sandbox's VM configuration. */
 function vmSpecOf(vm: SandboxVmConfig): VmSpec {
-  const { machineType, vcpus, memoryMiB, kernelPath, initrdPath, readonlyDisks, kernelParams, binaryPath } = vm;
+  const { machineType, vcpus, memoryMiB, hotplug, kernelPath, initrdPath, readonlyDisks, kernelParams, binaryPath } =
+    vm;
   return {
     machineType,
     vcpus,
     memoryMiB,
+    ...(hotplug === undefined ? {} : { hotplug }),
     kernelPath,
     initrdPath,
     kernelParams,
     ...(readonlyDisks === undefined ? {} : { readonlyDisks }),
     ...(binaryPath === undefined ? {} : { binaryPath }),
   };
-}
-
-/** Connects to the agent and waits for it to answer, within the boot deadline; names why it failed. */
-async function connectAgent(vm: Vm, cfg: SandboxConfig, log: Logger, signal: AbortSignal): Promise<AgentClient> {
-  const vmGone = new AbortController();
-  void vm.exited.then(() => {
-    vmGone.abort(new KataError(Code.Unavailable, "the VM exited during boot"));
-  });
-  const bootDeadline = deadline(cfg.vm.bootTimeoutMs, signal, vmGone.signal);
-  const boot = bootDeadline.signal;
-  let client: AgentClient | undefined;
-  try {
-    client = await AgentClient.connect(vm.agentSocketPath, { signal: boot, logger: log });
-    await client.waitReady(boot);
-    return client;
-  } catch (e) {
-    await client?.close();
-    if (signal.aborted) throw abortError(signal, "boot");
-    const reason = vmGone.signal.aborted
-      ? "the VM exited before its agent answered"
-      : isKataError(e, Code.DeadlineExceeded) || boot.aborted
-        ? `the guest agent did not answer within ${cfg.vm.bootTimeoutMs} ms`
-        : `the guest agent failed: ${describeError(e)}`;
-    throw new KataError(
-      Code.DeadlineExceeded,
-      `boot sandbox ${cfg.id}: ${reason}; guest console:\n${await vm.consoleTail(20)}`,
-      { cause: e },
-    );
-  } finally {
-    bootDeadline.clear();
-  }
 }
 
 /** Tells the guest its interfaces (found by MAC), then its routes and static neighbours. */

@@ -5,7 +5,7 @@ import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
-import { CappedLog, planAppend, readLogTail } from "./console-log.js";
+import { CappedLog, LineSplitter, planAppend, readLogTail } from "./console-log.js";
 
 describe("planAppend", () => {
   it("appends while the chunk fits", () => {
@@ -147,5 +147,30 @@ describe("readLogTail", () => {
     await writeFile(path, "line\nnew 1\n");
 
     assert.equal(await readLogTail(path, 3), "old 2\nsplit line\nnew 1");
+  });
+});
+
+describe("LineSplitter", () => {
+  function split(chunks: string[], maxBytes?: number): string[] {
+    const out: string[] = [];
+    const s = new LineSplitter((l) => out.push(l), maxBytes);
+    for (const c of chunks) s.push(Buffer.from(c));
+    return out;
+  }
+
+  it("gives complete lines, joined across chunks, without CR or LF", () => {
+    assert.deepEqual(split(["boo", "t\r\nagent ", "up\n", "partial"]), ["boot", "agent up"]);
+  });
+
+  it("gives empty lines and several lines of one chunk", () => {
+    assert.deepEqual(split(["a\n\nb\n"]), ["a", "", "b"]);
+  });
+
+  it("cuts a long line once and skips the rest of it up to its newline", () => {
+    assert.deepEqual(split(["0123456789", "abcdef", "ghi\nnext\n"], 8), ["01234567 [cut]", "next"]);
+  });
+
+  it("cuts a line exactly at the limit only when it grows past it", () => {
+    assert.deepEqual(split(["12345678\n", "123456789\n"], 8), ["12345678", "12345678 [cut]"]);
   });
 });

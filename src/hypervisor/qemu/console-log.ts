@@ -172,13 +172,69 @@ async function readEnd(path: string): Promise<string | undefined> {
   }
 }
 
+/** A console line longer than this is cut (the guest decides what it prints; the host log must stay sane). */
+export const maxConsoleLineBytes = 4096;
+
 /**
- * Copies QEMU's console socket into `sink`. The socket is never paused: a full socket buffer would make QEMU's
- * serial device wait, so a slow log drops bytes instead (CappedLog counts them).
+ * Console bytes to lines: complete lines (without "\n" or a trailing "\r") go to `onLine`; a line that
+ * grows past maxBytes is handed over cut, with "[cut]", and the rest of it up to its newline is skipped.
  */
-export function relayConsole(socket: Socket, sink: CappedLog, onError: (e: Error) => void): void {
+export class LineSplitter {
+  readonly #onLine: (line: string) => void;
+  readonly #maxBytes: number;
+  #partial: Buffer[] = [];
+  #partialBytes = 0;
+  #skipping = false;
+
+  constructor(onLine: (line: string) => void, maxBytes = maxConsoleLineBytes) {
+    this.#onLine = onLine;
+    this.#maxBytes = maxBytes;
+  }
+
+  push(chunk: Buffer): void {
+    let rest = chunk;
+    for (;;) {
+      const nl = rest.indexOf(0x0a);
+      const piece = nl < 0 ? rest : rest.subarray(0, nl);
+      if (!this.#skipping) {
+        const room = this.#maxBytes - this.#partialBytes;
+        this.#partial.push(piece.subarray(0, room));
+        this.#partialBytes += Math.min(piece.length, room);
+        if (piece.length > room) {
+          this.#emit(" [cut]");
+          this.#skipping = true;
+        }
+      }
+      if (nl < 0) return;
+      if (!this.#skipping) this.#emit("");
+      this.#skipping = false;
+      rest = rest.subarray(nl + 1);
+    }
+  }
+
+  #emit(suffix: string): void {
+    const line = Buffer.concat(this.#partial, this.#partialBytes).toString("utf8").replace(/\r$/, "");
+    this.#partial = [];
+    this.#partialBytes = 0;
+    this.#onLine(line + suffix);
+  }
+}
+
+/**
+ * Copies QEMU's console socket into `sink`, and its lines to `onLine` when given. The socket is never paused:
+ * a full socket buffer would make QEMU's serial device wait, so a slow log drops bytes instead (CappedLog
+ * counts them).
+ */
+export function relayConsole(
+  socket: Socket,
+  sink: CappedLog,
+  onError: (e: Error) => void,
+  onLine?: (line: string) => void,
+): void {
+  const lines = onLine === undefined ? undefined : new LineSplitter(onLine);
   socket.on("data", (chunk: Buffer) => {
     sink.push(chunk);
+    lines?.push(chunk);
   });
   socket.on("error", onError);
 }

@@ -34,7 +34,9 @@ export function fastKernelParams(machineType: MachineType, accel: Accel, tscKhz?
   const params = [
     "console=ttyS0",
     "quiet",
-    "loglevel=0",
+    // 1, not the measured 0: KERN_EMERG lines still reach the console, so a kernel panic says why in the
+    // console a failed boot keeps (nothing else is printed at that level in a boot that works).
+    "loglevel=1",
     "tsc=reliable",
     "no_timer_check",
     "rcupdate.rcu_expedited=1",

@@ -97,6 +97,7 @@ export class QemuHypervisor implements Hypervisor {
       cpuModel: accel === "kvm" ? "host" : "max",
       vcpus: config.vcpus,
       memoryMiB: config.memoryMiB,
+      ...(config.hotplug === undefined ? {} : { hotplug: config.hotplug }),
       kernelPath: config.kernelPath,
       initrdPath: config.initrdPath,
       ...(config.readonlyDisks === undefined ? {} : { readonlyDisks: config.readonlyDisks }),
@@ -159,9 +160,14 @@ export class QemuHypervisor implements Hypervisor {
         op: "connect qemu console",
         retryWhile: notReadyErrnos,
       });
-      relayConsole(consoleSocket, consoleLog, (e) => {
-        log.debug("guest console connection failed", { err: messageOf(e) });
-      });
+      relayConsole(
+        consoleSocket,
+        consoleLog,
+        (e) => {
+          log.debug("guest console connection failed", { err: messageOf(e) });
+        },
+        config.onConsoleLine,
+      );
       qmp = await QmpClient.connect(paths.qmp, { signal: control.signal, logger: log });
     } catch (e) {
       // Read before the kill below, whose exit would abort exitedEarly too. A QEMU that fails at start

@@ -180,6 +180,42 @@ describe("planQemuArgs", () => {
     assert.equal(valueOf(argv, "-machine"), "microvm,accel=tcg,memory-backend=mem0");
   });
 
+  it("leaves q35 room to hotplug vCPUs and memory DIMMs when asked", () => {
+    const argv = planQemuArgs({ ...q35Kvm, hotplug: { maxVcpus: 8, maxMemoryMiB: 16384, memorySlots: 10 } });
+
+    assert.equal(valueOf(argv, "-smp"), "2,maxcpus=8");
+    assert.equal(valueOf(argv, "-m"), "2048M,slots=10,maxmem=16384M");
+  });
+
+  it("leaves CPU room only when there are no memory slots", () => {
+    const argv = planQemuArgs({ ...q35Kvm, hotplug: { maxVcpus: 4, maxMemoryMiB: 2048, memorySlots: 0 } });
+
+    assert.equal(valueOf(argv, "-smp"), "2,maxcpus=4");
+    assert.equal(valueOf(argv, "-m"), "2048M");
+  });
+
+  it("boots exactly vcpus and memoryMiB without hotplug room", () => {
+    const argv = planQemuArgs(microvmTcg);
+
+    assert.equal(valueOf(argv, "-smp"), "1,maxcpus=1");
+    assert.equal(valueOf(argv, "-m"), "512M");
+  });
+
+  it("refuses hotplug room on microvm and room smaller than the boot size, naming each field", () => {
+    assert.throws(
+      () => planQemuArgs({ ...microvmTcg, hotplug: { maxVcpus: 2, maxMemoryMiB: 512, memorySlots: 0 } }),
+      (e) => isKataError(e, "INVALID_ARGUMENT") && /hotplug: microvm has no CPU or memory hotplug/.test(e.message),
+    );
+    assert.throws(
+      () => planQemuArgs({ ...q35Kvm, hotplug: { maxVcpus: 1, maxMemoryMiB: 1024, memorySlots: 300 } }),
+      (e) =>
+        isKataError(e, "INVALID_ARGUMENT") &&
+        /hotplug\.maxVcpus: 1 is not an integer >= vcpus \(2\)/.test(e.message) &&
+        /hotplug\.memorySlots: 300 is not an integer in 0\.\.256/.test(e.message) &&
+        /hotplug\.maxMemoryMiB: 1024 is not an integer >= memoryMiB \(2048\)/.test(e.message),
+    );
+  });
+
   it("attaches read-only disks after the root image, each read-only and with its serial", () => {
     const argv = planQemuArgs(q35Kvm);
 

@@ -47,7 +47,7 @@ import {
  */
 export interface QemuVmConfig extends Pick<
   VmSpec,
-  "machineType" | "vcpus" | "memoryMiB" | "kernelPath" | "readonlyDisks"
+  "machineType" | "vcpus" | "memoryMiB" | "hotplug" | "kernelPath" | "readonlyDisks"
 > {
   readonly accel: Accel;
   /** "host" with kvm, "max" with tcg (the caller decides). */
@@ -99,6 +99,8 @@ export function readonlyDiskIds(i: number): { readonly node: string; readonly de
   return { node: `rodisk${i}`, device: `roblk${i}` };
 }
 
+/** ACPI_MAX_RAM_SLOTS: QEMU refuses more DIMM slots. */
+const maxMemorySlots = 256;
 /** QEMU 7.2: "mount tag ... is longer than maximum (31 bytes)". */
 const maxMountTagBytes = 31;
 /** IFNAMSIZ - 1: the longest interface name the kernel takes. */
@@ -126,6 +128,18 @@ function configIssues(c: QemuVmConfig): string[] {
   if (!Number.isInteger(c.memoryMiB) || c.memoryMiB < 1)
     issues.push(`memoryMiB: not a positive integer: ${c.memoryMiB}`);
   if (c.cpuModel === "") issues.push("cpuModel: empty");
+  const h = c.hotplug;
+  if (h !== undefined) {
+    if (c.machineType !== "q35") issues.push(`hotplug: ${c.machineType} has no CPU or memory hotplug (q35 has)`);
+    if (!Number.isInteger(h.maxVcpus) || h.maxVcpus < c.vcpus)
+      issues.push(`hotplug.maxVcpus: ${h.maxVcpus} is not an integer >= vcpus (${c.vcpus})`);
+    if (!Number.isInteger(h.memorySlots) || h.memorySlots < 0 || h.memorySlots > maxMemorySlots)
+      issues.push(`hotplug.memorySlots: ${h.memorySlots} is not an integer in 0..${maxMemorySlots}`);
+    if (!Number.isInteger(h.maxMemoryMiB) || h.maxMemoryMiB < c.memoryMiB)
+      issues.push(`hotplug.maxMemoryMiB: ${h.maxMemoryMiB} is not an integer >= memoryMiB (${c.memoryMiB})`);
+    if (h.memorySlots === 0 && h.maxMemoryMiB !== c.memoryMiB)
+      issues.push("hotplug.maxMemoryMiB: must equal memoryMiB without memory slots");
+  }
   path("kernelPath", c.kernelPath);
   path("initrdPath", c.initrdPath);
   path("imagePath", c.imagePath);
@@ -191,8 +205,13 @@ export function planQemuArgs(config: QemuVmConfig): string[] {
       ...(config.memoryBackend === undefined ? {} : { memoryBackend: ids.memory }),
     }),
     cpu(config.cpuModel),
-    smp(config.vcpus),
-    m(config.memoryMiB),
+    smp(config.vcpus, config.hotplug?.maxVcpus),
+    m(
+      config.memoryMiB,
+      config.hotplug === undefined || config.hotplug.memorySlots === 0
+        ? undefined
+        : { slots: config.hotplug.memorySlots, maxMemMiB: config.hotplug.maxMemoryMiB },
+    ),
   );
   if (config.memoryBackend !== undefined) {
     s.push(

@@ -50,6 +50,7 @@ describe("QEMU switch builders", () => {
     assert.deepEqual(smp(2), ["-smp", "2,maxcpus=2"]);
     assert.deepEqual(smp(1, 4), ["-smp", "1,maxcpus=4"]);
     assert.deepEqual(m(512), ["-m", "512M"]);
+    assert.deepEqual(m(512, { slots: 4, maxMemMiB: 4096 }), ["-m", "512M,slots=4,maxmem=4096M"]);
   });
 
   it("kernel, initrd, append, bios and pidfile take their value verbatim (QEMU does not unescape them)", () => {

@@ -47,9 +47,13 @@ export function smp(cpus: number, maxCpus: number = cpus): QemuSwitch {
   return ["-smp", `${cpus},maxcpus=${maxCpus}`];
 }
 
-/** Guest RAM. With a machine memory-backend, QEMU 7.2 requires this to equal the backend's size. */
-export function m(sizeMiB: number): QemuSwitch {
-  return ["-m", `${sizeMiB}M`];
+/**
+ * Guest RAM. With a machine memory-backend, QEMU 7.2 requires this to equal the backend's size. `slots` and
+ * `maxMemMiB` leave room for pc-dimm hotplug (q35: ACPI memory hotplug; microvm has none).
+ */
+export function m(sizeMiB: number, hotplug?: { slots: number; maxMemMiB: number }): QemuSwitch {
+  const room = hotplug === undefined ? "" : `,slots=${hotplug.slots},maxmem=${hotplug.maxMemMiB}M`;
+  return ["-m", `${sizeMiB}M${room}`];
 }
 
 /** An uncompressed ELF vmlinux boots through its PVH entry point, skipping ~2.7 s of XZ under TCG. */
