@@ -1,4 +1,4 @@
-// `npm run bench -- [boot] [net] [ctr] [cri] [cli] [--runs N]`: benchmarks, written to docs/benchmarks.md (summary) and
+// `npm run bench -- [boot] [net] [ctr] [cri] [cli] [factory] [--runs N] [--sandboxes N]`: benchmarks, written to docs/benchmarks.md (summary) and
 // bench-results/ (raw samples, not committed).
 
 import { hostname, release } from "node:os";
@@ -10,12 +10,13 @@ import { benchBoot, renderBootReport, writeBootResults } from "./boot.js";
 import { benchCli, writeCliResults } from "./cli.js";
 import { benchCri, writeCriResults } from "./cri.js";
 import { benchCtr, writeCtrResults } from "./ctr.js";
+import { benchFactory, writeFactoryResults } from "./factory.js";
 import { benchNet, writeNetResults } from "./net.js";
 
-const known = ["boot", "net", "ctr", "cri", "cli"];
+const known = ["boot", "net", "ctr", "cri", "cli", "factory"];
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { runs: { type: "string" } },
+  options: { runs: { type: "string" }, sandboxes: { type: "string" } },
 });
 const which = positionals.length === 0 ? ["boot"] : positionals;
 const unknown = which.filter((n) => !known.includes(n));
@@ -33,6 +34,13 @@ for (const name of which) {
     const samples = await benchBoot({ runs, cli, imageDir: process.env["KATA_TS_IMAGE_DIR"] ?? defaultImageDir });
     await writeBootResults(samples, doc, raw, host);
     process.stdout.write(renderBootReport(samples, { date: "now", host }) + "\n");
+  } else if (name === "factory") {
+    // Each round is a cold boot and a clone (seconds each under TCG), then 2 x N idle sandboxes.
+    const runs = Math.max(1, Number(values.runs ?? "3"));
+    const sandboxes = Math.min(4, Math.max(2, Number(values.sandboxes ?? "3")));
+    const imageDir = process.env["KATA_TS_IMAGE_DIR"] ?? defaultImageDir;
+    const r = await benchFactory({ runs, sandboxes, cli, imageDir });
+    process.stdout.write((await writeFactoryResults(r, doc, raw, host)) + "\n");
   } else if (name === "cri") {
     const runs = Math.max(1, Number(values.runs ?? "3"));
     process.stdout.write((await writeCriResults(await benchCri({ runs }), doc, raw, host)) + "\n");

@@ -92,6 +92,9 @@ async function main(startedFrom: "snapshot" | "bundle"): Promise<void> {
     setTime: async (sec) => {
       await runChecked(runner, "date", ["-s", `@${sec.toString()}`]);
     },
+    reseed: async (seed) => {
+      await runChecked(runner, "/usr/bin/kata-ts-reseed", [], { input: seed });
+    },
     network: new GuestNetwork(new BusyboxNetPort(runner), logger.child({ subsystem: "network" })),
   });
   const stop = new AbortController();

@@ -12,6 +12,8 @@ import { launcherRelPath } from "../platform/launcher.js";
 import { NodeProcessRunner, type ProcessRunner } from "../platform/process.js";
 import { RealHostProbe, type HostProbe } from "../platform/probe.js";
 import type { SandboxDeps } from "../sandbox/sandbox.js";
+import type { TemplateDeps } from "../factory/template.js";
+import { TemplateVmFactory } from "../factory/vm-factory.js";
 import { loadConfig, type LoadedConfig } from "../config/load.js";
 import { readSelfMountInfo } from "../storage/shared-dir.js";
 
@@ -35,6 +37,8 @@ export interface RuntimeContext {
   readonly runner: ProcessRunner;
   readonly probe: HostProbe;
   sandboxDeps(): SandboxDeps;
+  /** What the VM template (src/factory) needs: `kata-ts factory`, and sandboxes that start from it. */
+  templateDeps(): TemplateDeps;
   /** configuration.toml (lookup order, drop-ins), loaded once; warnings are logged. */
   config(): Promise<LoadedConfig>;
 }
@@ -65,6 +69,16 @@ export function makeContext(flags: GlobalFlags, opts: ContextOptions = {}): Runt
   const runner = new NodeProcessRunner({ launcher: launcherPath });
   const probe = new RealHostProbe(process.env["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin");
   let loaded: Promise<LoadedConfig> | undefined;
+  const templateDeps = (): TemplateDeps => ({
+    hypervisor: new QemuHypervisor(
+      { runner, probe, logger },
+      { binary: "qemu-system-x86_64", confine: path.join(installRoot, "dist", "native", "kata-ts-confine") },
+    ),
+    accel: () => (probe.kvmUsable() ? "kvm" : "tcg"),
+    mounter: new CommandMounter(runner),
+    readMountInfo: readSelfMountInfo,
+    logger,
+  });
   return {
     flags,
     logger,
@@ -86,17 +100,17 @@ export function makeContext(flags: GlobalFlags, opts: ContextOptions = {}): Runt
       return loaded;
     },
     sandboxDeps() {
+      const t = templateDeps();
       return {
-        hypervisor: new QemuHypervisor(
-          { runner, probe, logger },
-          { binary: "qemu-system-x86_64", confine: path.join(installRoot, "dist", "native", "kata-ts-confine") },
-        ),
-        mounter: new CommandMounter(runner),
+        hypervisor: t.hypervisor,
+        mounter: t.mounter,
         binder: new HelperShareBinder(runner, path.join(installRoot, "dist", "native", "kata-ts-mount")),
         readMountInfo: readSelfMountInfo,
         logger,
         now: () => performance.now(),
+        factory: new TemplateVmFactory(t),
       };
     },
+    templateDeps,
   };
 }

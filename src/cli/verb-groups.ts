@@ -73,6 +73,13 @@ export const verbGroups: readonly VerbGroup[] = [
     },
   },
   {
+    verbs: ["factory"],
+    context: true,
+    register: async (p, c) => {
+      (await import("./commands/factory.js")).registerFactory(p, c);
+    },
+  },
+  {
     verbs: ["install"],
     context: false,
     register: async (p) => {

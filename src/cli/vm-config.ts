@@ -108,6 +108,11 @@ export async function resolveVmConfig(ctx: RuntimeContext, spec: Spec, configPat
     msize9p: h.msize9p,
     binaryPath: h.path,
     network: { model: cfg.runtime.internetworkingModel, disableNewNetns: cfg.runtime.disableNewNetns },
+    factory: {
+      enableTemplate: cfg.factory.enableTemplate,
+      templatePath: cfg.factory.templatePath,
+      vmCacheNumber: cfg.factory.vmCacheNumber,
+    },
     // Kata: the agent's logs reach the runtime's log when debugging; the console log has them always.
     guestLogs: cfg.agent.enableDebug || cfg.runtime.enableDebug || ctx.flags.debug === true,
   };

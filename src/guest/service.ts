@@ -19,12 +19,16 @@ import type { GuestInterface, GuestNetwork } from "./network.js";
 export const maxReadChunkBytes = 1 << 20;
 /** Largest WriteStdin payload accepted. */
 export const maxWriteChunkBytes = 1 << 20;
+/** Largest ReseedRandomDev seed (what kata-ts-reseed reads). */
+export const maxReseedBytes = 4096;
 
 export interface ServiceDeps {
   /** `ps` output of the whole guest (header line first), for ListProcesses "table". */
   readonly runPs: () => Promise<string>;
   /** Sets the guest clock (SetGuestDateTime): a VM restored from a template carries a stale one. */
   readonly setTime: (sec: bigint, usec: bigint) => Promise<void>;
+  /** Mixes host seed into the guest CRNG and reseeds it (ReseedRandomDev); absent: UNIMPLEMENTED. */
+  readonly reseed?: (seed: Uint8Array) => Promise<void>;
   /** The pod's interfaces, routes and neighbours; without it those RPCs answer UNIMPLEMENTED. */
   readonly network?: GuestNetwork;
 }
@@ -99,6 +103,14 @@ export function registerAgentService(server: TtrpcServer, agent: Agent, version:
     statsContainer: async (req) => ({ cgroupStats: await agent.statsContainer(req.containerId) }),
     setGuestDateTime: async (req) => {
       await deps.setTime(req.Sec, req.Usec);
+      return {};
+    },
+    reseedRandomDev: async (req) => {
+      if (deps.reseed === undefined) throw new KataError(Code.Unimplemented, "reseed: no helper in this guest image");
+      if (req.data.length < 1 || req.data.length > maxReseedBytes) {
+        throw new KataError(Code.InvalidArgument, `reseed: ${req.data.length} bytes, must be 1..${maxReseedBytes}`);
+      }
+      await deps.reseed(req.data);
       return {};
     },
     getOOMEvent: async (_req, ctx) => ({ containerId: await agent.nextOomEvent(ctx.signal) }),

@@ -64,6 +64,13 @@ export interface VmConfig extends VmSpec {
   /** NICs, in order, each on a tap that exists in `netnsPath` (the guest sees them as eth0, eth1, ...). */
   readonly nics?: readonly VmNic[];
   /**
+   * VM templates (docs/factory.md): guest RAM in this file instead of anonymous memory. The template maps
+   * it shared (its RAM is the file), clones privately (copy-on-write: each clone's writes are its own).
+   */
+  readonly memoryFile?: { readonly path: string; readonly share: boolean };
+  /** Start waiting for a saved device state (Vm.restoreState) instead of booting the kernel. */
+  readonly incoming?: boolean;
+  /**
    * Told each line of the guest console (cut at 4 KiB), besides the capped console log: the guest's logs
    * into the host's when debugging. Must not throw or block.
    */
@@ -90,6 +97,13 @@ export interface Vm {
   resume(signal?: AbortSignal): Promise<void>;
   /** Stops the VM (graceful quit, then SIGKILL) and removes its directory. Idempotent; never hangs. */
   stop(): Promise<void>;
+  /**
+   * Templates: pauses the VM and writes its device state to `statePath` (RAM stays in its memoryFile).
+   * Absent on a hypervisor that cannot.
+   */
+  saveState?(statePath: string, signal: AbortSignal): Promise<void>;
+  /** Clones (started with `incoming`): loads the device state saved by saveState, then runs the VM. */
+  restoreState?(statePath: string, signal: AbortSignal): Promise<void>;
 }
 
 export interface Hypervisor {

@@ -77,6 +77,8 @@ export interface ImageBuildOptions {
   readonly agentBundlePath: string;
   /** The static pty helper built by `npm run build` (dist/native/kata-ts-tty); without it, no terminals. */
   readonly ttyHelperPath?: string;
+  /** The static reseed helper (dist/native/kata-ts-reseed); without it, ReseedRandomDev is UNIMPLEMENTED. */
+  readonly reseedHelperPath?: string;
   /** The static crun launcher built by `npm run build` (dist/native/kata-ts-sealed-exec); without it, crun runs direct. */
   readonly sealedExecPath?: string;
   /** The agent's CommonJS bundle: with a hypervisor, the image gets a startup snapshot built from it. */
@@ -200,6 +202,7 @@ async function build(deps: ImageBuildDeps, opts: ImageBuildOptions): Promise<Ima
       : await findAgentSnapshotEntry(opts.agentSnapshotEntryPath);
   const agentStart: AgentStartKind = snapshotEntry === undefined ? "bundle" : "snapshot";
   const ttyHelper = opts.ttyHelperPath === undefined ? undefined : await optionalFile(opts.ttyHelperPath);
+  const reseedHelper = opts.reseedHelperPath === undefined ? undefined : await optionalFile(opts.reseedHelperPath);
   const sealedExec = opts.sealedExecPath === undefined ? undefined : await optionalFile(opts.sealedExecPath);
   const previous = await readManifest(opts.outputDir);
   const sourcePaths = [
@@ -211,6 +214,7 @@ async function build(deps: ImageBuildDeps, opts: ImageBuildOptions): Promise<Ima
     ...host.libraries.values(),
     ...(snapshotEntry === undefined ? [] : [snapshotEntry]),
     ...(ttyHelper === undefined ? [] : [ttyHelper]),
+    ...(reseedHelper === undefined ? [] : [reseedHelper]),
     ...(sealedExec === undefined ? [] : [sealedExec]),
   ];
   const hashes = await timed("hashInputs", () => hashFiles(sourcePaths, previous?.sourceHashes ?? {}));
@@ -234,6 +238,7 @@ async function build(deps: ImageBuildDeps, opts: ImageBuildOptions): Promise<Ima
       "mkfs.erofs": sha(host.mkfsErofs),
       ...(snapshotEntry === undefined ? {} : { "agent-snapshot-entry": sha(snapshotEntry) }),
       ...(ttyHelper === undefined ? {} : { "kata-ts-tty": sha(ttyHelper) }),
+      ...(reseedHelper === undefined ? {} : { "kata-ts-reseed": sha(reseedHelper) }),
       ...(sealedExec === undefined ? {} : { "kata-ts-sealed-exec": sha(sealedExec) }),
       ...Object.fromEntries(libraryHashes),
     },
@@ -272,6 +277,9 @@ async function build(deps: ImageBuildDeps, opts: ImageBuildOptions): Promise<Ima
     agentBundle: { sourcePath: host.agentBundle, sizeBytes: size(host.agentBundle) },
     agent,
     ...(ttyHelper === undefined ? {} : { ttyHelper: { sourcePath: ttyHelper, sizeBytes: size(ttyHelper) } }),
+    ...(reseedHelper === undefined
+      ? {}
+      : { reseedHelper: { sourcePath: reseedHelper, sizeBytes: size(reseedHelper) } }),
     ...(sealedExec === undefined ? {} : { sealedExec: { sourcePath: sealedExec, sizeBytes: size(sealedExec) } }),
   });
   const diskFiles = planToolsDisk(layout({ start: "bundle" }));

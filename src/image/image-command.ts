@@ -49,6 +49,7 @@ export function imageCommand(deps: ImageCommandDeps): Command {
           cacheDir: flags.cache,
           agentBundlePath: deps.agentBundlePath,
           ttyHelperPath: join(dirname(dirname(deps.agentBundlePath)), "native", "kata-ts-tty"),
+          reseedHelperPath: join(dirname(dirname(deps.agentBundlePath)), "native", "kata-ts-reseed"),
           sealedExecPath: join(dirname(dirname(deps.agentBundlePath)), "native", "kata-ts-sealed-exec"),
           agentSnapshotEntryPath: join(dirname(deps.agentBundlePath), basename(agentSnapshotEntryRelPath)),
           force: flags.force === true,

@@ -31,6 +31,7 @@ export const guestPaths = {
   crun: "/usr/bin/crun",
   node: "/usr/bin/node",
   ttyHelper: "/usr/bin/kata-ts-tty",
+  reseedHelper: "/usr/bin/kata-ts-reseed",
   sealedExec: "/usr/bin/kata-ts-sealed-exec",
   /** Where /init mounts the tools disk (read-only). */
   toolsMount: toolsMountInGuest,
@@ -80,6 +81,8 @@ export interface LayoutInputs {
   readonly agent: AgentLayout;
   /** The static pty helper (native/kata-ts-tty.c) for terminal containers; absent: no terminals. */
   readonly ttyHelper?: HostFile;
+  /** The static CRNG reseed helper (native/kata-ts-reseed.c) for VM template clones; absent: no ReseedRandomDev. */
+  readonly reseedHelper?: HostFile;
   /** The static launcher (native/kata-ts-sealed-exec.c) that runs crun from a sealed copy; absent: crun direct. */
   readonly sealedExec?: HostFile;
 }
@@ -151,6 +154,9 @@ export function planToolsDisk(inputs: LayoutInputs): DiskFile[] {
   add({ path: guestPaths.crun, mode: 0o755, source: inputs.crun });
   add({ path: guestPaths.node, mode: 0o755, source: inputs.node });
   if (inputs.ttyHelper !== undefined) add({ path: guestPaths.ttyHelper, mode: 0o755, source: inputs.ttyHelper });
+  if (inputs.reseedHelper !== undefined) {
+    add({ path: guestPaths.reseedHelper, mode: 0o755, source: inputs.reseedHelper });
+  }
   if (inputs.sealedExec !== undefined) add({ path: guestPaths.sealedExec, mode: 0o755, source: inputs.sealedExec });
   for (const lib of inputs.libraries) {
     add({ path: lib.guestPath, mode: 0o755, source: { sourcePath: lib.sourcePath, sizeBytes: lib.sizeBytes } });

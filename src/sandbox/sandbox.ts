@@ -12,6 +12,7 @@ import { errField } from "../base/log.js";
 import { AgentClient, type AgentApi } from "../agent-client/agent-client.js";
 import { boundedAgent, defaultAgentDeadlines, type AgentDeadlines } from "../agent-client/deadlines.js";
 import type { InternetworkingModel } from "../config/types.js";
+import { refreshClone, type FactorySettings, type VmFactory } from "../factory/vm-factory.js";
 import type { Hypervisor, Vm, VmSpec } from "../hypervisor/hypervisor.js";
 import type { Mounter } from "../platform/mount.js";
 import type { ShareBinder } from "../platform/share-binder.js";
@@ -35,6 +36,8 @@ export interface SandboxDeps {
   readonly logger: Logger;
   /** Monotonic milliseconds, for phase timings. */
   readonly now: () => number;
+  /** Where VMs come from when `[factory]` enables one (docs/factory.md); absent: always a direct boot. */
+  readonly factory?: VmFactory;
 }
 
 /** The VM of a sandbox: what the hypervisor boots (VmSpec), plus boot and guest settings. */
@@ -49,6 +52,8 @@ export interface SandboxVmConfig extends VmSpec {
   readonly agentDeadlines?: AgentDeadlines;
   /** How the pod's network reaches the VM ([runtime] internetworking_model, disable_new_netns); absent: none. */
   readonly network?: { readonly model: InternetworkingModel; readonly disableNewNetns: boolean };
+  /** `[factory]`: a VM template to start from when it matches (docs/factory.md). */
+  readonly factory?: FactorySettings;
   /** The guest console (the agent's logs among it) into the host log (see guest-log.ts): when debugging. */
   readonly guestLogs?: boolean;
 }
@@ -181,18 +186,20 @@ export class Sandbox {
       await share.setup();
       mark("shareReady");
 
-      const vm = await deps.hypervisor.startVm(
-        {
-          ...vmSpecOf(cfg.vm),
-          id: cfg.id,
-          vmDir: vmDirOf(cfg.runDir, cfg.id),
-          sharedDir: share.paths.shared,
-          nics: network.nics,
-          ...(cfg.vm.guestLogs === true ? { onConsoleLine: guestLogForwarder(log.child({ component: "guest" })) } : {}),
-          ...(cfg.netnsPath === undefined ? {} : { netnsPath: cfg.netnsPath }),
-        },
-        signal,
-      );
+      const vmConfig = {
+        ...vmSpecOf(cfg.vm),
+        id: cfg.id,
+        vmDir: vmDirOf(cfg.runDir, cfg.id),
+        sharedDir: share.paths.shared,
+        nics: network.nics,
+        ...(cfg.vm.guestLogs === true ? { onConsoleLine: guestLogForwarder(log.child({ component: "guest" })) } : {}),
+        ...(cfg.netnsPath === undefined ? {} : { netnsPath: cfg.netnsPath }),
+      };
+      const fromFactory =
+        cfg.vm.factory === undefined || deps.factory === undefined
+          ? undefined
+          : await deps.factory.getVm(cfg.vm.factory, vmConfig, signal);
+      const vm = fromFactory?.vm ?? (await deps.hypervisor.startVm(vmConfig, signal));
       undo.defer("stop vm", () => vm.stop());
       mark("vmStarted");
 
@@ -204,6 +211,10 @@ export class Sandbox {
       );
       undo.defer("close agent connection", () => client.close());
       mark("agentReady");
+      if (fromFactory !== undefined) {
+        await refreshClone(client.agent, { signal, timeoutMs: deadlines.requestMs });
+        mark("cloneRefreshed");
+      }
 
       undo.defer("destroy sandbox in guest", () =>
         client.agent

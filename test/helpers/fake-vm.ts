@@ -47,6 +47,9 @@ export class FakeVm implements Vm {
   readonly exited: Promise<ExitStatus>;
   /** Console lines: the VM's events and the agent's log. */
   readonly console: string[] = [];
+  /** Seeds the guest was given (ReseedRandomDev), and clock settings (SetGuestDateTime, seconds). */
+  readonly reseeds: Uint8Array[] = [];
+  readonly clockSets: bigint[] = [];
   readonly crun = new FakeCrun();
   /** The guest's links and routes, as busybox ip would change them. */
   readonly net = new FakeGuestNet();
@@ -194,7 +197,14 @@ export class FakeVm implements Vm {
     const server = new InterceptingServer((op, call) => this.#intercept(op, call, closed));
     registerAgentService(server, this.agent, "kata-ts fake VM", {
       runPs: () => Promise.resolve(this.crun.psTable()),
-      setTime: () => Promise.resolve(),
+      setTime: (sec) => {
+        this.clockSets.push(sec);
+        return Promise.resolve();
+      },
+      reseed: (seed) => {
+        this.reseeds.push(seed);
+        return Promise.resolve();
+      },
       network: this.network,
     });
     void server.serve(socket);

@@ -66,6 +66,9 @@ describe("runChecks", () => {
       sandboxDeps: () => {
         throw new Error("check builds no sandbox");
       },
+      templateDeps: () => {
+        throw new Error("check reads no VM template");
+      },
       config,
     };
   }

@@ -25,6 +25,23 @@ function context(runtime: Partial<typeof defaultConfig.runtime>): RuntimeContext
     sandboxDeps: () => {
       throw new Error("env builds no sandbox");
     },
+    // No mounts: no VM template anywhere.
+    templateDeps: () => ({
+      hypervisor: {
+        name: "none",
+        startVm: () => Promise.reject(new Error("env boots no VM")),
+      },
+      accel: () => "tcg",
+      mounter: {
+        mount: () => Promise.reject(new Error("env mounts nothing")),
+        bind: () => Promise.reject(new Error("env mounts nothing")),
+        remountReadonly: () => Promise.reject(new Error("env mounts nothing")),
+        setPropagation: () => Promise.reject(new Error("env mounts nothing")),
+        unmount: () => Promise.reject(new Error("env mounts nothing")),
+      },
+      readMountInfo: () => Promise.resolve(""),
+      logger: nullLogger,
+    }),
     config: () =>
       Promise.resolve({
         config: { ...defaultConfig, runtime: { ...defaultConfig.runtime, ...runtime } },

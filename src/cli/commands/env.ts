@@ -12,6 +12,7 @@ import { installRoot } from "../runtime-context.js";
 import path from "node:path";
 import { Code, ignoreCode, ignoreErrno } from "../../base/errors.js";
 import { agentPortName } from "../../protocol/guest-paths.js";
+import { factoryEnv } from "./factory.js";
 
 async function distro(): Promise<{ Name: string; Version: string }> {
   const text = (await readFile("/etc/os-release", "utf8").catch(ignoreErrno("ENOENT"))) ?? "";
@@ -64,6 +65,7 @@ export async function envReport(ctx: RuntimeContext): Promise<Record<string, unk
     Kernel: { Path: cfg.hypervisor.kernel, Parameters: kernelParams(cfg).join(" ") },
     Initrd: { Path: cfg.hypervisor.initrd, Built: image !== undefined, KernelRelease: image?.kernelRelease ?? "" },
     Agent: { Debug: cfg.agent.enableDebug, Trace: cfg.agent.enableTracing, Channel: `virtio-serial ${agentPortName}` },
+    Factory: await factoryEnv(ctx.templateDeps(), cfg.factory),
     Host: {
       Kernel: release(),
       Architecture: arch(),

@@ -4,7 +4,7 @@
 import type { Socket } from "node:net";
 import { rm } from "node:fs/promises";
 import { deadline, raceAbort } from "../../base/async.js";
-import { describeError } from "../../base/errors.js";
+import { Code, KataError, describeError } from "../../base/errors.js";
 import type { Logger } from "../../base/log.js";
 import { describeExit, type Child, type ExitStatus } from "../../platform/process.js";
 import type { Vm } from "../hypervisor.js";
@@ -17,6 +17,22 @@ import * as qmpCommand from "./qmp/commands.js";
 export const quitDeadlineMs = 2000;
 /** Default deadline of pause and resume: a QEMU that answers neither within it is wedged. */
 export const qmpCommandDeadlineMs = 5000;
+/** How long saving or loading a template's device state may take (~30 ms measured: RAM is not in it). */
+export const migrationDeadlineMs = 30_000;
+/** Guest RAM stays in the template's memory file: only device state goes through the migration stream. */
+const ignoreShared = { "x-ignore-shared": true } as const;
+
+/**
+ * QEMU 7.2 has no `file:` migration URI; `exec:` runs a shell, so the path must need no quoting (the
+ * factory makes these paths itself; anything else is refused rather than escaped).
+ */
+export function shellSafePath(p: string): string {
+  if (!/^\/[A-Za-z0-9_./+-]+$/.test(p) || p.split("/").includes("..")) {
+    throw new KataError(Code.InvalidArgument, `state file path ${JSON.stringify(p)}: only [A-Za-z0-9_./+-] allowed`);
+  }
+  return p;
+}
+
 /** After QEMU exited, how long a console tail waits for the last console bytes still in the socket. */
 const consoleDrainMs = 500;
 
@@ -86,6 +102,37 @@ export class QemuVm implements Vm {
   /** Resumes the vCPUs; DEADLINE_EXCEEDED after qmpCommandDeadlineMs unless `signal` ends it sooner. */
   async resume(signal?: AbortSignal): Promise<void> {
     await this.#qmpWithDeadline((s) => qmpCommand.cont(this.#parts.qmp, s), signal);
+  }
+
+  /** Pauses the VM and writes its device state (not RAM: x-ignore-shared) to `statePath`. */
+  async saveState(statePath: string, signal: AbortSignal): Promise<void> {
+    const uri = `exec:cat > ${shellSafePath(statePath)}`;
+    const d = deadline(migrationDeadlineMs, signal);
+    const { qmp } = this.#parts;
+    try {
+      await qmpCommand.stop(qmp, d.signal);
+      await qmpCommand.setMigrationCapabilities(qmp, ignoreShared, d.signal);
+      await qmpCommand.migrate(qmp, uri, d.signal);
+      await qmpCommand.waitMigration(qmp, d.signal);
+    } finally {
+      d.clear();
+    }
+  }
+
+  /** On a VM started with `incoming`: loads the device state from `statePath`, then runs the guest. */
+  async restoreState(statePath: string, signal: AbortSignal): Promise<void> {
+    const uri = `exec:cat ${shellSafePath(statePath)}`;
+    const d = deadline(migrationDeadlineMs, signal);
+    const { qmp } = this.#parts;
+    try {
+      await qmpCommand.setMigrationCapabilities(qmp, ignoreShared, d.signal);
+      await qmpCommand.migrateIncoming(qmp, uri, d.signal);
+      await qmpCommand.waitMigration(qmp, d.signal);
+      // QEMU without -S starts the guest itself once the state is in; cont makes sure (a no-op then).
+      await qmpCommand.cont(qmp, d.signal);
+    } finally {
+      d.clear();
+    }
   }
 
   stop(): Promise<void> {

@@ -109,6 +109,10 @@ export class QemuHypervisor implements Hypervisor {
       ...(config.sharedDir === undefined ? {} : { sharedDir: { path: config.sharedDir, mountTag: sharedFsTag } }),
       ...(this.#opts.firmware === undefined || config.machineType !== "q35" ? {} : { firmware: this.#opts.firmware }),
       ...(config.nics === undefined ? {} : { nics: config.nics }),
+      ...(config.memoryFile === undefined
+        ? {}
+        : { memoryBackend: { memPath: config.memoryFile.path, share: config.memoryFile.share } }),
+      ...(config.incoming === true ? { incoming: "defer" as const } : {}),
     });
     await mkdir(config.vmDir, { recursive: true, mode: 0o700 });
     let child: Child;

@@ -1,0 +1,198 @@
+// `npm run bench -- factory`: a sandbox from the VM template against a direct (cold) boot, interleaved
+// with the bare-VM floor, then the host memory (sum of QEMU PSS) of a few idle sandboxes each way.
+// Uses the configured VM (KATA_TS_IMAGE_DIR moves the image) with a [factory] section of its own.
+
+import { spawn } from "node:child_process";
+import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { ignoreErrno } from "../src/base/errors.js";
+import { readGuestImage } from "../src/image/guest-image.js";
+import { buildFloorInitrd } from "../src/image/floor-image.js";
+import { NodeProcessRunner } from "../src/platform/process.js";
+import { makeBusyboxBundle } from "../src/tools/busybox-bundle.js";
+import { floorOnce, median } from "./boot.js";
+import { benchDate, pssKiB, writeRaw, writeSection } from "./report.js";
+
+const runner = new NodeProcessRunner();
+
+export interface FactoryRun {
+  readonly kind: "cold" | "clone";
+  /** CLI spawn → the container's first output byte. */
+  readonly firstOutputMs: number;
+  /** The CLI's own phases (run --timings-file). */
+  readonly phases: Record<string, number>;
+}
+
+export interface FactoryResults {
+  readonly initMs: number;
+  readonly floorMs: readonly number[];
+  readonly runs: readonly FactoryRun[];
+  readonly sandboxes: number;
+  readonly pssMiB: { readonly cold: number; readonly clone: number };
+}
+
+interface Setup {
+  readonly cli: string;
+  readonly root: string;
+  readonly configs: { readonly cold: string; readonly clone: string };
+}
+
+function cliRun(s: Setup, cfg: string, args: readonly string[], stdout: "pipe" | "ignore"): ReturnType<typeof spawn> {
+  return spawn(process.execPath, [s.cli, "--root", s.root, "--config", cfg, ...args], {
+    stdio: ["ignore", stdout, "inherit"],
+  });
+}
+
+async function cliOk(s: Setup, cfg: string, args: readonly string[]): Promise<void> {
+  const child = cliRun(s, cfg, args, "ignore");
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once("error", reject);
+    child.once("exit", resolve);
+  });
+  if (code !== 0) throw new Error(`kata-ts ${args.join(" ")} exited ${String(code)}`);
+}
+
+async function runOnce(s: Setup, kind: "cold" | "clone", bundle: string, id: string): Promise<FactoryRun> {
+  const timings = path.join(s.root, `timings-${id}.json`);
+  const t0 = performance.now();
+  let first = NaN;
+  const child = cliRun(s, s.configs[kind], ["run", "--bundle", bundle, "--timings-file", timings, id], "pipe");
+  child.stdout?.once("data", () => {
+    first = performance.now() - t0;
+  });
+  child.stdout?.resume();
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once("error", reject);
+    child.once("exit", resolve);
+  });
+  if (code !== 0) throw new Error(`kata-ts run (${kind}) exited ${String(code)}`);
+  // CAST: the CLI writes a flat object of phase name -> milliseconds (src/cli/commands/run.ts).
+  const phases = JSON.parse(await readFile(timings, "utf8")) as Record<string, number>;
+  return { kind, firstOutputMs: first, phases };
+}
+
+/** PIDs of QEMU processes whose arguments name `dir`. */
+async function qemuPidsUsing(dir: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const e of await readdir("/proc")) {
+    if (!/^\d+$/.test(e)) continue;
+    const argv = ((await readFile(`/proc/${e}/cmdline`, "utf8").catch(ignoreErrno("ENOENT", "ESRCH"))) ?? "").split(
+      "\0",
+    );
+    if (path.basename(argv[0] ?? "").startsWith("qemu-system") && argv.some((a) => a.includes(dir))) pids.push(+e);
+  }
+  return pids;
+}
+
+/** Starts `n` idle sandboxes, lets them settle, sums their QEMUs' PSS, and deletes them. */
+async function idlePss(s: Setup, kind: "cold" | "clone", bundle: string, n: number): Promise<number> {
+  const ids = Array.from({ length: n }, (_, i) => `fbench-idle-${kind}-${i}`);
+  try {
+    for (const id of ids) await cliOk(s, s.configs[kind], ["run", "-d", "--bundle", bundle, id]);
+    // Settle: the last guest finishes its start, pages the host has not yet seen are counted once.
+    await new Promise((r) => setTimeout(r, 10_000));
+    const pids = await qemuPidsUsing(s.root);
+    if (pids.length !== n) throw new Error(`expected ${n} QEMU processes, found ${pids.length}`);
+    let kib = 0;
+    for (const pid of pids) kib += await pssKiB(pid);
+    return kib / 1024;
+  } finally {
+    for (const id of ids) {
+      await cliOk(s, s.configs[kind], ["delete", "--force", id]).catch((e: unknown) => {
+        process.stderr.write(`bench: delete ${id}: ${String(e)}\n`);
+      });
+    }
+  }
+}
+
+export async function benchFactory(opts: {
+  runs: number;
+  sandboxes: number;
+  cli: string;
+  imageDir: string;
+}): Promise<FactoryResults> {
+  const image = await readGuestImage(opts.imageDir);
+  if (image === undefined) throw new Error(`no guest image in ${opts.imageDir}: run kata-ts image build`);
+  const work = path.join(tmpdir(), `kata-ts-bench-factory-${process.pid}`);
+  const templatePath = `/run/kata-ts-bench-factory-${process.pid}/template`;
+  await mkdir(work, { recursive: true });
+  const root = path.join(work, "root");
+  const cold = path.join(work, "cold.toml");
+  const clone = path.join(work, "clone.toml");
+  await writeFile(cold, `[factory]\nenable_template = false\ntemplate_path = "${templatePath}"\n`);
+  await writeFile(clone, `[factory]\nenable_template = true\ntemplate_path = "${templatePath}"\n`);
+  const s: Setup = { cli: opts.cli, root, configs: { cold, clone } };
+  try {
+    const floorInitrd = await buildFloorInitrd({ runner }, work);
+    const bundle = await makeBusyboxBundle({ runner }, { dir: path.join(work, "bundle"), args: ["echo", "ready"] });
+    const idle = await makeBusyboxBundle({ runner }, { dir: path.join(work, "idle"), args: ["sleep", "3600"] });
+    const t0 = performance.now();
+    await cliOk(s, clone, ["factory", "init"]);
+    const initMs = performance.now() - t0;
+    const floorMs: number[] = [];
+    const runs: FactoryRun[] = [];
+    for (let i = 0; i < opts.runs; i++) {
+      floorMs.push(await floorOnce(work, image, floorInitrd));
+      // Alternate which goes first, so neither always follows the floor's VM.
+      for (const kind of i % 2 === 0 ? (["cold", "clone"] as const) : (["clone", "cold"] as const)) {
+        const r = await runOnce(s, kind, bundle, `fbench-${kind}-${i}`);
+        runs.push(r);
+        process.stderr.write(`factory run ${i + 1}/${opts.runs} ${kind}: ${Math.round(r.firstOutputMs)} ms\n`);
+      }
+    }
+    const pssMiB = {
+      cold: await idlePss(s, "cold", idle, opts.sandboxes),
+      clone: await idlePss(s, "clone", idle, opts.sandboxes),
+    };
+    return { initMs, floorMs, runs, sandboxes: opts.sandboxes, pssMiB };
+  } finally {
+    await cliOk(s, clone, ["factory", "destroy"]).catch((e: unknown) => {
+      process.stderr.write(`bench: factory destroy: ${String(e)}\n`);
+    });
+    await rm(path.dirname(templatePath), { recursive: true, force: true });
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+function s(ms: number): string {
+  return Number.isFinite(ms) ? `${(ms / 1000).toFixed(2)} s` : "n/a";
+}
+
+export function renderFactoryReport(r: FactoryResults, env: { date: string; host: string }): string {
+  const of = (kind: "cold" | "clone"): readonly FactoryRun[] => r.runs.filter((x) => x.kind === kind);
+  const med = (kind: "cold" | "clone", f: (x: FactoryRun) => number): number => median(of(kind).map(f));
+  const phase =
+    (a: string, b: string) =>
+    (x: FactoryRun): number =>
+      (x.phases[b] ?? NaN) - (x.phases[a] ?? NaN);
+  const first = (x: FactoryRun): number => x.firstOutputMs;
+  const coldFirst = med("cold", first);
+  const cloneFirst = med("clone", first);
+  const rows: [string, (x: FactoryRun) => number][] = [
+    ["kata-ts run start → container's first output", first],
+    ["  QEMU spawn → agent ready (shareReady → agentReady)", phase("shareReady", "agentReady")],
+    ["  clone: reseed + clock (agentReady → cloneRefreshed)", phase("agentReady", "cloneRefreshed")],
+  ];
+  const lines = [
+    `Measured ${env.date} on ${env.host}, ${of("cold").length} interleaved rounds (floor, cold, clone; the order of cold and clone alternates), medians. Template made by \`kata-ts factory init\` (with its warm-up) in ${s(r.initMs)}.`,
+    "",
+    "| | cold boot | template clone |",
+    "|---|---|---|",
+    ...rows.map(([name, f]) => `| ${name} | ${s(med("cold", f))} | ${s(med("clone", f))} |`),
+    `| bare-VM floor (QEMU spawn → busybox /init's line) | ${s(median(r.floorMs))} | |`,
+    "",
+    `Clone / cold, start → first output: **${(cloneFirst / coldFirst).toFixed(2)}×**.`,
+    "",
+    `Host memory, ${r.sandboxes} idle sandboxes (\`sleep\`), sum of QEMU PSS after 10 s: cold **${r.pssMiB.cold.toFixed(0)} MiB**, ` +
+      `clones **${r.pssMiB.clone.toFixed(0)} MiB** (${((100 * r.pssMiB.clone) / r.pssMiB.cold).toFixed(0)} %).`,
+  ];
+  return lines.join("\n");
+}
+
+export async function writeFactoryResults(r: FactoryResults, doc: string, raw: string, host: string): Promise<string> {
+  await writeRaw(raw, "factory", r);
+  const report = renderFactoryReport(r, { date: benchDate(), host });
+  await writeSection(doc, "factory", "Factory", report);
+  return report;
+}

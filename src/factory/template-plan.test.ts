@@ -1,0 +1,122 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { Code } from "../base/errors.js";
+import type { MountEntry } from "../platform/mountinfo.js";
+import {
+  checkTemplatePath,
+  notOurTmpfs,
+  parseTemplateRecord,
+  templateMismatches,
+  templateMountSource,
+  type TemplateRecord,
+  type TemplateRequest,
+} from "./template-plan.js";
+
+const file = (p: string) => ({ path: p, sizeBytes: 10, mtimeMs: 1 });
+const record: TemplateRecord = {
+  version: 1,
+  createdAt: "2026-12-02T10:00:00.000Z",
+  accel: "tcg",
+  binary: "qemu-system-x86_64",
+  machineType: "microvm",
+  vcpus: 1,
+  memoryMiB: 2048,
+  hotplug: null,
+  kernelParams: ["panic=1"],
+  kernel: file("/i/vmlinux"),
+  initrd: file("/i/initrd.img"),
+  disks: [{ ...file("/i/tools.erofs"), serial: "kata-ts-tools" }],
+  taps: [],
+  stateBytes: 67713,
+  warmup: "none",
+};
+const request: TemplateRequest = {
+  accel: "tcg",
+  binary: "qemu-system-x86_64",
+  spec: {
+    machineType: "microvm",
+    vcpus: 1,
+    memoryMiB: 2048,
+    kernelPath: "/i/vmlinux",
+    initrdPath: "/i/initrd.img",
+    kernelParams: ["panic=1"],
+  },
+  kernel: file("/i/vmlinux"),
+  initrd: file("/i/initrd.img"),
+  disks: [{ ...file("/i/tools.erofs"), serial: "kata-ts-tools" }],
+  nics: [],
+};
+
+function mount(mountPoint: string, fstype: string, source: string): MountEntry {
+  return { source, mountPoint, fstype, options: [], propagation: [] };
+}
+
+describe("template selection", () => {
+  it("a request for the template's own VM matches", () => {
+    assert.deepEqual(templateMismatches(record, request), []);
+  });
+
+  it("names every difference: size, kernel, rebuilt initrd, NICs", () => {
+    const got = templateMismatches(record, {
+      ...request,
+      spec: { ...request.spec, memoryMiB: 1024, vcpus: 2, kernelParams: ["panic=1", "debug"] },
+      initrd: { ...request.initrd, mtimeMs: 2 },
+      nics: [{ tapName: "tap0_kata", mac: "02:00:00:00:00:01" }],
+    });
+
+    assert.deepEqual(
+      got.map((m) => m.split(":")[0]),
+      ["vcpus", "memory MiB", "kernel parameters", "initrd", "NIC taps"],
+    );
+    assert.ok(got.includes("memory MiB: template 2048, sandbox 1024"));
+  });
+
+  it("another QEMU or accelerator does not match", () => {
+    const got = templateMismatches(record, { ...request, accel: "kvm", binary: "/opt/qemu" });
+
+    assert.deepEqual(
+      got.map((m) => m.split(":")[0]),
+      ["accelerator", "hypervisor path"],
+    );
+  });
+});
+
+describe("template record", () => {
+  it("round-trips", () => {
+    assert.deepEqual(parseTemplateRecord(JSON.stringify(record)), record);
+  });
+
+  for (const [name, text] of [
+    ["not JSON", "{"],
+    ["null", "null"],
+    ["another version", JSON.stringify({ ...record, version: 2 })],
+    ["a string for a number", JSON.stringify({ ...record, memoryMiB: "2048" })],
+    ["a kernel without size", JSON.stringify({ ...record, kernel: { path: "/k" } })],
+    ["too large", JSON.stringify({ ...record, pad: "x".repeat(70_000) })],
+  ] as const) {
+    it(`refuses ${name}`, () => {
+      assert.throws(() => parseTemplateRecord(text), { code: Code.FailedPrecondition });
+    });
+  }
+});
+
+describe("template path", () => {
+  const dir = "/run/kata-ts/vm/template";
+
+  it("is ours only as a tmpfs with our source, topmost", () => {
+    assert.equal(notOurTmpfs([mount(dir, "tmpfs", templateMountSource)], dir), undefined);
+    assert.match(notOurTmpfs([], dir) ?? "", /not a mount point/);
+    assert.match(notOurTmpfs([mount(dir, "tmpfs", "other")], dir) ?? "", /not the tmpfs kata-ts factory init makes/);
+    assert.match(
+      notOurTmpfs([mount(dir, "tmpfs", templateMountSource), mount(dir, "ext4", "/dev/sda1")], dir) ?? "",
+      /ext4/,
+    );
+  });
+
+  it("must need no shell quoting (QEMU's exec: migration URI)", () => {
+    assert.equal(checkTemplatePath(dir), dir);
+    for (const bad of ["run/t", "/run/t; rm -rf /", "/run/t t", "/run/../t", "/run/t/", "/", "/run/$(x)"]) {
+      assert.throws(() => checkTemplatePath(bad), { code: Code.InvalidArgument }, bad);
+    }
+  });
+});

@@ -1,0 +1,98 @@
+// Component tests of the VM factory seam: Sandbox with a factory that hands out the fake VM (the real
+// guest Agent behind it). What a clone owes before use (reseed, clock) and what a failure leaves.
+
+import assert from "node:assert/strict";
+import { afterEach, beforeEach, describe, it } from "node:test";
+import { Code, KataError } from "../base/errors.js";
+import type { VmConfig } from "../hypervisor/hypervisor.js";
+import { kataErrorChain } from "../../test/helpers/fakes.js";
+import { Harness } from "../../test/helpers/harness.js";
+import { Sandbox, type SandboxConfig } from "../sandbox/sandbox.js";
+import type { FactorySettings, FactoryVm, VmFactory } from "./vm-factory.js";
+
+let h: Harness;
+const signal = new AbortController().signal;
+const settings: FactorySettings = { enableTemplate: true, templatePath: "/run/t", vmCacheNumber: 0 };
+
+/** A factory whose "clone" is a VM of the fake hypervisor, or nothing (a direct boot). */
+class FakeFactory implements VmFactory {
+  readonly asked: VmConfig[] = [];
+  readonly hands: boolean;
+  constructor(hands: boolean) {
+    this.hands = hands;
+  }
+
+  async getVm(_s: FactorySettings, config: VmConfig, sig: AbortSignal): Promise<FactoryVm | undefined> {
+    this.asked.push(config);
+    return this.hands ? { vm: await h.hypervisor.startVm(config, sig), source: "template" } : undefined;
+  }
+}
+
+function config(id: string): SandboxConfig {
+  const c = h.sandboxConfig(id);
+  return { ...c, vm: { ...c.vm, factory: settings } };
+}
+
+describe("VM factory seam (fake VM, real agent)", { timeout: 10_000 }, () => {
+  beforeEach(async () => {
+    h = await Harness.create();
+  });
+  afterEach(async () => {
+    await h.dispose();
+  });
+
+  it("a VM from the factory gets fresh randomness and the host's clock before the sandbox is made", async () => {
+    const factory = new FakeFactory(true);
+    const before = BigInt(Math.floor(Date.now() / 1000));
+
+    const sandbox = await Sandbox.create({ ...h.sandboxDeps(), factory }, config("sb1"), signal);
+
+    const vm = h.hypervisor.vm;
+    assert.equal(factory.asked.length, 1);
+    assert.equal(h.hypervisor.configs.length, 1, "one VM: the factory's");
+    assert.deepEqual(
+      vm.reseeds.map((s) => s.length),
+      [512],
+    );
+    assert.equal(vm.clockSets.length, 1);
+    assert.ok((vm.clockSets[0] ?? 0n) >= before);
+    assert.ok(sandbox.timings["cloneRefreshed"] !== undefined);
+    assert.equal(vm.hostname, "sb1");
+    await sandbox.destroy();
+    assert.deepEqual(await h.leaks(), []);
+  });
+
+  it("nothing from the factory: a direct boot, with no reseed or clock call", async () => {
+    const factory = new FakeFactory(false);
+
+    const sandbox = await Sandbox.create({ ...h.sandboxDeps(), factory }, config("sb1"), signal);
+
+    assert.equal(factory.asked.length, 1);
+    assert.deepEqual(h.hypervisor.vm.reseeds, []);
+    assert.deepEqual(h.hypervisor.vm.clockSets, []);
+    await sandbox.destroy();
+    assert.deepEqual(await h.leaks(), []);
+  });
+
+  it("without [factory] in the VM's configuration the factory is not asked", async () => {
+    const factory = new FakeFactory(true);
+
+    const sandbox = await Sandbox.create({ ...h.sandboxDeps(), factory }, h.sandboxConfig("sb1"), signal);
+
+    assert.deepEqual(factory.asked, []);
+    await sandbox.destroy();
+  });
+
+  it("a clone whose guest cannot be reseeded fails the create and leaves nothing", async () => {
+    h.hypervisor.rpcFault("reseedRandomDev", {
+      kind: "error",
+      error: new KataError(Code.Unimplemented, "reseed: no helper in this guest image"),
+    });
+
+    await assert.rejects(
+      Sandbox.create({ ...h.sandboxDeps(), factory: new FakeFactory(true) }, config("sb1"), signal),
+      kataErrorChain(Code.Unimplemented, "create sandbox sb1", "reseed: no helper"),
+    );
+    assert.deepEqual(await h.leaks(), []);
+  });
+});

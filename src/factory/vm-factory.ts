@@ -1,0 +1,79 @@
+// Factory selection (Kata's HandleFactory): where a sandbox's VM comes from. Nothing unless the
+// configuration enables a factory; a factory is only ever fetched here, never built (that is `kata-ts
+// factory init`); any reason not to use it is a warning and the sandbox boots directly. A VM cache
+// (vm_cache_number) would be another source behind the same VmFactory interface.
+
+import { randomBytes } from "node:crypto";
+import { errField } from "../base/log.js";
+import type { AgentApi } from "../agent-client/agent-client.js";
+import type { Vm, VmConfig } from "../hypervisor/hypervisor.js";
+import { fetchTemplate, startClone, templateRequest, type TemplateDeps } from "./template.js";
+
+/** `[factory]` as a sandbox sees it. */
+export interface FactorySettings {
+  readonly enableTemplate: boolean;
+  readonly templatePath: string;
+  readonly vmCacheNumber: number;
+}
+
+/** A VM a factory handed out: running, its agent not yet reached. */
+export interface FactoryVm {
+  readonly vm: Vm;
+  /** What the sandbox still owes it once its agent answers (fresh randomness, the clock). */
+  readonly source: "template";
+}
+
+export interface VmFactory {
+  /** A VM for `config`, or undefined: boot directly (the reason was logged as a warning). */
+  getVm(settings: FactorySettings, config: VmConfig, signal: AbortSignal): Promise<FactoryVm | undefined>;
+}
+
+export class TemplateVmFactory implements VmFactory {
+  readonly #deps: TemplateDeps;
+
+  constructor(deps: TemplateDeps) {
+    this.#deps = deps;
+  }
+
+  async getVm(settings: FactorySettings, config: VmConfig, signal: AbortSignal): Promise<FactoryVm | undefined> {
+    const log = this.#deps.logger.child({ sandboxId: config.id });
+    if (!settings.enableTemplate) {
+      if (settings.vmCacheNumber > 0) {
+        log.warn("vm factory: [factory] vm_cache_number is not supported yet; booting directly");
+      }
+      return undefined;
+    }
+    if (config.binaryPath === undefined) return undefined;
+    let fetched;
+    try {
+      const req = await templateRequest(this.#deps, { ...config, binaryPath: config.binaryPath }, config.nics);
+      fetched = await fetchTemplate(this.#deps, settings.templatePath, req);
+    } catch (e) {
+      log.warn("vm factory: cannot use the VM template; booting directly", { err: errField(e) });
+      return undefined;
+    }
+    try {
+      const vm = await startClone(this.#deps, fetched, config, signal);
+      log.info("vm factory: started from the VM template", { templatePath: settings.templatePath });
+      return { vm, source: "template" };
+    } catch (e) {
+      if (signal.aborted) throw e;
+      log.warn("vm factory: the VM template did not restore; booting directly", { err: errField(e) });
+      return undefined;
+    }
+  }
+}
+
+/** Bytes of host randomness a clone's guest gets (Kata's ReseedRNG: 512). */
+const reseedBytes = 512;
+
+/**
+ * What a VM restored from a template needs before anything runs in it: the template's random state
+ * replaced (every clone would otherwise draw the same numbers) and the clock set (it carries the
+ * template's). Failing either fails the sandbox: an unreseeded clone is not safe to use.
+ */
+export async function refreshClone(agent: AgentApi, opts: { signal: AbortSignal; timeoutMs: number }): Promise<void> {
+  await agent.reseedRandomDev({ data: randomBytes(reseedBytes) }, opts);
+  const now = Date.now();
+  await agent.setGuestDateTime({ Sec: BigInt(Math.floor(now / 1000)), Usec: BigInt((now % 1000) * 1000) }, opts);
+}
