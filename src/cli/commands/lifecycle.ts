@@ -20,7 +20,8 @@ import { checkSandboxId } from "../service-host.js";
 import { checkPreserveFds, preserveFdsOption } from "../preserve-fds.js";
 import { resolveVmConfig } from "../vm-config.js";
 import { loadServiceDeadlines } from "../task-deadlines.js";
-import { prepareConsole, prepareStdio, type PreparedStdio } from "../stdio-bridge.js";
+import { prepareConsole, prepareStandIn, type DetachedStdio } from "../stdio-bridge.js";
+import { recordStandIn, standInPid } from "../stand-in.js";
 import { parseSignal } from "../signals.js";
 import { forceCleanup } from "../stale.js";
 
@@ -40,7 +41,7 @@ interface CreateFlags {
   readonly preserveFds?: string;
 }
 
-/** Creates a container (and, for a sandbox, its VM) and returns the service's pid. */
+/** Creates a container (and, for a sandbox, its VM) and returns the pid of its process stand-in. */
 export async function createContainer(ctx: RuntimeContext, id: string, flags: CreateFlags): Promise<number> {
   checkPreserveFds(flags.preserveFds);
   checkId("container id", id);
@@ -78,12 +79,14 @@ export async function createContainer(ctx: RuntimeContext, id: string, flags: Cr
   const deadlines = await loadServiceDeadlines(() => ctx.config(), ctx.logger);
   const c = await connectTask(socket, { sandboxId: role.sandboxId, deadlines });
   const ioDir = path.join(store.sandboxDir(role.sandboxId), "io");
-  let stdio: PreparedStdio;
+  // The container's process on the host, for the caller: a stand-in holding its stdio (stand-in.ts).
+  const target = { socket, sandboxId: role.sandboxId, id, execId: "", log: ctx.flags.log ?? "" };
+  let stdio: DetachedStdio;
   try {
     stdio =
       flags.consoleSocket === undefined
-        ? await prepareStdio(ctx.runner, ioDir, "detached")
-        : await prepareConsole(ctx.runner, ioDir, path.resolve(flags.consoleSocket));
+        ? await prepareStandIn(ctx.runner, ioDir, target)
+        : await prepareConsole(ctx.runner, ioDir, path.resolve(flags.consoleSocket), target);
   } catch (e) {
     // A service started for this sandbox has nothing to hold: let it go.
     if (role.type === "sandbox") {
@@ -96,9 +99,8 @@ export async function createContainer(ctx: RuntimeContext, id: string, flags: Cr
     throw e;
   }
   try {
-    let pid: number;
     try {
-      pid = (await c.task.create({ id, bundle: bundle.dir, terminal, ...stdio.paths })).pid;
+      await c.task.create({ id, bundle: bundle.dir, terminal, ...stdio.paths });
     } catch (e) {
       await stdio.abort();
       // A sandbox that could not be made ends its service: return once it is gone.
@@ -107,18 +109,19 @@ export async function createContainer(ctx: RuntimeContext, id: string, flags: Cr
       }
       throw e;
     }
-    if (flags.pidFile !== undefined) {
-      try {
-        await writePidFile(path.resolve(flags.pidFile), pid);
-      } catch (e) {
-        // The caller will not learn of a container it cannot find: take it away again.
-        await c.task.delete({ id }, { metadata: { [forceDeleteKey]: "true" } }).catch((err: unknown) => {
-          ctx.logger.warn("delete after the pid file failed", { containerId: id, err: errField(err) });
-        });
-        throw wrap(e, `write --pid-file ${flags.pidFile}`);
-      }
+    try {
+      await recordStandIn(store.sandboxDir(role.sandboxId), id, stdio.pid);
+      if (flags.pidFile !== undefined) await writePidFile(path.resolve(flags.pidFile), stdio.pid);
+    } catch (e) {
+      // The caller will not learn of a container it cannot find: take it away again.
+      await c.task.delete({ id }, { metadata: { [forceDeleteKey]: "true" } }).catch((err: unknown) => {
+        ctx.logger.warn("delete after the pid file failed", { containerId: id, err: errField(err) });
+      });
+      await stdio.abort();
+      throw wrap(e, flags.pidFile === undefined ? "note the stand-in's pid" : `write --pid-file ${flags.pidFile}`);
     }
-    return pid;
+    stdio.commit();
+    return stdio.pid;
   } finally {
     await c.close();
   }
@@ -131,11 +134,12 @@ export async function ociState(ctx: RuntimeContext, id: string): Promise<State> 
   try {
     return await withTask(ctx, id, async (task) => {
       const s = await task.state({ id });
+      const status = statusName[s.status] ?? "stopped";
       return {
         ociVersion,
         id,
-        status: statusName[s.status] ?? "stopped",
-        pid: s.pid,
+        status,
+        pid: await processPid(store.sandboxDir(sid), id, status, s.pid),
         bundle: s.bundle,
         ...(saved === undefined || Object.keys(saved.annotations).length === 0
           ? {}
@@ -153,6 +157,21 @@ export async function ociState(ctx: RuntimeContext, id: string): Promise<State> 
       ...(Object.keys(saved.annotations).length === 0 ? {} : { annotations: { ...saved.annotations } }),
     };
   }
+}
+
+/**
+ * runc's meaning of `pid`: the container's process, which here is its stand-in on the host (the service's
+ * own pid for a container no stand-in was noted for: containerd's, or one made by an older kata-ts); 0
+ * once the process stopped.
+ */
+async function processPid(
+  sandboxDir: string,
+  id: string,
+  status: State["status"],
+  servicePid: number,
+): Promise<number> {
+  if (status === "stopped") return 0;
+  return (await standInPid(sandboxDir, id)) ?? servicePid;
 }
 
 /** How long `delete --force` waits for a service before it tears the sandbox down without it. */
@@ -190,7 +209,7 @@ export async function deleteContainer(ctx: RuntimeContext, id: string, force: bo
 }
 
 /** Writes the pid file as runc does: whole or not at all (a temporary file renamed over it). */
-async function writePidFile(file: string, pid: number): Promise<void> {
+export async function writePidFile(file: string, pid: number): Promise<void> {
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
   await writeFile(tmp, String(pid), { mode: 0o644 });
   await rename(tmp, file).catch(async (e: unknown) => {
