@@ -1,0 +1,111 @@
+// The container's process on the host, as a shell sees it (real VM): `create --pid-file` gives the pid
+// of a process stand-in that writes the container's output through the caller's own descriptors, dies
+// when the container does, and forwards the signals sent to it; `run` writes through the caller's too.
+
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { NodeProcessRunner } from "../../src/platform/process.js";
+import { makeBusyboxBundle } from "../../src/tools/busybox-bundle.js";
+import { cliPath, leftovers, makeRunRoot, netnsLeft, removeRunRoot } from "../helpers/cli.js";
+import { requires, testImageDir } from "../helpers/requires.js";
+
+const skip = requires("root", "qemu", "image");
+const vmTimeout = 240_000;
+
+describe("the process stand-in and the caller's descriptors (real VM)", { skip }, () => {
+  let work = "";
+  let root = "";
+  const runner = new NodeProcessRunner();
+  let kataTs = "";
+
+  before(async () => {
+    work = await mkdtemp(path.join(tmpdir(), "kata-ts-standin-"));
+    root = await makeRunRoot();
+    kataTs = `env KATA_TS_IMAGE_DIR=${testImageDir} ${process.execPath} ${cliPath} --root ${root} --log ${path.join(work, "kata.log")}`;
+  });
+
+  after(async () => {
+    await rm(work, { recursive: true, force: true });
+    await removeRunRoot(root);
+  });
+
+  /** Runs a shell script with $K the CLI, $W the work directory; resolves with its exit code and output. */
+  function sh(script: string): Promise<{ code: number; stdout: string; stderr: string }> {
+    return new Promise((resolve) => {
+      execFile(
+        "sh",
+        ["-c", script],
+        { env: { ...process.env, K: kataTs, W: work }, timeout: vmTimeout, killSignal: "SIGKILL" },
+        (e, stdout, stderr) => {
+          resolve({ code: e === null ? 0 : typeof e.code === "number" ? e.code : -1, stdout, stderr });
+        },
+      );
+    });
+  }
+
+  async function bundle(name: string, script: string): Promise<string> {
+    return makeBusyboxBundle({ runner }, { dir: path.join(work, name), args: ["sh", "-c", script] });
+  }
+
+  it(
+    "create --pid-file: output lands at the caller's file offset, `kill PID` reaches the container, the pid ends with it",
+    { timeout: vmTimeout },
+    async () => {
+      await bundle("trap", 'trap "echo got TERM; exit 7" TERM; echo IN; while :; do sleep 1; done');
+
+      const r = await sh(`
+        ( echo BEFORE
+          $K create --pid-file $W/pid --bundle $W/trap st-trap && $K start st-trap || exit 90
+          until grep -q IN $W/out; do sleep 0.2; done
+          $K state st-trap > $W/state-running
+          kill -TERM $(cat $W/pid)
+          tail --pid=$(cat $W/pid) -f /dev/null
+          echo AFTER ) > $W/out
+        $K state st-trap > $W/state-stopped
+        $K wait st-trap > $W/wait
+        $K delete st-trap`);
+
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(await readFile(path.join(work, "out"), "utf8"), "BEFORE\nIN\ngot TERM\nAFTER\n");
+      const pid = Number(await readFile(path.join(work, "pid"), "utf8"));
+      const running = JSON.parse(await readFile(path.join(work, "state-running"), "utf8")) as { pid: number };
+      assert.equal(running.pid, pid, "state's pid is the --pid-file's");
+      const stopped = JSON.parse(await readFile(path.join(work, "state-stopped"), "utf8")) as { pid: number };
+      assert.equal(stopped.pid, 0, "a stopped container has no pid, as with runc");
+      assert.match(await readFile(path.join(work, "wait"), "utf8"), /^7 /);
+      assert.deepEqual(await leftovers(root), []);
+      assert.deepEqual(await netnsLeft(["st-trap"]), []);
+    },
+  );
+
+  it(
+    "run appends to a file opened with >> in order, and exits with the container's code",
+    { timeout: vmTimeout },
+    async () => {
+      await bundle("three", "echo IN; exit 3");
+      await writeFile(path.join(work, "appended"), "OLD\n");
+
+      const r = await sh(
+        `( echo BEFORE; $K run --bundle $W/three st-append; echo "rc=$?"; echo AFTER ) >> $W/appended`,
+      );
+
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(await readFile(path.join(work, "appended"), "utf8"), "OLD\nBEFORE\nIN\nrc=3\nAFTER\n");
+      assert.deepEqual(await leftovers(root), []);
+    },
+  );
+
+  it("run writes to a pipe, whose reader sees its end when the container ended", { timeout: vmTimeout }, async () => {
+    await bundle("piped", "echo one; echo two >&2; echo three");
+
+    const r = await sh(`$K run --bundle $W/piped st-pipe 2>&1 | sed 's/^/| /'`);
+
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout.split("\n").sort(), ["", "| one", "| three", "| two"]);
+    assert.deepEqual(await leftovers(root), []);
+  });
+});
