@@ -1,4 +1,4 @@
-// `npm run bench -- [boot] [net] [ctr] [cri] [--runs N]`: benchmarks, written to docs/benchmarks.md (summary) and
+// `npm run bench -- [boot] [net] [ctr] [cri] [podman] [--runs N]`: benchmarks, written to docs/benchmarks.md (summary) and
 // bench-results/ (raw samples, not committed).
 
 import { hostname, release } from "node:os";
@@ -10,8 +10,9 @@ import { benchBoot, renderBootReport, writeBootResults } from "./boot.js";
 import { benchCri, writeCriResults } from "./cri.js";
 import { benchCtr, writeCtrResults } from "./ctr.js";
 import { benchNet, writeNetResults } from "./net.js";
+import { benchPodman, writePodmanResults } from "./podman.js";
 
-const known = ["boot", "net", "ctr", "cri"];
+const known = ["boot", "net", "ctr", "cri", "podman"];
 const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: { runs: { type: "string" } },
@@ -35,6 +36,9 @@ for (const name of which) {
   } else if (name === "cri") {
     const runs = Math.max(1, Number(values.runs ?? "3"));
     process.stdout.write((await writeCriResults(await benchCri({ runs }), doc, raw, host)) + "\n");
+  } else if (name === "podman") {
+    const runs = Math.max(1, Number(values.runs ?? "3"));
+    process.stdout.write((await writePodmanResults(await benchPodman({ runs }), doc, raw, host)) + "\n");
   } else if (name === "ctr") {
     const runs = Math.max(1, Number(values.runs ?? "3"));
     const r = await benchCtr({ runs, imageDir: process.env["KATA_TS_IMAGE_DIR"] ?? defaultImageDir });

@@ -4,82 +4,33 @@
 
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { release, tmpdir } from "node:os";
-import path from "node:path";
+import { release } from "node:os";
 import { after, before, describe, it } from "node:test";
 import { NodeProcessRunner, runChecked } from "../../src/platform/process.js";
-import { makeBusyboxBundle } from "../../src/tools/busybox-bundle.js";
 import { cliPath, leftovers, makeRunRoot, netnsLeft, removeRunRoot } from "../helpers/cli.js";
-import { requires, testImageDir } from "../helpers/requires.js";
+import { podmanImage as image, startPodman, type PodmanResult, type TestPodman } from "../helpers/podman.js";
+import { requires } from "../helpers/requires.js";
 
 const skip = requires("root", "qemu", "image", "podman");
 const vmTimeout = 300_000;
-const image = "localhost/kata-ts-test-busybox:latest";
-
-interface Result {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
 
 describe("podman with kata-ts as its runtime (real podman, conmon and VM)", { skip }, () => {
-  let work = "";
   let root = "";
-  let podmanArgs: string[] = [];
+  let p: TestPodman | undefined;
   const runner = new NodeProcessRunner();
 
-  function podman(args: readonly string[], timeoutMs = vmTimeout): Promise<Result> {
-    return new Promise((resolve) => {
-      execFile(
-        "podman",
-        [...podmanArgs, ...args],
-        { timeout: timeoutMs, killSignal: "SIGKILL", maxBuffer: 1 << 20 },
-        (e, stdout, stderr) => {
-          const code = e === null ? 0 : typeof e.code === "number" ? e.code : -1;
-          resolve({ code, stdout, stderr });
-        },
-      );
-    });
+  function podman(args: readonly string[], timeoutMs = vmTimeout): Promise<PodmanResult> {
+    if (p === undefined) throw new Error("podman not started");
+    return p.podman(args, { timeoutMs });
   }
 
   before(async () => {
-    work = await mkdtemp(path.join(tmpdir(), "kata-ts-podman-"));
     root = await makeRunRoot();
-    // podman runs the runtime with a path and no way to add our flags to every call: a wrapper does.
-    const runtime = path.join(work, "kata-ts");
-    await writeFile(
-      runtime,
-      `#!/bin/sh\nexec env KATA_TS_IMAGE_DIR=${testImageDir} ${process.execPath} ${cliPath} --root ${root} ` +
-        `--log ${path.join(work, "kata.log")} "$@"\n`,
-    );
-    await chmod(runtime, 0o755);
-    podmanArgs = [
-      "--root",
-      path.join(work, "storage"),
-      "--runroot",
-      path.join(work, "runroot"),
-      "--tmpdir",
-      path.join(work, "tmp"),
-      "--storage-driver",
-      "vfs",
-      "--cgroup-manager",
-      "cgroupfs",
-      "--events-backend",
-      "file",
-      "--runtime",
-      runtime,
-    ];
-    const bundle = await makeBusyboxBundle({ runner }, { dir: path.join(work, "bundle"), args: ["sh"] });
-    const tar = path.join(work, "busybox.tar");
-    await runChecked(runner, "tar", ["-C", path.join(bundle, "rootfs"), "-cf", tar, "."]);
-    const imported = await podman(["import", "--change", 'CMD ["/bin/sh"]', tar, image], 120_000);
-    assert.equal(imported.code, 0, `podman import: ${imported.stderr}`);
+    p = await startPodman(root);
   });
 
   after(async () => {
-    await podman(["rm", "--all", "--force"], 120_000);
-    await rm(work, { recursive: true, force: true });
+    await p?.close();
     await removeRunRoot(root);
   });
 
