@@ -67,7 +67,8 @@ export async function startPodman(kataRoot: string): Promise<TestPodman> {
     podman,
     async close() {
       await podman(["rm", "--all", "--force"], { timeoutMs: 120_000 });
-      await rm(dir, { recursive: true, force: true });
+      // conmon's `podman container cleanup` of a `run --rm` may still be writing in the storage.
+      await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 500 });
     },
   };
 }
