@@ -3,14 +3,14 @@
 // when the container does, and forwards the signals sent to it; `run` writes through the caller's too.
 
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { NodeProcessRunner } from "../../src/platform/process.js";
 import { makeBusyboxBundle } from "../../src/tools/busybox-bundle.js";
-import { cliPath, leftovers, makeRunRoot, netnsLeft, removeRunRoot } from "../helpers/cli.js";
+import { cliPath, leftovers, makeRunRoot, netnsLeft, removeRunRoot, repoRoot } from "../helpers/cli.js";
 import { requires, testImageDir } from "../helpers/requires.js";
 
 const skip = requires("root", "qemu", "image");
@@ -21,11 +21,13 @@ describe("the process stand-in and the caller's descriptors (real VM)", { skip }
   let root = "";
   const runner = new NodeProcessRunner();
   let kataTs = "";
+  let cliArgs: string[] = [];
 
   before(async () => {
     work = await mkdtemp(path.join(tmpdir(), "kata-ts-standin-"));
     root = await makeRunRoot();
-    kataTs = `env KATA_TS_IMAGE_DIR=${testImageDir} ${process.execPath} ${cliPath} --root ${root} --log ${path.join(work, "kata.log")}`;
+    cliArgs = [cliPath, "--root", root, "--log", path.join(work, "kata.log")];
+    kataTs = `env KATA_TS_IMAGE_DIR=${testImageDir} ${process.execPath} ${cliArgs.join(" ")}`;
   });
 
   after(async () => {
@@ -95,6 +97,42 @@ describe("the process stand-in and the caller's descriptors (real VM)", { skip }
 
       assert.equal(r.code, 0, r.stderr);
       assert.equal(await readFile(path.join(work, "appended"), "utf8"), "OLD\nBEFORE\nIN\nrc=3\nAFTER\n");
+      assert.deepEqual(await leftovers(root), []);
+    },
+  );
+
+  it(
+    "Ctrl-C on a terminal reaches the CLI alone, which forwards it to the container",
+    { timeout: vmTimeout },
+    async () => {
+      await bundle("int", 'trap "echo got INT; exit 9" INT; echo ready; while :; do sleep 1; done');
+      // Our pty helper plays the user's terminal: the CLI runs on its slave, in its foreground process group.
+      const helper = path.join(repoRoot, "dist", "native", "kata-ts-tty");
+      const args = [...cliArgs, "run", "--bundle", path.join(work, "int"), "st-int"];
+
+      const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
+        const child = spawn(helper, ["run", "24", "80", "/nonexistent", "--", process.execPath, ...args], {
+          env: { ...process.env, KATA_TS_IMAGE_DIR: testImageDir },
+          stdio: ["pipe", "pipe", "inherit"],
+        });
+        let out = "";
+        let typed = false;
+        const timer = setTimeout(() => child.kill("SIGKILL"), vmTimeout);
+        child.stdout.on("data", (d: Buffer) => {
+          out += d.toString();
+          if (!typed && out.includes("ready")) {
+            typed = true;
+            child.stdin.write("\x03");
+          }
+        });
+        child.once("close", (code) => {
+          clearTimeout(timer);
+          resolve({ code, out: out.replace(/\r/g, "") });
+        });
+      });
+
+      assert.match(r.out, /got INT/);
+      assert.equal(r.code, 9, r.out);
       assert.deepEqual(await leftovers(root), []);
     },
   );

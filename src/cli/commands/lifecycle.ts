@@ -24,6 +24,8 @@ import { prepareConsole, prepareStandIn, type DetachedStdio } from "../stdio-bri
 import { recordStandIn, standInPid } from "../stand-in.js";
 import { parseSignal } from "../signals.js";
 import { forceCleanup } from "../stale.js";
+import { delay } from "../../base/async.js";
+import { processExists } from "../../platform/process.js";
 
 const statusName: Record<number, State["status"]> = {
   [Status.CREATED]: "created",
@@ -183,13 +185,34 @@ const forceDeleteMs = 60_000;
  * sandbox is torn down from its saved state instead, service and VM killed.
  */
 export async function deleteContainer(ctx: RuntimeContext, id: string, force: boolean): Promise<void> {
+  const store = new StateStore(ctx.flags.root);
+  const sid = await store.sandboxOf(id);
+  const standIn = sid === undefined ? undefined : await standInPid(store.sandboxDir(sid), id);
+  await deleteOnly(ctx, store, id, force, sid);
+  // As runc's delete returns with the container's process gone: its stand-in ends with the process.
+  if (standIn !== undefined && standIn !== process.pid) await processGone(standIn, standInExitMs);
+}
+
+/** How long delete waits for a stand-in to pass the last output on and exit. */
+const standInExitMs = 5000;
+
+async function processGone(pid: number, ms: number): Promise<void> {
+  for (let t = 0; t < ms && processExists(pid); t += 50) await delay(50);
+}
+
+async function deleteOnly(
+  ctx: RuntimeContext,
+  store: StateStore,
+  id: string,
+  force: boolean,
+  sid: string | undefined,
+): Promise<void> {
   if (!force) {
     await withTask(ctx, id, (task) => task.delete({ id }), { endsSandbox: true });
     return;
   }
-  const store = new StateStore(ctx.flags.root);
   // runc: deleting a container that does not exist with --force is not an error.
-  if ((await store.sandboxOf(id)) === undefined) return;
+  if (sid === undefined) return;
   try {
     await withTask(
       ctx,
