@@ -137,6 +137,27 @@ describe("the process stand-in and the caller's descriptors (real VM)", { skip }
     },
   );
 
+  it("a signal during the VM's boot tears everything down and says so", { timeout: vmTimeout }, async () => {
+    await bundle("boot", "echo never");
+
+    const r = await sh(`
+      n=$(grep -c "qemu started" $W/kata.log 2>/dev/null || true)
+      $K run --bundle $W/boot st-boot > $W/boot.out 2> $W/boot.err &
+      until [ "$(grep -c "qemu started" $W/kata.log 2>/dev/null || true)" -gt "\${n:-0}" ]; do sleep 0.1; done
+      kill -TERM $!
+      wait $!`);
+
+    // SIGTERM: a non-interactive shell starts background jobs with SIGINT ignored.
+    assert.equal(r.code, 143, await readFile(path.join(work, "boot.err"), "utf8"));
+    assert.match(
+      await readFile(path.join(work, "boot.err"), "utf8"),
+      /^kata-ts: SIGTERM before the container started: container st-boot and its VM were torn down\n$/,
+    );
+    assert.equal(await readFile(path.join(work, "boot.out"), "utf8"), "");
+    assert.deepEqual(await leftovers(root), []);
+    assert.deepEqual(await netnsLeft(["st-boot"]), []);
+  });
+
   it("run writes to a pipe, whose reader sees its end when the container ended", { timeout: vmTimeout }, async () => {
     await bundle("piped", "echo one; echo two >&2; echo three");
 

@@ -104,6 +104,8 @@ export async function runContainer(ctx: RuntimeContext, containerId: string, fla
       sandboxId: role.sandboxId,
       deadlines,
     });
+    // A signal that came before there was anything to cancel: stop here.
+    if (firstSignal !== undefined) throw new KataError(Code.Cancelled, `run ${id}: ${firstSignal}`);
     const task = conn.task;
     // Fifos live in the sandbox's state dir, so whatever removes the sandbox removes them too.
     stdio = await prepareStdio(ctx.runner, path.join(store.sandboxDir(role.sandboxId), "io"));
