@@ -185,6 +185,8 @@ function heldStreams(cp: ChildProcess, count: number): ChildStreams {
 /** heldStreams' hold for an entry past stderr, which is a two-way channel: writes go straight through. */
 function holdDuplex(raw: Duplex): Duplex {
   const held = new Duplex({
+    // The child closing its end closes ours (a reader waiting for 'close' gets it, as with a plain pipe).
+    allowHalfOpen: false,
     read() {
       // Pushed as it arrives (see below): control channels carry little.
     },
