@@ -24,6 +24,8 @@ export interface TestPodman {
   readonly dir: string;
   /** The kata-ts wrapper podman runs (`--runtime`). */
   readonly kataRuntime: string;
+  /** podman's global flags for the private storage, with `--runtime` kata-ts (for a command line of one's own). */
+  readonly baseArgs: readonly string[];
   /** podman with the private storage; `runtime` (a path or name) replaces kata-ts for this call. */
   podman(args: readonly string[], opts?: { timeoutMs?: number; runtime?: string }): Promise<PodmanResult>;
   /** Removes every container and the private storage. */
@@ -64,6 +66,7 @@ export async function startPodman(kataRoot: string): Promise<TestPodman> {
   return {
     dir,
     kataRuntime,
+    baseArgs: [...base, "--runtime", kataRuntime],
     podman,
     async close() {
       await podman(["rm", "--all", "--force"], { timeoutMs: 120_000 });

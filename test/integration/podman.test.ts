@@ -65,6 +65,24 @@ describe("podman with kata-ts as its runtime (real podman, conmon and VM)", { sk
   });
 
   it(
+    "run -it gives the container a terminal (create --console-socket) and its exit code",
+    { timeout: vmTimeout },
+    async () => {
+      // script(1) gives podman the terminal a user would have; podman asks kata-ts for a console socket.
+      if (p === undefined) throw new Error("podman not started");
+      const line = ["podman", ...p.baseArgs, "run", "-it", "--rm", "--network", "none", image];
+      const cmd = `${line.join(" ")} sh -c 'test -t 0 && echo on-a-tty; stty size; exit 4'`;
+      const r = await runner.run("script", ["-qec", cmd, "/dev/null"]);
+
+      assert.equal(r.code, 4, r.stdout + r.stderr);
+      const out = r.stdout.replace(/\r/g, "");
+      assert.match(out, /^on-a-tty$/m);
+      assert.match(out, /^\d+ \d+$/m, "stty size works on the container's terminal");
+      await nothingLeft([]);
+    },
+  );
+
+  it(
     "run -d, exec, logs, kill (137), rm: the container's life through podman",
     { timeout: 2 * vmTimeout },
     async () => {
