@@ -1,4 +1,4 @@
-// `npm run bench -- [boot] [net] [ctr] [cri] [cli] [factory] [--runs N] [--sandboxes N]`: benchmarks, written to docs/benchmarks.md (summary) and
+// `npm run bench -- [boot] [net] [ctr] [cri] [cli] [factory] [podman] [--runs N] [--sandboxes N]`: benchmarks, written to docs/benchmarks.md (summary) and
 // bench-results/ (raw samples, not committed).
 
 import { hostname, release } from "node:os";
@@ -12,8 +12,9 @@ import { benchCri, writeCriResults } from "./cri.js";
 import { benchCtr, writeCtrResults } from "./ctr.js";
 import { benchFactory, writeFactoryResults } from "./factory.js";
 import { benchNet, writeNetResults } from "./net.js";
+import { benchPodman, writePodmanResults } from "./podman.js";
 
-const known = ["boot", "net", "ctr", "cri", "cli", "factory"];
+const known = ["boot", "net", "ctr", "cri", "cli", "factory", "podman"];
 const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: { runs: { type: "string" }, sandboxes: { type: "string" } },
@@ -48,6 +49,9 @@ for (const name of which) {
     const runs = Math.max(3, Number(values.runs ?? "10"));
     const r = await benchCli({ runs, cli, imageDir: process.env["KATA_TS_IMAGE_DIR"] ?? defaultImageDir });
     process.stdout.write((await writeCliResults(r, doc, raw, host)) + "\n");
+  } else if (name === "podman") {
+    const runs = Math.max(1, Number(values.runs ?? "3"));
+    process.stdout.write((await writePodmanResults(await benchPodman({ runs }), doc, raw, host)) + "\n");
   } else if (name === "ctr") {
     const runs = Math.max(1, Number(values.runs ?? "3"));
     const r = await benchCtr({ runs, imageDir: process.env["KATA_TS_IMAGE_DIR"] ?? defaultImageDir });

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the runtime and its tests use. The guest kernel is NOT installed: the image builder
 # downloads Debian's linux-image .deb and extracts it into its cache.
-PACKAGES=(qemu-system-x86 busybox-static crun cpio xz-utils erofs-utils iproute2 util-linux gcc libc6-dev python3 containernetworking-plugins containerd runc)
+PACKAGES=(qemu-system-x86 busybox-static crun cpio xz-utils erofs-utils iproute2 util-linux gcc libc6-dev python3 containernetworking-plugins containerd runc podman conmon)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

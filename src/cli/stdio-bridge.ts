@@ -1,32 +1,43 @@
 // How the caller's stdio reaches a container. The service opens stdio by path (containerd passes fifo
-// paths). A pipe, file, tty or /dev/null of the caller can be reopened by the service as
-// /proc/<pid>/fd/N; a unix socket cannot (ENXIO), so for those the CLI makes fifos and copies between
-// them and its own fds: in this process when it stays attached (run, exec), or in a small relay
-// process that outlives it (create).
+// paths). A terminal or another character device (/dev/null) of the caller is reopened by the service as
+// /proc/<pid>/fd/N: it has no offset, and it is the same device. Anything else goes through fifos the
+// CLI makes and copies through the caller's own descriptor: a unix socket cannot be reopened (ENXIO), a
+// reopened file starts at offset 0 without O_APPEND (`( echo A; kata-ts run ...; echo B ) > f` would
+// overwrite A), and a pipe's reader must see its end only once the process ended. The copy is done in
+// this process when it stays attached (run, exec), or by the process stand-in that outlives it
+// (create, exec -d: see stand-in.ts).
 
-import { closeSync, constants as fsc, fstatSync, open, openSync } from "node:fs";
+import { closeSync, constants as fsc, fstatSync, open, openSync, type Stats } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import net from "node:net";
 import path from "node:path";
 import type { Readable, Writable } from "node:stream";
-import { Code, KataError, errnoOf } from "../base/errors.js";
-import { describeExit, runChecked, type ProcessRunner } from "../platform/process.js";
+import { errnoOf } from "../base/errors.js";
+import { runChecked, type ProcessRunner } from "../platform/process.js";
 import { installRoot } from "./runtime-context.js";
+import { startStandIn, type StandInArgs, type StdioName } from "./stand-in.js";
 
-export type StdioName = "stdin" | "stdout" | "stderr";
+export type { StdioName };
 export interface StdioPathsOut {
   stdin: string;
   stdout: string;
   stderr: string;
 }
 
-/** "" when the fd is closed, "socket" when it cannot be reopened by path, else the /proc path. */
+/** Whether a descriptor of this kind is copied through fifos rather than reopened by the service. */
+export function relaysThrough(st: Pick<Stats, "isCharacterDevice">): boolean {
+  return !st.isCharacterDevice();
+}
+
+/** "" when the fd is closed, "relay" when it is copied through a fifo (relaysThrough), else the /proc path. */
 export function classifyFd(fd: number, pid = process.pid): string {
+  let st: Stats;
   try {
-    return fstatSync(fd).isSocket() ? "socket" : `/proc/${pid}/fd/${fd}`;
+    st = fstatSync(fd);
   } catch {
     return "";
   }
+  return relaysThrough(st) ? "relay" : `/proc/${pid}/fd/${fd}`;
 }
 
 /** Reader end of an output fifo: quiet until the service opens its end, ends when it closes it. */
@@ -126,89 +137,104 @@ async function makeFifos(
   return { dir, fifos };
 }
 
-/**
- * Stdio paths for a new container process. `attached`: this process copies socket stdio itself until
- * `done`; `detached`: a relay process does it, so this one may exit.
- */
-export async function prepareStdio(
-  runner: ProcessRunner,
-  fifoRoot: string,
-  mode: "attached" | "detached",
-): Promise<PreparedStdio> {
-  const kinds = { stdin: classifyFd(0), stdout: classifyFd(1), stderr: classifyFd(2) };
-  const relayed = (Object.keys(kinds) as StdioName[]).filter((n) => kinds[n] === "socket");
+/** Which process a stand-in stands in for (the rest of StandInArgs is the stdio's). */
+export type StandInTarget = Pick<StandInArgs, "socket" | "sandboxId" | "id" | "execId" | "log">;
+
+/** Stdio held by a process stand-in, which outlives this process. */
+export interface DetachedStdio extends PreparedStdio {
+  /** The stand-in's pid: the container process's pid for the caller (--pid-file, state). */
+  readonly pid: number;
+  /** The process exists: the stand-in waits for it from now on. */
+  commit(): void;
+}
+
+function stdioKinds(): StdioPathsOut & Record<StdioName, string> {
+  return { stdin: classifyFd(0), stdout: classifyFd(1), stderr: classifyFd(2) };
+}
+
+/** Stdio paths for a process this one stays attached to (run, exec): it copies until `done`. */
+export async function prepareStdio(runner: ProcessRunner, fifoRoot: string): Promise<PreparedStdio> {
+  const kinds = stdioKinds();
+  const relayed = (Object.keys(kinds) as StdioName[]).filter((n) => kinds[n] === "relay");
   if (relayed.length === 0) {
     return { paths: kinds, done: Promise.resolve(), cleanup: () => Promise.resolve(), abort: () => Promise.resolve() };
   }
   const { dir, fifos } = await makeFifos(runner, fifoRoot, relayed);
   const paths = { ...kinds, ...fifos };
-  const cleanup = (): Promise<void> => rm(dir, { recursive: true, force: true });
-  if (mode === "attached") {
-    const pump = pumpFifos(fifos, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr });
-    const close = async (): Promise<void> => {
-      pump.close();
-      await cleanup();
-    };
-    return { paths, done: pump.done, cleanup: close, abort: close };
+  const pump = pumpFifos(fifos, {
+    get stdin() {
+      return process.stdin;
+    },
+    stdout: process.stdout,
+    stderr: process.stderr,
+  });
+  const close = async (): Promise<void> => {
+    pump.close();
+    await rm(dir, { recursive: true, force: true });
+  };
+  return { paths, done: pump.done, cleanup: close, abort: close };
+}
+
+/**
+ * Stdio for a process this one does not wait for (create, exec -d): a stand-in holds the caller's
+ * descriptors and copies; it is the process's pid for the caller.
+ */
+export async function prepareStandIn(
+  runner: ProcessRunner,
+  fifoRoot: string,
+  target: StandInTarget,
+): Promise<DetachedStdio> {
+  const kinds = stdioKinds();
+  const relay = (Object.keys(kinds) as StdioName[]).filter((n) => kinds[n] === "relay");
+  const made = relay.length === 0 ? undefined : await makeFifos(runner, fifoRoot, relay);
+  const dir = made?.dir ?? "";
+  const removeDir = (): Promise<void> => (dir === "" ? Promise.resolve() : rm(dir, { recursive: true, force: true }));
+  let standIn;
+  try {
+    standIn = await startStandIn(runner, { ...target, dir, relay, copierPid: 0 });
+  } catch (e) {
+    await removeDir();
+    throw e;
   }
-  const relayPid = await startRelay(runner, fifos, dir);
+  return detached({ ...kinds, ...made?.fifos }, standIn, removeDir);
+}
+
+function detached(
+  paths: StdioPathsOut,
+  standIn: { pid: number; commit(): void; abort(): void },
+  removeDir: () => Promise<void>,
+  more: () => void = () => undefined,
+): DetachedStdio {
   return {
     paths,
+    pid: standIn.pid,
     done: Promise.resolve(),
+    // The stand-in removes the fifos when it ends.
     cleanup: () => Promise.resolve(),
+    commit: () => {
+      standIn.commit();
+    },
     abort: async () => {
-      try {
-        process.kill(relayPid, "SIGKILL");
-      } catch (e) {
-        // ESRCH: the relay is already gone.
-        if (errnoOf(e) !== "ESRCH") throw e;
-      }
-      await cleanup();
+      standIn.abort();
+      more();
+      await removeDir();
     },
   };
 }
 
-/** A relay process holding our socket fds: it copies until the container's outputs end. */
-async function startRelay(
-  runner: ProcessRunner,
-  fifos: Partial<Record<StdioName, string>>,
-  dir: string,
-): Promise<number> {
-  const args = [path.join(installRoot, "dist/src/cli/relay-main.js"), dir, ...Object.keys(fifos)];
-  const child = await runner.spawn(process.execPath, args, {
-    detached: true,
-    stdio: [
-      fifos.stdin !== undefined ? "inherit" : "ignore",
-      fifos.stdout !== undefined ? "inherit" : "ignore",
-      fifos.stderr !== undefined ? "inherit" : "ignore",
-      "pipe",
-    ],
-  });
-  const ready = child.stdio[3];
-  if (ready === null || ready === undefined) throw new KataError(Code.Internal, "stdio relay: no ready pipe");
-  return new Promise<number>((resolve, reject) => {
-    ready.once("data", () => {
-      ready.destroy();
-      child.unref();
-      resolve(child.pid);
-    });
-    void child.exited.then((status) => {
-      reject(new KataError(Code.Internal, `stdio relay ended (${describeExit(status)}) before it was ready`));
-    });
-  });
-}
-
 /**
- * stdio for a terminal container created with --console-socket (OCI): the pty helper sends a pty
- * master to the socket and copies between its slave and two fifos the service opens.
+ * stdio for a terminal process with --console-socket (OCI): the pty helper sends a pty master to the
+ * socket and copies between its slave and two fifos the service opens; a stand-in with no stdio of its
+ * own waits for the process (and then for the copier to pass the last output on).
  */
 export async function prepareConsole(
   runner: ProcessRunner,
   fifoRoot: string,
   consoleSocket: string,
-): Promise<PreparedStdio> {
+  target: StandInTarget,
+): Promise<DetachedStdio> {
   const { dir, fifos } = await makeFifos(runner, fifoRoot, ["stdin", "stdout"]);
-  const cleanup = (): Promise<void> => rm(dir, { recursive: true, force: true });
+  const removeDir = (): Promise<void> => rm(dir, { recursive: true, force: true });
   // CAST: makeFifos made both.
   const [stdin, stdout] = [fifos.stdin as string, fifos.stdout as string];
   const helper = path.join(installRoot, "dist/native/kata-ts-tty");
@@ -217,21 +243,25 @@ export async function prepareConsole(
     const r = await runChecked(runner, helper, ["console", consoleSocket, stdin, stdout]);
     copier = Number(r.stdout.trim());
   } catch (e) {
-    await cleanup();
+    await removeDir();
     throw e;
   }
-  return {
-    paths: { stdin, stdout, stderr: "" },
-    done: Promise.resolve(),
-    cleanup: () => Promise.resolve(),
-    abort: async () => {
-      try {
-        process.kill(copier, "SIGKILL");
-      } catch (e) {
-        // ESRCH: the copier is already gone.
-        if (errnoOf(e) !== "ESRCH") throw e;
-      }
-      await cleanup();
-    },
+  const killCopier = (): void => {
+    try {
+      process.kill(copier, "SIGKILL");
+    } catch (e) {
+      // ESRCH: the copier is already gone.
+      if (errnoOf(e) !== "ESRCH") throw e;
+    }
   };
+  let standIn;
+  try {
+    // The copier's fifos are the stand-in's to remove when it ends.
+    standIn = await startStandIn(runner, { ...target, dir, relay: [], copierPid: copier });
+  } catch (e) {
+    killCopier();
+    await removeDir();
+    throw e;
+  }
+  return detached({ stdin, stdout, stderr: "" }, standIn, removeDir, killCopier);
 }

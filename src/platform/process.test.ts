@@ -7,7 +7,7 @@ import { closeSync, openSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import type { Readable } from "node:stream";
+import type { Duplex, Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
 import { Code } from "../base/errors.js";
@@ -88,6 +88,26 @@ describe("NodeProcessRunner with the launcher", () => {
       listed.split("\n").filter((l) => l !== ""),
       ["0", "1", "2", "3", "4"],
     );
+  });
+
+  it("lets the parent write to an extra stdio entry too (a control channel both ways)", { timeout }, async () => {
+    // The child echoes one line read from fd 3 back to fd 3, then exits.
+    const child = await runner.spawn("sh", ["-c", "read line <&3; echo got-$line >&3"], {
+      stdio: ["ignore", "ignore", "ignore", "pipe"],
+    });
+    // CAST: a "pipe" entry past stderr is a duplex socket.
+    const control = child.stdio[3] as Duplex;
+    let back = "";
+    control.on("data", (d: Buffer) => (back += d.toString()));
+    const closed = new Promise((res) => control.once("close", res));
+
+    control.write("go\n");
+    const status = await child.exited;
+    control.end();
+    await closed;
+
+    assert.equal(status.code, 0);
+    assert.equal(back, "got-go\n");
   });
 
   it("runs the program with the argv0 asked for", { timeout }, async () => {

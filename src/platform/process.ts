@@ -4,7 +4,7 @@
 
 import { spawn as nodeSpawn, type ChildProcess, type StdioOptions } from "node:child_process";
 import { existsSync } from "node:fs";
-import { PassThrough, type Readable, type Writable } from "node:stream";
+import { Duplex, PassThrough, type Readable, type Writable } from "node:stream";
 import { abortError, raceAbort } from "../base/async.js";
 import { Code, KataError, errnoOf } from "../base/errors.js";
 import { parseLaunchReport, planLaunch, type LaunchFailure } from "./launcher.js";
@@ -176,10 +176,35 @@ function heldStreams(cp: ChildProcess, count: number): ChildStreams {
     if (i === 0) return cp.stdin;
     if (i === 1) return stdout;
     if (i === 2) return stderr;
-    // CAST: Node makes a readable socket for a "pipe" entry past stderr (and nothing for the others).
-    return s === null || s === undefined ? null : hold(s as Readable);
+    // CAST: Node makes a socket (a socketpair's end) for a "pipe" entry past stderr (nothing for the others).
+    return s === null || s === undefined ? null : holdDuplex(s as Duplex);
   });
   return { stdin: cp.stdin, stdout, stderr, stdio };
+}
+
+/** heldStreams' hold for an entry past stderr, which is a two-way channel: writes go straight through. */
+function holdDuplex(raw: Duplex): Duplex {
+  const held = new Duplex({
+    // The child closing its end closes ours (a reader waiting for 'close' gets it, as with a plain pipe).
+    allowHalfOpen: false,
+    read() {
+      // Pushed as it arrives (see below): control channels carry little.
+    },
+    write(chunk: Buffer, enc: BufferEncoding, cb: (e?: Error | null) => void) {
+      raw.write(chunk, enc, cb);
+    },
+    final(cb: (e?: Error | null) => void) {
+      raw.end();
+      cb();
+    },
+  });
+  raw.on("data", (d: Buffer) => held.push(d));
+  raw.once("end", () => held.push(null));
+  raw.once("error", (e) => held.destroy(e));
+  held.once("close", () => {
+    raw.destroy();
+  });
+  return held;
 }
 
 function childOf(cp: ChildProcess, exited: Promise<ExitStatus>, streams: ChildStreams): Child {

@@ -64,6 +64,19 @@ describe("guestSpec", () => {
     assert.deepEqual(out.linux?.namespaces, [{ type: "pid" }, { type: "ipc" }, { type: "mount" }]);
   });
 
+  it("drops net.* sysctls, which need a network namespace the container no longer has, and keeps the others", () => {
+    const spec = hostSpec();
+    // CAST: hostSpec always has linux.
+    (spec.linux as NonNullable<Spec["linux"]>).sysctl = {
+      "net.ipv4.ping_group_range": "0 0",
+      "kernel.shmmax": "1024",
+    };
+
+    const out = guestSpec({ containerId: "c1", spec });
+
+    assert.deepEqual(out.linux?.sysctl, { "kernel.shmmax": "1024" });
+  });
+
   it("drops devices, the mount label and the process's AppArmor and SELinux labels", () => {
     const spec = hostSpec();
 

@@ -39,6 +39,12 @@ export function guestSpec({ containerId, spec, mounts }: GuestSpecInput): Spec {
     out.linux.namespaces = (out.linux.namespaces ?? [])
       .filter((n) => n.type !== "network")
       .map((n) => ({ type: n.type }));
+    // crun applies a net.* sysctl only in a network namespace of the container's own, which it no
+    // longer has (podman asks for net.ipv4.ping_group_range even with --network none): such a sysctl
+    // would be the whole VM's, shared by the pod, so it is left out rather than failing the container.
+    if (out.linux.sysctl !== undefined) {
+      out.linux.sysctl = Object.fromEntries(Object.entries(out.linux.sysctl).filter(([k]) => !k.startsWith("net.")));
+    }
     delete out.linux.devices;
     delete out.linux.mountLabel;
     out.linux.cgroupsPath = `/kata-ts/${containerId}`;

@@ -92,13 +92,19 @@ async function processes(): Promise<{ pid: number; argv: string[] }[]> {
   return out;
 }
 
-/** QEMU processes whose arguments name a path under `dir`, and per-sandbox services of --root `dir`. */
+/**
+ * QEMU processes and process stand-ins whose arguments name a path under `dir`, and per-sandbox services
+ * of --root `dir`.
+ */
 async function processesUsing(dir: string): Promise<string[]> {
   const found: string[] = [];
   for (const { pid, argv } of await processes()) {
     const [first = ""] = argv;
     if (path.basename(first).startsWith("qemu-system") && argv.some((a) => a.includes(dir))) {
       found.push(`qemu process ${pid}`);
+    }
+    if (argv.some((a) => a.endsWith("relay-main.js")) && argv.some((a) => a.includes(dir))) {
+      found.push(`process stand-in ${pid}`);
     }
     const at = argv.indexOf("--root");
     if (argv.some((a) => a.endsWith("shim-main.js")) && at >= 0 && argv[at + 1] === dir) {

@@ -20,7 +20,8 @@ export type Capability =
   | "cpio"
   | "erofs"
   | "image-build"
-  | "cni";
+  | "cni"
+  | "podman";
 
 /** What building the guest image needs from Debian, besides crun, cpio and mkfs.erofs: binary → package. */
 const imageBuildTools: Readonly<Record<string, string>> = {
@@ -65,6 +66,7 @@ const probes: Record<Capability, () => boolean> = {
   cpio: () => onPath("cpio"),
   erofs: () => onPath("mkfs.erofs"),
   "image-build": () => Object.keys(imageBuildTools).every(onPath) && existsSync(busyboxPath),
+  podman: () => onPath("podman") && onPath("conmon"),
   cni: () => ["bridge", "host-local", "loopback"].every((p) => existsSync(path.join(cniPath, p))) && onPath("tc"),
 };
 
@@ -80,6 +82,7 @@ const reasons: Record<Capability, string> = {
   cpio: "needs cpio (apt-get install -y cpio)",
   erofs: "needs mkfs.erofs (apt-get install -y erofs-utils)",
   "image-build": `needs ${imageBuildNeeds.join(", ")}`,
+  podman: "needs podman and conmon (apt-get install -y podman conmon)",
   cni: `needs CNI's bridge, host-local and loopback plugins in ${cniPath} and tc (apt-get install -y containernetworking-plugins iproute2)`,
 };
 

@@ -7,6 +7,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { Command } from "commander";
 import { Code, KataError } from "../../base/errors.js";
+import { errField } from "../../base/log.js";
 import { loadBundle, parseConfigJson } from "../../oci/bundle.js";
 import { parseProcess } from "../../oci/parse-spec.js";
 import type { Process } from "../../oci/spec.js";
@@ -16,9 +17,9 @@ import type { RuntimeContext } from "../runtime-context.js";
 import { sandboxOf, withTask } from "../service-client.js";
 import { checkPreserveFds, preserveFdsOption } from "../preserve-fds.js";
 import { applyRuncExecFlags, checkRuncExecFlags, collect, runcExecHelp, type RuncExecFlags } from "../exec-flags.js";
-import { prepareStdio } from "../stdio-bridge.js";
+import { prepareConsole, prepareStandIn, prepareStdio } from "../stdio-bridge.js";
 import { attachTerminal, localConsoleSize } from "../terminal.js";
-import { ociState } from "./lifecycle.js";
+import { ociState, writePidFile } from "./lifecycle.js";
 
 interface ExecFlags extends RuncExecFlags {
   readonly tty?: boolean;
@@ -28,6 +29,8 @@ interface ExecFlags extends RuncExecFlags {
   readonly process?: string;
   readonly detach?: boolean;
   readonly preserveFds?: string;
+  readonly pidFile?: string;
+  readonly consoleSocket?: string;
 }
 
 function parseUser(s: string): { uid: number; gid: number } {
@@ -72,7 +75,9 @@ export function registerExec(program: Command, ctx: () => RuntimeContext): void 
     .option("--cwd <dir>", "working directory in the container")
     .option("-u, --user <uid[:gid]>", "user to run as")
     .option("-p, --process <file>", "process.json with the whole process spec")
-    .option("-d, --detach", "do not wait for the process")
+    .option("-d, --detach", "do not wait for the process (a process stand-in on the host does)")
+    .option("--pid-file <file>", "write the pid of the process on the host (its stand-in, or this command)")
+    .option("--console-socket <path>", "with -d and a terminal: unix socket that receives the pty master")
     .option(...preserveFdsOption)
     // runc's other exec flags (exec-flags.ts).
     .option("-g, --additional-gids <gid>", runcExecHelp.additionalGids, collect, [])
@@ -92,27 +97,88 @@ export function registerExec(program: Command, ctx: () => RuntimeContext): void 
         throw new KataError(Code.FailedPrecondition, `container ${id} is ${state.status}, not running`);
       const base = (await loadBundle(state.bundle)).spec.process;
       const spec = await execProcessSpec(base, args, flags);
+      checkConsoleFlags(spec.terminal === true, flags);
       const size = localConsoleSize();
-      if (spec.terminal === true && size !== undefined) spec.consoleSize = size;
+      if (spec.terminal === true && size !== undefined && flags.consoleSocket === undefined) spec.consoleSize = size;
       const execId = `exec-${randomBytes(6).toString("hex")}`;
-      const sid = await sandboxOf(new StateStore(c.flags.root), id);
-      const fifoRoot = path.join(new StateStore(c.flags.root).sandboxDir(sid), "io");
-      const stdio = await prepareStdio(c.runner, fifoRoot, flags.detach === true ? "detached" : "attached");
+      const store = new StateStore(c.flags.root);
+      const sid = await sandboxOf(store, id);
+      const fifoRoot = path.join(store.sandboxDir(sid), "io");
+      process.exitCode =
+        flags.detach === true
+          ? await execDetached(c, { id, execId, sid, spec, fifoRoot, flags })
+          : await execAttached(c, { id, execId, spec, fifoRoot, flags });
+    });
+}
+
+/** runc's rules: a terminal for a detached process goes to a console socket, which needs both. */
+function checkConsoleFlags(terminal: boolean, flags: ExecFlags): void {
+  if (flags.consoleSocket !== undefined && (!terminal || flags.detach !== true)) {
+    throw new KataError(Code.InvalidArgument, "--console-socket goes with -d and a terminal process (-t)");
+  }
+  if (terminal && flags.detach === true && flags.consoleSocket === undefined) {
+    throw new KataError(Code.InvalidArgument, "a detached terminal process needs --console-socket");
+  }
+}
+
+interface ExecRequest {
+  readonly id: string;
+  readonly execId: string;
+  readonly spec: Process;
+  readonly fifoRoot: string;
+  readonly flags: ExecFlags;
+}
+
+/** In the foreground: this command is the process on the host; it copies stdio and exits with its status. */
+async function execAttached(c: RuntimeContext, r: ExecRequest): Promise<number> {
+  if (r.flags.pidFile !== undefined) await writePidFile(path.resolve(r.flags.pidFile), process.pid);
+  const stdio = await prepareStdio(c.runner, r.fifoRoot);
+  try {
+    return await withTask(c, r.id, async (task) => {
+      const terminal = r.spec.terminal === true;
+      const { id, execId } = r;
+      await task.exec({ id, execId, terminal, ...stdio.paths, spec: jsonAny(anyTypes.process, r.spec) });
+      await task.start({ id, execId });
+      const tty = terminal ? attachTerminal(task, id, execId, c.logger) : undefined;
+      const { exitStatus } = await task.wait({ id, execId }).finally(() => tty?.restore());
+      await stdio.done;
+      await task.delete({ id, execId });
+      return exitStatus;
+    });
+  } finally {
+    await stdio.cleanup();
+    process.stdin.destroy();
+  }
+}
+
+/** `exec -d`: a stand-in holds the process's stdio and is its pid (conmon waits for it, as for create's). */
+async function execDetached(c: RuntimeContext, r: ExecRequest & { readonly sid: string }): Promise<number> {
+  const { id, execId } = r;
+  const store = new StateStore(c.flags.root);
+  const target = { socket: store.socketPath(r.sid), sandboxId: r.sid, id, execId, log: c.flags.log ?? "" };
+  const stdio =
+    r.flags.consoleSocket === undefined
+      ? await prepareStandIn(c.runner, r.fifoRoot, target)
+      : await prepareConsole(c.runner, r.fifoRoot, path.resolve(r.flags.consoleSocket), target);
+  try {
+    await withTask(c, id, async (task) => {
+      const terminal = r.spec.terminal === true;
+      await task.exec({ id, execId, terminal, ...stdio.paths, spec: jsonAny(anyTypes.process, r.spec) });
       try {
-        process.exitCode = await withTask(c, id, async (task) => {
-          const terminal = spec.terminal === true;
-          await task.exec({ id, execId, terminal, ...stdio.paths, spec: jsonAny(anyTypes.process, spec) });
-          await task.start({ id, execId });
-          if (flags.detach === true) return 0;
-          const tty = terminal ? attachTerminal(task, id, execId, c.logger) : undefined;
-          const { exitStatus } = await task.wait({ id, execId }).finally(() => tty?.restore());
-          await stdio.done;
-          await task.delete({ id, execId });
-          return exitStatus;
+        // Before it starts: a process whose pid the caller could not learn never runs.
+        if (r.flags.pidFile !== undefined) await writePidFile(path.resolve(r.flags.pidFile), stdio.pid);
+        await task.start({ id, execId });
+      } catch (e) {
+        await task.delete({ id, execId }).catch((err: unknown) => {
+          c.logger.warn("remove an exec that did not start", { containerId: id, execId, err: errField(err) });
         });
-      } finally {
-        if (flags.detach !== true) await stdio.cleanup();
-        process.stdin.destroy();
+        throw e;
       }
     });
+  } catch (e) {
+    await stdio.abort();
+    throw e;
+  }
+  stdio.commit();
+  return 0;
 }

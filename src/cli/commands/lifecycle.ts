@@ -19,10 +19,13 @@ import { checkPreserveFds, preserveFdsOption } from "../preserve-fds.js";
 import { noNewKeyringOption, noPivotOption } from "../runc-flags.js";
 import { resolveVmConfig } from "../vm-config.js";
 import { loadServiceDeadlines } from "../task-deadlines.js";
-import { prepareConsole, prepareStdio, type PreparedStdio } from "../stdio-bridge.js";
+import { prepareConsole, prepareStandIn, type DetachedStdio } from "../stdio-bridge.js";
+import { recordStandIn, standInPid } from "../stand-in.js";
 import { parseSignal } from "../signals.js";
 import { forceCleanup } from "../stale.js";
 import { containerState, type RuncState } from "./state.js";
+import { delay } from "../../base/async.js";
+import { processExists } from "../../platform/process.js";
 
 interface CreateFlags {
   readonly bundle: string;
@@ -31,7 +34,7 @@ interface CreateFlags {
   readonly preserveFds?: string;
 }
 
-/** Creates a container (and, for a sandbox, its VM) and returns the service's pid. */
+/** Creates a container (and, for a sandbox, its VM) and returns the pid of its process stand-in. */
 export async function createContainer(ctx: RuntimeContext, id: string, flags: CreateFlags): Promise<number> {
   checkPreserveFds(flags.preserveFds);
   checkId("container id", id);
@@ -69,12 +72,14 @@ export async function createContainer(ctx: RuntimeContext, id: string, flags: Cr
   const deadlines = await loadServiceDeadlines(() => ctx.config(), ctx.logger);
   const c = await connectTask(socket, { sandboxId: role.sandboxId, deadlines });
   const ioDir = path.join(store.sandboxDir(role.sandboxId), "io");
-  let stdio: PreparedStdio;
+  // The container's process on the host, for the caller: a stand-in holding its stdio (stand-in.ts).
+  const target = { socket, sandboxId: role.sandboxId, id, execId: "", log: ctx.flags.log ?? "" };
+  let stdio: DetachedStdio;
   try {
     stdio =
       flags.consoleSocket === undefined
-        ? await prepareStdio(ctx.runner, ioDir, "detached")
-        : await prepareConsole(ctx.runner, ioDir, path.resolve(flags.consoleSocket));
+        ? await prepareStandIn(ctx.runner, ioDir, target)
+        : await prepareConsole(ctx.runner, ioDir, path.resolve(flags.consoleSocket), target);
   } catch (e) {
     // A service started for this sandbox has nothing to hold: let it go.
     if (role.type === "sandbox") {
@@ -87,9 +92,8 @@ export async function createContainer(ctx: RuntimeContext, id: string, flags: Cr
     throw e;
   }
   try {
-    let pid: number;
     try {
-      pid = (await c.task.create({ id, bundle: bundle.dir, terminal, ...stdio.paths })).pid;
+      await c.task.create({ id, bundle: bundle.dir, terminal, ...stdio.paths });
     } catch (e) {
       await stdio.abort();
       // A sandbox that could not be made ends its service: return once it is gone.
@@ -98,18 +102,19 @@ export async function createContainer(ctx: RuntimeContext, id: string, flags: Cr
       }
       throw e;
     }
-    if (flags.pidFile !== undefined) {
-      try {
-        await writePidFile(path.resolve(flags.pidFile), pid);
-      } catch (e) {
-        // The caller will not learn of a container it cannot find: take it away again.
-        await c.task.delete({ id }, { metadata: { [forceDeleteKey]: "true" } }).catch((err: unknown) => {
-          ctx.logger.warn("delete after the pid file failed", { containerId: id, err: errField(err) });
-        });
-        throw wrap(e, `write --pid-file ${flags.pidFile}`);
-      }
+    try {
+      await recordStandIn(store.sandboxDir(role.sandboxId), id, stdio.pid);
+      if (flags.pidFile !== undefined) await writePidFile(path.resolve(flags.pidFile), stdio.pid);
+    } catch (e) {
+      // The caller will not learn of a container it cannot find: take it away again.
+      await c.task.delete({ id }, { metadata: { [forceDeleteKey]: "true" } }).catch((err: unknown) => {
+        ctx.logger.warn("delete after the pid file failed", { containerId: id, err: errField(err) });
+      });
+      await stdio.abort();
+      throw wrap(e, flags.pidFile === undefined ? "note the stand-in's pid" : `write --pid-file ${flags.pidFile}`);
     }
-    return pid;
+    stdio.commit();
+    return stdio.pid;
   } finally {
     await c.close();
   }
@@ -129,13 +134,34 @@ const forceDeleteMs = 60_000;
  * sandbox is torn down from its saved state instead, service and VM killed.
  */
 export async function deleteContainer(ctx: RuntimeContext, id: string, force: boolean): Promise<void> {
+  const store = new StateStore(ctx.flags.root);
+  const sid = await store.sandboxOf(id);
+  const standIn = sid === undefined ? undefined : await standInPid(store.sandboxDir(sid), id);
+  await deleteOnly(ctx, store, id, force, sid);
+  // As runc's delete returns with the container's process gone: its stand-in ends with the process.
+  if (standIn !== undefined && standIn !== process.pid) await processGone(standIn, standInExitMs);
+}
+
+/** How long delete waits for a stand-in to pass the last output on and exit. */
+const standInExitMs = 5000;
+
+async function processGone(pid: number, ms: number): Promise<void> {
+  for (let t = 0; t < ms && processExists(pid); t += 50) await delay(50);
+}
+
+async function deleteOnly(
+  ctx: RuntimeContext,
+  store: StateStore,
+  id: string,
+  force: boolean,
+  sid: string | undefined,
+): Promise<void> {
   if (!force) {
     await withTask(ctx, id, (task) => task.delete({ id }), { endsSandbox: true });
     return;
   }
-  const store = new StateStore(ctx.flags.root);
   // runc: deleting a container that does not exist with --force is not an error.
-  if ((await store.sandboxOf(id)) === undefined) return;
+  if (sid === undefined) return;
   try {
     await withTask(
       ctx,
@@ -155,7 +181,7 @@ export async function deleteContainer(ctx: RuntimeContext, id: string, force: bo
 }
 
 /** Writes the pid file as runc does: whole or not at all (a temporary file renamed over it). */
-async function writePidFile(file: string, pid: number): Promise<void> {
+export async function writePidFile(file: string, pid: number): Promise<void> {
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
   await writeFile(tmp, String(pid), { mode: 0o644 });
   await rename(tmp, file).catch(async (e: unknown) => {

@@ -22,6 +22,7 @@ import { hostService, type HostedService } from "../service-host.js";
 import { loadServiceDeadlines } from "../task-deadlines.js";
 import { checkPreserveFds, preserveFdsOption } from "../preserve-fds.js";
 import { checkKeep, keepOption, noNewKeyringOption, noPivotOption, noSubreaperOption } from "../runc-flags.js";
+import { recordStandIn } from "../stand-in.js";
 
 const forwardGraceMs = 3000;
 
@@ -69,11 +70,13 @@ export async function runContainer(ctx: RuntimeContext, containerId: string, fla
   let service: HostedService | undefined;
   let conn: TaskConnection | undefined;
   let signals = 0;
+  let firstSignal: NodeJS.Signals | undefined;
   let started = false;
   let stdio: PreparedStdio | undefined;
   let tty: AttachedTerminal | undefined;
   const onSignal = (sig: NodeJS.Signals): void => {
     signals++;
+    firstSignal ??= sig;
     const task = conn?.task;
     if (!started || signals > 1 || task === undefined) {
       // Not running yet (or asked twice): stop everything now. Closing our connection cancels a
@@ -102,11 +105,15 @@ export async function runContainer(ctx: RuntimeContext, containerId: string, fla
       sandboxId: role.sandboxId,
       deadlines,
     });
+    // A signal that came before there was anything to cancel: stop here.
+    if (firstSignal !== undefined) throw new KataError(Code.Cancelled, `run ${id}: ${firstSignal}`);
     const task = conn.task;
     // Fifos live in the sandbox's state dir, so whatever removes the sandbox removes them too.
-    stdio = await prepareStdio(ctx.runner, path.join(store.sandboxDir(role.sandboxId), "io"), "attached");
+    stdio = await prepareStdio(ctx.runner, path.join(store.sandboxDir(role.sandboxId), "io"));
     const terminal = bundle.spec.process?.terminal === true;
     await task.create({ id, bundle: bundle.dir, terminal, ...stdio.paths });
+    // This process is the container's on the host: it lives as long and exits with its status.
+    await recordStandIn(store.sandboxDir(role.sandboxId), id, process.pid);
     at("containerCreated");
     await task.start({ id });
     started = true;
@@ -141,9 +148,13 @@ export async function runContainer(ctx: RuntimeContext, containerId: string, fla
       });
       await service.close();
     }
-    if (signals > 0) {
-      process.stderr.write(`kata-ts: ${describeError(e)}\n`);
-      return 128 + constants.signals.SIGTERM;
+    if (firstSignal !== undefined) {
+      // The signal, not the cancelled call it broke, is what the user needs to hear.
+      const during = started ? "while the container ran" : "before the container started";
+      const gone = service === undefined ? `container ${id} was removed` : `container ${id} and its VM were torn down`;
+      process.stderr.write(`kata-ts: ${firstSignal} ${during}: ${gone}\n`);
+      ctx.logger.debug("run interrupted", { containerId: id, err: describeError(e) });
+      return 128 + constants.signals[firstSignal];
     }
     throw e;
   } finally {

@@ -10,6 +10,7 @@ import { checkId } from "../../base/ids.js";
 import { ociVersion, type State } from "../../oci/spec.js";
 import { StateStore, type PersistedContainer, type PersistedSandbox } from "../../sandbox/persist.js";
 import { serviceListening } from "../service-launch.js";
+import { standInPid } from "../stand-in-record.js";
 
 /** The fields `runc state` prints, in its order (annotations only when there are some). */
 export interface RuncState extends State {
@@ -84,7 +85,8 @@ export async function containerState(root: string, id: string): Promise<RuncStat
     );
   }
   const { saved, c } = found.entry;
-  return stateOf(saved, c, await serviceListening(store.socketPath(found.sandboxId)));
+  const holder = await standInPid(store.sandboxDir(found.sandboxId), id);
+  return stateOf(saved, c, await serviceListening(store.socketPath(found.sandboxId)), holder);
 }
 
 export interface ListRow extends RuncState {
@@ -128,7 +130,10 @@ export async function listContainers(root: string, warn: (msg: string, sandboxId
     if (saved === undefined) continue;
     const up = await serviceListening(store.socketPath(sid));
     const owner = await ownerOf(store.sandboxDir(sid));
-    for (const c of saved.containers) rows.push({ ...stateOf(saved, c, up), owner, sandbox: sid });
+    for (const c of saved.containers) {
+      const holder = await standInPid(store.sandboxDir(sid), c.id);
+      rows.push({ ...stateOf(saved, c, up, holder), owner, sandbox: sid });
+    }
   }
   return rows;
 }

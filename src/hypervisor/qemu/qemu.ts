@@ -128,8 +128,13 @@ export class QemuHypervisor implements Hypervisor {
       const argv =
         config.netnsPath === undefined ? confined : ["nsenter", `--net=${config.netnsPath}`, "--", ...confined];
       const [file, ...rest] = argv;
+      // Its own session: a terminal's Ctrl-C (to `kata-ts run`, which may host the service) is for the
+      // CLI to forward to the container, not for QEMU to die of.
       // CAST: argv always starts with the program.
-      child = await this.#deps.runner.spawn(file as string, rest, { stdio: ["ignore", "ignore", "pipe"] });
+      child = await this.#deps.runner.spawn(file as string, rest, {
+        detached: true,
+        stdio: ["ignore", "ignore", "pipe"],
+      });
     } catch (e) {
       await rm(config.vmDir, { recursive: true, force: true });
       throw e;
