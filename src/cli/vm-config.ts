@@ -88,6 +88,8 @@ export async function resolveVmConfig(ctx: RuntimeContext, spec: Spec, configPat
     vcpus: sizing.vcpus,
     memoryMiB: sizing.memoryMiB,
     ...(sizing.hotplug === undefined ? {} : { hotplug: sizing.hotplug }),
+    ...(h.tcgTbSizeMiB === 0 ? {} : { tcgTbSizeMiB: h.tcgTbSizeMiB }),
+    ...(h.reclaimGuestFreedMemory ? { reclaimGuestFreedMemory: true } : {}),
     kernelPath: files.kernel,
     initrdPath: files.initrd,
     readonlyDisks: ours ? [{ path: image.toolsDiskPath, serial: toolsDiskSerial }] : [],

@@ -37,6 +37,8 @@ export const minMsize9p = 4096;
  * by kernel version), so a larger value can only be a mistake; it also keeps the mount option an int.
  */
 export const maxMsize9p = 4 << 20;
+/** QEMU's own TCG buffer default; more would only reserve address space. */
+export const maxTcgTbSizeMiB = 1024;
 
 /** Kata caps cold-plugged PCI bridges at 5 (katautils maxPCIBridges). */
 export const maxBridges = 5;
@@ -71,6 +73,8 @@ export const defaultConfig: RuntimeConfig = {
     // Kata: 8192. kata-ts has run with 256 KiB since the walking skeleton; 8 KiB splits every read of the
     // container rootfs into 8 KiB round trips through QEMU.
     msize9p: 262144,
+    reclaimGuestFreedMemory: false,
+    tcgTbSizeMiB: 0,
     enableDebug: false,
     disableNestingChecks: false,
     // Kata's Makefile enables ["enable_iommu", "kernel_params", "kernel_verity_params"]; kata-ts enables none:

@@ -59,7 +59,6 @@ export const kataOnlyHypervisorKeys: ReadonlySet<string> = new Set([
   "memory_offset",
   "hypervisor_loglevel",
   "enable_mem_prealloc",
-  "reclaim_guest_freed_memory",
   "enable_hugepages",
   "enable_virtio_mem",
   "enable_iommu",

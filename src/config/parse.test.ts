@@ -50,6 +50,8 @@ describe("parseConfig", () => {
       block_device_driver = "virtio-scsi"
       shared_fs = "virtio-9p"
       msize_9p = 8192
+      reclaim_guest_freed_memory = true
+      tcg_tb_size = 64
       enable_debug = true
       disable_nesting_checks = true
       enable_annotations = ["kernel_params", "default_.*"]
@@ -100,6 +102,8 @@ describe("parseConfig", () => {
         blockDeviceDriver: "virtio-scsi",
         sharedFs: "virtio-9p",
         msize9p: 8192,
+        reclaimGuestFreedMemory: true,
+        tcgTbSizeMiB: 64,
         enableDebug: true,
         disableNestingChecks: true,
         enableAnnotations: ["kernel_params", "default_.*"],
@@ -169,6 +173,12 @@ describe("parseConfig", () => {
     ["too many bridges", "default_bridges = 6", `${q} default_bridges: must be an integer between 0 and 5`],
     ["small msize", "msize_9p = 512", `${q} msize_9p: must be an integer between 4096 and 4194304`],
     ["large msize", "msize_9p = 4194305", `${q} msize_9p: must be an integer between 4096 and 4194304`],
+    ["huge tb size", "tcg_tb_size = 2048", `${q} tcg_tb_size: must be an integer between 0 and 1024`],
+    [
+      "reclaim as a string",
+      'reclaim_guest_freed_memory = "yes"',
+      `${q} reclaim_guest_freed_memory: must be a boolean, not string`,
+    ],
     ["relative path", 'path = "qemu"', `${q} path: must be an absolute path, not "qemu"`],
     ["empty kernel", 'kernel = ""', `${q} kernel: must be an absolute path, not ""`],
     ["relative firmware", 'firmware = "bios.bin"', `${q} firmware: must be an absolute path, not "bios.bin"`],

@@ -2,7 +2,16 @@
 // range-checked, every problem collected (none stops the others), Kata-only and unknown keys turned into
 // warnings. Pure: load.ts does the file reading and merging.
 
-import { defaultConfig, maxBridges, maxMsize9p, maxTimeoutMs, maxVcpus, minMemoryMiB, minMsize9p } from "./defaults.js";
+import {
+  defaultConfig,
+  maxBridges,
+  maxMsize9p,
+  maxTcgTbSizeMiB,
+  maxTimeoutMs,
+  maxVcpus,
+  minMemoryMiB,
+  minMsize9p,
+} from "./defaults.js";
 import {
   kata1Sections,
   kataOnlyAgentKeys,
@@ -59,6 +68,8 @@ function hypervisor(r: SectionReader, d: HypervisorConfig): HypervisorConfig {
       none: "never",
     }),
     msize9p: r.int("msize_9p", d.msize9p, minMsize9p, maxMsize9p),
+    reclaimGuestFreedMemory: r.bool("reclaim_guest_freed_memory", d.reclaimGuestFreedMemory),
+    tcgTbSizeMiB: r.int("tcg_tb_size", d.tcgTbSizeMiB, 0, maxTcgTbSizeMiB),
     enableDebug: r.bool("enable_debug", d.enableDebug),
     disableNestingChecks: r.bool("disable_nesting_checks", d.disableNestingChecks),
     enableAnnotations: r.strings("enable_annotations", d.enableAnnotations, regexProblem),

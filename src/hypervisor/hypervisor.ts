@@ -51,6 +51,10 @@ export interface VmSpec {
   readonly kernelParams: readonly string[];
   /** The hypervisor binary, when not the driver's default (configuration, annotations). */
   readonly binaryPath?: string;
+  /** TCG only: the translated-code buffer, MiB (absent: QEMU's 1 GiB, which stays resident once filled). */
+  readonly tcgTbSizeMiB?: number;
+  /** A free-page-reporting balloon, so memory the guest frees goes back to the host. */
+  readonly reclaimGuestFreedMemory?: boolean;
 }
 
 export interface VmConfig extends VmSpec {

@@ -56,6 +56,7 @@ export const guestModules = [
   "overlay",
   "crc32c_generic",
   "erofs",
+  "virtio_balloon",
 ] as const;
 
 export interface GuestImage {

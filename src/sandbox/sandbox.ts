@@ -369,6 +369,8 @@ function vmSpecOf(vm: SandboxVmConfig): VmSpec {
     kernelParams,
     ...(readonlyDisks === undefined ? {} : { readonlyDisks }),
     ...(binaryPath === undefined ? {} : { binaryPath }),
+    ...(vm.tcgTbSizeMiB === undefined ? {} : { tcgTbSizeMiB: vm.tcgTbSizeMiB }),
+    ...(vm.reclaimGuestFreedMemory === undefined ? {} : { reclaimGuestFreedMemory: vm.reclaimGuestFreedMemory }),
   };
 }
 

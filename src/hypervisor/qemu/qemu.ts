@@ -95,6 +95,8 @@ export class QemuHypervisor implements Hypervisor {
       machineType: config.machineType,
       accel,
       cpuModel: accel === "kvm" ? "host" : "max",
+      ...(config.tcgTbSizeMiB === undefined ? {} : { tcgTbSizeMiB: config.tcgTbSizeMiB }),
+      ...(config.reclaimGuestFreedMemory === true ? { freePageReporting: true } : {}),
       vcpus: config.vcpus,
       memoryMiB: config.memoryMiB,
       ...(config.hotplug === undefined ? {} : { hotplug: config.hotplug }),

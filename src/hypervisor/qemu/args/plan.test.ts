@@ -180,6 +180,34 @@ describe("planQemuArgs", () => {
     assert.equal(valueOf(argv, "-machine"), "microvm,accel=tcg,memory-backend=mem0");
   });
 
+  it("sizes TCG's code buffer with -accel, and leaves accel off -machine (QEMU refuses both)", () => {
+    const tcg = planQemuArgs({ ...microvmTcg, tcgTbSizeMiB: 64 });
+    const kvm = planQemuArgs({ ...q35Kvm, tcgTbSizeMiB: 64 });
+
+    assert.equal(valueOf(tcg, "-machine"), "microvm");
+    assert.equal(valueOf(tcg, "-accel"), "tcg,tb-size=64");
+    assert.equal(valueOf(kvm, "-machine"), "q35,accel=kvm");
+    assert.equal(kvm.includes("-accel"), false);
+    for (const bad of [0, 1.5, 1025]) {
+      assert.throws(
+        () => planQemuArgs({ ...microvmTcg, tcgTbSizeMiB: bad }),
+        /tcgTbSizeMiB: .* is not an integer in 1\.\.1024/,
+      );
+    }
+  });
+
+  it("adds a free-page-reporting balloon only when asked, on the machine's transport", () => {
+    const balloons = (argv: string[]): string[] => valuesOf(argv, "-device").filter((d) => d.includes("balloon"));
+
+    assert.deepEqual(balloons(planQemuArgs({ ...microvmTcg, freePageReporting: true })), [
+      "virtio-balloon-device,id=balloon0,free-page-reporting=on",
+    ]);
+    assert.deepEqual(balloons(planQemuArgs({ ...q35Kvm, freePageReporting: true })), [
+      "virtio-balloon-pci,id=balloon0,free-page-reporting=on",
+    ]);
+    assert.deepEqual(balloons(planQemuArgs(microvmTcg)), []);
+  });
+
   it("leaves q35 room to hotplug vCPUs and memory DIMMs when asked", () => {
     const argv = planQemuArgs({ ...q35Kvm, hotplug: { maxVcpus: 8, maxMemoryMiB: 16384, memorySlots: 10 } });
 

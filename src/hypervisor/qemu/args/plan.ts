@@ -4,6 +4,7 @@
 import { Buffer } from "node:buffer";
 import { isAbsolute } from "node:path";
 import { Code, KataError } from "../../../base/errors.js";
+import { maxTcgTbSizeMiB } from "../../../config/defaults.js";
 import { maxUnixPathBytes } from "../../../platform/unix-socket.js";
 import { agentPortName } from "../../../protocol/guest-paths.js";
 import type { VmNic, VmSpec } from "../../hypervisor.js";
@@ -12,8 +13,10 @@ import {
   bios,
   blockdevRawFile,
   chardevSocket,
+  accelerator,
   cpu,
   deviceVirtio9p,
+  deviceVirtioBalloon,
   deviceVirtioBlk,
   deviceVirtioNet,
   deviceVirtioSerial,
@@ -74,6 +77,10 @@ export interface QemuVmConfig extends Pick<
   readonly firmware?: string;
   /** NICs on existing taps (see VmNic), in the order the guest numbers them. */
   readonly nics?: readonly VmNic[];
+  /** TCG only: the translated-code buffer, MiB (QEMU's default: 1 GiB, kept once touched). */
+  readonly tcgTbSizeMiB?: number;
+  /** A free-page-reporting balloon: the guest's freed memory goes back to the host. */
+  readonly freePageReporting?: boolean;
 }
 
 /** Ids of the backends and frontends the planner creates; the driver uses them in QMP commands. */
@@ -87,6 +94,7 @@ export const qemuIds = {
   image: "image0",
   imageDevice: "blk0",
   memory: "mem0",
+  balloon: "balloon0",
 } as const;
 
 /** Netdev and device ids of nics[i]. */
@@ -182,6 +190,10 @@ function configIssues(c: QemuVmConfig): string[] {
   path("memoryBackend.memPath", c.memoryBackend?.memPath);
   path("pidfilePath", c.pidfilePath);
   path("firmware", c.firmware);
+  const tb = c.tcgTbSizeMiB;
+  if (tb !== undefined && (!Number.isInteger(tb) || tb < 1 || tb > maxTcgTbSizeMiB)) {
+    issues.push(`tcgTbSizeMiB: ${tb} is not an integer in 1..${maxTcgTbSizeMiB}`);
+  }
   return issues;
 }
 
@@ -198,12 +210,15 @@ export function planQemuArgs(config: QemuVmConfig): string[] {
   const ids = qemuIds;
   const s: QemuSwitch[] = [];
 
+  // -machine accel= unless TCG options need -accel (QEMU refuses both).
+  const tbSize = config.accel === "tcg" ? config.tcgTbSizeMiB : undefined;
   s.push(
     machine({
       type: config.machineType,
-      accel: config.accel,
+      ...(tbSize === undefined ? { accel: config.accel } : {}),
       ...(config.memoryBackend === undefined ? {} : { memoryBackend: ids.memory }),
     }),
+    ...(tbSize === undefined ? [] : [accelerator(config.accel, { tbSizeMiB: tbSize })]),
     cpu(config.cpuModel),
     smp(config.vcpus, config.hotplug?.maxVcpus),
     m(
@@ -268,6 +283,7 @@ export function planQemuArgs(config: QemuVmConfig): string[] {
       deviceVirtioNet(bus, { id: device, netdev, mac: n.mac.toLowerCase() }),
     );
   }
+  if (config.freePageReporting === true) s.push(deviceVirtioBalloon(bus, { id: ids.balloon }));
   if (config.pidfilePath !== undefined) s.push(pidfile(config.pidfilePath));
   if (config.incoming !== undefined) s.push(incoming(config.incoming));
   return toArgv(s);

@@ -33,9 +33,28 @@ function virtioDevice(base: string, transport: VirtioTransport): string {
   return `${base}-${transport === "mmio" ? "device" : "pci"}`;
 }
 
-export function machine(opts: { type: MachineType; accel: Accel; memoryBackend?: string }): QemuSwitch {
+/** Without `accel`, the accelerator comes from a separate accelerator() switch (QEMU refuses both). */
+export function machine(opts: { type: MachineType; accel?: Accel; memoryBackend?: string }): QemuSwitch {
+  const accel = opts.accel === undefined ? "" : `,accel=${opts.accel}`;
   const backend = opts.memoryBackend === undefined ? "" : `,memory-backend=${qemuValue(opts.memoryBackend)}`;
-  return ["-machine", `${opts.type},accel=${opts.accel}${backend}`];
+  return ["-machine", `${opts.type}${accel}${backend}`];
+}
+
+/**
+ * `-accel tcg,tb-size=N`: TCG's translated-code buffer, in MiB. QEMU 7.2 reserves 1 GiB for it and keeps
+ * every page it ever filled, so an idle guest's translations stay resident in QEMU for good.
+ */
+export function accelerator(accel: Accel, opts: { tbSizeMiB?: number } = {}): QemuSwitch {
+  const tb = accel === "tcg" && opts.tbSizeMiB !== undefined ? `,tb-size=${opts.tbSizeMiB}` : "";
+  return ["-accel", `${accel}${tb}`];
+}
+
+/**
+ * A balloon that only reports the guest's free pages (free-page-reporting): QEMU drops them from its
+ * memory, so guest memory freed after boot is given back to the host. The balloon itself never inflates.
+ */
+export function deviceVirtioBalloon(transport: VirtioTransport, opts: { id: string }): QemuSwitch {
+  return ["-device", `${virtioDevice("virtio-balloon", transport)},id=${qemuValue(opts.id)},free-page-reporting=on`];
 }
 
 export function cpu(model: string): QemuSwitch {
