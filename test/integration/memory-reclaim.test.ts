@@ -9,7 +9,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { NodeProcessRunner } from "../../src/platform/process.js";
 import { makeBusyboxBundle } from "../../src/tools/busybox-bundle.js";
-import { leftovers, makeRunRoot, removeRunRoot, runCli } from "../helpers/cli.js";
+import { leftovers, makeRunRoot, removeRunRoot, runCli, runCliToFiles } from "../helpers/cli.js";
 import { requires, testImageDir } from "../helpers/requires.js";
 import { eventually } from "../helpers/vm-world.js";
 
@@ -51,7 +51,10 @@ describe("guest memory reclaim (real VM)", { skip }, () => {
     const cli = (...args: string[]): ReturnType<typeof runCli> =>
       runCli(["--root", root, "--config", config, ...args], { env });
     try {
-      const created = await cli("create", "--bundle", dir, id);
+      // create's stdio stays with the container's process (as runc's): files, not pipes to wait on.
+      const created = await runCliToFiles(["--root", root, "--config", config, "create", "--bundle", dir, id], work, {
+        env,
+      });
       assert.equal(created.code, 0, created.stderr);
       assert.equal((await cli("start", id)).code, 0);
       const pid = Number((await readFile(path.join(root, "vm", id, "qemu.pid"), "utf8")).trim());
