@@ -71,6 +71,16 @@ describe("template selection", () => {
     assert.ok(got.includes("memory MiB: template 2048, sandbox 1024"));
   });
 
+  it("a clone with or without the balloon of reclaim_guest_freed_memory matches only a template alike", () => {
+    const withBalloon = { ...request, spec: { ...request.spec, reclaimGuestFreedMemory: true } };
+
+    assert.deepEqual(templateMismatches(record, withBalloon), [
+      "free-page-reporting balloon: template false, sandbox true",
+    ]);
+    assert.deepEqual(templateMismatches({ ...record, balloon: true }, withBalloon), []);
+    assert.deepEqual(templateMismatches({ ...record, balloon: true }, request).length, 1);
+  });
+
   it("another QEMU or accelerator does not match", () => {
     const got = templateMismatches(record, { ...request, accel: "kvm", binary: "/opt/qemu" });
 

@@ -68,6 +68,8 @@ export interface TemplateRecord {
   readonly disks: readonly (FileIdentity & { readonly serial: string })[];
   /** The template's NICs' tap names (a clone opens the same names in its own netns). */
   readonly taps: readonly string[];
+  /** Whether it has the free-page-reporting balloon (reclaim_guest_freed_memory): a device, so in its state. */
+  readonly balloon?: boolean;
   readonly stateBytes: number;
   /** Warm-up run before the snapshot (docs/factory.md): what was run, or "none". */
   readonly warmup: string;
@@ -107,6 +109,7 @@ export function templateMismatches(rec: TemplateRecord, req: TemplateRequest): s
   same("vcpus", rec.vcpus, req.spec.vcpus);
   same("memory MiB", rec.memoryMiB, req.spec.memoryMiB);
   same("hotplug room", rec.hotplug, req.spec.hotplug ?? null);
+  same("free-page-reporting balloon", rec.balloon ?? false, req.spec.reclaimGuestFreedMemory === true);
   same("kernel parameters", rec.kernelParams, req.spec.kernelParams);
   same("kernel", rec.kernel, req.kernel);
   same("initrd", rec.initrd, req.initrd);
@@ -141,6 +144,7 @@ export function parseTemplateRecord(text: string): TemplateRecord {
     Number.isInteger(r.vcpus) &&
     Number.isInteger(r.memoryMiB) &&
     (r.hotplug === null || typeof r.hotplug === "object") &&
+    (r.balloon === undefined || typeof r.balloon === "boolean") &&
     Array.isArray(r.kernelParams) &&
     isIdentity(r.kernel) &&
     isIdentity(r.initrd) &&

@@ -170,6 +170,7 @@ export async function initTemplate(
       initrd: request.initrd,
       disks: request.disks,
       taps: [],
+      balloon: spec.reclaimGuestFreedMemory === true,
       stateBytes: (await stat(files.state)).size,
       warmup: warmed,
     };
