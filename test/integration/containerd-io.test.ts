@@ -56,8 +56,10 @@ function underPty(command: string): {
   child.stderr.on("data", (d: Buffer) => {
     out += d.toString();
   });
+  let closed: number | null | undefined;
   const exited = new Promise<number | null>((resolve) => {
     child.once("close", (code) => {
+      closed = code;
       child.stdin.end();
       resolve(code);
     });
@@ -69,7 +71,12 @@ function underPty(command: string): {
       for (;;) {
         const m = out.match(re);
         if (m !== null) return m;
-        if (Date.now() > end || child.exitCode !== null) throw new Error(`no ${re} in: ${JSON.stringify(out)}`);
+        // "close", not "exit": only then has all of the pty's output been read.
+        if (Date.now() > end || closed !== undefined) {
+          throw new Error(
+            `no ${re} in: ${JSON.stringify(out)} (script ${closed === undefined ? "still runs" : `exited ${closed}`})`,
+          );
+        }
         await delay(100);
       }
     },
@@ -208,6 +215,10 @@ describe(
           assert.deepEqual(await leftovers(ctrd.kataRoot), []);
         } finally {
           events.kill();
+          // A failure above must not leave its pod to fail the next tests' leftover checks too.
+          await ctrd.ctr(["task", "kill", "-s", "SIGKILL", id]);
+          await ctrd.ctr(["task", "delete", "--force", id]);
+          await ctrd.ctr(["containers", "delete", id]);
         }
       },
     );
