@@ -75,6 +75,13 @@ static int write_all(int fd, const char *buf, ssize_t n) {
 }
 
 static int run(int rows, int cols, const char *resize_file, char **argv) {
+  /* First of all: a SIGUSR1 before the handler exists would kill us (its default action), and the agent
+   * sends one as soon as the process's terminal is resized. It checks SigCgt before signalling; a size
+   * written before then is read once below (resize_pending starts set). The child gets SIG_DFL back at exec. */
+  struct sigaction sa = {0};
+  sa.sa_handler = on_usr1;
+  sigaction(SIGUSR1, &sa, NULL);
+  resize_pending = 1;
   char name[128];
   int master = open_master(name, sizeof name);
   set_size(master, rows, cols);
@@ -90,9 +97,6 @@ static int run(int rows, int cols, const char *resize_file, char **argv) {
     execvp(argv[0], argv);
     die("exec");
   }
-  struct sigaction sa = {0};
-  sa.sa_handler = on_usr1;
-  sigaction(SIGUSR1, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
   char buf[65536];
   int in_open = 1;

@@ -13,6 +13,7 @@ import { NodeProcessRunner, runChecked } from "../platform/process.js";
 import { agentPortName, guestPsColumns } from "../protocol/guest-paths.js";
 import { TtrpcServer } from "../protocol/ttrpc/server.js";
 import { Agent } from "../guest/agent.js";
+import { catchesSignal } from "../guest/guest-process.js";
 import { Crun } from "../guest/crun.js";
 import { agentLogLevel } from "../guest/log-level.js";
 import { servePort } from "../guest/serve-port.js";
@@ -83,6 +84,7 @@ async function main(startedFrom: "snapshot" | "bundle"): Promise<void> {
     setHostname: (name) => writeFile("/proc/sys/kernel/hostname", name),
     loadKernelModule: (name, parameters) => loadKernelModule(runner, name, parameters),
     oom: new OomEvents(logger),
+    catchesSignal,
   });
   // The serial port has no connection boundaries the agent can always see: a host that reconnects
   // quickly starts its stream ids at 1 on what looks like the same connection.

@@ -312,6 +312,17 @@ describe("Agent", () => {
       assert.equal(await readFile(path.join(bundlesDir, "c1", "winsize"), "utf8"), "30 100\n");
       assert.deepEqual(init.signals, ["SIGUSR1"]);
     });
+
+    it("only writes the size while the helper does not catch SIGUSR1 yet (the signal would kill it)", async () => {
+      ({ agent, crun } = agentWorld(bundlesDir, undefined, () => Promise.resolve(false)));
+      await withSandbox();
+      const init = await running("c1");
+
+      await agent.resizeTerminal("c1", "", 30, 100);
+
+      assert.equal(await readFile(path.join(bundlesDir, "c1", "winsize"), "utf8"), "30 100\n");
+      assert.deepEqual(init.signals, []);
+    });
   });
 
   describe("execProcess", () => {

@@ -53,6 +53,8 @@ export interface AgentDeps {
   readonly cgroupRoot?: string;
   /** Out-of-memory kills per container, for GetOOMEvent; without it GetOOMEvent is UNIMPLEMENTED. */
   readonly oom?: OomEvents;
+  /** Whether process `pid` has a handler for `signal` (its SigCgt); absent: assumed (fakes). */
+  readonly catchesSignal?: (pid: number, signal: number) => Promise<boolean>;
 }
 
 export class Agent {
@@ -238,7 +240,10 @@ export class Agent {
     }
     if (p.exited) return;
     await writeFile(p.resizeFile, `${rows} ${cols}\n`);
-    p.signal(constants.signals.SIGUSR1);
+    // Until the helper catches SIGUSR1, the signal would kill it; it reads the file once it does.
+    if (await (this.#deps.catchesSignal ?? (() => Promise.resolve(true)))(p.pid, constants.signals.SIGUSR1)) {
+      p.signal(constants.signals.SIGUSR1);
+    }
   }
 
   async pauseContainer(containerId: string): Promise<void> {

@@ -9,7 +9,7 @@ import { after, before, describe, it } from "node:test";
 import { delay } from "../base/async.js";
 import { ignoreErrno } from "../base/errors.js";
 import { NodeProcessRunner } from "../platform/process.js";
-import { GuestProcess } from "./guest-process.js";
+import { GuestProcess, catchesSignal } from "./guest-process.js";
 
 const runner = new NodeProcessRunner();
 
@@ -57,5 +57,24 @@ describe("GuestProcess.signalInContainer", () => {
     await assert.rejects(p.signalInContainer(4242), /signal 4242 is not a signal number/);
     await p.signalInContainer(9);
     await p.exitCode;
+  });
+});
+
+describe("catchesSignal", () => {
+  it("reads a process's SigCgt: a handler counts, a default action does not, a gone process does not", async () => {
+    const handler = (): void => undefined;
+    process.on("SIGUSR2", handler);
+    try {
+      const sleeper = await new NodeProcessRunner().spawn("sleep", ["30"]);
+      try {
+        assert.equal(await catchesSignal(process.pid, 12), true);
+        assert.equal(await catchesSignal(sleeper.pid, 12), false);
+        assert.equal(await catchesSignal(2 ** 22 + 1, 12), false);
+      } finally {
+        sleeper.kill("SIGKILL");
+      }
+    } finally {
+      process.off("SIGUSR2", handler);
+    }
   });
 });

@@ -126,3 +126,14 @@ export class GuestProcess {
     this.#child.kill("SIGKILL");
   }
 }
+
+/**
+ * Whether process `pid` catches `signal`, from the SigCgt mask in /proc/<pid>/status: false when it does
+ * not (yet), or is gone.
+ */
+export async function catchesSignal(pid: number, signal: number): Promise<boolean> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8").catch(ignoreErrno("ENOENT", "ESRCH"));
+  const hex = status === undefined ? undefined : /^SigCgt:\s*([0-9a-f]+)$/m.exec(status)?.[1];
+  if (hex === undefined || signal < 1 || signal > 64) return false;
+  return ((BigInt(`0x${hex}`) >> BigInt(signal - 1)) & 1n) === 1n;
+}

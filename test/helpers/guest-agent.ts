@@ -219,7 +219,11 @@ export interface AgentWorld {
 }
 
 /** An Agent over a FakeCrun and the fake storage driver, writing bundles under `bundlesDir`. */
-export function agentWorld(bundlesDir: string, logger: Logger = nullLogger): AgentWorld {
+export function agentWorld(
+  bundlesDir: string,
+  logger: Logger = nullLogger,
+  catchesSignal?: (pid: number, signal: number) => Promise<boolean>,
+): AgentWorld {
   const crun = new FakeCrun();
   const handler = new FakeStorageHandler();
   const hostnames: string[] = [];
@@ -232,6 +236,7 @@ export function agentWorld(bundlesDir: string, logger: Logger = nullLogger): Age
       return Promise.resolve();
     },
     bundlesDir,
+    ...(catchesSignal === undefined ? {} : { catchesSignal }),
   });
   return { agent, crun, handler, hostnames };
 }
