@@ -126,10 +126,10 @@ describe("template NIC", () => {
     ]);
   });
 
-  it("a clone's QEMU gets the template's NIC, and its guest the pod's MAC for the NIC with the template's", () => {
+  it("a clone's QEMU gets the template's tap with the pod's MAC, and its guest the pod's MAC for the NIC with the template's", () => {
     const { nics, macChanges } = cloneNics(withNic, [podNic]);
 
-    assert.deepEqual(nics, [templateNic]);
+    assert.deepEqual(nics, [{ tapName: templateNic.tapName, mac: "02:42:0a:58:00:05" }]);
     assert.deepEqual(macChanges, [{ mac: "02:42:0a:58:00:05", currentMac: templateNic.mac }]);
     const ifaces = withCurrentMacs(
       [

@@ -170,16 +170,23 @@ export interface NicMacChange {
 }
 
 /**
- * The NICs a clone's QEMU gets (the template's: the device state it loads is theirs) and the MAC
- * changes its guest needs, for a sandbox whose NICs fit (templateMismatches empty).
+ * The NICs a clone's QEMU gets and the MAC changes its guest needs, for a sandbox whose NICs fit
+ * (templateMismatches empty). The template's NICs, on the same taps; the device state the clone loads
+ * holds the template's MAC (what the guest and the device's receive filter see until the guest sets the
+ * pod's), but the command line's MAC is the pod's: QEMU announces that one after the restore (its RARP
+ * teaches the CNI bridge the pod's port at once) and a device reset returns to it.
  */
 export function cloneNics(
   rec: TemplateRecord,
   podNics: readonly VmNic[],
 ): { readonly nics: readonly VmNic[]; readonly macChanges: readonly NicMacChange[] } {
-  const nics = rec.nics ?? [];
+  const templateNics = rec.nics ?? [];
+  const nics = templateNics.map((t, i) => {
+    const p = podNics[i];
+    return p === undefined ? t : { tapName: t.tapName, mac: p.mac.toLowerCase() };
+  });
   const macChanges = podNics.flatMap((p, i) => {
-    const t = nics[i];
+    const t = templateNics[i];
     return t === undefined || t.mac === p.mac.toLowerCase() ? [] : [{ mac: p.mac.toLowerCase(), currentMac: t.mac }];
   });
   return { nics, macChanges };
