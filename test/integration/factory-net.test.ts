@@ -2,7 +2,8 @@
 // boots a real template VM with one NIC on a tap in a throwaway netns, and two sandboxes, each in its own
 // pod netns made by Debian's CNI bridge plugin, start at once as clones of it: each clone's QEMU opens
 // the same tap name in its own netns, and the guest agent gives the template's NIC the pod's MAC,
-// address and routes. One template, two clones: the VM boots are few on purpose.
+// address and routes; a pod with more interfaces boots directly. One template, two clones and one direct
+// boot: the VM boots are few on purpose.
 
 import assert from "node:assert/strict";
 import { mkdir, mkdtemp, readFile, readdir, rm } from "node:fs/promises";
@@ -213,6 +214,50 @@ describe(
           await p.release();
           pods.splice(pods.indexOf(p), 1);
         }
+      },
+    );
+
+    it(
+      "a pod with more interfaces than the template's one NIC boots directly, with a warning, and gets them all",
+      { timeout: vmTimeoutMs },
+      async () => {
+        assert.ok(net !== undefined && w !== undefined);
+        const pod = await net.addPod("m");
+        pods.push(pod);
+        // A second pair in the pod's netns: two more veth endpoints, so three NICs.
+        const added = await runner.run("ip", [
+          "-n",
+          pod.name,
+          "link",
+          "add",
+          "kt0",
+          "type",
+          "veth",
+          "peer",
+          "name",
+          "kt1",
+        ]);
+        assert.equal(added.code, 0, added.stderr);
+        const id = `fnetm${process.pid}`;
+        sandboxes.push(id);
+
+        const r = await w.cli([
+          "run",
+          "--bundle",
+          await w.bundle(id, ["sh", "-c", "ls /sys/class/net"], joinPod(pod)),
+          id,
+        ]);
+
+        assert.equal(r.code, 0, r.stderr);
+        assert.deepEqual(r.stdout.toString().split(/\s+/).filter(Boolean).sort(), ["eth0", "kt0", "kt1", "lo"]);
+        const log = (await readFile(path.join(w.dir, "kata.log"), "utf8")).split("\n").filter((l) => l.includes(id));
+        assert.match(
+          log.join("\n"),
+          /cannot use the VM template; booting directly.*NICs: the template has one, the sandbox 3/,
+        );
+        assert.deepEqual(await leftovers(w.root), []);
+        await pod.release();
+        pods.splice(pods.indexOf(pod), 1);
       },
     );
   },
