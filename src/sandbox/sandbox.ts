@@ -57,6 +57,8 @@ export interface SandboxVmConfig extends VmSpec {
   readonly factory?: FactorySettings;
   /** The guest console (the agent's logs among it) into the host log (see guest-log.ts): when debugging. */
   readonly guestLogs?: boolean;
+  /** [runtime] disable_guest_seccomp for every container of the pod; absent: profiles are applied. */
+  readonly disableGuestSeccomp?: boolean;
 }
 
 export interface VmSize {
