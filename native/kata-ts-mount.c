@@ -13,6 +13,11 @@
  *       RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV), and attaches the mount there.
  *       Nothing is looked up by path after it was checked.
  *
+ *   kata-ts-mount bind [--ro] --kind dir|file SOURCE ROOT RELATIVE --and [--ro] --kind ... RELATIVE ...
+ *       Several binds in one run (a container's rootfs and volumes: one spawn instead of one each), made in
+ *       order, each as above; "bound" on stdout after each one made, so that a caller whose batch failed
+ *       part way knows which to unbind. The first failure ends the run (its own leftovers removed).
+ *
  *   kata-ts-mount mkdir --mode OCTAL [--gid GID] ROOT RELATIVE
  *       Makes directory RELATIVE below ROOT (resolved as above: ROOT is a bind the guest writes in, so
  *       nothing of it is followed) and gives it GID, then MODE (setgid kept: chown first), whether it
@@ -190,6 +195,7 @@ static int bind(int argc, char **argv) {
 
   int rootfd = open_root(root);
   cleanup_root = rootfd;
+  free(cleanup_rel);
   cleanup_rel = strdup(rel);
   char *base;
   int parent = make_parents(rootfd, rel, &base);
@@ -216,6 +222,24 @@ static int bind(int argc, char **argv) {
     fail(EXIT_FAIL, "mount %s at %s: %s", source, rel, strerror(e));
   }
   cleanup_root = -1;
+  close(target);
+  close(parent);
+  close(rootfd);
+  close(tree);
+  close(src);
+  return 0;
+}
+
+/* Runs the binds of a batch (groups of bind arguments separated by "--and"), reporting each one made. */
+static int bind_all(int argc, char **argv) {
+  int start = 0;
+  for (int i = 0; i <= argc; i++) {
+    if (i < argc && strcmp(argv[i], "--and") != 0) continue;
+    if (i == start) fail(EXIT_USAGE, "bind: an empty bind in the batch");
+    bind(i - start, argv + start);
+    if (write(STDOUT_FILENO, "bound\n", 6) != 6) fail(EXIT_FAIL, "report bind: %s", strerror(errno));
+    start = i + 1;
+  }
   return 0;
 }
 
@@ -301,7 +325,7 @@ static int make_dir(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-  if (argc >= 2 && strcmp(argv[1], "bind") == 0) return bind(argc - 2, argv + 2);
+  if (argc >= 2 && strcmp(argv[1], "bind") == 0) return bind_all(argc - 2, argv + 2);
   if (argc >= 2 && strcmp(argv[1], "unbind") == 0) return unbind(argc - 2, argv + 2);
   if (argc >= 2 && strcmp(argv[1], "mkdir") == 0) return make_dir(argc - 2, argv + 2);
   fail(EXIT_USAGE, "usage: kata-ts-mount bind [--ro] --kind dir|file SOURCE ROOT RELATIVE | unbind ROOT RELATIVE");

@@ -4,8 +4,9 @@
 
 import { lstat } from "node:fs/promises";
 import path from "node:path";
-import { deadline, delay } from "../base/async.js";
+import { deadline } from "../base/async.js";
 import { Code, KataError, ignoreErrno, isKataError, withSuppressed } from "../base/errors.js";
+import { awaitFile } from "./await-file.js";
 import { runChecked, type Child, type ProcessRunner, type RunResult } from "../platform/process.js";
 
 /** A process on a terminal: run under the pty helper, which resizes it on SIGUSR1 from resizeFile. */
@@ -109,15 +110,11 @@ export class Crun implements CrunPort {
    */
   async #created(containerId: string, child: Child): Promise<void> {
     const status = path.join(this.#opts.stateDir, containerId, "status");
-    const state = { exited: false };
-    void child.exited.then(() => {
-      state.exited = true;
+    await awaitFile(this.#opts.stateDir, status, {
+      until: child.exited,
+      timeoutMs: createdWaitMs,
+      fallbackPollMs: 20,
     });
-    const end = Date.now() + createdWaitMs;
-    while (!state.exited && Date.now() < end) {
-      if ((await lstat(status).catch(ignoreErrno("ENOENT"))) !== undefined) return;
-      await delay(20);
-    }
   }
 
   /** Starts an extra process in a running container (ExecProcess) from a process.json. */

@@ -31,6 +31,12 @@ export interface ShareDir {
 export interface ShareBinder {
   /** Mounts `source` at root/relative (nosuid, nodev). FAILED_PRECONDITION when the helper refuses it. */
   bind(b: ShareBind, signal?: AbortSignal): Promise<void>;
+  /**
+   * Mounts each of `binds` in order, as bind() does, in one helper run (a container's rootfs and volumes:
+   * one spawn instead of one each); `onBound` after each one made, so that when a later one fails the
+   * caller knows which to unbind. The error names the bind that failed.
+   */
+  bindAll(binds: readonly ShareBind[], onBound: (b: ShareBind) => void, signal?: AbortSignal): Promise<void>;
   /** Unmounts root/relative (detached when busy) and removes it and the parents it leaves empty. */
   unbind(root: string, relative: string, signal?: AbortSignal): Promise<void>;
   /** Makes root/relative a directory with that group, then that mode (setgid kept), made or found. */
@@ -56,34 +62,72 @@ export class HelperShareBinder implements ShareBinder {
   }
 
   async bind(b: ShareBind, signal?: AbortSignal): Promise<void> {
-    const args = ["bind", ...(b.readonly ? ["--ro"] : []), "--kind", b.kind, b.source, b.root, b.relative];
-    await this.#run(args, `share ${b.source} as ${b.relative}`, signal);
+    await this.bindAll([b], () => undefined, signal);
+  }
+
+  async bindAll(binds: readonly ShareBind[], onBound: (b: ShareBind) => void, signal?: AbortSignal): Promise<void> {
+    if (binds.length === 0) return;
+    const args = ["bind", ...binds.flatMap((b, i) => [...(i === 0 ? [] : ["--and"]), ...bindArgs(b)])];
+    let made = 0;
+    const report = (stdout: string): void => {
+      // One "bound" line per bind made, in order: those are the caller's to unbind, whatever happens next.
+      const n = Math.min(binds.length, stdout.split("\n").filter((l) => l === "bound").length);
+      for (; made < n; made++) onBound(binds[made] as ShareBind);
+    };
+    const op = (): string => {
+      const b = binds[Math.min(made, binds.length - 1)] as ShareBind;
+      return `share ${b.source} as ${b.relative}`;
+    };
+    await this.#run(args, op, signal, report);
   }
 
   async unbind(root: string, relative: string, signal?: AbortSignal): Promise<void> {
-    await this.#run(["unbind", root, relative], `unshare ${relative}`, signal);
+    await this.#run(["unbind", root, relative], () => `unshare ${relative}`, signal);
   }
 
   async makeDir(d: ShareDir, signal?: AbortSignal): Promise<void> {
     const args = ["mkdir", "--mode", d.mode.toString(8), ...(d.gid === undefined ? [] : ["--gid", String(d.gid)])];
-    await this.#run([...args, d.root, d.relative], `make ${d.relative} in ${d.root}`, signal);
+    await this.#run([...args, d.root, d.relative], () => `make ${d.relative} in ${d.root}`, signal);
   }
 
-  async #run(args: string[], op: string, signal: AbortSignal | undefined): Promise<void> {
+  async #run(
+    args: string[],
+    op: () => string,
+    signal: AbortSignal | undefined,
+    report?: (stdout: string) => void,
+  ): Promise<void> {
     const limit = deadline(this.#timeoutMs, signal);
     let r;
     try {
       r = await this.#runner.run(this.#helper, args, { signal: limit.signal });
     } catch (e) {
-      throw new KataError(codeOf(e), `${op}: ${this.#helper} did not run (build it: npm run build)`, { cause: e });
+      throw new KataError(codeOf(e), `${op()}: ${this.#helper} did not run (build it: npm run build)`, { cause: e });
     } finally {
       limit.clear();
     }
-    if (limit.signal.aborted) throw abortError(limit.signal, op);
+    report?.(r.stdout);
+    if (limit.signal.aborted) throw abortError(limit.signal, op());
     if (r.code === 0) return;
     const why = r.stderr.trim().replace(/^kata-ts-mount: /, "");
     const code = r.code === exitRefused ? Code.FailedPrecondition : Code.Internal;
     const what = r.code === exitUsage ? `bad helper arguments (a bug): ${why}` : why || describeExit(r);
-    throw new KataError(code, `${op}: ${what}`);
+    throw new KataError(code, `${op()}: ${what}`);
+  }
+}
+
+function bindArgs(b: ShareBind): string[] {
+  return [...(b.readonly ? ["--ro"] : []), "--kind", b.kind, b.source, b.root, b.relative];
+}
+
+/** bindAll as a sequence of bind() calls: for binders that have no batch of their own (the fakes). */
+export async function bindEach(
+  binder: Pick<ShareBinder, "bind">,
+  binds: readonly ShareBind[],
+  onBound: (b: ShareBind) => void,
+  signal?: AbortSignal,
+): Promise<void> {
+  for (const b of binds) {
+    await binder.bind(b, signal);
+    onBound(b);
   }
 }

@@ -270,9 +270,12 @@ export class Sandbox {
       // The rootfs is shared read-write even when root.readonly is set (as Kata does): crun creates the
       // mount points of the container's volumes in it before it remounts it read-only, and the sandbox
       // container's rootfs holds the pod's disk-backed emptyDirs. It is the container's own layer.
-      await this.share.bindDir(c.rootfs, relative, false);
-      undo.defer(`unshare rootfs of ${containerId}`, () => this.share.unbind(relative));
-      await applyHostBinds(this.share, c.storage.binds, undo);
+      // The rootfs and the volumes go in one helper run (a spawn each cost ~5 ms, more under load).
+      await applyHostBinds(
+        this.share,
+        [{ source: c.rootfs, relative, readonly: false, kind: "dir" }, ...c.storage.binds],
+        undo,
+      );
       for (const d of c.storage.dirs) {
         // Stays with the sandbox's rootfs (the pod's disk emptyDir); the guest removes it with its last user.
         await this.share.makeDir(d, signal);

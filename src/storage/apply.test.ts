@@ -6,7 +6,7 @@ import path from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { CleanupStack } from "../base/cleanup.js";
 import type { Mounter } from "../platform/mount.js";
-import type { ShareBind, ShareBinder } from "../platform/share-binder.js";
+import { bindEach, type ShareBind, type ShareBinder } from "../platform/share-binder.js";
 import { applyHostBinds, inspectSources } from "./apply.js";
 import { SharedDir, sharedDirPaths } from "./shared-dir.js";
 
@@ -28,6 +28,10 @@ class RecordingBinder implements ShareBinder {
     if (this.failOn.has(b.relative)) return Promise.reject(new Error(`injected: bind ${b.relative}`));
     this.bound.set(b.relative, b);
     return Promise.resolve();
+  }
+
+  bindAll(binds: readonly ShareBind[], onBound: (b: ShareBind) => void): Promise<void> {
+    return bindEach(this, binds, onBound);
   }
 
   unbind(_root: string, relative: string): Promise<void> {

@@ -56,17 +56,18 @@ export async function inspectSources(paths: readonly string[]): Promise<Map<stri
 
 /**
  * Binds each planned source under the share's mounts/ dir (read-only ones read-only on the host too,
- * CVE-2020-28914) and records the unbind on `undo`, so a later failure or the container's removal
- * takes them away again.
+ * CVE-2020-28914), all in one helper run, and records the unbind of each one made on `undo`, so a later
+ * failure or the container's removal takes them away again.
  */
 export async function applyHostBinds(share: SharedDir, binds: readonly HostBind[], undo: CleanupStack): Promise<void> {
-  for (const b of binds) {
-    try {
-      if (b.kind === "dir") await share.bindDir(b.source, b.relative, b.readonly);
-      else await share.bindFile(b.source, b.relative, b.readonly);
-    } catch (e) {
-      throw wrap(e, `share ${b.source} with the guest as ${b.relative}`);
-    }
-    undo.defer(`unshare ${b.relative}`, () => share.unbind(b.relative));
+  let made = 0;
+  try {
+    await share.bindAll(binds, (relative) => {
+      made++;
+      undo.defer(`unshare ${relative}`, () => share.unbind(relative));
+    });
+  } catch (e) {
+    const b = binds[made];
+    throw b === undefined ? e : wrap(e, `share ${b.source} with the guest as ${b.relative}`);
   }
 }

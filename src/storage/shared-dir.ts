@@ -106,6 +106,26 @@ export class SharedDir {
     return target;
   }
 
+  /**
+   * Binds each of `binds` under mounts/ as bindDir and bindFile do, in one go; `onBound` with each
+   * relative path once it is mounted (the caller's to unbind, also when a later one fails).
+   */
+  async bindAll(
+    binds: readonly { source: string; relative: string; readonly: boolean; kind: "dir" | "file" }[],
+    onBound: (relative: string) => void,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    for (const b of binds) this.hostPath(b.relative);
+    const root = this.paths.mounts;
+    await this.#deps.binder.bindAll(
+      binds.map((b) => ({ ...b, root })),
+      (b) => {
+        onBound(b.relative);
+      },
+      signal,
+    );
+  }
+
   /** Makes a directory (mode, group) inside a bind under mounts/, without following anything the guest made. */
   async makeDir(d: HostDir, signal?: AbortSignal): Promise<void> {
     const root = this.hostPath(d.within);

@@ -16,7 +16,7 @@ import { noPodNetwork, type NetworkLink, type PodNetwork, type PodNetworkPort } 
 import { netnsPathOf } from "../../src/network/netns.js";
 import type { MountRequest, Mounter, Propagation } from "../../src/platform/mount.js";
 import type { RunResult } from "../../src/platform/process.js";
-import type { ShareBind, ShareBinder, ShareDir } from "../../src/platform/share-binder.js";
+import { bindEach, type ShareBind, type ShareBinder, type ShareDir } from "../../src/platform/share-binder.js";
 
 export type MountOp = "mount" | "bind" | "remountReadonly" | "setPropagation" | "unmount";
 
@@ -341,6 +341,10 @@ export class FakeShareBinder implements ShareBinder {
     await refuseSymlinks(path.join(d.root, d.relative), d.root);
     await mkdir(path.join(d.root, d.relative), { recursive: true });
     this.dirs.push(d);
+  }
+
+  bindAll(binds: readonly ShareBind[], onBound: (b: ShareBind) => void): Promise<void> {
+    return bindEach(this, binds, onBound);
   }
 
   async unbind(root: string, relative: string): Promise<void> {

@@ -139,4 +139,43 @@ describe("share binds under attack (real mounts, kata-ts-mount)", { skip: requir
 
     await assert.rejects(share.bindDir(link, "c4/volumes/l", false), /symlink: refusing to follow it/);
   });
+
+  it("a batch (one helper run) makes its binds in order and stops at the first refused, reporting the ones made", async () => {
+    const volume = path.join(run, "batch-volume");
+    const rootfs = path.join(run, "batch-rootfs");
+    const other = path.join(run, "batch-other");
+    for (const d of [volume, rootfs, other]) await mkdir(d);
+    await mkdir(path.join(volume, "rootfs"));
+    await writeFile(path.join(other, "marker"), "");
+    const bound: string[] = [];
+    // The second would make its mount point inside the first, made by the same run: refused as across runs.
+    await assert.rejects(
+      share.bindAll(
+        [
+          { source: volume, relative: "c5/volumes/data", readonly: false, kind: "dir" },
+          { source: rootfs, relative: "c5/volumes/data/rootfs", readonly: false, kind: "dir" },
+          { source: other, relative: "c5/volumes/other", readonly: false, kind: "dir" },
+        ],
+        (relative) => bound.push(relative),
+      ),
+      (e) =>
+        isKataError(e, Code.FailedPrecondition) && /c5\/volumes\/data\/rootfs: .*enters another mount/.test(e.message),
+    );
+    assert.deepEqual(bound, ["c5/volumes/data"]);
+    assert.deepEqual(await readdir(path.join(volume, "rootfs")), []);
+    assert.deepEqual(await fsTypesUnder(share.hostPath("c5/volumes/other")), []);
+    await share.unbind("c5/volumes/data");
+
+    await share.bindAll(
+      [
+        { source: other, relative: "c6/rootfs", readonly: false, kind: "dir" },
+        { source: path.join(other, "marker"), relative: "c6/volumes/m", readonly: true, kind: "file" },
+      ],
+      (relative) => bound.push(relative),
+    );
+    assert.deepEqual(bound.slice(1), ["c6/rootfs", "c6/volumes/m"]);
+    assert.deepEqual(await readdir(share.hostPath("c6/rootfs")), ["marker"]);
+    assert.equal((await fsTypesUnder(share.hostPath("c6"))).length, 2);
+    for (const r of bound.slice(1)) await share.unbind(r);
+  });
 });
