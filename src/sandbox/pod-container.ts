@@ -3,6 +3,7 @@
 
 import { Code, KataError } from "../base/errors.js";
 import type { Bundle } from "../oci/bundle.js";
+import type { LinuxResources } from "../oci/spec.js";
 import type { Process as GrpcProcess } from "../protocol/gen/oci_pb.js";
 import type { PersistedContainer } from "./persist.js";
 import type { PodProcess } from "./pod-process.js";
@@ -22,6 +23,8 @@ export class PodContainer {
   readonly execs = new Map<string, ExecEntry>();
   /** Processes of it the guest's out-of-memory killer killed. */
   oomKills = 0;
+  /** Its CPU and memory limits as last set (the bundle's, then `update`'s): what the pod's VM is sized by. */
+  resources: LinuxResources | undefined;
 
   constructor(init: { id: string; bundle: Bundle; type: "sandbox" | "container"; process: PodProcess }) {
     this.id = init.id;
@@ -29,6 +32,7 @@ export class PodContainer {
     this.type = init.type;
     this.createdAt = new Date();
     this.init = init.process;
+    this.resources = init.bundle.spec.linux?.resources;
   }
 
   /** The init for "" or the container's own id, else the exec; NOT_FOUND naming both ids. */

@@ -5,7 +5,7 @@ import { delay, linkSignals, longLivedController } from "../base/async.js";
 import { Code, KataError, firstFailure, ignoreCode, isKataError } from "../base/errors.js";
 import { errField, type Logger } from "../base/log.js";
 import type { Bundle } from "../oci/bundle.js";
-import type { State } from "../oci/spec.js";
+import type { LinuxResources, State } from "../oci/spec.js";
 import { hookState, type CreatePathDeps, type PodNetns } from "./create-path.js";
 import { runHooksWarnOnly } from "./hooks.js";
 import type { PersistedSandbox } from "./persist.js";
@@ -13,6 +13,7 @@ import type { PodCgroup } from "./pod-cgroup.js";
 import type { PodContainer } from "./pod-container.js";
 import { lostExitStatus } from "./pod-process.js";
 import type { Sandbox } from "./sandbox.js";
+import { shareOf } from "./vm-resize.js";
 
 export type PodDeps = CreatePathDeps;
 
@@ -154,6 +155,20 @@ export class PodCore {
       },
       { once: true },
     );
+  }
+
+  /**
+   * Grows the VM (q35 hotplug, vm-resize.ts) to what the pod's containers that have not stopped need,
+   * with `extra` (a joining container's, or an updated one's resources in place of its own).
+   */
+  async growVm(extra: { id: string; resources: LinuxResources | undefined }, signal: AbortSignal): Promise<void> {
+    const resizer = this.sandbox?.resizer;
+    if (resizer === undefined) return;
+    const shares = [...this.containers.values()]
+      .filter((c) => c.id !== extra.id && c.init.status !== "stopped")
+      .map((c) => shareOf(c.resources));
+    shares.push(shareOf(extra.resources));
+    await this.agentCall(signal, (s) => resizer.grow(shares, s));
   }
 
   /**

@@ -14,7 +14,6 @@ import { PodContainer } from "./pod-container.js";
 import type { PodCore } from "./pod-core.js";
 import { PodProcess, type StdioPaths } from "./pod-process.js";
 import type { Sandbox } from "./sandbox.js";
-import { laterContainerNote, workloadOf } from "./vm-sizing.js";
 
 export interface CreateRequest {
   readonly id: string;
@@ -108,14 +107,16 @@ export async function createInPod(
     }
     // CAST: set just above for a sandbox; checked at the top for a pod container.
     const sb = sandbox as Sandbox;
+    if (!isSandbox) {
+      // Before the container exists, so it starts with its CPUs and memory online. What was added stays
+      // if creating it fails: the VM never shrinks (docs/configuration.md).
+      await core.growVm({ id, resources: bundle.spec.linux?.resources }, signal);
+    }
     await inSpan("createContainer", { sandboxId: core.id, containerId: id }, () =>
       sb.createContainer(prepared, signal),
     );
     undo.defer(`remove container ${id}`, () => sb.removeContainer(id));
     if (!isSandbox) {
-      // The pod's VM was sized at boot (the CRI sandbox annotations sum its containers); it is not grown.
-      const note = laterContainerNote(sb.size, workloadOf(bundle.spec));
-      if (note !== undefined) core.log[note.level](note.msg, { containerId: id, sandboxId: core.id });
       // Kata runs a pod container's prestart hooks after it is created, in the pod's netns.
       const state = core.hookState(id, bundle, "created");
       const hooks = bundle.spec.hooks?.prestart ?? [];
