@@ -67,6 +67,7 @@ export class VmResizer {
     }
     if (plan.addVcpus === 0 && plan.addMemoryMiB === 0) return;
     const from = this.#size;
+    const started = performance.now();
     for (let k = 1; k <= plan.addVcpus; k++) {
       const what = `hot-add vCPU ${from.vcpus + k} to the pod's VM`;
       if (vm.hotplugVcpu === undefined) throw new KataError(Code.Unimplemented, `${what}: the hypervisor cannot`);
@@ -94,7 +95,7 @@ export class VmResizer {
     await agent.onlineCPUMem(req, { signal }).catch((e: unknown) => {
       throw wrap(e, `online the hot-added ${describeAdded(plan.addVcpus, plan.addMemoryMiB)} in the guest`);
     });
-    log.info("pod VM grown", { from, to: this.#size, need: plan.need });
+    log.info("pod VM grown", { from, to: this.#size, need: plan.need, ms: Math.round(performance.now() - started) });
   }
 }
 
