@@ -26,11 +26,18 @@ export class PodContainer {
   /** Its CPU and memory limits as last set (the bundle's, then `update`'s): what the pod's VM is sized by. */
   resources: LinuxResources | undefined;
 
-  constructor(init: { id: string; bundle: Bundle; type: "sandbox" | "container"; process: PodProcess }) {
+  constructor(init: {
+    id: string;
+    bundle: Bundle;
+    type: "sandbox" | "container";
+    process: PodProcess;
+    /** When its create began (default: now). */
+    createdAt?: Date;
+  }) {
     this.id = init.id;
     this.bundle = init.bundle;
     this.type = init.type;
-    this.createdAt = new Date();
+    this.createdAt = init.createdAt ?? new Date();
     this.init = init.process;
     this.resources = init.bundle.spec.linux?.resources;
   }
@@ -50,6 +57,19 @@ export class PodContainer {
   /** Every process that may still run: the init and the execs. */
   processes(): PodProcess[] {
     return [this.init, ...[...this.execs.values()].map((e) => e.process)];
+  }
+
+  /** What `state` and `list` show of a container whose create has not finished (runc's "creating"). */
+  static creating(id: string, bundle: Bundle, type: "sandbox" | "container", createdAt: Date): PersistedContainer {
+    return {
+      id,
+      bundle: bundle.dir,
+      rootfs: bundle.rootfs,
+      type,
+      status: "creating",
+      createdAt: createdAt.toISOString(),
+      annotations: bundle.spec.annotations ?? {},
+    };
   }
 
   persisted(): PersistedContainer {

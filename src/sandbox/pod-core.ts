@@ -8,7 +8,7 @@ import type { Bundle } from "../oci/bundle.js";
 import type { LinuxResources, State } from "../oci/spec.js";
 import { hookState, type CreatePathDeps, type PodNetns } from "./create-path.js";
 import { runHooksWarnOnly } from "./hooks.js";
-import type { PersistedSandbox } from "./persist.js";
+import type { PersistedContainer, PersistedSandbox } from "./persist.js";
 import type { PodCgroup } from "./pod-cgroup.js";
 import type { PodContainer } from "./pod-container.js";
 import { lostExitStatus } from "./pod-process.js";
@@ -31,6 +31,8 @@ export class PodCore {
   readonly opts: PodOptions;
   readonly log: Logger;
   readonly containers = new Map<string, PodContainer>();
+  /** Containers whose create runs (a VM may boot): saved as "creating", so `state` and `list` show them. */
+  readonly creating = new Map<string, PersistedContainer>();
   /** Aborted by shutdown: verbs in flight end, later ones are refused. */
   readonly life = longLivedController();
   /** Told the id of a container whose process the guest's OOM killer killed (the shim's TaskOOM). */
@@ -105,7 +107,7 @@ export class PodCore {
           }),
       ...(this.sandbox === undefined ? {} : { vmPid: this.sandbox.vm.pid }),
       ...(this.cgroup === undefined ? {} : { cgroup: this.cgroup.persisted() }),
-      containers: [...this.containers.values()].map((c) => c.persisted()),
+      containers: [...[...this.containers.values()].map((c) => c.persisted()), ...this.creating.values()],
     };
     await this.deps.store.save(s);
   }

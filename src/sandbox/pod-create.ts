@@ -74,12 +74,20 @@ export async function createInPod(
     undo.defer(`close stdio of ${id}`, () => {
       init.releaseStdio();
     });
+    // Saved as "creating" before the VM boots (or grows), so `state` answers as runc's does during a
+    // create. For a sandbox it is also the first write of its state: a full (or read-only) state
+    // directory fails here, naming it, not after a boot (or as QEMU's "cannot create PID file"). The
+    // pod's teardown after a failed sandbox create removes it all.
+    const createdAt = new Date();
+    core.creating.set(id, PodContainer.creating(id, bundle, role.type, createdAt));
+    undo.defer(`forget creating ${id}`, async () => {
+      core.creating.delete(id);
+      if (!isSandbox) await core.persist();
+    });
+    await core.persist();
+    // After the state: a container found by its mapping always has a saved entry.
     await deps.store.addMapping(id, core.id);
     undo.defer(`remove mapping of ${id}`, () => deps.store.removeMapping(id));
-    // The sandbox's state is written once before its VM boots: a full (or read-only) state directory
-    // fails here, naming it, not after a boot (or as QEMU's "cannot create PID file"). The pod's
-    // teardown after a failed sandbox create removes it.
-    if (isSandbox) await core.persist();
 
     let sandbox = core.sandbox;
     if (vm !== undefined) {
@@ -123,7 +131,8 @@ export async function createInPod(
       await runHooks(deps, "prestart", hooks, state, { netnsPath: core.netns?.path, signal });
     }
     init.cell.apply("created");
-    core.containers.set(id, new PodContainer({ id, bundle, type: role.type, process: init }));
+    core.creating.delete(id);
+    core.containers.set(id, new PodContainer({ id, bundle, type: role.type, process: init, createdAt }));
     undo.defer(`forget container ${id}`, () => {
       core.containers.delete(id);
     });
