@@ -118,5 +118,6 @@ export async function resolveVmConfig(ctx: RuntimeContext, spec: Spec, configPat
     },
     // Kata: the agent's logs reach the runtime's log when debugging; the console log has them always.
     guestLogs: cfg.agent.enableDebug || cfg.runtime.enableDebug || ctx.flags.debug === true,
+    disableGuestSeccomp: cfg.runtime.disableGuestSeccomp,
   };
 }

@@ -41,6 +41,8 @@ export class PodCore {
   netns: PodNetns | undefined;
   /** The sandbox's host cgroup, which this service and QEMU joined (absent without a cgroup port). */
   cgroup: PodCgroup | undefined;
+  /** The sandbox's [runtime] disable_guest_seccomp, which its pod containers follow. */
+  disableGuestSeccomp = false;
   readonly #createdAt = new Date().toISOString();
   readonly #done: Promise<void>;
   #finish!: () => void;

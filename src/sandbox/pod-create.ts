@@ -55,6 +55,7 @@ export async function createInPod(
   try {
     // Everything that can be checked is checked before anything is made, the VM above all.
     const vm = isSandbox ? await deps.resolveVm(bundle.spec, req.configPath) : undefined;
+    if (vm !== undefined) core.disableGuestSeccomp = vm.disableGuestSeccomp === true;
     if (!isSandbox && req.configPath !== undefined) {
       core.log.info("runtime options' config path ignored: a pod container runs with its sandbox's configuration", {
         containerId: id,
@@ -65,6 +66,7 @@ export async function createInPod(
       deps,
       { sandboxId: core.id, containerId: id, bundle, isSandbox },
       vm?.network,
+      { dropSeccomp: core.disableGuestSeccomp },
     );
     // On a terminal, stdout and stderr are one stream (the pty's).
     const terminal = bundle.spec.process?.terminal === true;

@@ -62,6 +62,8 @@ export interface SandboxVmConfig extends VmSpec {
    * joins the running pod (vm-resize.ts). Absent: the VM is never grown.
    */
   readonly baseSize?: VmSize;
+  /** [runtime] disable_guest_seccomp for every container of the pod; absent: profiles are applied. */
+  readonly disableGuestSeccomp?: boolean;
 }
 
 export type { VmSize } from "./vm-resize-apply.js";
