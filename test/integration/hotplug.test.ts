@@ -1,6 +1,7 @@
 // A container joining a running pod gets its CPUs and memory hot-added (q35): real QEMU under TCG, the
 // real guest agent (OnlineCPUMem) and crun. One VM: the sandbox container reports the VM's size at
-// boot, the second container (2 vCPUs of quota, 512 MiB limit) reports it after the hotplug.
+// boot, the second container (2 vCPUs of quota, 512 MiB limit) reports it after the hotplug, and an
+// exec reports it after `update` raised the sandbox container's limits.
 
 import assert from "node:assert/strict";
 import { mkdtemp, open, readFile, rm, writeFile } from "node:fs/promises";
@@ -151,6 +152,18 @@ describe(
         assert.ok(grownLine !== undefined, "no 'pod VM grown' in the log");
         t.diagnostic(grownLine);
         assert.equal((await cli("state", sid)).code, 0);
+
+        // update raises the sandbox container's limits: the app has stopped and no longer counts, so the
+        // pod needs 1 + 3 vCPUs and 384 + 768 MiB: one more vCPU and a 256 MiB DIMM.
+        const upd = await cli("update", "--cpu-quota", "300000", "--cpu-period", "100000", "--memory", "768m", sid);
+        assert.equal(upd.code, 0, upd.stderr);
+        const ex = await cli("exec", sid, "--", "sh", "-c", report);
+        assert.equal(ex.code, 0, ex.stderr);
+        const updated = parseReport(ex.stdout.toString());
+        t.diagnostic(`after update: ${updated.nproc} CPUs (${updated.online}), ${updated.memMiB} MiB`);
+        assert.equal(updated.online, "0-3");
+        assert.equal(updated.nproc, 4);
+        assert.equal(updated.memMiB - grown.memMiB, 256);
 
         assert.equal((await cli("delete", cid)).code, 0);
         assert.equal((await cli("delete", "--force", sid)).code, 0);
