@@ -100,7 +100,7 @@ export class Sandbox {
   readonly id: string;
   readonly timings: Timings;
   readonly vm: Vm;
-  /** What the VM booted with (see vm-sizing.ts), grown on q35 as containers join (vm-resize.ts). */
+  /** Grows the VM as containers join the pod (vm-resize.ts); absent without SandboxVmConfig.baseSize. */
   readonly resizer: VmResizer | undefined;
   /** The guest agent, every call bounded (see agent-client/deadlines.ts). */
   readonly agent: AgentApi;
