@@ -16,6 +16,7 @@ import type { TemplateDeps } from "../factory/template.js";
 import { TemplateVmFactory } from "../factory/vm-factory.js";
 import { loadConfig, type LoadedConfig } from "../config/load.js";
 import { readSelfMountInfo } from "../storage/shared-dir.js";
+import { NetnsManager } from "../network/netns.js";
 
 export interface GlobalFlags {
   readonly root: string;
@@ -78,6 +79,7 @@ export function makeContext(flags: GlobalFlags, opts: ContextOptions = {}): Runt
     mounter: new CommandMounter(runner),
     readMountInfo: readSelfMountInfo,
     logger,
+    netns: new NetnsManager({ runner }),
   });
   return {
     flags,

@@ -8,6 +8,7 @@ import { errField } from "../base/log.js";
 import type { AgentApi } from "../agent-client/agent-client.js";
 import type { Vm, VmConfig } from "../hypervisor/hypervisor.js";
 import { fetchTemplate, startClone, templateRequest, type TemplateDeps } from "./template.js";
+import { cloneNics, type NicMacChange } from "./template-plan.js";
 
 /** `[factory]` as a sandbox sees it. */
 export interface FactorySettings {
@@ -21,6 +22,8 @@ export interface FactoryVm {
   readonly vm: Vm;
   /** What the sandbox still owes it once its agent answers (fresh randomness, the clock). */
   readonly source: "template";
+  /** MACs the guest must give its NICs (a clone keeps the template's NIC: docs/factory.md#nics). */
+  readonly nicMacChanges?: readonly NicMacChange[];
 }
 
 export interface VmFactory {
@@ -46,7 +49,8 @@ export class TemplateVmFactory implements VmFactory {
     if (config.binaryPath === undefined) return undefined;
     let fetched;
     try {
-      const req = await templateRequest(this.#deps, { ...config, binaryPath: config.binaryPath }, config.nics);
+      const spec = { ...config, binaryPath: config.binaryPath };
+      const req = await templateRequest(this.#deps, spec, config.nics, config.netnsPath !== undefined);
       fetched = await fetchTemplate(this.#deps, settings.templatePath, req);
     } catch (e) {
       log.warn("vm factory: cannot use the VM template; booting directly", { err: errField(e) });
@@ -55,7 +59,7 @@ export class TemplateVmFactory implements VmFactory {
     try {
       const vm = await startClone(this.#deps, fetched, config, signal);
       log.info("vm factory: started from the VM template", { templatePath: settings.templatePath });
-      return { vm, source: "template" };
+      return { vm, source: "template", nicMacChanges: cloneNics(fetched.record, config.nics ?? []).macChanges };
     } catch (e) {
       if (signal.aborted) throw e;
       log.warn("vm factory: the VM template did not restore; booting directly", { err: errField(e) });

@@ -13,6 +13,7 @@ import { AgentClient, type AgentApi } from "../agent-client/agent-client.js";
 import { boundedAgent, defaultAgentDeadlines, type AgentDeadlines } from "../agent-client/deadlines.js";
 import type { InternetworkingModel } from "../config/types.js";
 import { refreshClone, type FactorySettings, type VmFactory } from "../factory/vm-factory.js";
+import { withCurrentMacs } from "../factory/template-plan.js";
 import type { Hypervisor, Vm, VmSpec } from "../hypervisor/hypervisor.js";
 import type { Mounter } from "../platform/mount.js";
 import type { ShareBinder } from "../platform/share-binder.js";
@@ -244,7 +245,9 @@ export class Sandbox {
           ),
       );
       // Kata's order: the network first, so the sandbox's hooks and containers find it up.
-      await configureGuestNetwork(client.agent, network, { signal, timeoutMs: deadlines.requestMs });
+      const macChanges = fromFactory?.nicMacChanges ?? [];
+      const guestNetwork = { ...network, interfaces: withCurrentMacs(network.interfaces, macChanges) };
+      await configureGuestNetwork(client.agent, guestNetwork, { signal, timeoutMs: deadlines.requestMs });
       mark("networkReady");
       await client.agent.createSandbox(
         {
