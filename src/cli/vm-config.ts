@@ -88,6 +88,7 @@ export async function resolveVmConfig(ctx: RuntimeContext, spec: Spec, configPat
     vcpus: sizing.vcpus,
     memoryMiB: sizing.memoryMiB,
     ...(sizing.hotplug === undefined ? {} : { hotplug: sizing.hotplug }),
+    baseSize: { vcpus: h.defaultVcpus, memoryMiB: h.defaultMemoryMiB },
     ...(h.tcgTbSizeMiB === 0 ? {} : { tcgTbSizeMiB: h.tcgTbSizeMiB }),
     ...(h.reclaimGuestFreedMemory ? { reclaimGuestFreedMemory: true } : {}),
     kernelPath: files.kernel,
