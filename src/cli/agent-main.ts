@@ -79,8 +79,6 @@ async function main(startedFrom: "snapshot" | "bundle"): Promise<void> {
       stateDir: "/run/crun",
       ttyHelper: "/usr/bin/kata-ts-tty",
       ...(launcher === undefined ? {} : { launcher }),
-      // A crun launcher kept ready, restarted this long after each use: no fork of the agent per crun.
-      standbyAfterMs: 150,
     }),
     storage: new StorageManager({ mounter, logger }, guestStorageHandlers),
     logger,

@@ -4,10 +4,9 @@
 
 import { lstat } from "node:fs/promises";
 import path from "node:path";
-import { deadline, delay } from "../base/async.js";
+import { deadline } from "../base/async.js";
 import { Code, KataError, ignoreErrno, isKataError, withSuppressed } from "../base/errors.js";
 import { awaitFile } from "./await-file.js";
-import { Standby } from "./crun-standby.js";
 import { runChecked, type Child, type ProcessRunner, type RunResult } from "../platform/process.js";
 
 /** A process on a terminal: run under the pty helper, which resizes it on SIGUSR1 from resizeFile. */
@@ -46,12 +45,6 @@ export interface CrunOptions {
   readonly ttyHelper?: string;
   /** crun's state directory (--root), on guest tmpfs. */
   readonly stateDir: string;
-  /**
-   * Keep one launcher started ahead of need (`kata-ts-sealed-exec --standby`), started this long after
-   * the last one was taken, when the guest is likely idle: `crun run` and `crun exec` without a terminal
-   * then take it instead of forking the agent. Absent (or no launcher): every crun is spawned when needed.
-   */
-  readonly standbyAfterMs?: number;
   /** Per-command deadlines instead of crunTimeoutsMs (tests, slow guests). */
   readonly timeoutsMs?: Partial<Record<CrunCommand, number>>;
 }
@@ -60,9 +53,6 @@ export interface CrunOptions {
  * What the agent asks of the OCI runtime, one method per crun verb it uses. Crun is the real one; the
  * component tests' fake crun implements this too (Crun's #private fields make the class nominal).
  */
-/** How long an exec counts as keeping the guest busy at most (see Standby). */
-const execBusyMs = 1_000;
-
 /** How long a start waits for crun to have made the container. */
 const createdWaitMs = 10_000;
 
@@ -86,19 +76,10 @@ export interface CrunPort {
 export class Crun implements CrunPort {
   readonly #runner: ProcessRunner;
   readonly #opts: CrunOptions;
-  readonly #standby: Standby | undefined;
 
   constructor(runner: ProcessRunner, opts: CrunOptions) {
     this.#runner = runner;
     this.#opts = opts;
-    const l = opts.launcher;
-    this.#standby =
-      l === undefined || opts.standbyAfterMs === undefined ? undefined : new Standby(runner, l, opts.standbyAfterMs);
-  }
-
-  /** Ends the launcher kept ready, if any (it exits without running anything). */
-  close(): Promise<void> {
-    return this.#standby?.close() ?? Promise.resolve();
   }
 
   #args(...rest: string[]): string[] {
@@ -117,14 +98,9 @@ export class Crun implements CrunPort {
    * which the helper resizes.
    */
   async run(containerId: string, bundleDir: string, tty?: TtyOptions): Promise<Child> {
-    this.#standby?.busy();
-    try {
-      const child = await this.#spawn(this.#args("run", "--bundle", bundleDir, containerId), tty);
-      await this.#created(containerId, child);
-      return child;
-    } finally {
-      this.#standby?.idle();
-    }
+    const child = await this.#spawn(this.#args("run", "--bundle", bundleDir, containerId), tty);
+    await this.#created(containerId, child);
+    return child;
   }
 
   /**
@@ -142,35 +118,20 @@ export class Crun implements CrunPort {
   }
 
   /** Starts an extra process in a running container (ExecProcess) from a process.json. */
-  async exec(containerId: string, processJsonPath: string, tty?: TtyOptions, pidFile?: string): Promise<Child> {
+  exec(containerId: string, processJsonPath: string, tty?: TtyOptions, pidFile?: string): Promise<Child> {
     const pid = pidFile === undefined ? [] : ["--pid-file", pidFile];
-    const standby = this.#standby;
-    standby?.busy();
-    let child: Child;
-    try {
-      child = await this.#spawn(this.#args("exec", ...pid, "--process", processJsonPath, containerId), tty);
-    } catch (e) {
-      standby?.idle();
-      throw e;
-    }
-    // crun exec's work is joining the container and starting the process; a probe's exits within that.
-    if (standby !== undefined)
-      void Promise.race([child.exited, delay(execBusyMs)]).then(() => {
-        standby.idle();
-      });
-    return child;
+    return this.#spawn(this.#args("exec", ...pid, "--process", processJsonPath, containerId), tty);
   }
 
-  async #spawn(args: string[], tty: TtyOptions | undefined): Promise<Child> {
+  #spawn(args: string[], tty: TtyOptions | undefined): Promise<Child> {
     const stdio = { stdio: ["pipe", "pipe", "pipe"] as "pipe"[] };
     const [file, fileArgs] = this.#command(args);
-    if (tty === undefined) {
-      const ready = await this.#standby?.take([this.#opts.binary, ...args]);
-      return ready ?? this.#runner.spawn(file, fileArgs, stdio);
-    }
+    if (tty === undefined) return this.#runner.spawn(file, fileArgs, stdio);
     const helper = this.#opts.ttyHelper;
     if (helper === undefined) {
-      throw new KataError(Code.FailedPrecondition, "terminal processes need kata-ts-tty in the guest image");
+      return Promise.reject(
+        new KataError(Code.FailedPrecondition, "terminal processes need kata-ts-tty in the guest image"),
+      );
     }
     return this.#runner.spawn(
       helper,
@@ -242,12 +203,10 @@ export class Crun implements CrunPort {
   /** Runs one short crun command under its deadline (and the caller's signal, if any). */
   async #run(command: CrunCommand, args: string[], callerSignal: AbortSignal | undefined): Promise<RunResult> {
     const d = deadline(this.#opts.timeoutsMs?.[command] ?? crunTimeoutsMs[command], callerSignal);
-    this.#standby?.busy();
     try {
       const [file, fileArgs] = this.#command(this.#args(...args));
       return await runChecked(this.#runner, file, fileArgs, { signal: d.signal });
     } finally {
-      this.#standby?.idle();
       d.clear();
     }
   }
