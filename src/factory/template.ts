@@ -189,7 +189,7 @@ export async function initTemplate(
  * Waits for the template's agent to answer, then closes the connection and gives the agent time to go
  * back to waiting for a host, so each clone's host finds it listening with no half-read request.
  */
-async function agentAnswersThenLetGo(
+export async function agentAnswersThenLetGo(
   vm: Vm,
   bootTimeoutMs: number,
   log: Logger,

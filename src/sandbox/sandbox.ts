@@ -211,7 +211,7 @@ export class Sandbox {
       );
       undo.defer("close agent connection", () => client.close());
       mark("agentReady");
-      if (fromFactory !== undefined) {
+      if (fromFactory?.source === "template") {
         await refreshClone(client.agent, { signal, timeoutMs: deadlines.requestMs });
         mark("cloneRefreshed");
       }
