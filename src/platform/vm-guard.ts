@@ -203,11 +203,17 @@ export async function adoptGuardedVm(
       await Promise.race([taking, sent.then(() => taking)]);
     } catch (e) {
       end.destroy();
+      child.kill("SIGKILL");
+      // The helper's own error says more than our end closing (its exit closes the only other copy).
+      const first = await sent.then(
+        () => e,
+        (helperErr: unknown) => helperErr,
+      );
       const l = await taking.catch((e2: unknown) => {
-        throw withSuppressed(e, [e2]);
+        throw first === e2 ? first : withSuppressed(first, [e2]);
       });
       l.kill();
-      throw e;
+      throw first;
     }
     await sent;
     return await taking;
