@@ -1,5 +1,6 @@
-// `npm run bench -- factory`: a sandbox from the VM template against a direct (cold) boot, interleaved
-// with the bare-VM floor, then the host memory (sum of QEMU PSS) of a few idle sandboxes each way.
+// `npm run bench -- factory`: a sandbox from the VM template and one from the VM cache (a hit) against a
+// direct (cold) boot, interleaved with the bare-VM floor, then the host memory (sum of QEMU PSS) of a few
+// idle sandboxes cold and cloned.
 // Uses the configured VM (KATA_TS_IMAGE_DIR moves the image) with a [factory] section of its own.
 
 import { spawn } from "node:child_process";
@@ -16,8 +17,10 @@ import { benchDate, pssKiB, writeRaw, writeSection } from "./report.js";
 
 const runner = new NodeProcessRunner();
 
+type Kind = "cold" | "clone" | "cache";
+
 export interface FactoryRun {
-  readonly kind: "cold" | "clone";
+  readonly kind: Kind;
   /** CLI spawn → the container's first output byte. */
   readonly firstOutputMs: number;
   /** The CLI's own phases (run --timings-file). */
@@ -35,7 +38,7 @@ export interface FactoryResults {
 interface Setup {
   readonly cli: string;
   readonly root: string;
-  readonly configs: { readonly cold: string; readonly clone: string };
+  readonly configs: { readonly cold: string; readonly clone: string; readonly cache: string };
 }
 
 function cliRun(s: Setup, cfg: string, args: readonly string[], stdout: "pipe" | "ignore"): ReturnType<typeof spawn> {
@@ -53,7 +56,7 @@ async function cliOk(s: Setup, cfg: string, args: readonly string[]): Promise<vo
   if (code !== 0) throw new Error(`kata-ts ${args.join(" ")} exited ${String(code)}`);
 }
 
-async function runOnce(s: Setup, kind: "cold" | "clone", bundle: string, id: string): Promise<FactoryRun> {
+async function runOnce(s: Setup, kind: Kind, bundle: string, id: string): Promise<FactoryRun> {
   const timings = path.join(s.root, `timings-${id}.json`);
   const t0 = performance.now();
   let first = NaN;
@@ -70,6 +73,23 @@ async function runOnce(s: Setup, kind: "cold" | "clone", bundle: string, id: str
   // CAST: the CLI writes a flat object of phase name -> milliseconds (src/cli/commands/run.ts).
   const phases = JSON.parse(await readFile(timings, "utf8")) as Record<string, number>;
   return { kind, firstOutputMs: first, phases };
+}
+
+const cacheReadyTries = 300;
+
+/** Waits until the VM cache has its VM ready (`factory status`: "1 ready"). */
+async function cacheReady(s: Setup): Promise<void> {
+  for (let waited = 0; waited < cacheReadyTries; waited++) {
+    const child = spawn(process.execPath, [s.cli, "--root", s.root, "--config", s.configs.cache, "factory", "status"], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    await new Promise((resolve) => child.once("close", resolve));
+    if (out.includes(", 1 ready)")) return;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  throw new Error("the VM cache did not get a VM ready within 300 s");
 }
 
 /** PIDs of QEMU processes whose arguments name `dir`. */
@@ -120,9 +140,13 @@ export async function benchFactory(opts: {
   const root = path.join(work, "root");
   const cold = path.join(work, "cold.toml");
   const clone = path.join(work, "clone.toml");
+  const cache = path.join(work, "cache.toml");
+  // The cache's directory must be on --root's file system: both in `work`.
+  await writeFile(cache, `[factory]\nvm_cache_number = 1\nvm_cache_endpoint = "${path.join(work, "cache.sock")}"\n`);
   await writeFile(cold, `[factory]\nenable_template = false\ntemplate_path = "${templatePath}"\n`);
   await writeFile(clone, `[factory]\nenable_template = true\ntemplate_path = "${templatePath}"\n`);
-  const s: Setup = { cli: opts.cli, root, configs: { cold, clone } };
+  const s: Setup = { cli: opts.cli, root, configs: { cold, clone, cache } };
+  let server: ReturnType<typeof spawn> | undefined;
   try {
     const floorInitrd = await buildFloorInitrd({ runner }, work);
     const bundle = await makeBusyboxBundle({ runner }, { dir: path.join(work, "bundle"), args: ["echo", "ready"] });
@@ -130,9 +154,17 @@ export async function benchFactory(opts: {
     const t0 = performance.now();
     await cliOk(s, clone, ["factory", "init"]);
     const initMs = performance.now() - t0;
+    server = cliRun(s, cache, ["factory", "init"], "ignore");
     const floorMs: number[] = [];
     const runs: FactoryRun[] = [];
     for (let i = 0; i < opts.runs; i++) {
+      // A hit: one VM ready; its refill (one TCG boot) then runs during the hit itself, as it would in
+      // use, and is waited for before the next measurement, so no other run shares the CPUs with it.
+      await cacheReady(s);
+      const hit = await runOnce(s, "cache", bundle, `fbench-cache-${i}`);
+      runs.push(hit);
+      process.stderr.write(`factory run ${i + 1}/${opts.runs} cache: ${Math.round(hit.firstOutputMs)} ms\n`);
+      await cacheReady(s);
       floorMs.push(await floorOnce(work, image, floorInitrd));
       // Alternate which goes first, so neither always follows the floor's VM.
       for (const kind of i % 2 === 0 ? (["cold", "clone"] as const) : (["clone", "cold"] as const)) {
@@ -147,6 +179,12 @@ export async function benchFactory(opts: {
     };
     return { initMs, floorMs, runs, sandboxes: opts.sandboxes, pssMiB };
   } finally {
+    if (server !== undefined) {
+      await cliOk(s, cache, ["factory", "destroy"]).catch((e: unknown) => {
+        process.stderr.write(`bench: stop the VM cache: ${String(e)}\n`);
+        server?.kill("SIGTERM");
+      });
+    }
     await cliOk(s, clone, ["factory", "destroy"]).catch((e: unknown) => {
       process.stderr.write(`bench: factory destroy: ${String(e)}\n`);
     });
@@ -160,8 +198,8 @@ function s(ms: number): string {
 }
 
 export function renderFactoryReport(r: FactoryResults, env: { date: string; host: string }): string {
-  const of = (kind: "cold" | "clone"): readonly FactoryRun[] => r.runs.filter((x) => x.kind === kind);
-  const med = (kind: "cold" | "clone", f: (x: FactoryRun) => number): number => median(of(kind).map(f));
+  const of = (kind: Kind): readonly FactoryRun[] => r.runs.filter((x) => x.kind === kind);
+  const med = (kind: Kind, f: (x: FactoryRun) => number): number => median(of(kind).map(f));
   const phase =
     (a: string, b: string) =>
     (x: FactoryRun): number =>
@@ -169,20 +207,21 @@ export function renderFactoryReport(r: FactoryResults, env: { date: string; host
   const first = (x: FactoryRun): number => x.firstOutputMs;
   const coldFirst = med("cold", first);
   const cloneFirst = med("clone", first);
+  const cacheFirst = med("cache", first);
   const rows: [string, (x: FactoryRun) => number][] = [
     ["kata-ts run start → container's first output", first],
     ["  QEMU spawn → agent ready (shareReady → agentReady)", phase("shareReady", "agentReady")],
     ["  clone: reseed + clock (agentReady → cloneRefreshed)", phase("agentReady", "cloneRefreshed")],
   ];
   const lines = [
-    `Measured ${env.date} on ${env.host}, ${of("cold").length} interleaved rounds (floor, cold, clone; the order of cold and clone alternates), medians. Template made by \`kata-ts factory init\` (with its warm-up) in ${s(r.initMs)}.`,
+    `Measured ${env.date} on ${env.host}, ${of("cold").length} interleaved rounds (cache hit, floor, cold, clone; the order of cold and clone alternates), medians. Template made by \`kata-ts factory init\` (with its warm-up) in ${s(r.initMs)}; VM cache of 1 (\`vm_cache_number = 1\`), refilled before each measurement.`,
     "",
-    "| | cold boot | template clone |",
-    "|---|---|---|",
-    ...rows.map(([name, f]) => `| ${name} | ${s(med("cold", f))} | ${s(med("clone", f))} |`),
+    "| | cold boot | template clone | cache hit |",
+    "|---|---|---|---|",
+    ...rows.map(([name, f]) => `| ${name} | ${s(med("cold", f))} | ${s(med("clone", f))} | ${s(med("cache", f))} |`),
     `| bare-VM floor (QEMU spawn → busybox /init's line) | ${s(median(r.floorMs))} | |`,
     "",
-    `Clone / cold, start → first output: **${(cloneFirst / coldFirst).toFixed(2)}×**.`,
+    `Start → first output, against the cold boot: clone **${(cloneFirst / coldFirst).toFixed(2)}×**, cache hit **${(cacheFirst / coldFirst).toFixed(2)}×**.`,
     "",
     `Host memory, ${r.sandboxes} idle sandboxes (\`sleep\`), sum of QEMU PSS after 10 s: cold **${r.pssMiB.cold.toFixed(0)} MiB**, ` +
       `clones **${r.pssMiB.clone.toFixed(0)} MiB** (${((100 * r.pssMiB.clone) / r.pssMiB.cold).toFixed(0)} %).`,

@@ -6,6 +6,7 @@
 // still owns and removes its socket and directory.
 
 import { lstat, mkdir, readdir, rm, unlink, chmod } from "node:fs/promises";
+import { connect } from "node:net";
 import path from "node:path";
 import { Server, ServerCredentials, status, type ServiceDefinition } from "@grpc/grpc-js";
 import { create } from "@bufbuild/protobuf";
@@ -16,7 +17,6 @@ import { errField } from "../base/log.js";
 import type { Vm } from "../hypervisor/hypervisor.js";
 import type { AgentApi } from "../agent-client/agent-client.js";
 import type { ShareBinder } from "../platform/share-binder.js";
-import { dialUnix } from "../platform/unix-socket.js";
 import {
   CacheService,
   GrpcStatusSchema,
@@ -60,6 +60,8 @@ interface Entry {
   readonly share: SharedDir;
 }
 
+const probeTimeoutMs = 1000;
+
 /** Refuses a live server's socket; removes a dead server's (connection refused: nobody listens). */
 export async function claimEndpoint(endpoint: string): Promise<void> {
   const st = await lstat(endpoint).catch(ignoreErrno("ENOENT"));
@@ -67,18 +69,27 @@ export async function claimEndpoint(endpoint: string): Promise<void> {
   if (!st.isSocket()) {
     throw new KataError(Code.FailedPrecondition, `[factory] vm_cache_endpoint ${endpoint} exists and is not a socket`);
   }
-  const d = deadline(1000);
-  try {
-    const s = await dialUnix(endpoint, { signal: d.signal, op: "probe the VM cache socket" });
-    s.destroy();
-  } catch (e) {
-    if (errnoOf(e) === "ECONNREFUSED" || errnoOf(e) === "ENOENT") {
-      await unlink(endpoint).catch(ignoreErrno("ENOENT"));
-      return;
-    }
-    throw wrap(e, `probe ${endpoint}`);
-  } finally {
-    d.clear();
+  const probe = await new Promise<Error | undefined>((resolve) => {
+    const sock = connect(endpoint);
+    const timer = setTimeout(() => {
+      sock.destroy();
+      // Someone holds it and does not even accept: as taken as a live server.
+      resolve(undefined);
+    }, probeTimeoutMs);
+    sock.once("connect", () => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(undefined);
+    });
+    sock.once("error", (e) => {
+      clearTimeout(timer);
+      resolve(e);
+    });
+  });
+  if (probe !== undefined) {
+    if (errnoOf(probe) !== "ECONNREFUSED" && errnoOf(probe) !== "ENOENT") throw wrap(probe, `probe ${endpoint}`);
+    await unlink(endpoint).catch(ignoreErrno("ENOENT"));
+    return;
   }
   throw new KataError(
     Code.AlreadyExists,
