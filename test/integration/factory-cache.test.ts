@@ -72,7 +72,8 @@ describe("VM cache: a pool of pre-booted VMs (real VMs)", { skip, concurrency: f
     for (;;) {
       const s = await status();
       if (s.includes(`, ${n} ready)`)) return s;
-      if (server?.child.exitCode !== null) throw new Error(`the VM cache server exited: ${server?.out()}`);
+      if (server !== undefined && server.child.exitCode !== null)
+        throw new Error(`the VM cache server exited: ${server.out()}`);
       if (Date.now() > until) throw new Error(`the VM cache did not reach ${n} ready VMs: ${s}\n${server?.out()}`);
       await new Promise((r) => setTimeout(r, 1000));
     }
