@@ -1,6 +1,6 @@
 // `npm run bench -- factory`: a sandbox from the VM template and one from the VM cache (a hit) against a
-// direct (cold) boot, interleaved with the bare-VM floor, then the host memory (sum of QEMU PSS) of a few
-// idle sandboxes cold and cloned.
+// direct (cold) boot, interleaved with the bare-VM floor and a clone in a CNI pod netns (the template's NIC given the pod's MAC and
+// address: docs/factory.md#nics), then the host memory (sum of QEMU PSS) of a few idle sandboxes each way.
 // Uses the configured VM (KATA_TS_IMAGE_DIR moves the image) with a [factory] section of its own.
 
 import { spawn } from "node:child_process";
@@ -12,15 +12,17 @@ import { readGuestImage } from "../src/image/guest-image.js";
 import { buildFloorInitrd } from "../src/image/floor-image.js";
 import { NodeProcessRunner } from "../src/platform/process.js";
 import { makeBusyboxBundle } from "../src/tools/busybox-bundle.js";
+import { bridgeConflist, createPodNetns, removeBridgeNetwork, type CniConflist } from "../src/tools/cni-netns.js";
 import { floorOnce, median } from "./boot.js";
 import { benchDate, pssKiB, writeRaw, writeSection } from "./report.js";
 
 const runner = new NodeProcessRunner();
 
-type Kind = "cold" | "clone" | "cache";
+/** A clone in a CNI pod netns ("clone-net") runs from the template too. */
+type RunKind = "cold" | "clone" | "clone-net" | "cache";
 
 export interface FactoryRun {
-  readonly kind: Kind;
+  readonly kind: RunKind;
   /** CLI spawn → the container's first output byte. */
   readonly firstOutputMs: number;
   /** The CLI's own phases (run --timings-file). */
@@ -56,11 +58,12 @@ async function cliOk(s: Setup, cfg: string, args: readonly string[]): Promise<vo
   if (code !== 0) throw new Error(`kata-ts ${args.join(" ")} exited ${String(code)}`);
 }
 
-async function runOnce(s: Setup, kind: Kind, bundle: string, id: string): Promise<FactoryRun> {
+async function runOnce(s: Setup, kind: RunKind, bundle: string, id: string): Promise<FactoryRun> {
   const timings = path.join(s.root, `timings-${id}.json`);
   const t0 = performance.now();
   let first = NaN;
-  const child = cliRun(s, s.configs[kind], ["run", "--bundle", bundle, "--timings-file", timings, id], "pipe");
+  const cfg = s.configs[kind === "cold" || kind === "cache" ? kind : "clone"];
+  const child = cliRun(s, cfg, ["run", "--bundle", bundle, "--timings-file", timings, id], "pipe");
   child.stdout?.once("data", () => {
     first = performance.now() - t0;
   });
@@ -73,6 +76,28 @@ async function runOnce(s: Setup, kind: Kind, bundle: string, id: string): Promis
   // CAST: the CLI writes a flat object of phase name -> milliseconds (src/cli/commands/run.ts).
   const phases = JSON.parse(await readFile(timings, "utf8")) as Record<string, number>;
   return { kind, firstOutputMs: first, phases };
+}
+
+/** A clone in a fresh CNI pod netns (one per run, as a kubelet makes one per sandbox), released after. */
+async function netRunOnce(s: Setup, work: string, network: CniConflist, i: number): Promise<FactoryRun> {
+  const id = `fbench-net-${i}`;
+  const pod = await createPodNetns({ runner }, { network, name: `kata-ts-fbench-${process.pid}-${i}` });
+  try {
+    const bundle = await makeBusyboxBundle(
+      { runner },
+      {
+        dir: path.join(work, id),
+        args: ["echo", "ready"],
+        edit: (spec) => {
+          const namespaces = (spec.linux?.namespaces ?? []).filter((n) => n.type !== "network");
+          spec.linux = { ...spec.linux, namespaces: [...namespaces, { type: "network", path: pod.nsPath }] };
+        },
+      },
+    );
+    return await runOnce(s, "clone-net", bundle, id);
+  } finally {
+    await pod.release();
+  }
 }
 
 const cacheReadyTries = 300;
@@ -147,6 +172,17 @@ export async function benchFactory(opts: {
   await writeFile(clone, `[factory]\nenable_template = true\ntemplate_path = "${templatePath}"\n`);
   const s: Setup = { cli: opts.cli, root, configs: { cold, clone, cache } };
   let server: ReturnType<typeof spawn> | undefined;
+  const stopCache = async (): Promise<void> => {
+    if (server === undefined) return;
+    await cliOk(s, cache, ["factory", "destroy"]).catch((e: unknown) => {
+      process.stderr.write(`bench: stop the VM cache: ${String(e)}\n`);
+      server?.kill("SIGTERM");
+    });
+    server = undefined;
+  };
+  const bridge = `ktfb${process.pid % 100000}`;
+  const netName = `kata-ts-fbench-${process.pid}`;
+  const network = bridgeConflist({ name: netName, bridge, subnet: `10.198.${process.pid % 250}.0/24` });
   try {
     const floorInitrd = await buildFloorInitrd({ runner }, work);
     const bundle = await makeBusyboxBundle({ runner }, { dir: path.join(work, "bundle"), args: ["echo", "ready"] });
@@ -172,21 +208,24 @@ export async function benchFactory(opts: {
         runs.push(r);
         process.stderr.write(`factory run ${i + 1}/${opts.runs} ${kind}: ${Math.round(r.firstOutputMs)} ms\n`);
       }
+      const n = await netRunOnce(s, work, network, i);
+      runs.push(n);
+      process.stderr.write(`factory run ${i + 1}/${opts.runs} clone-net: ${Math.round(n.firstOutputMs)} ms\n`);
     }
+    // Its idle VM would share the CPUs with the idle sandboxes measured next.
+    await stopCache();
     const pssMiB = {
       cold: await idlePss(s, "cold", idle, opts.sandboxes),
       clone: await idlePss(s, "clone", idle, opts.sandboxes),
     };
     return { initMs, floorMs, runs, sandboxes: opts.sandboxes, pssMiB };
   } finally {
-    if (server !== undefined) {
-      await cliOk(s, cache, ["factory", "destroy"]).catch((e: unknown) => {
-        process.stderr.write(`bench: stop the VM cache: ${String(e)}\n`);
-        server?.kill("SIGTERM");
-      });
-    }
+    await stopCache();
     await cliOk(s, clone, ["factory", "destroy"]).catch((e: unknown) => {
       process.stderr.write(`bench: factory destroy: ${String(e)}\n`);
+    });
+    await removeBridgeNetwork({ runner }, { name: netName, bridge }).catch((e: unknown) => {
+      process.stderr.write(`bench: remove CNI network: ${String(e)}\n`);
     });
     await rm(path.dirname(templatePath), { recursive: true, force: true });
     await rm(work, { recursive: true, force: true });
@@ -198,8 +237,8 @@ function s(ms: number): string {
 }
 
 export function renderFactoryReport(r: FactoryResults, env: { date: string; host: string }): string {
-  const of = (kind: Kind): readonly FactoryRun[] => r.runs.filter((x) => x.kind === kind);
-  const med = (kind: Kind, f: (x: FactoryRun) => number): number => median(of(kind).map(f));
+  const of = (kind: RunKind): readonly FactoryRun[] => r.runs.filter((x) => x.kind === kind);
+  const med = (kind: RunKind, f: (x: FactoryRun) => number): number => median(of(kind).map(f));
   const phase =
     (a: string, b: string) =>
     (x: FactoryRun): number =>
@@ -212,14 +251,21 @@ export function renderFactoryReport(r: FactoryResults, env: { date: string; host
     ["kata-ts run start → container's first output", first],
     ["  QEMU spawn → agent ready (shareReady → agentReady)", phase("shareReady", "agentReady")],
     ["  clone: reseed + clock (agentReady → cloneRefreshed)", phase("agentReady", "cloneRefreshed")],
+    [
+      "  guest network: UpdateInterface, UpdateRoutes (→ networkReady)",
+      (x) => (x.phases["networkReady"] ?? NaN) - (x.phases["cloneRefreshed"] ?? x.phases["agentReady"] ?? NaN),
+    ],
   ];
   const lines = [
-    `Measured ${env.date} on ${env.host}, ${of("cold").length} interleaved rounds (cache hit, floor, cold, clone; the order of cold and clone alternates), medians. Template made by \`kata-ts factory init\` (with its warm-up) in ${s(r.initMs)}; VM cache of 1 (\`vm_cache_number = 1\`), refilled before each measurement.`,
+    `Measured ${env.date} on ${env.host}, ${of("cold").length} interleaved rounds (cache hit, floor, cold, clone; the order of cold and clone alternates; then a clone in a CNI pod netns), medians. Template made by \`kata-ts factory init\` (with its warm-up) in ${s(r.initMs)}; VM cache of 1 (\`vm_cache_number = 1\`), refilled before each measurement.`,
     "",
-    "| | cold boot | template clone | cache hit |",
-    "|---|---|---|---|",
-    ...rows.map(([name, f]) => `| ${name} | ${s(med("cold", f))} | ${s(med("clone", f))} | ${s(med("cache", f))} |`),
-    `| bare-VM floor (QEMU spawn → busybox /init's line) | ${s(median(r.floorMs))} | |`,
+    "| | cold boot | template clone | clone in a CNI pod netns | cache hit |",
+    "|---|---|---|---|---|",
+    ...rows.map(
+      ([name, f]) =>
+        `| ${name} | ${s(med("cold", f))} | ${s(med("clone", f))} | ${s(med("clone-net", f))} | ${s(med("cache", f))} |`,
+    ),
+    `| bare-VM floor (QEMU spawn → busybox /init's line) | ${s(median(r.floorMs))} | | | |`,
     "",
     `Start → first output, against the cold boot: clone **${(cloneFirst / coldFirst).toFixed(2)}×**, cache hit **${(cacheFirst / coldFirst).toFixed(2)}×**.`,
     "",

@@ -7,10 +7,12 @@
  *       stdin is copied to the master and the master's output to our stdout. SIGUSR1 re-reads
  *       "ROWS COLS" from RESIZE_FILE and resizes the pty. Exits with CMD's status (128+N if killed).
  *
- *   kata-ts-tty console SOCKET STDIN_FIFO STDOUT_FIFO
+ *   kata-ts-tty console SOCKET STDIN_FIFO STDOUT_FIFO [WINSIZE_FIFO]
  *       (host, OCI --console-socket) makes a pty, sends its master to SOCKET (SCM_RIGHTS, the pty's
  *       name as data) and copies between the slave and the fifos the runtime service opens, until the
- *       container's output ends. Prints the copier's pid.
+ *       container's output ends. Prints the copier's pid. With WINSIZE_FIFO, the slave is the copier's
+ *       controlling terminal, so a resize of the master (the caller's TIOCSWINSZ) reaches it as SIGWINCH:
+ *       it writes "ROWS COLS" lines there for the stand-in to pass to the guest.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -29,6 +31,8 @@
 
 static volatile sig_atomic_t resize_pending = 0;
 static void on_usr1(int sig) { (void)sig; resize_pending = 1; }
+static volatile sig_atomic_t winch_pending = 0;
+static void on_winch(int sig) { (void)sig; winch_pending = 1; }
 
 static void die(const char *what) {
   fprintf(stderr, "kata-ts-tty: %s: %s\n", what, strerror(errno));
@@ -146,7 +150,16 @@ static void send_fd(const char *sock_path, int fd, const char *name) {
   close(s);
 }
 
-static int console(const char *sock_path, const char *stdin_fifo, const char *stdout_fifo) {
+/* Writes the slave's size as one "ROWS COLS" line (never blocks: a full or unread fifo drops it). */
+static void report_size(int slave, int winsize) {
+  struct winsize ws;
+  char line[32];
+  if (winsize < 0 || ioctl(slave, TIOCGWINSZ, &ws) < 0 || ws.ws_row == 0 || ws.ws_col == 0) return;
+  int n = snprintf(line, sizeof line, "%u %u\n", (unsigned)ws.ws_row, (unsigned)ws.ws_col);
+  if (n > 0 && write(winsize, line, (size_t)n) < 0) { /* dropped: the next resize says it again */ }
+}
+
+static int console(const char *sock_path, const char *stdin_fifo, const char *stdout_fifo, const char *winsize_fifo) {
   char name[128];
   int master = open_master(name, sizeof name);
   int slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
@@ -157,6 +170,9 @@ static int console(const char *sock_path, const char *stdin_fifo, const char *st
   int out = open(stdout_fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   int in = open(stdin_fifo, O_RDWR | O_CLOEXEC);
   if (out < 0 || in < 0) die("open fifo");
+  /* Read-write: the open never waits for the stand-in, and a write never fails for want of a reader. */
+  int winsize = winsize_fifo == NULL ? -1 : open(winsize_fifo, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (winsize_fifo != NULL && winsize < 0) die("open winsize fifo");
   send_fd(sock_path, master, name);
   close(master);
   pid_t copier = fork();
@@ -166,11 +182,23 @@ static int console(const char *sock_path, const char *stdin_fifo, const char *st
   int null = open("/dev/null", O_RDWR);
   if (null >= 0) { dup2(null, 0); dup2(null, 1); dup2(null, 2); } /* never hold the caller's pipes */
   signal(SIGPIPE, SIG_IGN);
+  if (winsize >= 0) {
+    /* The caller closing the master hangs the slave up: that ends the loop below, not a signal. */
+    signal(SIGHUP, SIG_IGN);
+    struct sigaction sa = {0};
+    sa.sa_handler = on_winch;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGWINCH, &sa, NULL);
+    /* As session leader, the slave becomes our controlling terminal and our group its foreground one. */
+    if (ioctl(slave, TIOCSCTTY, 0) == 0) report_size(slave, winsize); /* a resize before we got here */
+  }
   char buf[65536];
   int writer_seen = 0;
   for (;;) {
     struct pollfd p[2] = {{out, POLLIN, 0}, {slave, POLLIN, 0}};
-    if (poll(p, 2, -1) < 0) { if (errno == EINTR) continue; break; }
+    int ready = poll(p, 2, -1);
+    if (winch_pending) { winch_pending = 0; report_size(slave, winsize); }
+    if (ready < 0) { if (errno == EINTR) continue; break; }
     if (p[0].revents & POLLIN) {
       ssize_t n = read(out, buf, sizeof buf);
       if (n > 0) { writer_seen = 1; if (write_all(slave, buf, n) < 0) break; }
@@ -191,8 +219,9 @@ static int console(const char *sock_path, const char *stdin_fifo, const char *st
 int main(int argc, char **argv) {
   if (argc >= 6 && strcmp(argv[1], "run") == 0 && strcmp(argv[5], "--") == 0 && argc >= 7)
     return run(atoi(argv[2]), atoi(argv[3]), argv[4], argv + 6);
-  if (argc == 5 && strcmp(argv[1], "console") == 0) return console(argv[2], argv[3], argv[4]);
+  if ((argc == 5 || argc == 6) && strcmp(argv[1], "console") == 0)
+    return console(argv[2], argv[3], argv[4], argc == 6 ? argv[5] : NULL);
   fprintf(stderr, "usage: kata-ts-tty run ROWS COLS RESIZE_FILE -- CMD...\n"
-                  "       kata-ts-tty console SOCKET STDIN_FIFO STDOUT_FIFO\n");
+                  "       kata-ts-tty console SOCKET STDIN_FIFO STDOUT_FIFO [WINSIZE_FIFO]\n");
   return 2;
 }

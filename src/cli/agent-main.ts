@@ -18,6 +18,7 @@ import { Crun } from "../guest/crun.js";
 import { agentLogLevel } from "../guest/log-level.js";
 import { servePort } from "../guest/serve-port.js";
 import { OomEvents } from "../guest/oom.js";
+import { onlineCpuMem } from "../guest/hotplug.js";
 import { GuestNetwork } from "../guest/network.js";
 import { BusyboxNetPort } from "../guest/network-port.js";
 import { registerAgentService } from "../guest/service.js";
@@ -97,6 +98,7 @@ async function main(startedFrom: "snapshot" | "bundle"): Promise<void> {
     reseed: async (seed) => {
       await runChecked(runner, "/usr/bin/kata-ts-reseed", [], { input: seed });
     },
+    onlineCpuMem: (req, signal) => onlineCpuMem(req, signal, { logger: logger.child({ subsystem: "hotplug" }) }),
     network: new GuestNetwork(new BusyboxNetPort(runner), logger.child({ subsystem: "network" })),
   });
   const stop = new AbortController();

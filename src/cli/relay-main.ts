@@ -12,8 +12,15 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { describeError, ignoreErrno } from "../base/errors.js";
 import { processExists } from "../platform/process.js";
 import { connectTask, type TaskConnection } from "./service-client.js";
-import { exitCodeOf, forwardedSignals, parseStandInArgs, signalNumber, type StdioName } from "./stand-in.js";
-import { pumpFifos } from "./stdio-bridge.js";
+import {
+  exitCodeOf,
+  forwardedSignals,
+  parseStandInArgs,
+  signalNumber,
+  takeWinsizes,
+  type StdioName,
+} from "./stand-in.js";
+import { openFifoReader, pumpFifos } from "./stdio-bridge.js";
 
 /** How long outputs may run on after the process exited (a daemon it left holding them). */
 const drainMs = 5000;
@@ -80,6 +87,35 @@ const go = await new Promise<boolean>((resolve) => {
 });
 control.destroy();
 
+/**
+ * Passes the console copier's size reports on to the process's terminal (ResizePty), in order. The copier
+ * keeps the fifo open for writing, so lines written before this read are waiting in it.
+ */
+function forwardResizes(c: TaskConnection): void {
+  const reader = openFifoReader(path.join(args.dir, "winsize"));
+  let rest = "";
+  let chain = Promise.resolve();
+  reader.on("data", (d: Buffer) => {
+    const taken = takeWinsizes(rest + d.toString());
+    rest = taken.rest;
+    for (const { rows, cols } of taken.sizes) {
+      chain = chain.then(() =>
+        c.task.resizePty({ id: args.id, execId: args.execId, width: cols, height: rows }).then(
+          () => undefined,
+          (e: unknown) => {
+            say(`resize to ${rows}x${cols}: ${describeError(e)}`);
+          },
+        ),
+      );
+    }
+  });
+  reader.on("error", (e) => {
+    say(`winsize: ${describeError(e)}`);
+  });
+  // The copier holds the fifo for the process's life: do not let it hold this process too.
+  reader.unref();
+}
+
 async function finish(code: number): Promise<never> {
   // A stdin open the service never answered would keep a thread (and so the process) alive.
   pump.close();
@@ -103,6 +139,7 @@ try {
       say(`forward signal ${signal}: ${describeError(e)}`);
     });
   }
+  if (args.winsize === true) forwardResizes(conn);
   status = (await task.wait({ id: args.id, execId: args.execId })).exitStatus;
   if (args.execId !== "") {
     // Nobody else deletes a detached exec: its record goes with its stand-in (runc keeps none).

@@ -17,6 +17,7 @@ import { TemplateVmFactory } from "../factory/vm-factory.js";
 import { CacheVmSource } from "../factory/cache-client.js";
 import { loadConfig, type LoadedConfig } from "../config/load.js";
 import { readSelfMountInfo } from "../storage/shared-dir.js";
+import { NetnsManager } from "../network/netns.js";
 
 export interface GlobalFlags {
   readonly root: string;
@@ -85,6 +86,7 @@ export function makeContext(flags: GlobalFlags, opts: ContextOptions = {}): Runt
     mounter: new CommandMounter(runner),
     readMountInfo: readSelfMountInfo,
     logger,
+    netns: new NetnsManager({ runner }),
   });
   return {
     flags,

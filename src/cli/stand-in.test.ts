@@ -13,6 +13,7 @@ import {
   signalNumber,
   standInPid,
   standInRecord,
+  takeWinsizes,
   type StandInArgs,
 } from "./stand-in.js";
 import { relaysThrough } from "./stdio-bridge.js";
@@ -52,6 +53,28 @@ describe("parseStandInArgs", () => {
       kataError(Code.InvalidArgument, /copierPid/),
     );
     assert.throws(() => parseStandInArgs("x".repeat(17 * 1024)), kataError(Code.InvalidArgument, /16 KiB/));
+  });
+});
+
+describe("parseStandInArgs winsize", () => {
+  it("keeps winsize when set, and refuses a non-boolean", () => {
+    assert.deepEqual(parseStandInArgs(JSON.stringify({ ...args, winsize: true })), { ...args, winsize: true });
+    assert.throws(
+      () => parseStandInArgs(JSON.stringify({ ...args, winsize: "yes" })),
+      kataError(Code.InvalidArgument, /winsize/),
+    );
+  });
+});
+
+describe("takeWinsizes", () => {
+  it("takes whole lines and keeps the unfinished rest", () => {
+    assert.deepEqual(takeWinsizes("40 120\n50 1"), { sizes: [{ rows: 40, cols: 120 }], rest: "50 1" });
+    assert.deepEqual(takeWinsizes("50 100\n"), { sizes: [{ rows: 50, cols: 100 }], rest: "" });
+  });
+
+  it("skips lines out of a pty's range or not two numbers, and drops an overlong rest", () => {
+    assert.deepEqual(takeWinsizes("0 80\n24 70000\nx y\n-1 5\n24 80\n"), { sizes: [{ rows: 24, cols: 80 }], rest: "" });
+    assert.deepEqual(takeWinsizes("9".repeat(100)), { sizes: [], rest: "" });
   });
 });
 

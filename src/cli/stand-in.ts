@@ -29,6 +29,8 @@ export interface StandInArgs {
   readonly relay: readonly StdioName[];
   /** A console copier (kata-ts-tty console) whose end it waits for before it exits; 0 for none. */
   readonly copierPid: number;
+  /** Whether the copier writes the console's sizes to `dir`/winsize, for the stand-in to pass on (ResizePty). */
+  readonly winsize?: boolean;
   /** Where it appends a line when it cannot do its job ("" for nowhere: its stderr is the container's). */
   readonly log: string;
 }
@@ -54,7 +56,11 @@ export function parseStandInArgs(text: string | undefined): StandInArgs {
   if (typeof copierPid !== "number" || !Number.isSafeInteger(copierPid) || copierPid < 0) {
     throw new KataError(Code.InvalidArgument, "stand-in: copierPid must be a pid or 0");
   }
+  if (v.winsize !== undefined && typeof v.winsize !== "boolean") {
+    throw new KataError(Code.InvalidArgument, "stand-in: winsize must be a boolean");
+  }
   return {
+    ...(v.winsize === true ? { winsize: true } : {}),
     socket: str("socket"),
     sandboxId: str("sandboxId"),
     id: str("id"),
@@ -91,6 +97,33 @@ export const forwardedSignals: readonly NodeJS.Signals[] = [
   "SIGTRAP",
   "SIGABRT",
 ];
+
+/** A terminal size as the console copier reports it. */
+export interface WinSize {
+  readonly rows: number;
+  readonly cols: number;
+}
+
+/** The longest unfinished line kept: "65535 65535" and then some. */
+const maxWinsizeLine = 32;
+
+/**
+ * Splits the copier's "ROWS COLS" lines off `text`: the sizes, and the unfinished rest to keep for the
+ * next read. Lines that are not two numbers in 1..65535 (a pty's range) are skipped, and an overlong
+ * rest is dropped: the stream is ours, but a bad line must not stop the next resizes.
+ */
+export function takeWinsizes(text: string): { sizes: WinSize[]; rest: string } {
+  const lines = text.split("\n");
+  const last = lines.pop() ?? "";
+  const sizes: WinSize[] = [];
+  for (const line of lines) {
+    const m = /^(\d{1,5}) (\d{1,5})$/.exec(line.trim());
+    if (m === null) continue;
+    const [rows, cols] = [Number(m[1]), Number(m[2])];
+    if (rows >= 1 && rows <= 65535 && cols >= 1 && cols <= 65535) sizes.push({ rows, cols });
+  }
+  return { sizes, rest: last.length > maxWinsizeLine ? "" : last };
+}
 
 /** The signal number the service's Kill takes for a signal the stand-in caught. */
 export function signalNumber(sig: NodeJS.Signals): number {

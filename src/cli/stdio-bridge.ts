@@ -237,10 +237,13 @@ export async function prepareConsole(
   const removeDir = (): Promise<void> => rm(dir, { recursive: true, force: true });
   // CAST: makeFifos made both.
   const [stdin, stdout] = [fifos.stdin as string, fifos.stdout as string];
+  // The copier's reports of the caller's resizes (TIOCSWINSZ on the master), which the stand-in passes on.
+  const winsize = path.join(dir, "winsize");
   const helper = path.join(installRoot, "dist/native/kata-ts-tty");
   let copier: number;
   try {
-    const r = await runChecked(runner, helper, ["console", consoleSocket, stdin, stdout]);
+    await runChecked(runner, "mkfifo", ["-m", "0600", winsize]);
+    const r = await runChecked(runner, helper, ["console", consoleSocket, stdin, stdout, winsize]);
     copier = Number(r.stdout.trim());
   } catch (e) {
     await removeDir();
@@ -257,7 +260,7 @@ export async function prepareConsole(
   let standIn;
   try {
     // The copier's fifos are the stand-in's to remove when it ends.
-    standIn = await startStandIn(runner, { ...target, dir, relay: [], copierPid: copier });
+    standIn = await startStandIn(runner, { ...target, dir, relay: [], copierPid: copier, winsize: true });
   } catch (e) {
     killCopier();
     await removeDir();

@@ -88,6 +88,7 @@ export async function resolveVmConfig(ctx: RuntimeContext, spec: Spec, configPat
     vcpus: sizing.vcpus,
     memoryMiB: sizing.memoryMiB,
     ...(sizing.hotplug === undefined ? {} : { hotplug: sizing.hotplug }),
+    baseSize: { vcpus: h.defaultVcpus, memoryMiB: h.defaultMemoryMiB },
     ...(h.tcgTbSizeMiB === 0 ? {} : { tcgTbSizeMiB: h.tcgTbSizeMiB }),
     ...(h.reclaimGuestFreedMemory ? { reclaimGuestFreedMemory: true } : {}),
     kernelPath: files.kernel,
@@ -118,5 +119,6 @@ export async function resolveVmConfig(ctx: RuntimeContext, spec: Spec, configPat
     },
     // Kata: the agent's logs reach the runtime's log when debugging; the console log has them always.
     guestLogs: cfg.agent.enableDebug || cfg.runtime.enableDebug || ctx.flags.debug === true,
+    disableGuestSeccomp: cfg.runtime.disableGuestSeccomp,
   };
 }

@@ -100,6 +100,8 @@ export const defaultConfig: RuntimeConfig = {
     internetworkingModel: "tcfilter",
     disableNewNetns: false,
     sandboxCgroupOnly: true,
+    // Kata's default (its shipped configuration.toml and katautils): the VM is the isolation boundary.
+    disableGuestSeccomp: true,
     experimental: [],
     enablePprof: false,
     createContainerTimeoutMs: 60_000,

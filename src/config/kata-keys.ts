@@ -102,7 +102,6 @@ export const kataOnlyAgentKeys: ReadonlySet<string> = new Set([
 
 /** `[runtime]` keys Kata knows and kata-ts ignores (the last three are runtime-rs's). */
 export const kataOnlyRuntimeKeys: ReadonlySet<string> = new Set([
-  "disable_guest_seccomp",
   "enable_agent_pidns",
   "enable_vcpus_pinning",
   "guest_selinux_label",

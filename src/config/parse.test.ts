@@ -73,6 +73,7 @@ describe("parseConfig", () => {
       internetworking_model = "none"
       disable_new_netns = true
       sandbox_cgroup_only = true
+      disable_guest_seccomp = false
       experimental = []
       enable_pprof = true
       create_container_timeout = 90
@@ -127,6 +128,7 @@ describe("parseConfig", () => {
         internetworkingModel: "none",
         disableNewNetns: true,
         sandboxCgroupOnly: true,
+        disableGuestSeccomp: false,
         experimental: [],
         enablePprof: true,
         createContainerTimeoutMs: 90_000,
@@ -366,6 +368,11 @@ describe("parseConfig", () => {
       `${file}: [runtime] sandbox_cgroup_only: false is not implemented: taken as true (the VM and its service join the sandbox's cgroup)`,
     ]);
     assert.equal(ok("").config.runtime.sandboxCgroupOnly, true);
+  });
+
+  it("takes disable_guest_seccomp as Kata does: true unless set", () => {
+    assert.equal(ok("").config.runtime.disableGuestSeccomp, true);
+    assert.equal(ok("[runtime]\ndisable_guest_seccomp = false\n").config.runtime.disableGuestSeccomp, false);
   });
 
   it("warns about Kata 1.x sections and unknown sections", () => {

@@ -138,6 +138,7 @@ function runtime(r: SectionReader, d: RuntimeSection): RuntimeSection {
     internetworkingModel: r.oneOf("internetworking_model", internetworkingModels, d.internetworkingModel),
     disableNewNetns: r.bool("disable_new_netns", d.disableNewNetns),
     sandboxCgroupOnly: r.bool("sandbox_cgroup_only", d.sandboxCgroupOnly),
+    disableGuestSeccomp: r.bool("disable_guest_seccomp", d.disableGuestSeccomp),
     // Kata refuses features it does not know; kata-ts has none yet.
     experimental: r.strings(
       "experimental",

@@ -96,6 +96,8 @@ export interface RuntimeSection {
   readonly internetworkingModel: InternetworkingModel;
   readonly disableNewNetns: boolean;
   readonly sandboxCgroupOnly: boolean;
+  /** Kata's disable_guest_seccomp: the containers' seccomp profiles are not applied in the guest. */
+  readonly disableGuestSeccomp: boolean;
   readonly experimental: readonly string[];
   readonly enablePprof: boolean;
   /** CreateContainer's deadline (TOML: create_container_timeout, seconds). */

@@ -137,6 +137,7 @@ export async function serveVmCache(
     initrd: request.initrd,
     disks: request.disks,
     taps: [],
+    nics: [],
     balloon: spec.reclaimGuestFreedMemory === true,
     stateBytes: 0,
     warmup: opts.warmup === undefined ? "none" : "container",

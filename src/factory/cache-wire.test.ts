@@ -30,6 +30,7 @@ const record: TemplateRecord = {
   initrd: file("/i"),
   disks: [],
   taps: [],
+  nics: [],
   balloon: false,
   stateBytes: 0,
   warmup: "container",
@@ -49,6 +50,7 @@ const request: TemplateRequest = {
   initrd: file("/i"),
   disks: [],
   nics: [],
+  ownNetns: false,
 };
 
 describe("VM cache wire format", () => {
@@ -130,6 +132,6 @@ describe("VM cache wire format", () => {
     assert.match(m.join("\n"), /^vcpus: cached VM 1, sandbox 2$/m);
     assert.match(m.join("\n"), /^memory MiB: cached VM 2048, sandbox 4096$/m);
     assert.match(m.join("\n"), /^kernel: cached VM /m);
-    assert.match(m.join("\n"), /^NIC taps: cached VM \[\], sandbox \["tap0_kata"\]$/m);
+    assert.match(m.join("\n"), /^NICs: the cached VM has none, the sandbox 1$/m);
   });
 });

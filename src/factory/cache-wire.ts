@@ -96,7 +96,9 @@ export function parseCacheRecord(data: Uint8Array): TemplateRecord {
  * no NIC, so everything the guest sees must be the same.
  */
 export function cacheMismatches(rec: TemplateRecord, req: TemplateRequest): string[] {
-  return templateMismatches(rec, req).map((m) => m.replace(": template ", ": cached VM "));
+  return templateMismatches(rec, req).map((m) =>
+    m.replace(": template ", ": cached VM ").replace("the template has", "the cached VM has"),
+  );
 }
 
 /** grpc-js serializers over protobuf-es, bounded. */

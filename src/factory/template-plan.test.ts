@@ -4,10 +4,14 @@ import { Code } from "../base/errors.js";
 import type { MountEntry } from "../platform/mountinfo.js";
 import {
   checkTemplatePath,
+  cloneNics,
   notOurTmpfs,
   parseTemplateRecord,
   templateMismatches,
   templateMountSource,
+  templateNetnsName,
+  templateNic,
+  withCurrentMacs,
   type TemplateRecord,
   type TemplateRequest,
 } from "./template-plan.js";
@@ -45,6 +49,7 @@ const request: TemplateRequest = {
   initrd: file("/i/initrd.img"),
   disks: [{ ...file("/i/tools.erofs"), serial: "kata-ts-tools" }],
   nics: [],
+  ownNetns: true,
 };
 
 function mount(mountPoint: string, fstype: string, source: string): MountEntry {
@@ -66,7 +71,7 @@ describe("template selection", () => {
 
     assert.deepEqual(
       got.map((m) => m.split(":")[0]),
-      ["vcpus", "memory MiB", "kernel parameters", "initrd", "NIC taps"],
+      ["vcpus", "memory MiB", "kernel parameters", "initrd", "NICs"],
     );
     assert.ok(got.includes("memory MiB: template 2048, sandbox 1024"));
   });
@@ -91,7 +96,71 @@ describe("template selection", () => {
   });
 });
 
+describe("template NIC", () => {
+  const withNic: TemplateRecord = { ...record, taps: [templateNic.tapName], nics: [templateNic] };
+  const podNic = { tapName: "tap0_kata", mac: "02:42:0A:58:00:05" };
+
+  it("serves a pod with one interface on the template's tap name, and one with none in a netns of its own", () => {
+    assert.deepEqual(templateMismatches(withNic, { ...request, nics: [podNic] }), []);
+    assert.deepEqual(templateMismatches(withNic, request), []);
+  });
+
+  it("does not serve two interfaces, another tap name, or a sandbox without a netns of its own", () => {
+    const twice = templateMismatches(withNic, {
+      ...request,
+      nics: [podNic, { tapName: "tap1_kata", mac: "02:42:0a:58:00:06" }],
+    });
+    assert.deepEqual(twice, ["NICs: the template has one, the sandbox 2 (a clone cannot get more)"]);
+    assert.deepEqual(templateMismatches(withNic, { ...request, nics: [{ ...podNic, tapName: "tap9_kata" }] }), [
+      "NIC tap: template tap0_kata, sandbox tap9_kata",
+    ]);
+    assert.deepEqual(templateMismatches(withNic, { ...request, ownNetns: false }), [
+      "NICs: the template has one, and the sandbox has no network namespace of its own for its tap",
+    ]);
+  });
+
+  it("a template from before NICs (no nics field) serves only sandboxes without interfaces", () => {
+    assert.deepEqual(templateMismatches(record, request), []);
+    assert.deepEqual(templateMismatches(record, { ...request, nics: [podNic] }), [
+      "NICs: the template has none, the sandbox 1",
+    ]);
+  });
+
+  it("a clone's QEMU gets the template's tap with the pod's MAC, and its guest the pod's MAC for the NIC with the template's", () => {
+    const { nics, macChanges } = cloneNics(withNic, [podNic]);
+
+    assert.deepEqual(nics, [{ tapName: templateNic.tapName, mac: "02:42:0a:58:00:05" }]);
+    assert.deepEqual(macChanges, [{ mac: "02:42:0a:58:00:05", currentMac: templateNic.mac }]);
+    const ifaces = withCurrentMacs(
+      [
+        { name: "eth0", hwAddr: "02:42:0A:58:00:05" },
+        { name: "x", hwAddr: "02:00:00:00:00:09" },
+      ],
+      macChanges,
+    );
+    assert.deepEqual(ifaces, [
+      { name: "eth0", hwAddr: "02:42:0A:58:00:05", currentHwAddr: templateNic.mac },
+      { name: "x", hwAddr: "02:00:00:00:00:09" },
+    ]);
+    assert.deepEqual(cloneNics(withNic, []), { nics: [templateNic], macChanges: [] });
+  });
+
+  it("the template's netns name is per template path and a valid netns name", () => {
+    const a = templateNetnsName("/run/kata-ts/vm/template");
+    assert.match(a, /^kata-ts-factory-[0-9a-f]{12}$/);
+    assert.notEqual(a, templateNetnsName("/run/n/template"));
+  });
+});
+
 describe("template record", () => {
+  it("round-trips with a NIC, and refuses a NIC with a bad MAC", () => {
+    const r = { ...record, taps: [templateNic.tapName], nics: [templateNic] };
+    assert.deepEqual(parseTemplateRecord(JSON.stringify(r)), r);
+    assert.throws(() => parseTemplateRecord(JSON.stringify({ ...r, nics: [{ tapName: "tap0_kata", mac: "x" }] })), {
+      code: Code.FailedPrecondition,
+    });
+  });
+
   it("round-trips", () => {
     assert.deepEqual(parseTemplateRecord(JSON.stringify(record)), record);
   });

@@ -7,10 +7,12 @@
 // every guest-visible way: same QEMU, kernel, initrd, disks, machine, vCPUs, RAM size and devices.
 
 import { Buffer } from "node:buffer";
+import { createHash } from "node:crypto";
 import path from "node:path";
 import { Code, KataError } from "../base/errors.js";
 import type { MountEntry } from "../platform/mountinfo.js";
 import type { VmNic, VmSpec } from "../hypervisor/hypervisor.js";
+import { tapName } from "../network/plan.js";
 
 /** The tmpfs source name `kata-ts factory init` mounts with: how a template path is known to be ours. */
 export const templateMountSource = "kata-ts-factory";
@@ -44,6 +46,20 @@ export function templateFiles(dir: string): TemplateFiles {
   };
 }
 
+/**
+ * The template's one NIC (docs/factory.md#nics). microvm cannot hot-plug a NIC into a clone, so the
+ * template boots with it and every clone keeps it: the clone's QEMU opens the same tap name in the pod's
+ * netns (the pod's first tap, mirrored to its veth as in a direct boot), and the guest, which still sees
+ * this MAC (it is in the device's migrated state), is told to take the pod's (Interface.currentHwAddr).
+ * The MAC is locally administered and never on a wire for long: QEMU's post-restore announcement only.
+ */
+export const templateNic: VmNic = { tapName: tapName(0), mac: "02:6b:74:00:00:01" };
+
+/** The throwaway netns `factory init` opens the template's tap in: one per template path, never a pod's. */
+export function templateNetnsName(dir: string): string {
+  return `kata-ts-factory-${createHash("sha256").update(dir).digest("hex").slice(0, 12)}`;
+}
+
 /** A file the VM reads, identified so a rebuilt image (same path, new contents) is noticed. */
 export interface FileIdentity {
   readonly path: string;
@@ -68,6 +84,8 @@ export interface TemplateRecord {
   readonly disks: readonly (FileIdentity & { readonly serial: string })[];
   /** The template's NICs' tap names (a clone opens the same names in its own netns). */
   readonly taps: readonly string[];
+  /** The template's NICs (templateNic, or none); absent in records from before NICs (then: `taps`, empty). */
+  readonly nics?: readonly VmNic[];
   /** Whether it has the free-page-reporting balloon (reclaim_guest_freed_memory): a device, so in its state. */
   readonly balloon?: boolean;
   readonly stateBytes: number;
@@ -84,6 +102,8 @@ export interface TemplateRequest {
   readonly initrd: FileIdentity;
   readonly disks: readonly (FileIdentity & { readonly serial: string })[];
   readonly nics: readonly VmNic[];
+  /** Whether its QEMU runs in a network namespace of the sandbox's own (where a template's tap can be). */
+  readonly ownNetns: boolean;
 }
 
 /** tmpfs size for a template of `memoryMiB` of guest RAM. */
@@ -114,12 +134,73 @@ export function templateMismatches(rec: TemplateRecord, req: TemplateRequest): s
   same("kernel", rec.kernel, req.kernel);
   same("initrd", rec.initrd, req.initrd);
   same("disks", rec.disks, req.disks);
-  same(
-    "NIC taps",
-    rec.taps,
-    req.nics.map((n) => n.tapName),
-  );
+  const nics = nicMismatch(rec, req);
+  if (nics !== undefined) out.push(nics);
   return out;
+}
+
+/**
+ * Whether the sandbox's NICs fit the template's: none for none; for the template's one NIC, one pod
+ * interface on the same tap name (the CNI veth case), or none at all if the sandbox has a netns of its
+ * own (the clone's QEMU then makes the tap itself there, and it goes with QEMU; the guest's NIC stays
+ * down). More than one pod interface cannot be given to a clone (no hot-plug on microvm).
+ */
+function nicMismatch(rec: TemplateRecord, req: TemplateRequest): string | undefined {
+  const t = rec.nics ?? [];
+  const p = req.nics;
+  if (t.length === 0) {
+    return p.length === 0 ? undefined : `NICs: the template has none, the sandbox ${p.length}`;
+  }
+  const [nic] = t;
+  if (t.length > 1 || nic === undefined) return `NICs: the template has ${t.length}, kata-ts makes one`;
+  if (p.length === 0) {
+    return req.ownNetns
+      ? undefined
+      : "NICs: the template has one, and the sandbox has no network namespace of its own for its tap";
+  }
+  if (p.length > 1) return `NICs: the template has one, the sandbox ${p.length} (a clone cannot get more)`;
+  const tap = p[0]?.tapName;
+  return tap === nic.tapName ? undefined : `NIC tap: template ${nic.tapName}, sandbox ${String(tap)}`;
+}
+
+/** A pod MAC the guest must give the NIC that has the template's MAC now. */
+export interface NicMacChange {
+  readonly mac: string;
+  readonly currentMac: string;
+}
+
+/**
+ * The NICs a clone's QEMU gets and the MAC changes its guest needs, for a sandbox whose NICs fit
+ * (templateMismatches empty). The template's NICs, on the same taps; the device state the clone loads
+ * holds the template's MAC (what the guest and the device's receive filter see until the guest sets the
+ * pod's), but the command line's MAC is the pod's: QEMU announces that one after the restore (its RARP
+ * teaches the CNI bridge the pod's port at once) and a device reset returns to it.
+ */
+export function cloneNics(
+  rec: TemplateRecord,
+  podNics: readonly VmNic[],
+): { readonly nics: readonly VmNic[]; readonly macChanges: readonly NicMacChange[] } {
+  const templateNics = rec.nics ?? [];
+  const nics = templateNics.map((t, i) => {
+    const p = podNics[i];
+    return p === undefined ? t : { tapName: t.tapName, mac: p.mac.toLowerCase() };
+  });
+  const macChanges = podNics.flatMap((p, i) => {
+    const t = templateNics[i];
+    return t === undefined || t.mac === p.mac.toLowerCase() ? [] : [{ mac: p.mac.toLowerCase(), currentMac: t.mac }];
+  });
+  return { nics, macChanges };
+}
+
+/** `interfaces` with currentHwAddr set where the guest's NIC still has another MAC (cloneNics). */
+export function withCurrentMacs<T extends { readonly hwAddr?: string }>(
+  interfaces: readonly T[],
+  changes: readonly NicMacChange[],
+): (T & { readonly currentHwAddr?: string })[] {
+  return interfaces.map((i) => {
+    const c = changes.find((ch) => ch.mac === i.hwAddr?.toLowerCase());
+    return c === undefined ? i : { ...i, currentHwAddr: c.currentMac };
+  });
 }
 
 /** template.json as read from disk: anything unexpected is a broken template, named. */
@@ -151,11 +232,24 @@ export function parseTemplateRecord(text: string): TemplateRecord {
     Array.isArray(r.disks) &&
     r.disks.every(isIdentity) &&
     Array.isArray(r.taps) &&
+    (r.nics === undefined || (Array.isArray(r.nics) && r.nics.every(isNic))) &&
     Number.isInteger(r.stateBytes) &&
     typeof r.warmup === "string";
   if (!ok) throw new KataError(Code.FailedPrecondition, "template record has missing or mistyped fields");
   // CAST: every field was checked above.
   return r as TemplateRecord;
+}
+
+function isNic(v: unknown): v is VmNic {
+  const n = v as Partial<VmNic> | null;
+  return (
+    typeof n === "object" &&
+    n !== null &&
+    typeof n.tapName === "string" &&
+    /^[A-Za-z0-9_.-]{1,15}$/.test(n.tapName) &&
+    typeof n.mac === "string" &&
+    /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(n.mac)
+  );
 }
 
 function isIdentity(v: unknown): v is FileIdentity {

@@ -12,15 +12,21 @@ import { errField } from "../base/log.js";
 import { AgentClient, type AgentApi } from "../agent-client/agent-client.js";
 import type { Hypervisor, Vm, VmConfig, VmSpec } from "../hypervisor/hypervisor.js";
 import type { Mounter } from "../platform/mount.js";
+import type { NetnsPort } from "../network/netns.js";
+import { tapOps } from "../network/plan.js";
+import { describeExit } from "../platform/process.js";
 import { parseMountInfo } from "../platform/mountinfo.js";
 import {
   checkTemplatePath,
+  cloneNics,
   maxRecordBytes,
   notOurTmpfs,
   parseTemplateRecord,
   templateFiles,
   templateMismatches,
   templateMountSource,
+  templateNetnsName,
+  templateNic,
   templateTmpfsMiB,
   type FileIdentity,
   type TemplateFiles,
@@ -35,6 +41,8 @@ export interface TemplateDeps {
   readonly mounter: Mounter;
   readonly readMountInfo: () => Promise<string>;
   readonly logger: Logger;
+  /** Where `factory init` opens the template NIC's tap; without it the template has no NIC. */
+  readonly netns?: NetnsPort;
 }
 
 /** The template VM as `factory init` boots it. */
@@ -67,6 +75,7 @@ export async function templateRequest(
   deps: Pick<TemplateDeps, "accel">,
   spec: VmSpec & { readonly binaryPath: string },
   nics: VmConfig["nics"] = [],
+  ownNetns = false,
 ): Promise<TemplateRequest> {
   return {
     accel: deps.accel(),
@@ -78,6 +87,7 @@ export async function templateRequest(
       (spec.readonlyDisks ?? []).map(async (d) => ({ ...(await identify(d.path)), serial: d.serial })),
     ),
     nics,
+    ownNetns,
   };
 }
 
@@ -137,6 +147,7 @@ export async function initTemplate(
     undo.defer(`unmount ${dir}`, () => deps.mounter.unmount(dir));
     await mkdir(files.share, { mode: 0o700 });
     const request = await templateRequest(deps, spec);
+    const nsPath = deps.netns === undefined ? undefined : await templateTap(deps.netns, dir, undo, signal);
     const vm = await deps.hypervisor.startVm(
       {
         ...spec,
@@ -144,6 +155,7 @@ export async function initTemplate(
         vmDir: files.vmDir,
         sharedDir: files.share,
         memoryFile: { path: files.memory, share: true },
+        ...(nsPath === undefined ? {} : { netnsPath: nsPath, nics: [templateNic] }),
       },
       signal,
     );
@@ -156,6 +168,8 @@ export async function initTemplate(
     }
     await vm.saveState(files.state, signal);
     await vm.stop();
+    // Its tap was only for the template's QEMU to open: clones open their own, in their pods' netns.
+    if (deps.netns !== undefined) await deps.netns.remove(templateNetnsName(dir));
     const record: TemplateRecord = {
       version: 1,
       createdAt: new Date().toISOString(),
@@ -169,7 +183,8 @@ export async function initTemplate(
       kernel: request.kernel,
       initrd: request.initrd,
       disks: request.disks,
-      taps: [],
+      taps: nsPath === undefined ? [] : [templateNic.tapName],
+      nics: nsPath === undefined ? [] : [templateNic],
       balloon: spec.reclaimGuestFreedMemory === true,
       stateBytes: (await stat(files.state)).size,
       warmup: warmed,
@@ -183,6 +198,28 @@ export async function initTemplate(
   } catch (e) {
     return undo.unwind(wrap(e, `make the VM template in ${dir}`));
   }
+}
+
+/**
+ * Makes the throwaway netns with the template NIC's tap (the pod path's own tap commands, without a veth
+ * to mirror: the template's guest never configures its NIC); returns its path. A netns of that name
+ * left by an init that was killed is replaced. Undone by removing the netns, which takes the tap along.
+ */
+async function templateTap(netns: NetnsPort, dir: string, undo: CleanupStack, signal: AbortSignal): Promise<string> {
+  const name = templateNetnsName(dir);
+  await netns.remove(name);
+  const nsPath = await netns.create(name, signal);
+  undo.defer(`remove netns ${name}`, () => netns.remove(name));
+  for (const op of tapOps(templateNic.tapName, 1500)) {
+    const r = await netns.run(nsPath, op.file, op.args, { signal });
+    if (r.code !== 0) {
+      throw new KataError(
+        Code.Internal,
+        `${op.file} ${op.args.join(" ")} in ${nsPath}: ${describeExit(r)}: ${r.stderr.trim()}`,
+      );
+    }
+  }
+  return nsPath;
 }
 
 /**
@@ -305,8 +342,9 @@ export async function startClone(
   config: VmConfig,
   signal: AbortSignal,
 ): Promise<Vm> {
+  const { nics } = cloneNics(t.record, config.nics ?? []);
   const vm = await deps.hypervisor.startVm(
-    { ...config, memoryFile: { path: t.files.memory, share: false }, incoming: true },
+    { ...config, nics, memoryFile: { path: t.files.memory, share: false }, incoming: true },
     signal,
   );
   try {
@@ -363,4 +401,6 @@ export async function destroyTemplate(deps: TemplateDeps, dir: string): Promise<
   }
   // Empty once unmounted (init refuses a non-empty directory); leave anything else alone.
   await rmdir(dir).catch(ignoreErrno("ENOENT"));
+  // What an init killed before it saved the template left (init removes it itself otherwise).
+  await deps.netns?.remove(templateNetnsName(dir));
 }

@@ -9,6 +9,7 @@ import { kataErrorChain } from "../../test/helpers/fakes.js";
 import { Harness } from "../../test/helpers/harness.js";
 import { Sandbox, type SandboxConfig } from "../sandbox/sandbox.js";
 import type { FactorySettings, FactoryVm, VmFactory } from "./vm-factory.js";
+import { templateNic } from "./template-plan.js";
 
 let h: Harness;
 const signal = new AbortController().signal;
@@ -58,6 +59,44 @@ describe("VM factory seam (fake VM, real agent)", { timeout: 10_000 }, () => {
     assert.ok((vm.clockSets[0] ?? 0n) >= before);
     assert.ok(sandbox.timings["cloneRefreshed"] !== undefined);
     assert.equal(vm.hostname, "sb1");
+    await sandbox.destroy();
+    assert.deepEqual(await h.leaks(), []);
+  });
+
+  it("a clone's guest NIC, which has the template's MAC, is given the pod's MAC and address", async () => {
+    const podMac = "02:42:0a:58:00:05";
+    // A clone of a template with a NIC: the guest's eth0 has the template's MAC, whatever the pod's is.
+    const factory: VmFactory = {
+      getVm: async (_s, c, sig) => ({
+        vm: await h.hypervisor.startVm({ ...c, nics: [templateNic] }, sig),
+        source: "template",
+        nicMacChanges: [{ mac: podMac, currentMac: templateNic.mac }],
+      }),
+    };
+    const c = config("sb1");
+    const network = {
+      links: [{ veth: "eth0", tap: templateNic.tapName }],
+      nics: [{ tapName: templateNic.tapName, mac: podMac }],
+      interfaces: [
+        {
+          device: "eth0",
+          name: "eth0",
+          hwAddr: podMac,
+          mtu: 1500n,
+          IPAddresses: [{ address: "10.88.0.5", mask: "16" }],
+        },
+      ],
+      routes: [],
+      neighbors: [],
+      warnings: [],
+    };
+
+    const sandbox = await Sandbox.create({ ...h.sandboxDeps(), factory }, { ...c, network }, signal);
+
+    const eth0 = h.hypervisor.vm.net.links.get("eth0");
+    assert.ok(eth0, "the guest still has eth0");
+    assert.equal(eth0.mac, podMac);
+    assert.deepEqual(eth0.addrs, [{ v6: false, cidr: "10.88.0.5/16" }]);
     await sandbox.destroy();
     assert.deepEqual(await h.leaks(), []);
   });

@@ -11,6 +11,7 @@ import type { Vm, VmConfig } from "../hypervisor/hypervisor.js";
 import { defaultConfig } from "../config/defaults.js";
 import type { CacheVmSource } from "./cache-client.js";
 import { fetchTemplate, startClone, templateRequest, type TemplateDeps } from "./template.js";
+import { cloneNics, type NicMacChange } from "./template-plan.js";
 
 /** `[factory]` as a sandbox sees it. */
 export interface FactorySettings {
@@ -29,6 +30,8 @@ export interface FactoryVm {
    * "cache": a VM that booted on its own (its randomness is its own) and whose clock ran all along.
    */
   readonly source: "template" | "cache";
+  /** MACs the guest must give its NICs (a clone keeps the template's NIC: docs/factory.md#nics). */
+  readonly nicMacChanges?: readonly NicMacChange[];
 }
 
 export interface VmFactory {
@@ -63,7 +66,8 @@ export class TemplateVmFactory implements VmFactory {
     if (config.binaryPath === undefined) return undefined;
     let fetched;
     try {
-      const req = await templateRequest(this.#deps, { ...config, binaryPath: config.binaryPath }, config.nics);
+      const spec = { ...config, binaryPath: config.binaryPath };
+      const req = await templateRequest(this.#deps, spec, config.nics, config.netnsPath !== undefined);
       fetched = await fetchTemplate(this.#deps, settings.templatePath, req);
     } catch (e) {
       log.warn("vm factory: cannot use the VM template; booting directly", { err: errField(e) });
@@ -72,7 +76,7 @@ export class TemplateVmFactory implements VmFactory {
     try {
       const vm = await startClone(this.#deps, fetched, config, signal);
       log.info("vm factory: started from the VM template", { templatePath: settings.templatePath });
-      return { vm, source: "template" };
+      return { vm, source: "template", nicMacChanges: cloneNics(fetched.record, config.nics ?? []).macChanges };
     } catch (e) {
       if (signal.aborted) throw e;
       log.warn("vm factory: the VM template did not restore; booting directly", { err: errField(e) });

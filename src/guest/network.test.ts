@@ -13,7 +13,7 @@ import {
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { FakeGuestNet } from "../../test/helpers/fake-guest-net.js";
 import { LineLogger, kataError } from "../../test/helpers/fakes.js";
-import { GuestNetwork } from "./network.js";
+import { GuestNetwork, pickNic } from "./network.js";
 
 const nicMac = "02:42:0a:58:00:05";
 
@@ -122,7 +122,43 @@ describe("GuestNetwork", () => {
       assert.ok(!net.calls.some((c) => c.startsWith("ip link")));
     });
 
+    it("gives a NIC found by currentHwAddr the pod's MAC (a clone of a template keeps the template's NIC)", async () => {
+      net.links.delete("enp0s1");
+      net.addLink("eth0", "02:6b:74:00:00:01");
+
+      const out = await gn.updateInterface(
+        create(InterfaceSchema, { ...podIface(), currentHwAddr: "02:6B:74:00:00:01" }),
+      );
+
+      assert.equal(net.delays, 0, "no wait: the NIC is there under its old MAC");
+      assert.ok(net.calls.includes(`ip link set dev eth0 address ${nicMac} mtu 1450`), net.calls.join("\n"));
+      assert.equal(net.links.get("eth0")?.mac, nicMac);
+      assert.equal(out.hwAddr, nicMac);
+      assert.deepEqual(
+        out.IPAddresses.map((a) => `${a.address}/${a.mask}`),
+        ["10.88.0.5/16", "fd00::5/64"],
+      );
+    });
+
+    it("prefers the NIC that has the pod's MAC already over one with currentHwAddr", async () => {
+      net.addLink("eth1", "02:6b:74:00:00:01");
+
+      await gn.updateInterface(create(InterfaceSchema, { ...podIface(), currentHwAddr: "02:6b:74:00:00:01" }));
+
+      assert.equal(net.links.get("eth0")?.mac, nicMac);
+      assert.equal(net.links.get("eth1")?.mac, "02:6b:74:00:00:01", "the other NIC is left alone");
+      assert.ok(!net.calls.some((c) => c.includes(" address ")));
+    });
+
+    it("fails with NOT_FOUND naming both MACs when neither is there", async () => {
+      await assert.rejects(
+        gn.updateInterface(iface({ name: "eth0", hwAddr: "02:00:00:00:00:01", currentHwAddr: "02:00:00:00:00:02" })),
+        kataError(Code.NotFound, "no network interface with MAC 02:00:00:00:00:01 or 02:00:00:00:00:02"),
+      );
+    });
+
     const bad: [string, Interface, string][] = [
+      ["a bad currentHwAddr", iface({ name: "eth0", hwAddr: nicMac, currentHwAddr: "x" }), "interface.currentHwAddr"],
       ["a name over 15 bytes", iface({ name: "e".repeat(16), hwAddr: nicMac }), "interface.name"],
       ["an empty name", iface({ name: "", hwAddr: nicMac }), "interface.name"],
       ["a name with a slash", iface({ name: "eth/0", hwAddr: nicMac }), "interface.name"],
@@ -336,5 +372,25 @@ describe("GuestNetwork", () => {
       );
       assert.equal(out[1]?.IPAddresses[1]?.family, IPFamily.v6);
     });
+  });
+});
+
+describe("pickNic", () => {
+  const links = [
+    { name: "lo", mac: "00:00:00:00:00:00" },
+    { name: "eth0", mac: "02:6b:74:00:00:01" },
+    { name: "eth1", mac: "02:42:0a:58:00:05" },
+  ];
+  it("takes the link with the pod's MAC, as Kata does", () => {
+    assert.deepEqual(pickNic(links, "02:42:0a:58:00:05", "02:6b:74:00:00:01"), { name: "eth1", hasMac: true });
+  });
+  it("else the link with the MAC the host says it has now, to be given the pod's", () => {
+    assert.deepEqual(pickNic(links.slice(0, 2), "02:42:0a:58:00:05", "02:6b:74:00:00:01"), {
+      name: "eth0",
+      hasMac: false,
+    });
+  });
+  it("never a link by its old MAC unless the host named it", () => {
+    assert.equal(pickNic(links.slice(0, 2), "02:42:0a:58:00:05", undefined), undefined);
   });
 });

@@ -168,6 +168,28 @@ function routeRank(r: GuestRoute): number {
   return r.dest === "default" ? 2 : 1;
 }
 
+/** The NIC an UpdateInterface is about, and whether it has the pod's MAC already. */
+export interface NicChoice {
+  readonly name: string;
+  readonly hasMac: boolean;
+}
+
+/**
+ * Which of `links` UpdateInterface configures: the one with the pod's MAC `mac` (Kata's rule), else,
+ * when the host says the NIC still has another MAC (`from`: a clone of a template keeps the template's
+ * NIC), the one with that, which then gets `mac`. Undefined: neither is there (yet).
+ */
+export function pickNic(
+  links: readonly { readonly name: string; readonly mac: string }[],
+  mac: string,
+  from: string | undefined,
+): NicChoice | undefined {
+  const has = links.find((l) => l.mac === mac);
+  if (has !== undefined) return { name: has.name, hasMac: true };
+  const old = from === undefined ? undefined : links.find((l) => l.mac === from);
+  return old === undefined ? undefined : { name: old.name, hasMac: false };
+}
+
 export class GuestNetwork {
   readonly #port: NetPort;
   readonly #log: Logger;
@@ -181,23 +203,28 @@ export class GuestNetwork {
   }
 
   /**
-   * Gives the NIC with `iface.hwAddr` the pod's name, MTU and addresses (replacing any it had), and brings it
-   * up. INVALID_ARGUMENT naming the field; NOT_FOUND when no NIC has the MAC.
+   * Gives the NIC with `iface.hwAddr` (or, failing that, `iface.currentHwAddr`: pickNic) the pod's name, MAC,
+   * MTU and addresses (replacing any it had), and brings it up. INVALID_ARGUMENT naming the field; NOT_FOUND
+   * when no NIC has either MAC.
    */
   async updateInterface(iface: Interface): Promise<GuestInterface> {
     const name = checkLinkName("interface.name", iface.name);
     const mac = checkMac("interface.hwAddr", iface.hwAddr);
+    const from = iface.currentHwAddr === "" ? undefined : checkMac("interface.currentHwAddr", iface.currentHwAddr);
     if (iface.mtu > BigInt(maxMtu)) throw invalid("interface.mtu", `${iface.mtu} is above ${maxMtu}`);
     const mtu = Number(iface.mtu);
     const addrs = iface.IPAddresses.map((a, i) => checkAddress(`interface.IPAddresses[${i}]`, a));
     return this.#lock.with("net", async () => {
       const t0 = Date.now();
-      const current = await this.#findByMac(mac);
+      const nic = await this.#findNic(mac, from);
+      const current = nic.name;
       const cmds: NetCommand[] = current === name ? [] : await this.#freeName(name);
       cmds.push(ip("link", "set", "dev", current, "down"));
-      if (current !== name || mtu > 0) {
+      if (current !== name || mtu > 0 || !nic.hasMac) {
         const rename = current !== name ? ["name", name] : [];
-        cmds.push(ip("link", "set", "dev", current, ...rename, ...(mtu > 0 ? ["mtu", String(mtu)] : [])));
+        // virtio-net passes the new MAC to the device (VIRTIO_NET_CTRL_MAC_ADDR_SET), whose receive filter follows.
+        const address = nic.hasMac ? [] : ["address", mac];
+        cmds.push(ip("link", "set", "dev", current, ...rename, ...address, ...(mtu > 0 ? ["mtu", String(mtu)] : [])));
       }
       cmds.push(ip("addr", "flush", "dev", name));
       if (addrs.some((a) => a.family === IPFamily.v6)) {
@@ -327,14 +354,18 @@ export class GuestNetwork {
     };
   }
 
-  /** The link with `mac`, waiting a little for a NIC whose driver is still probing. */
-  async #findByMac(mac: string): Promise<string> {
+  /** The NIC for `mac` (pickNic), waiting a little for a NIC whose driver is still probing. */
+  async #findNic(mac: string, from: string | undefined): Promise<NicChoice> {
     for (let attempt = 0; ; attempt++) {
+      const links: { name: string; mac: string }[] = [];
       for (const name of await this.#port.linkNames()) {
-        if ((await this.#port.linkAttr(name, "address"))?.toLowerCase() === mac) return name;
+        links.push({ name, mac: (await this.#port.linkAttr(name, "address"))?.toLowerCase() ?? "" });
       }
+      const nic = pickNic(links, mac, from);
+      if (nic !== undefined) return nic;
       if (attempt * findNicRetryMs >= findNicTimeoutMs) {
-        throw new KataError(Code.NotFound, `no network interface with MAC ${mac} in the guest`);
+        const also = from === undefined ? "" : ` or ${from}`;
+        throw new KataError(Code.NotFound, `no network interface with MAC ${mac}${also} in the guest`);
       }
       await this.#port.delay(findNicRetryMs);
     }

@@ -134,7 +134,22 @@ export interface Vm {
    * another process took it over; `letGo()` kills it (the guard SIGKILLs QEMU).
    */
   readonly owner?: { readonly adopted: Promise<void>; letGo(): void };
+  /**
+   * q35 (VmSpec.hotplug room): plugs one vCPU into the first free slot; false when no slot is free.
+   * The guest onlines it (the agent's OnlineCPUMem). Absent on a hypervisor that cannot.
+   */
+  hotplugVcpu?(signal: AbortSignal): Promise<boolean>;
+  /**
+   * q35: plugs one memory DIMM of `sizeMiB` (a multiple of hotplugMemoryAlignMiB); returns its device id
+   * once QEMU has it (the guest may not have seen it yet: memoryTaken).
+   */
+  hotplugMemory?(sizeMiB: number, signal: AbortSignal): Promise<string>;
+  /** Returns once the guest's ACPI handler took the DIMM (its blocks exist, offline until onlined). */
+  memoryTaken?(deviceId: string, signal: AbortSignal): Promise<void>;
 }
+
+/** Hot-added memory comes in multiples of this: x86_64's memory block (section) size. */
+export const hotplugMemoryAlignMiB = 128;
 
 export interface Hypervisor {
   readonly name: string;

@@ -105,6 +105,14 @@ function redirect(from: string, to: string): string[] {
   ]; // prettier-ignore
 }
 
+/** A tap, up, with `mtu`: the first of a link's ops, and all of a VM template's (no veth to mirror). */
+export function tapOps(tap: string, mtu: number): NetOp[] {
+  return [
+    { file: "ip", args: ["tuntap", "add", "dev", tap, "mode", "tap"], iface: tap, undo: { file: "ip", args: ["link", "del", tap] } },
+    { file: "ip", args: ["link", "set", tap, "mtu", String(mtu), "up"], iface: tap },
+  ]; // prettier-ignore
+}
+
 function linkOps(e: Endpoint, tap: string): NetOp[] {
   const veth = e.name;
   // Attaching a qdisc to a device whose txqlen is 0 (as CNI's bridge plugin makes veths) sets it to
@@ -112,8 +120,7 @@ function linkOps(e: Endpoint, tap: string): NetOp[] {
   const keepTxqlen: NetOp[] =
     e.txqlen === 0 ? [{ file: "ip", args: ["link", "set", "dev", veth, "txqlen", "0"], iface: veth }] : [];
   return [
-    { file: "ip", args: ["tuntap", "add", "dev", tap, "mode", "tap"], iface: tap, undo: { file: "ip", args: ["link", "del", tap] } },
-    { file: "ip", args: ["link", "set", tap, "mtu", String(e.mtu), "up"], iface: tap },
+    ...tapOps(tap, e.mtu),
     { file: "tc", args: ["qdisc", "add", "dev", veth, "ingress"], iface: veth, undo: { file: "tc", args: ["qdisc", "del", "dev", veth, "ingress"] } },
     ...keepTxqlen,
     { file: "tc", args: redirect(veth, tap), iface: veth },

@@ -65,6 +65,7 @@ export async function prepareContainer(
   deps: CreatePathDeps,
   c: { sandboxId: string; containerId: string; bundle: Bundle; isSandbox: boolean },
   vmNetwork?: SandboxVmConfig["network"],
+  opts: { readonly dropSeccomp?: boolean } = {},
 ): Promise<PreparedContainer> {
   const { spec } = c.bundle;
   if (c.isSandbox && !(vmNetwork?.disableNewNetns ?? false)) planNetns(spec, c.sandboxId);
@@ -82,7 +83,9 @@ export async function prepareContainer(
     procMounts: parseProcMounts(await deps.readProcMounts()),
     sources: await inspectSources(sourcesToInspect(mounts)),
   });
-  const guest = ociToGrpcSpec(guestSpec({ containerId: c.containerId, spec, mounts: storage.mounts }));
+  const guest = ociToGrpcSpec(
+    guestSpec({ containerId: c.containerId, spec, mounts: storage.mounts, dropSeccomp: opts.dropSeccomp === true }),
+  );
   return { containerId: c.containerId, rootfs: c.bundle.rootfs, storage, spec: guest };
 }
 

@@ -164,3 +164,27 @@ describe("guestSpec", () => {
     assert.deepEqual(out, { ociVersion: "1.0.2", root: { path: rootfs, readonly: false } });
   });
 });
+
+describe("guestSpec seccomp (disable_guest_seccomp)", () => {
+  const withProfile = (): Spec => {
+    const s = hostSpec();
+    if (s.linux === undefined) throw new Error("hostSpec has linux");
+    s.linux.seccomp = { defaultAction: "SCMP_ACT_ERRNO", syscalls: [{ names: ["read"], action: "SCMP_ACT_ALLOW" }] };
+    return s;
+  };
+
+  it("keeps the container's profile by default, for crun to apply in the guest", () => {
+    const out = guestSpec({ containerId: "c1", spec: withProfile() });
+
+    assert.equal(out.linux?.seccomp?.defaultAction, "SCMP_ACT_ERRNO");
+  });
+
+  it("leaves the profile out when the sandbox disables guest seccomp", () => {
+    const spec = withProfile();
+
+    const out = guestSpec({ containerId: "c1", spec, dropSeccomp: true });
+
+    assert.equal(out.linux?.seccomp, undefined);
+    assert.notEqual(spec.linux?.seccomp, undefined, "the host's spec is not changed");
+  });
+});

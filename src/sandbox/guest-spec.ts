@@ -13,9 +13,15 @@ export interface GuestSpecInput {
   readonly spec: Spec;
   /** Mounts already rewritten to guest paths (storage planning); others are taken from the spec. */
   readonly mounts?: readonly Mount[];
+  /**
+   * [runtime] disable_guest_seccomp: the profile is left out. The VM is the boundary that protects the
+   * host; a profile in the guest guards only the guest kernel the pod's containers share, and loading
+   * Kubernetes' RuntimeDefault one costs crun 0.1–0.25 s per container under TCG.
+   */
+  readonly dropSeccomp?: boolean;
 }
 
-export function guestSpec({ containerId, spec, mounts }: GuestSpecInput): Spec {
+export function guestSpec({ containerId, spec, mounts, dropSeccomp }: GuestSpecInput): Spec {
   const out: Spec = structuredClone(spec);
   out.root = { path: guestRootfsPath(containerId), readonly: spec.root?.readonly === true };
   delete out.hooks;
@@ -45,6 +51,7 @@ export function guestSpec({ containerId, spec, mounts }: GuestSpecInput): Spec {
     if (out.linux.sysctl !== undefined) {
       out.linux.sysctl = Object.fromEntries(Object.entries(out.linux.sysctl).filter(([k]) => !k.startsWith("net.")));
     }
+    if (dropSeccomp === true) delete out.linux.seccomp;
     delete out.linux.devices;
     delete out.linux.mountLabel;
     out.linux.cgroupsPath = `/kata-ts/${containerId}`;

@@ -3,10 +3,12 @@
 // container's lock where a verb changes state.
 
 import { Code, KataError } from "../base/errors.js";
+import { errField } from "../base/log.js";
 import { ociVersion, type LinuxResources } from "../oci/spec.js";
 import type { StatsContainerResponse } from "../protocol/gen/agent_pb.js";
 import { ociToGrpcSpec } from "../protocol/oci-spec/convert.js";
 import type { PodCore } from "./pod-core.js";
+import { updatedResources } from "./vm-resize.js";
 
 /** One row of `ps`: the guest pid first, then the rest of the guest's ps line. */
 export interface PsRow {
@@ -77,11 +79,16 @@ export async function updateResources(
   resources: LinuxResources,
   signal: AbortSignal,
 ): Promise<void> {
-  core.container(id).init.cell.require("update");
+  const c = core.container(id);
+  c.init.cell.require("update");
   const spec = ociToGrpcSpec({ ociVersion, linux: { resources } });
+  // Kata's order: the VM grows first (q35), so raised limits have CPUs and memory behind them.
+  const next = updatedResources(c.resources, resources);
+  await core.growVm({ id, resources: next }, signal);
   await core.agentCall(signal, (s) =>
     core.requireSandbox().agent.updateContainer({ containerId: id, resources: spec.Linux?.Resources }, { signal: s }),
   );
+  c.resources = next;
 }
 
 export async function containerStats(core: PodCore, id: string, signal: AbortSignal): Promise<StatsContainerResponse> {
@@ -114,6 +121,11 @@ export async function resizeTerminal(
   if (!p.stdio.terminal) {
     throw new KataError(Code.FailedPrecondition, `process ${p.execId} of ${req.id} has no terminal`);
   }
+  if (p.status === "created") {
+    // Nothing runs on the terminal yet: the size is applied when it starts (pendingTerminalSize).
+    p.pendingSize = { width: req.width, height: req.height };
+    return;
+  }
   if (p.status !== "running") return;
   await core.agentCall(signal, (s) =>
     core
@@ -123,6 +135,24 @@ export async function resizeTerminal(
         { signal: s },
       ),
   );
+}
+
+/**
+ * Applies a size asked for before the process started. A failure is logged, not thrown: the process
+ * runs, on a terminal of its spec's size.
+ */
+export async function applyPendingSize(core: PodCore, id: string, execId: string, signal: AbortSignal): Promise<void> {
+  const p = core.container(id).process(execId);
+  const size = p.pendingSize;
+  if (size === undefined) return;
+  p.pendingSize = undefined;
+  await resizeTerminal(core, { id, execId, ...size }, signal).catch((e: unknown) => {
+    core.log.warn("terminal resize asked for before the start not applied", {
+      containerId: id,
+      execId,
+      err: errField(e),
+    });
+  });
 }
 
 /** Parses the guest's ps table (a header line, then one line per process, pid first). */

@@ -46,6 +46,8 @@ export class PodProcess {
   readonly stdio: StdioPaths;
   readonly cell: StatusCell;
   exit: ExitInfo | undefined;
+  /** A terminal size asked for before the process started (a console-socket's first resize): applied at start. */
+  pendingSize: { readonly width: number; readonly height: number } | undefined;
   readonly #exited = deferred<ExitInfo>();
   readonly #settled = deferred<undefined>();
   readonly #log: Logger;

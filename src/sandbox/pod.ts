@@ -100,6 +100,7 @@ export class Pod {
           sandbox.agent.execProcess({ containerId: id, execId, process: e.spec }, { signal: s }),
         );
         e.process.attach(sandbox.agent, { onExit: () => Promise.resolve(), lost: sandbox.lost });
+        await ops.applyPendingSize(core, id, execId, signal);
         return;
       }
       c.init.cell.expect("start");
@@ -111,6 +112,7 @@ export class Pod {
         },
         lost: sandbox.lost,
       });
+      await ops.applyPendingSize(core, id, "", signal);
       await core.persist();
       const hooks = c.bundle.spec.hooks?.poststart ?? [];
       await runHooksWarnOnly(core.deps, "poststart", hooks, core.hookState(id, c.bundle, "running"), {

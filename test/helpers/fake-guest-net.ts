@@ -144,6 +144,8 @@ export class FakeGuestNet implements NetPort {
         name = to;
       } else if (w === "mtu") {
         l.mtu = Number(rest[++i]);
+      } else if (w === "address") {
+        l.mac = rest[++i] ?? "";
       } else {
         throw fail(cmd, `fake: unknown link flag ${String(w)}`);
       }

@@ -54,13 +54,15 @@ function onTerminal(
 }
 
 const receiver = `
-import socket, os, sys, select, time
+import socket, os, sys, select, time, fcntl, termios, struct
 path, script = sys.argv[1], sys.argv[2].encode()
+def resize(fd, rows, cols): fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); srv.bind(path); srv.listen(1)
 print("listening", flush=True)
 conn, _ = srv.accept()
 msg, fds, _, _ = socket.recv_fds(conn, 1024, 1)
 master, out, sent, deadline = fds[0], b"", False, time.time() + 120
+resize(master, 33, 77)  # as conmon does once it holds the master: before the container starts
 while time.time() < deadline:
     r, _, _ = select.select([master], [], [], 0.5)
     if master in r:
@@ -69,9 +71,15 @@ while time.time() < deadline:
         if not d: break
         out += d
     if not sent and b"ready" in out:
+        resize(master, 44, 88)  # the user resizes the window while the container runs
         os.write(master, script); sent = True
 sys.stdout.write(msg.decode() + "\\n" + out.decode(errors="replace")); sys.stdout.flush()
 `;
+
+/** A shell loop that waits (at most 20 s) until the terminal's size is `size`. */
+function waitSize(size: string): string {
+  return `i=0; while [ "$(stty size)" != "${size}" ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done`;
+}
 
 describe("terminals (real VM)", { skip: requires("root", "qemu", "image", "netns") }, () => {
   let work = "";
@@ -151,7 +159,12 @@ describe("terminals (real VM)", { skip: requires("root", "qemu", "image", "netns
       { runner },
       {
         dir: path.join(work, "console"),
-        args: ["sh", "-c", "echo ready; read x; echo got:$x; stty size"],
+        // Each size is waited for (bounded): a resize reaches the guest on its own path, not the input's.
+        args: [
+          "sh",
+          "-c",
+          `${waitSize("33 77")}; stty size; echo ready; read x; echo got:$x; ${waitSize("44 88")}; stty size`,
+        ],
         edit: (s) =>
           (s.process = {
             ...s.process,
@@ -189,7 +202,8 @@ describe("terminals (real VM)", { skip: requires("root", "qemu", "image", "netns
     assert.match(waited.stdout.toString(), /^0 /);
     assert.match(got, /^\/dev\/pts\/\d+$/m);
     assert.match(got, /got:hello-console/);
-    assert.match(got, /40 120/);
+    // consoleSize (40 120) first, then the receiver's resizes: before the start, and while it runs.
+    assert.match(got, /^33 77$[\s\S]*^44 88$/m);
     assert.equal((await runCli(["--root", root, "delete", "tty-console"], { env })).code, 0);
   });
 

@@ -13,7 +13,7 @@ import type { Message, UnknownEnum } from "@bufbuild/protobuf";
  * Describes the file types.proto.
  */
 export const file_types: GenFile = /*@__PURE__*/
-  fileDesc("Cgt0eXBlcy5wcm90bxIFdHlwZXMiSwoJSVBBZGRyZXNzEh8KBmZhbWlseRgBIAEoDjIPLnR5cGVzLklQRmFtaWx5Eg8KB2FkZHJlc3MYAiABKAkSDAoEbWFzaxgDIAEoCSKiAQoJSW50ZXJmYWNlEg4KBmRldmljZRgBIAEoCRIMCgRuYW1lGAIgASgJEiUKC0lQQWRkcmVzc2VzGAMgAygLMhAudHlwZXMuSVBBZGRyZXNzEgsKA210dRgEIAEoBBIOCgZod0FkZHIYBSABKAkSEgoKZGV2aWNlUGF0aBgGIAEoCRIMCgR0eXBlGAcgASgJEhEKCXJhd19mbGFncxgIIAEoDSKFAQoFUm91dGUSDAoEZGVzdBgBIAEoCRIPCgdnYXRld2F5GAIgASgJEg4KBmRldmljZRgDIAEoCRIOCgZzb3VyY2UYBCABKAkSDQoFc2NvcGUYBSABKA0SHwoGZmFtaWx5GAYgASgOMg8udHlwZXMuSVBGYW1pbHkSDQoFZmxhZ3MYByABKA0icgoLQVJQTmVpZ2hib3ISJQoLdG9JUEFkZHJlc3MYASABKAsyEC50eXBlcy5JUEFkZHJlc3MSDgoGZGV2aWNlGAIgASgJEg4KBmxsYWRkchgDIAEoCRINCgVzdGF0ZRgEIAEoBRINCgVmbGFncxgFIAEoBSoaCghJUEZhbWlseRIGCgJ2NBAAEgYKAnY2EAEqNQoTRlNHcm91cENoYW5nZVBvbGljeRIKCgZBbHdheXMQABISCg5PblJvb3RNaXNtYXRjaBABYgZwcm90bzM");
+  fileDesc("Cgt0eXBlcy5wcm90bxIFdHlwZXMiSwoJSVBBZGRyZXNzEh8KBmZhbWlseRgBIAEoDjIPLnR5cGVzLklQRmFtaWx5Eg8KB2FkZHJlc3MYAiABKAkSDAoEbWFzaxgDIAEoCSK5AQoJSW50ZXJmYWNlEg4KBmRldmljZRgBIAEoCRIMCgRuYW1lGAIgASgJEiUKC0lQQWRkcmVzc2VzGAMgAygLMhAudHlwZXMuSVBBZGRyZXNzEgsKA210dRgEIAEoBBIOCgZod0FkZHIYBSABKAkSEgoKZGV2aWNlUGF0aBgGIAEoCRIMCgR0eXBlGAcgASgJEhEKCXJhd19mbGFncxgIIAEoDRIVCg1jdXJyZW50SHdBZGRyGGQgASgJIoUBCgVSb3V0ZRIMCgRkZXN0GAEgASgJEg8KB2dhdGV3YXkYAiABKAkSDgoGZGV2aWNlGAMgASgJEg4KBnNvdXJjZRgEIAEoCRINCgVzY29wZRgFIAEoDRIfCgZmYW1pbHkYBiABKA4yDy50eXBlcy5JUEZhbWlseRINCgVmbGFncxgHIAEoDSJyCgtBUlBOZWlnaGJvchIlCgt0b0lQQWRkcmVzcxgBIAEoCzIQLnR5cGVzLklQQWRkcmVzcxIOCgZkZXZpY2UYAiABKAkSDgoGbGxhZGRyGAMgASgJEg0KBXN0YXRlGAQgASgFEg0KBWZsYWdzGAUgASgFKhoKCElQRmFtaWx5EgYKAnY0EAASBgoCdjYQASo1ChNGU0dyb3VwQ2hhbmdlUG9saWN5EgoKBkFsd2F5cxAAEhIKDk9uUm9vdE1pc21hdGNoEAFiBnByb3RvMw");
 
 /**
  * @generated from message types.IPAddress
@@ -92,6 +92,14 @@ export type Interface = Message<"types.Interface"> & {
    * @generated from field: uint32 raw_flags = 8;
    */
   rawFlags: number;
+
+  /**
+   * kata-ts: the MAC the NIC has now, when the guest is to give it hwAddr (a VM cloned from a template
+   * keeps the template's NIC and its MAC: docs/factory.md). Empty: the NIC has hwAddr already (Kata).
+   *
+   * @generated from field: string currentHwAddr = 100;
+   */
+  currentHwAddr: string;
 };
 
 /**
