@@ -11,7 +11,7 @@ import path from "node:path";
 import { Server, ServerCredentials, status, type ServiceDefinition } from "@grpc/grpc-js";
 import { create } from "@bufbuild/protobuf";
 import { EmptySchema } from "@bufbuild/protobuf/wkt";
-import { delay, deadline, deferred, longLivedController } from "../base/async.js";
+import { delay, deadline, deferred, longLivedController, settlesWithin } from "../base/async.js";
 import { Code, KataError, errnoOf, ignoreErrno, wrap } from "../base/errors.js";
 import { errField } from "../base/log.js";
 import type { Vm } from "../hypervisor/hypervisor.js";
@@ -49,6 +49,8 @@ export interface CacheServerOptions {
 
 /** How long a sandbox may take to take over a VM it was handed (its guard then kills it). */
 export const adoptWindowMs = 30_000;
+/** At stop, how long a sandbox that was handed a VM still gets to take it over. */
+const stopAdoptGraceMs = 3000;
 /** After Quit, the server answers, then stops (Kata: 1 s; ours need not wait that long). */
 const quitAfterMs = 100;
 /** Between failed boots: a broken configuration must not spin the CPUs. */
@@ -252,6 +254,9 @@ export async function serveVmCache(
     } finally {
       window.clear();
     }
+    // Stopping while a sandbox takes it over: let a handoff under way finish rather than pull the VM
+    // from under it.
+    if (life.signal.aborted) await settlesWithin(e.vm.exited, stopAdoptGraceMs);
     // "A" (adopted) comes before the guard closes our lifeline: by the time exited resolved, it was seen.
     await delay(0);
     if (seen.adopted) {
