@@ -172,11 +172,13 @@ export function registerFactory(program: Command, ctx: () => RuntimeContext): vo
     .action(async () => {
       const c = ctx();
       const f = (await c.config()).config.factory;
-      // The cache's socket is looked at even when vm_cache_number is 0 now: a server started before may run.
-      const { destroyCache } = await import("../../factory/cache-admin.js");
-      const cache = await destroyCache(c.templateDeps(), f.vmCacheEndpoint);
-      if (cache === "stopped") out(`vm cache server on ${f.vmCacheEndpoint} stopped\n`);
-      if (cache === "cleaned") out(`removed what a dead vm cache server left on ${f.vmCacheEndpoint}\n`);
+      // Kata's rule: the cache server is stopped (Quit) when the configuration has one.
+      if (f.vmCacheNumber > 0) {
+        const { destroyCache } = await import("../../factory/cache-admin.js");
+        const cache = await destroyCache(c.templateDeps(), f.vmCacheEndpoint);
+        if (cache === "stopped") out(`vm cache server on ${f.vmCacheEndpoint} stopped\n`);
+        if (cache === "cleaned") out(`removed what a dead vm cache server left on ${f.vmCacheEndpoint}\n`);
+      }
       await destroyTemplate(c.templateDeps(), f.templatePath);
       out("vm factory destroyed\n");
     });
