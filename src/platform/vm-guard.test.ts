@@ -51,6 +51,17 @@ describe("kata-ts-vmguard (real helper, sleep as the guarded program)", () => {
     return { life, ctl, guardPid: cp.pid as number };
   }
 
+  /** The program the process runs: the guard reports the pid right after its fork, before the exec. */
+  async function programOf(pid: number, want: string): Promise<string> {
+    let argv0 = "";
+    for (let i = 0; i < 100; i++) {
+      argv0 = (await readFile(`/proc/${pid}/cmdline`, "utf8")).split("\0")[0] ?? "";
+      if (argv0 === want) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return argv0;
+  }
+
   async function gone(pid: number): Promise<boolean> {
     for (let i = 0; i < 50 && processExists(pid); i++) await new Promise((r) => setTimeout(r, 50));
     return !processExists(pid);
@@ -58,11 +69,13 @@ describe("kata-ts-vmguard (real helper, sleep as the guarded program)", () => {
 
   it("reports the guarded pid; letting go of the lifeline kills it and the guard", async () => {
     const { life, guardPid, ctl } = await guarded("a");
-    assert.ok(processExists(life.pid));
-    assert.equal((await readFile(`/proc/${life.pid}/cmdline`, "utf8")).split("\0")[0], "sleep");
-    assert.equal((await stat(ctl)).mode & 0o777, 0o600, "control socket is 0600");
-
-    life.kill();
+    try {
+      assert.ok(processExists(life.pid));
+      assert.equal(await programOf(life.pid, "sleep"), "sleep");
+      assert.equal((await stat(ctl)).mode & 0o777, 0o600, "control socket is 0600");
+    } finally {
+      life.kill();
+    }
     assert.deepEqual(await life.exited, { code: null, signal: "SIGKILL" });
     assert.ok(await gone(life.pid), "guarded process gone");
     assert.ok(await gone(guardPid), "guard gone");
