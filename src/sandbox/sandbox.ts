@@ -27,6 +27,7 @@ import { vmDirOf } from "./persist.js";
 import { connectAgent } from "./boot-console.js";
 import { guestLogForwarder } from "./guest-log.js";
 import { noPodNetwork, type PodNetwork } from "./pod-network.js";
+import { configureGuestNetwork, vmSpecOf } from "./sandbox-vm.js";
 import { VmResizer, type VmResizerInit, type VmSize } from "./vm-resize-apply.js";
 
 export interface SandboxDeps {
@@ -374,47 +375,5 @@ export class Sandbox {
     const reason = new KataError(Code.Unavailable, `sandbox ${this.id} is lost: ${why}`);
     if (!this.#destroyed) this.#log.warn("sandbox lost", { err: errField(reason) });
     this.#life.abort(reason);
-  }
-}
-
-/** The hypervisor's part of a sandbox's VM configuration. */
-function vmSpecOf(vm: SandboxVmConfig): VmSpec {
-  const { machineType, vcpus, memoryMiB, hotplug, kernelPath, initrdPath, readonlyDisks, kernelParams, binaryPath } =
-    vm;
-  return {
-    machineType,
-    vcpus,
-    memoryMiB,
-    ...(hotplug === undefined ? {} : { hotplug }),
-    kernelPath,
-    initrdPath,
-    kernelParams,
-    ...(readonlyDisks === undefined ? {} : { readonlyDisks }),
-    ...(binaryPath === undefined ? {} : { binaryPath }),
-    ...(vm.tcgTbSizeMiB === undefined ? {} : { tcgTbSizeMiB: vm.tcgTbSizeMiB }),
-    ...(vm.reclaimGuestFreedMemory === undefined ? {} : { reclaimGuestFreedMemory: vm.reclaimGuestFreedMemory }),
-  };
-}
-
-/** Tells the guest its interfaces (found by MAC), then its routes and static neighbours. */
-async function configureGuestNetwork(
-  agent: AgentApi,
-  network: PodNetwork,
-  opts: { signal: AbortSignal; timeoutMs: number },
-): Promise<void> {
-  for (const iface of network.interfaces) {
-    await agent.updateInterface({ interface: iface }, opts).catch((e: unknown) => {
-      throw wrap(e, `configure interface ${iface.name ?? "?"} (${iface.hwAddr ?? "?"}) in the guest`);
-    });
-  }
-  if (network.routes.length > 0) {
-    await agent.updateRoutes({ routes: { Routes: [...network.routes] } }, opts).catch((e: unknown) => {
-      throw wrap(e, "configure routes in the guest");
-    });
-  }
-  if (network.neighbors.length > 0) {
-    await agent.addARPNeighbors({ neighbors: { ARPNeighbors: [...network.neighbors] } }, opts).catch((e: unknown) => {
-      throw wrap(e, "add ARP neighbours in the guest");
-    });
   }
 }
