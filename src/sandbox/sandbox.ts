@@ -208,7 +208,7 @@ export class Sandbox {
 
       const client = await connectAgent(
         vm,
-        { id: cfg.id, runDir: cfg.runDir, bootTimeoutMs: cfg.vm.bootTimeoutMs },
+        { id: cfg.id, runDir: cfg.runDir, bootTimeoutMs: cfg.vm.bootTimeoutMs, restored: fromFactory !== undefined },
         log,
         signal,
       );
