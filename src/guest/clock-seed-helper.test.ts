@@ -9,7 +9,8 @@ import { ignoreErrno } from "../base/errors.js";
 import { ClockSeedHelper, clockPayload, helperRequest, parseAnswer, type SpawnHelper } from "./clock-seed-helper.js";
 
 // A stand-in for `kata-ts-reseed --serve` speaking its protocol: it records each request and answers
-// "ok", or fails the clock when asked for second 13, or exits at second 99. It touches no clock.
+// "ok", or fails the clock when asked for second 13, stays silent at second 77, or exits at second 99.
+// It touches no clock.
 const fakeHelper = `
 let buf = Buffer.alloc(0);
 process.stdin.on("data", (c) => {
@@ -20,6 +21,7 @@ process.stdin.on("data", (c) => {
     buf = buf.subarray(5 + p.length);
     const sec = op === "T" ? p.readBigInt64LE(0) : -1n;
     if (sec === 99n) { process.stderr.write("fake: asked to die"); process.exit(3); }
+    if (sec === 77n) continue;
     const msg = sec === 13n ? Buffer.from("clock_settime: Operation not permitted") : Buffer.alloc(0);
     const head = Buffer.alloc(5);
     head[0] = msg.length === 0 ? 0 : 1;
@@ -64,7 +66,7 @@ test("answers: waits for a whole one, refuses a malformed one", () => {
 
 test("ClockSeedHelper (fake helper): one process serves every call; a refusal keeps it; a death restarts it", async () => {
   const f = fakeSpawner();
-  const h = new ClockSeedHelper("/fake", f.spawn);
+  const h = new ClockSeedHelper("/fake", { spawn: f.spawn });
   try {
     // Concurrent calls are queued: each gets its own answer.
     await Promise.all([h.reseed(new Uint8Array(512)), h.setTime(1_700_000_000n, 0n), h.reseed(new Uint8Array(1))]);
@@ -76,6 +78,18 @@ test("ClockSeedHelper (fake helper): one process serves every call; a refusal ke
     await h.setTime(1n, 0n);
     assert.equal(f.count(), 2, "the next call started a new helper");
     await assert.rejects(h.reseed(new Uint8Array(0)), /empty seed/);
+  } finally {
+    h.close();
+  }
+});
+
+test("ClockSeedHelper (fake helper): a call with no answer misses its deadline, and the next call gets a new helper", async () => {
+  const f = fakeSpawner();
+  const h = new ClockSeedHelper("/fake", { spawn: f.spawn, deadlineMs: 300 });
+  try {
+    await assert.rejects(h.setTime(77n, 0n), /set the clock: no answer from kata-ts-reseed --serve in 300 ms/);
+    await h.setTime(1n, 0n);
+    assert.equal(f.count(), 2, "the silent helper was replaced");
   } finally {
     h.close();
   }

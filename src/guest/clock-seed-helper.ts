@@ -2,7 +2,8 @@
 // the CRNG for a template clone without spawning a process per call. A spawn from the agent forks the
 // whole Node process, 0.1-0.3 s each under TCG with a clone's empty translation cache. Started at the
 // first call: in the template that is its warm-up, so every clone inherits the running helper with the
-// template's memory. One request at a time; a helper that died is started again at the next call.
+// template's memory. One request at a time; a helper that died or missed its deadline is killed and
+// started again at the next call.
 
 import { spawn as nodeSpawn, type ChildProcessByStdio } from "node:child_process";
 import { Buffer } from "node:buffer";
@@ -16,6 +17,8 @@ const defaultSpawn: SpawnHelper = (file, args) => nodeSpawn(file, args, { stdio:
 
 /** The helper's own limit on a request's payload (MAX_SEED). */
 export const maxHelperPayloadBytes = 4096;
+/** One call's deadline: a helper stuck in the kernel must not hold every later call for ever. */
+const callDeadlineMs = 10_000;
 /** An answer's message is short (an errno string); more than this is not our helper talking. */
 const maxAnswerMessageBytes = 4096;
 
@@ -62,9 +65,12 @@ export class ClockSeedHelper {
   #proc: HelperProcess | undefined;
   #queue: Promise<unknown> = Promise.resolve();
 
-  constructor(file: string, spawn: SpawnHelper = defaultSpawn) {
+  readonly #deadlineMs: number;
+
+  constructor(file: string, opts: { spawn?: SpawnHelper; deadlineMs?: number } = {}) {
     this.#file = file;
-    this.#spawn = spawn;
+    this.#spawn = opts.spawn ?? defaultSpawn;
+    this.#deadlineMs = opts.deadlineMs ?? callDeadlineMs;
   }
 
   reseed(seed: Uint8Array): Promise<void> {
@@ -97,7 +103,16 @@ export class ClockSeedHelper {
     return new Promise<void>((resolve, reject) => {
       let buf = Buffer.alloc(0);
       let stderr = "";
+      const timer = setTimeout(() => {
+        done(
+          new KataError(
+            Code.DeadlineExceeded,
+            `${what}: no answer from kata-ts-reseed --serve in ${this.#deadlineMs} ms`,
+          ),
+        );
+      }, this.#deadlineMs);
       const done = (err?: KataError, broken = true): void => {
+        clearTimeout(timer);
         proc.stdout.off("data", onData);
         proc.stderr.off("data", onErr);
         proc.off("exit", onExit);
