@@ -85,9 +85,10 @@ test("ClockSeedHelper (fake helper): one process serves every call; a refusal ke
 
 test("ClockSeedHelper (fake helper): a call with no answer misses its deadline, and the next call gets a new helper", async () => {
   const f = fakeSpawner();
-  const h = new ClockSeedHelper("/fake", { spawn: f.spawn, deadlineMs: 300 });
+  // Long enough for a fake helper (a Node process) to start on a loaded machine.
+  const h = new ClockSeedHelper("/fake", { spawn: f.spawn, deadlineMs: 1500 });
   try {
-    await assert.rejects(h.setTime(77n, 0n), /set the clock: no answer from kata-ts-reseed --serve in 300 ms/);
+    await assert.rejects(h.setTime(77n, 0n), /set the clock: no answer from kata-ts-reseed --serve in 1500 ms/);
     await h.setTime(1n, 0n);
     assert.equal(f.count(), 2, "the silent helper was replaced");
   } finally {
