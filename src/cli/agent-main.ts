@@ -18,6 +18,7 @@ import { Crun } from "../guest/crun.js";
 import { agentLogLevel } from "../guest/log-level.js";
 import { servePort } from "../guest/serve-port.js";
 import { OomEvents } from "../guest/oom.js";
+import { onlineCpuMem } from "../guest/hotplug.js";
 import { GuestNetwork } from "../guest/network.js";
 import { BusyboxNetPort } from "../guest/network-port.js";
 import { ClockSeedHelper } from "../guest/clock-seed-helper.js";
@@ -104,6 +105,7 @@ async function main(startedFrom: "snapshot" | "bundle"): Promise<void> {
       await runChecked(runner, "date", ["-s", `@${sec.toString()}`]);
     },
     ...(reseedHelper === undefined ? {} : { reseed: (seed: Uint8Array) => reseedHelper.reseed(seed) }),
+    onlineCpuMem: (req, signal) => onlineCpuMem(req, signal, { logger: logger.child({ subsystem: "hotplug" }) }),
     network: new GuestNetwork(new BusyboxNetPort(runner), logger.child({ subsystem: "network" })),
   });
   const stop = new AbortController();

@@ -31,6 +31,8 @@ export interface ServiceDeps {
   readonly reseed?: (seed: Uint8Array) => Promise<void>;
   /** The pod's interfaces, routes and neighbours; without it those RPCs answer UNIMPLEMENTED. */
   readonly network?: GuestNetwork;
+  /** Brings hot-added CPUs and memory online (OnlineCPUMem, see hotplug.ts); absent: UNIMPLEMENTED. */
+  readonly onlineCpuMem?: (req: { nbCpus: number; cpuOnly: boolean }, signal: AbortSignal) => Promise<unknown>;
 }
 
 export function registerAgentService(server: TtrpcServer, agent: Agent, version: string, deps: ServiceDeps): void {
@@ -111,6 +113,11 @@ export function registerAgentService(server: TtrpcServer, agent: Agent, version:
         throw new KataError(Code.InvalidArgument, `reseed: ${req.data.length} bytes, must be 1..${maxReseedBytes}`);
       }
       await deps.reseed(req.data);
+      return {};
+    },
+    onlineCPUMem: async (req, ctx) => {
+      if (deps.onlineCpuMem === undefined) throw new KataError(Code.Unimplemented, "online cpu and memory: not here");
+      await deps.onlineCpuMem({ nbCpus: req.nbCpus, cpuOnly: req.cpuOnly }, ctx.signal);
       return {};
     },
     getOOMEvent: async (_req, ctx) => ({ containerId: await agent.nextOomEvent(ctx.signal) }),

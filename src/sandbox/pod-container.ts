@@ -3,6 +3,7 @@
 
 import { Code, KataError } from "../base/errors.js";
 import type { Bundle } from "../oci/bundle.js";
+import type { LinuxResources } from "../oci/spec.js";
 import type { Process as GrpcProcess } from "../protocol/gen/oci_pb.js";
 import type { PersistedContainer } from "./persist.js";
 import type { PodProcess } from "./pod-process.js";
@@ -22,13 +23,23 @@ export class PodContainer {
   readonly execs = new Map<string, ExecEntry>();
   /** Processes of it the guest's out-of-memory killer killed. */
   oomKills = 0;
+  /** Its CPU and memory limits as last set (the bundle's, then `update`'s): what the pod's VM is sized by. */
+  resources: LinuxResources | undefined;
 
-  constructor(init: { id: string; bundle: Bundle; type: "sandbox" | "container"; process: PodProcess }) {
+  constructor(init: {
+    id: string;
+    bundle: Bundle;
+    type: "sandbox" | "container";
+    process: PodProcess;
+    /** When its create began (default: now). */
+    createdAt?: Date;
+  }) {
     this.id = init.id;
     this.bundle = init.bundle;
     this.type = init.type;
-    this.createdAt = new Date();
+    this.createdAt = init.createdAt ?? new Date();
     this.init = init.process;
+    this.resources = init.bundle.spec.linux?.resources;
   }
 
   /** The init for "" or the container's own id, else the exec; NOT_FOUND naming both ids. */
@@ -46,6 +57,19 @@ export class PodContainer {
   /** Every process that may still run: the init and the execs. */
   processes(): PodProcess[] {
     return [this.init, ...[...this.execs.values()].map((e) => e.process)];
+  }
+
+  /** What `state` and `list` show of a container whose create has not finished (runc's "creating"). */
+  static creating(id: string, bundle: Bundle, type: "sandbox" | "container", createdAt: Date): PersistedContainer {
+    return {
+      id,
+      bundle: bundle.dir,
+      rootfs: bundle.rootfs,
+      type,
+      status: "creating",
+      createdAt: createdAt.toISOString(),
+      annotations: bundle.spec.annotations ?? {},
+    };
   }
 
   persisted(): PersistedContainer {

@@ -5,14 +5,15 @@ import { delay, linkSignals, longLivedController } from "../base/async.js";
 import { Code, KataError, firstFailure, ignoreCode, isKataError } from "../base/errors.js";
 import { errField, type Logger } from "../base/log.js";
 import type { Bundle } from "../oci/bundle.js";
-import type { State } from "../oci/spec.js";
+import type { LinuxResources, State } from "../oci/spec.js";
 import { hookState, type CreatePathDeps, type PodNetns } from "./create-path.js";
 import { runHooksWarnOnly } from "./hooks.js";
-import type { PersistedSandbox } from "./persist.js";
+import type { PersistedContainer, PersistedSandbox } from "./persist.js";
 import type { PodCgroup } from "./pod-cgroup.js";
 import type { PodContainer } from "./pod-container.js";
 import { lostExitStatus } from "./pod-process.js";
 import type { Sandbox } from "./sandbox.js";
+import { shareOf } from "./vm-resize.js";
 
 export type PodDeps = CreatePathDeps;
 
@@ -30,6 +31,8 @@ export class PodCore {
   readonly opts: PodOptions;
   readonly log: Logger;
   readonly containers = new Map<string, PodContainer>();
+  /** Containers whose create runs (a VM may boot): saved as "creating", so `state` and `list` show them. */
+  readonly creating = new Map<string, PersistedContainer>();
   /** Aborted by shutdown: verbs in flight end, later ones are refused. */
   readonly life = longLivedController();
   /** Told the id of a container whose process the guest's OOM killer killed (the shim's TaskOOM). */
@@ -106,7 +109,7 @@ export class PodCore {
           }),
       ...(this.sandbox === undefined ? {} : { vmPid: this.sandbox.vm.pid }),
       ...(this.cgroup === undefined ? {} : { cgroup: this.cgroup.persisted() }),
-      containers: [...this.containers.values()].map((c) => c.persisted()),
+      containers: [...[...this.containers.values()].map((c) => c.persisted()), ...this.creating.values()],
     };
     await this.deps.store.save(s);
   }
@@ -156,6 +159,20 @@ export class PodCore {
       },
       { once: true },
     );
+  }
+
+  /**
+   * Grows the VM (q35 hotplug, vm-resize.ts) to what the pod's containers that have not stopped need,
+   * with `extra` (a joining container's, or an updated one's resources in place of its own).
+   */
+  async growVm(extra: { id: string; resources: LinuxResources | undefined }, signal: AbortSignal): Promise<void> {
+    const resizer = this.sandbox?.resizer;
+    if (resizer === undefined) return;
+    const shares = [...this.containers.values()]
+      .filter((c) => c.id !== extra.id && c.init.status !== "stopped")
+      .map((c) => shareOf(c.resources));
+    shares.push(shareOf(extra.resources));
+    await this.agentCall(signal, (s) => resizer.grow(shares, s));
   }
 
   /**

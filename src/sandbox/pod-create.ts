@@ -14,7 +14,6 @@ import { PodContainer } from "./pod-container.js";
 import type { PodCore } from "./pod-core.js";
 import { PodProcess, type StdioPaths } from "./pod-process.js";
 import type { Sandbox } from "./sandbox.js";
-import { laterContainerNote, workloadOf } from "./vm-sizing.js";
 
 export interface CreateRequest {
   readonly id: string;
@@ -77,12 +76,20 @@ export async function createInPod(
     undo.defer(`close stdio of ${id}`, () => {
       init.releaseStdio();
     });
+    // Saved as "creating" before the VM boots (or grows), so `state` answers as runc's does during a
+    // create. For a sandbox it is also the first write of its state: a full (or read-only) state
+    // directory fails here, naming it, not after a boot (or as QEMU's "cannot create PID file"). The
+    // pod's teardown after a failed sandbox create removes it all.
+    const createdAt = new Date();
+    core.creating.set(id, PodContainer.creating(id, bundle, role.type, createdAt));
+    undo.defer(`forget creating ${id}`, async () => {
+      core.creating.delete(id);
+      if (!isSandbox) await core.persist();
+    });
+    await core.persist();
+    // After the state: a container found by its mapping always has a saved entry.
     await deps.store.addMapping(id, core.id);
     undo.defer(`remove mapping of ${id}`, () => deps.store.removeMapping(id));
-    // The sandbox's state is written once before its VM boots: a full (or read-only) state directory
-    // fails here, naming it, not after a boot (or as QEMU's "cannot create PID file"). The pod's
-    // teardown after a failed sandbox create removes it.
-    if (isSandbox) await core.persist();
 
     let sandbox = core.sandbox;
     if (vm !== undefined) {
@@ -110,21 +117,24 @@ export async function createInPod(
     }
     // CAST: set just above for a sandbox; checked at the top for a pod container.
     const sb = sandbox as Sandbox;
+    if (!isSandbox) {
+      // Before the container exists, so it starts with its CPUs and memory online. What was added stays
+      // if creating it fails: the VM never shrinks (docs/configuration.md).
+      await core.growVm({ id, resources: bundle.spec.linux?.resources }, signal);
+    }
     await inSpan("createContainer", { sandboxId: core.id, containerId: id }, () =>
       sb.createContainer(prepared, signal),
     );
     undo.defer(`remove container ${id}`, () => sb.removeContainer(id));
     if (!isSandbox) {
-      // The pod's VM was sized at boot (the CRI sandbox annotations sum its containers); it is not grown.
-      const note = laterContainerNote(sb.size, workloadOf(bundle.spec));
-      if (note !== undefined) core.log[note.level](note.msg, { containerId: id, sandboxId: core.id });
       // Kata runs a pod container's prestart hooks after it is created, in the pod's netns.
       const state = core.hookState(id, bundle, "created");
       const hooks = bundle.spec.hooks?.prestart ?? [];
       await runHooks(deps, "prestart", hooks, state, { netnsPath: core.netns?.path, signal });
     }
     init.cell.apply("created");
-    core.containers.set(id, new PodContainer({ id, bundle, type: role.type, process: init }));
+    core.creating.delete(id);
+    core.containers.set(id, new PodContainer({ id, bundle, type: role.type, process: init, createdAt }));
     undo.defer(`forget container ${id}`, () => {
       core.containers.delete(id);
     });

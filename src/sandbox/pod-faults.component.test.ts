@@ -214,12 +214,13 @@ const steps: readonly Step[] = [
 
 /** A store whose saves fail once a container is in the state: the state directory filled during the boot. */
 class LateFailingStore extends StateStore {
-  /** The containers of each save asked for, in order. */
+  /** The containers of each save asked for ("id status"), in order. */
   readonly saves: string[][] = [];
 
+  /** Fails the first save with a container whose create finished. */
   override save(s: PersistedSandbox): Promise<void> {
-    this.saves.push(s.containers.map((c) => c.id));
-    if (s.containers.length > 0) {
+    this.saves.push(s.containers.map((c) => `${c.id} ${c.status}`));
+    if (s.containers.some((c) => c.status !== "creating")) {
       return Promise.reject(new KataError(Code.ResourceExhausted, "injected: state directory full"));
     }
     return super.save(s);
@@ -266,7 +267,7 @@ describe("Pod create failures, step by step (fake VM, real agent)", { timeout: 1
     // Before the boot, once its network namespace exists, once its taps exist, then the one that failed: undoing the create
     // destroys the sandbox, which is then lost, and that must not write a state the teardown has to race
     // to remove.
-    assert.deepEqual(store.saves, [[], [], [], ["sb1"]]);
+    assert.deepEqual(store.saves, [["sb1 creating"], ["sb1 creating"], ["sb1 creating"], ["sb1 created"]]);
     assert.deepEqual(await h.leaks(), []);
   });
 

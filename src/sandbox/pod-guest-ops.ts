@@ -8,6 +8,7 @@ import { ociVersion, type LinuxResources } from "../oci/spec.js";
 import type { StatsContainerResponse } from "../protocol/gen/agent_pb.js";
 import { ociToGrpcSpec } from "../protocol/oci-spec/convert.js";
 import type { PodCore } from "./pod-core.js";
+import { updatedResources } from "./vm-resize.js";
 
 /** One row of `ps`: the guest pid first, then the rest of the guest's ps line. */
 export interface PsRow {
@@ -78,11 +79,16 @@ export async function updateResources(
   resources: LinuxResources,
   signal: AbortSignal,
 ): Promise<void> {
-  core.container(id).init.cell.require("update");
+  const c = core.container(id);
+  c.init.cell.require("update");
   const spec = ociToGrpcSpec({ ociVersion, linux: { resources } });
+  // Kata's order: the VM grows first (q35), so raised limits have CPUs and memory behind them.
+  const next = updatedResources(c.resources, resources);
+  await core.growVm({ id, resources: next }, signal);
   await core.agentCall(signal, (s) =>
     core.requireSandbox().agent.updateContainer({ containerId: id, resources: spec.Linux?.Resources }, { signal: s }),
   );
+  c.resources = next;
 }
 
 export async function containerStats(core: PodCore, id: string, signal: AbortSignal): Promise<StatsContainerResponse> {

@@ -27,6 +27,7 @@ import { vmDirOf } from "./persist.js";
 import { connectAgent } from "./boot-console.js";
 import { guestLogForwarder } from "./guest-log.js";
 import { noPodNetwork, type PodNetwork } from "./pod-network.js";
+import { VmResizer, type VmResizerInit, type VmSize } from "./vm-resize-apply.js";
 
 export interface SandboxDeps {
   readonly hypervisor: Hypervisor;
@@ -57,14 +58,16 @@ export interface SandboxVmConfig extends VmSpec {
   readonly factory?: FactorySettings;
   /** The guest console (the agent's logs among it) into the host log (see guest-log.ts): when debugging. */
   readonly guestLogs?: boolean;
+  /**
+   * default_vcpus and default_memory: what the VM needs besides its containers' limits, when a container
+   * joins the running pod (vm-resize.ts). Absent: the VM is never grown.
+   */
+  readonly baseSize?: VmSize;
   /** [runtime] disable_guest_seccomp for every container of the pod; absent: profiles are applied. */
   readonly disableGuestSeccomp?: boolean;
 }
 
-export interface VmSize {
-  readonly vcpus: number;
-  readonly memoryMiB: number;
-}
+export type { VmSize } from "./vm-resize-apply.js";
 
 export const defaultShmSizeBytes = 64 * 1024 * 1024;
 
@@ -98,8 +101,8 @@ export class Sandbox {
   readonly id: string;
   readonly timings: Timings;
   readonly vm: Vm;
-  /** What the VM booted with (see vm-sizing.ts); it is not resized while it runs. */
-  readonly size: VmSize;
+  /** Grows the VM as containers join the pod (vm-resize.ts); absent without SandboxVmConfig.baseSize. */
+  readonly resizer: VmResizer | undefined;
   /** The guest agent, every call bounded (see agent-client/deadlines.ts). */
   readonly agent: AgentApi;
   readonly share: SharedDir;
@@ -110,6 +113,7 @@ export class Sandbox {
   readonly #log: Logger;
   readonly #life: AbortController;
   readonly #deadlines: AgentDeadlines;
+  readonly #bootSize: VmSize;
   #probing = false;
   /** Set once destroy() began: losing the VM is then expected, not news. */
   #destroyed = false;
@@ -120,6 +124,7 @@ export class Sandbox {
     timings: Timings;
     vm: Vm;
     size: VmSize;
+    resize: Omit<VmResizerInit, "vm" | "agent" | "log"> | undefined;
     client: AgentClient;
     share: SharedDir;
     cleanup: CleanupStack;
@@ -129,7 +134,6 @@ export class Sandbox {
   }) {
     this.id = init.id;
     this.timings = init.timings;
-    this.size = init.size;
     this.vm = init.vm;
     this.share = init.share;
     this.#client = init.client;
@@ -144,6 +148,11 @@ export class Sandbox {
         this.#probe(method);
       },
     });
+    this.resizer =
+      init.resize === undefined
+        ? undefined
+        : new VmResizer({ ...init.resize, vm: init.vm, agent: this.agent, log: init.log });
+    this.#bootSize = init.size;
     void init.vm.exited.then((status) => {
       this.#markLost(`its VM exited (${describeExit(status)})`);
     });
@@ -156,6 +165,11 @@ export class Sandbox {
     init.vm.onAgentChannelClosed(() => {
       this.#markLost("its guest agent exited (the guest closed the agent channel)");
     });
+  }
+
+  /** What the VM has now: its boot size, plus what was hot-added. */
+  get size(): VmSize {
+    return this.resizer?.size ?? this.#bootSize;
   }
 
   /**
@@ -208,7 +222,12 @@ export class Sandbox {
 
       const client = await connectAgent(
         vm,
-        { id: cfg.id, runDir: cfg.runDir, bootTimeoutMs: cfg.vm.bootTimeoutMs, restored: fromFactory !== undefined },
+        {
+          id: cfg.id,
+          runDir: cfg.runDir,
+          bootTimeoutMs: cfg.vm.bootTimeoutMs,
+          agentRunning: fromFactory !== undefined,
+        },
         log,
         signal,
       );
@@ -246,7 +265,7 @@ export class Sandbox {
       // run no container code: the guest does them meanwhile (docs/factory.md#where-a-clones-time-goes).
       // Both are done before create returns, so before any container can start.
       const refresh = async (callSignal: AbortSignal): Promise<void> => {
-        if (fromFactory === undefined) return;
+        if (fromFactory?.source !== "template") return;
         await refreshClone(client.agent, { signal: callSignal, timeoutMs: deadlines.requestMs });
         mark("cloneRefreshed");
       };
@@ -256,7 +275,10 @@ export class Sandbox {
       undo.transferTo(cleanup);
       log.info("sandbox created", { timings });
       const size = { vcpus: cfg.vm.vcpus, memoryMiB: cfg.vm.memoryMiB };
-      return new Sandbox({ id: cfg.id, timings, vm, size, client, share, cleanup, log, deadlines, life });
+      const base = cfg.vm.baseSize;
+      const resize =
+        base === undefined ? undefined : { machineType: cfg.vm.machineType, base, size, room: cfg.vm.hotplug };
+      return new Sandbox({ id: cfg.id, timings, vm, size, resize, client, share, cleanup, log, deadlines, life });
     } catch (e) {
       return undo.unwind(wrap(e, `create sandbox ${cfg.id}`));
     }

@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { Spec } from "../oci/spec.js";
 import {
-  laterContainerNote,
   memoryMiBOf,
   planVmSizing,
   sandboxSizingKeys as keys,
@@ -203,22 +202,5 @@ describe("planVmSizing", () => {
   it("gives q35 at most QEMU's 256 memory slots", () => {
     const s = planVmSizing({ ...limits, machineType: "q35", memorySlots: 1000 }, workload(0, 0));
     assert.equal(s.hotplug?.memorySlots, 256);
-  });
-});
-
-describe("laterContainerNote", () => {
-  const vm = { vcpus: 3, memoryMiB: 3072 };
-  it("says nothing of a container without limits", () => {
-    assert.equal(laterContainerNote(vm, { ...workload(0, 0), source: "none" }), undefined);
-  });
-  it("says a container that fits is limited inside the VM", () => {
-    const n = laterContainerNote(vm, workload(2, 1024));
-    assert.ok(n !== undefined);
-    assert.equal(n.level, "info");
-    assert.match(n.msg, /\(2 vCPUs and 1024 MiB\) apply inside its pod's VM \(3 vCPUs and 3072 MiB\)/);
-  });
-  it("warns of a container that asks more than the whole VM", () => {
-    assert.equal(laterContainerNote(vm, workload(4, 0))?.level, "warn");
-    assert.match(laterContainerNote(vm, workload(1, 4096))?.msg ?? "", /exceed its pod's VM .* not resized/);
   });
 });

@@ -178,27 +178,3 @@ export function planVmSizing(l: SizingLimits, w: Workload): VmSizing {
     warnings,
   };
 }
-
-/**
- * What happens to a container created in a running pod: its VM is not resized (no hotplug yet, and none
- * on microvm), so its limits apply inside the VM it has. Told at info, or as a warning when it asks more
- * than the whole VM; undefined for a container without limits.
- */
-export function laterContainerNote(
-  vm: { readonly vcpus: number; readonly memoryMiB: number },
-  w: Workload,
-): { level: "info" | "warn"; msg: string } | undefined {
-  if (w.source === "none") return undefined;
-  const asks = `${w.vcpus} vCPUs and ${w.memoryMiB} MiB`;
-  const has = `${vm.vcpus} vCPUs and ${vm.memoryMiB} MiB`;
-  if (w.vcpus > vm.vcpus || w.memoryMiB > vm.memoryMiB) {
-    return {
-      level: "warn",
-      msg: `the container's limits (${asks}) exceed its pod's VM (${has}), which is not resized: it gets at most the VM`,
-    };
-  }
-  return {
-    level: "info",
-    msg: `the container's limits (${asks}) apply inside its pod's VM (${has}), which is not resized`,
-  };
-}

@@ -56,6 +56,12 @@ export class FakeVm implements Vm {
   readonly network: GuestNetwork;
   readonly storage = new FakeStorage();
   readonly agent: Agent;
+  /** OnlineCPUMem calls the guest got. */
+  readonly onlined: { nbCpus: number; cpuOnly: boolean }[] = [];
+  /** CPU and memory hotplug as a test scripts it; absent: this VM cannot (as microvm). */
+  hotplugVcpu?: (signal: AbortSignal) => Promise<boolean>;
+  hotplugMemory?: (sizeMiB: number, signal: AbortSignal) => Promise<string>;
+  memoryTaken?: (deviceId: string, signal: AbortSignal) => Promise<void>;
   /** Set by the agent's SetHostname (CreateSandbox's hostname). */
   hostname: string | undefined;
   /** The VM's exit status once it exited (crashed, or stopped). */
@@ -206,6 +212,10 @@ export class FakeVm implements Vm {
         return Promise.resolve();
       },
       network: this.network,
+      onlineCpuMem: (req) => {
+        this.onlined.push(req);
+        return Promise.resolve();
+      },
     });
     void server.serve(socket);
   }

@@ -114,7 +114,28 @@ describe("OCI CLI verbs (real VM)", { skip: requires("root", "qemu", "image", "n
     const bad = await cli("kill", "verbs", "NOSUCHSIG");
     assert.notEqual(bad.code, 0);
     assert.match(bad.err, /unknown signal "NOSUCHSIG"/);
+    // events without --stats ends when the container stops, not at its next interval (10 minutes away).
+    let printedFirst: () => void = () => undefined;
+    const printed = new Promise<void>((resolve) => (printedFirst = resolve));
+    const following = runCli(["--root", root, "events", "--interval", "10m", "verbs"], {
+      env,
+      timeoutMs: vmTimeout,
+      onStdout: (soFar) => {
+        if (soFar.includes("\n")) printedFirst();
+      },
+    });
+    await printed;
+    const killedAt = Date.now();
     assert.equal((await cli("kill", "verbs", "9")).code, 0);
+    const followed = await following;
+    assert.equal(followed.code, 0, followed.stderr);
+    assert.ok(Date.now() - killedAt < 60_000, `events ended ${Date.now() - killedAt} ms after the kill`);
+    const types = followed.stdout
+      .toString()
+      .trim()
+      .split("\n")
+      .map((l) => (JSON.parse(l) as { type: string }).type);
+    assert.deepEqual(types, ["stats"]);
     const waited = await cli("wait", "verbs");
     assert.match(waited.out, /^137 /);
     assert.equal(await status("verbs"), "stopped");

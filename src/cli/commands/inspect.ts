@@ -5,7 +5,7 @@ import { access, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Any } from "@bufbuild/protobuf/wkt";
 import type { Command } from "commander";
-import { Code, KataError, ignoreErrno } from "../../base/errors.js";
+import { Code, KataError, describeError, ignoreCode, ignoreErrno } from "../../base/errors.js";
 import { delay } from "../../base/async.js";
 import { defaultSpec } from "../../oci/default-spec.js";
 import { parseLinuxResources } from "../../oci/parse-spec.js";
@@ -170,18 +170,52 @@ export function registerInspect(program: Command, ctx: () => RuntimeContext): vo
         throw new KataError(Code.InvalidArgument, `--interval ${flags.interval}: must be more than 0`);
       const root = ctx().flags.root;
       let oomSeen = 0;
-      for (;;) {
-        // runc's events print one {"type":"oom"} per kill; the service counts them in the state.
+      // runc's events print one {"type":"oom"} per kill; the service counts them in the state.
+      const printOoms = async (): Promise<void> => {
         const sid = await store().sandboxOf(id);
         const kills =
           sid === undefined ? 0 : ((await store().load(sid))?.containers.find((c) => c.id === id)?.oomKills ?? 0);
         for (; oomSeen < kills; oomSeen++) process.stdout.write(eventLine("oom", id));
-        const r = await withTask(ctx(), id, (task) => task.stats({ id }, ownFormat));
-        process.stdout.write(eventLine("stats", id, runcStats(fromJsonAny(r.stats, anyTypes.stats, "stats"))));
-        if (flags.stats === true) return;
-        await delay(intervalMs);
-        if ((await containerState(root, id)).status === "stopped") return;
-      }
+      };
+      const stopped = async (): Promise<boolean> => {
+        const st = await containerState(root, id).catch(ignoreCode(Code.NotFound));
+        return st === undefined || st.status === "stopped";
+      };
+      await withTask(ctx(), id, async (task) => {
+        // Without --stats it ends as soon as the container stops (or is deleted), not an interval later:
+        // the service's wait answers then. A wait that fails leaves the check of the state after each interval.
+        const exited =
+          flags.stats === true
+            ? undefined
+            : task.wait({ id }).then(
+                () => true,
+                (e: unknown) => {
+                  ctx().logger.debug("events: waiting for the container failed", { err: describeError(e) });
+                  return false;
+                },
+              );
+        for (;;) {
+          await printOoms();
+          const r = await task.stats({ id }, ownFormat).catch(async (e: unknown) => {
+            // Stopped between two events: the end, not an error.
+            if (flags.stats !== true && (await stopped())) return undefined;
+            throw e;
+          });
+          if (r === undefined) break;
+          process.stdout.write(eventLine("stats", id, runcStats(fromJsonAny(r.stats, anyTypes.stats, "stats"))));
+          if (flags.stats === true) return;
+          const pause = new AbortController();
+          const ended = await Promise.race([
+            exited ?? new Promise<boolean>(() => undefined),
+            delay(intervalMs, pause.signal).then(() => false, ignoreCode(Code.Cancelled)),
+          ]).finally(() => {
+            pause.abort();
+          });
+          if (ended === true || (await stopped())) break;
+        }
+        // Kills counted while it stopped.
+        await printOoms().catch(ignoreCode(Code.NotFound));
+      });
     });
 
   program

@@ -3,15 +3,17 @@
 
 import type { Socket } from "node:net";
 import { rm } from "node:fs/promises";
-import { deadline, raceAbort } from "../../base/async.js";
-import { Code, KataError, describeError } from "../../base/errors.js";
+import { deadline, delay, raceAbort } from "../../base/async.js";
+import { Code, KataError, describeError, isKataError } from "../../base/errors.js";
 import type { Logger } from "../../base/log.js";
 import { describeExit, type Child, type ExitStatus } from "../../platform/process.js";
 import type { Vm } from "../hypervisor.js";
+import { Lifeline } from "../../platform/vm-guard.js";
 import { readLogTail, type CappedLog } from "./console-log.js";
 import { qemuIds } from "./args/plan.js";
 import { isRecord, type QmpClient } from "./qmp/client.js";
 import * as qmpCommand from "./qmp/commands.js";
+import * as qmpHotplug from "./qmp/hotplug.js";
 
 /** How long QEMU gets to answer QMP quit and exit before it is SIGKILLed. */
 export const quitDeadlineMs = 2000;
@@ -19,6 +21,9 @@ export const quitDeadlineMs = 2000;
 export const qmpCommandDeadlineMs = 5000;
 /** How long saving or loading a template's device state may take (~30 ms measured: RAM is not in it). */
 export const migrationDeadlineMs = 30_000;
+/** How long the guest has to take a hot-added DIMM (its ACPI _OST); TCG runs the handler slowly. */
+export const dimmOstDeadlineMs = 20_000;
+const ostPollMs = 50;
 /** Guest RAM stays in the template's memory file: only device state goes through the migration stream. */
 const ignoreShared = { "x-ignore-shared": true } as const;
 
@@ -56,9 +61,12 @@ export class QemuVm implements Vm {
   readonly agentSocketPath: string;
   readonly consoleLogPath: string;
   readonly exited: Promise<ExitStatus>;
+  readonly owner?: { readonly adopted: Promise<void>; letGo(): void };
   readonly #parts: QemuVmParts;
   readonly #consoleClosed: Promise<void>;
   #hasExited = false;
+  /** DIMMs hot-added so far: each gets memory-backend `hpmemN` and device `dimmN`. */
+  #dimms = 0;
   #stopping: Promise<void> | undefined;
 
   constructor(parts: QemuVmParts) {
@@ -68,6 +76,15 @@ export class QemuVm implements Vm {
     this.consoleLogPath = parts.console.log.path;
     this.exited = parts.child.exited;
     this.#parts = parts;
+    const { child } = parts;
+    if (child instanceof Lifeline) {
+      this.owner = {
+        adopted: child.adopted,
+        letGo: () => {
+          child.kill();
+        },
+      };
+    }
     this.#consoleClosed = new Promise((resolve) => {
       parts.console.socket.once("close", () => {
         resolve();
@@ -135,15 +152,84 @@ export class QemuVm implements Vm {
     }
   }
 
+  async hotplugVcpu(signal: AbortSignal): Promise<boolean> {
+    const { qmp } = this.#parts;
+    return this.#qmpWithDeadline(async (s) => {
+      const [slot] = qmpHotplug.freeCpuSlots(await qmpHotplug.queryHotpluggableCpus(qmp, s), 1);
+      if (slot === undefined) return false;
+      await qmpHotplug.deviceAdd(qmp, { driver: slot.type, id: qmpHotplug.cpuDeviceId(slot), ...slot.props }, s);
+      return true;
+    }, signal);
+  }
+
+  async hotplugMemory(sizeMiB: number, signal: AbortSignal): Promise<string> {
+    const n = this.#dimms;
+    const backend = `hpmem${n}`;
+    const device = `dimm${n}`;
+    const { qmp, log } = this.#parts;
+    await this.#qmpWithDeadline(async (s) => {
+      await qmpHotplug.objectAddMemoryRam(qmp, backend, sizeMiB * 1024 * 1024, s);
+      try {
+        await qmpHotplug.deviceAdd(qmp, { driver: "pc-dimm", id: device, memdev: backend }, s);
+      } catch (e) {
+        // Nothing uses the backend yet: it goes, so the next attempt can reuse its id.
+        await qmpHotplug.objectDel(qmp, backend, s).catch((err: unknown) => {
+          log.warn("remove memory backend after a failed device_add", { backend, err: describeError(err) });
+        });
+        throw e;
+      }
+    }, signal);
+    this.#dimms++;
+    return device;
+  }
+
+  async memoryTaken(device: string, signal: AbortSignal): Promise<void> {
+    const { qmp } = this.#parts;
+    const d = deadline(dimmOstDeadlineMs, signal);
+    try {
+      for (;;) {
+        const st = (await qmpHotplug.queryAcpiOspmStatus(qmp, d.signal)).find((x) => x.device === device);
+        if (st !== undefined && st.source === 1) {
+          if (st.status !== 0) {
+            throw new KataError(
+              Code.Internal,
+              `the guest refused memory DIMM ${device} (ACPI _OST status ${st.status})`,
+            );
+          }
+          return;
+        }
+        await delay(ostPollMs, d.signal);
+      }
+    } catch (e) {
+      if (isKataError(e, Code.DeadlineExceeded) && !signal.aborted) {
+        throw new KataError(
+          Code.DeadlineExceeded,
+          `the guest did not take memory DIMM ${device} (no ACPI _OST within ${dimmOstDeadlineMs} ms)`,
+        );
+      }
+      throw e;
+    } finally {
+      d.clear();
+    }
+  }
+
   stop(): Promise<void> {
     this.#stopping ??= this.#stop();
     return this.#stopping;
   }
 
-  async #qmpWithDeadline(run: (signal: AbortSignal) => Promise<void>, signal?: AbortSignal): Promise<void> {
+  async release(): Promise<void> {
+    const { qmp, console: guestConsole } = this.#parts;
+    this.#stopping ??= Promise.resolve();
+    qmp.close();
+    guestConsole.socket.destroy();
+    await guestConsole.log.close();
+  }
+
+  async #qmpWithDeadline<T>(run: (signal: AbortSignal) => Promise<T>, signal?: AbortSignal): Promise<T> {
     const d = deadline(qmpCommandDeadlineMs, signal);
     try {
-      await run(d.signal);
+      return await run(d.signal);
     } finally {
       d.clear();
     }
