@@ -120,7 +120,8 @@ test("kata-ts-reseed --serve (the real binary): refuses a bad clock, keeps servi
     child.stdin.write(bad);
     child.stdin.write(Buffer.from("X\u0001\u0000\u0000\u0000z"));
     child.stdin.end();
-    const code = await new Promise<number | null>((r) => child.once("exit", r));
+    // "close", not "exit": the answer must have been read off stdout too.
+    const code = await new Promise<number | null>((r) => child.once("close", r));
     assert.equal(code, 2, "an unknown op ends it with status 2");
     const a = parseAnswer(Buffer.concat(out));
     assert.deepEqual({ ok: a?.ok, message: a?.message }, { ok: false, message: "clock: microseconds out of range" });
