@@ -5,6 +5,7 @@
 // consulted (Kata's rule: the cache client replaces the template factory).
 
 import { randomBytes } from "node:crypto";
+import { concurrently } from "../base/async.js";
 import { errField } from "../base/log.js";
 import type { AgentApi } from "../agent-client/agent-client.js";
 import type { Vm, VmConfig } from "../hypervisor/hypervisor.js";
@@ -94,7 +95,16 @@ const reseedBytes = 512;
  * template's). Failing either fails the sandbox: an unreseeded clone is not safe to use.
  */
 export async function refreshClone(agent: AgentApi, opts: { signal: AbortSignal; timeoutMs: number }): Promise<void> {
-  await agent.reseedRandomDev({ data: randomBytes(reseedBytes) }, opts);
-  const now = Date.now();
-  await agent.setGuestDateTime({ Sec: BigInt(Math.floor(now / 1000)), Usec: BigInt((now % 1000) * 1000) }, opts);
+  // Independent of each other: sent together, the guest works on both at once.
+  await concurrently(
+    [
+      (signal) => agent.reseedRandomDev({ data: randomBytes(reseedBytes) }, { ...opts, signal }),
+      (signal) => {
+        const now = Date.now();
+        const t = { Sec: BigInt(Math.floor(now / 1000)), Usec: BigInt((now % 1000) * 1000) };
+        return agent.setGuestDateTime(t, { ...opts, signal });
+      },
+    ],
+    opts.signal,
+  );
 }
