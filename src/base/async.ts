@@ -143,3 +143,32 @@ export function longLivedController(): AbortController {
   setMaxListeners(0, ctl.signal);
   return ctl;
 }
+
+/**
+ * Runs `steps` at once, each with a signal that aborts when `signal` does or another step fails; waits
+ * for all of them to settle (nothing is left running behind the caller's cleanup) and throws the first
+ * failure, the ones it caused not hiding it.
+ */
+export async function concurrently(
+  steps: readonly ((signal: AbortSignal) => Promise<unknown>)[],
+  signal: AbortSignal,
+): Promise<void> {
+  const failed = new AbortController();
+  const linked = linkSignals(signal, failed.signal);
+  let first: { readonly error: unknown } | undefined;
+  try {
+    await Promise.all(
+      steps.map((step) =>
+        step(linked.signal).catch((e: unknown) => {
+          if (first === undefined) {
+            first = { error: e };
+            failed.abort(e);
+          }
+        }),
+      ),
+    );
+  } finally {
+    linked.clear();
+  }
+  if (first !== undefined) throw first.error;
+}

@@ -21,6 +21,7 @@ import { OomEvents } from "../guest/oom.js";
 import { onlineCpuMem } from "../guest/hotplug.js";
 import { GuestNetwork } from "../guest/network.js";
 import { BusyboxNetPort } from "../guest/network-port.js";
+import { ClockSeedHelper } from "../guest/clock-seed-helper.js";
 import { registerAgentService } from "../guest/service.js";
 import { StorageManager, guestStorageHandlers } from "../guest/storage.js";
 
@@ -54,6 +55,8 @@ async function loadKernelModule(runner: NodeProcessRunner, name: string, paramet
 
 /** Runs crun from a sealed copy (native/kata-ts-sealed-exec.c); the image layout's guestPaths.sealedExec. */
 const sealedExec = "/usr/bin/kata-ts-sealed-exec";
+/** native/kata-ts-reseed.c, served long-lived (guest/clock-seed-helper.ts); absent: no ReseedRandomDev. */
+const guestReseedHelper = "/usr/bin/kata-ts-reseed";
 
 async function main(startedFrom: "snapshot" | "bundle"): Promise<void> {
   const cmdline = (await readFile("/proc/cmdline", "utf8").catch(ignoreErrno("ENOENT"))) ?? "";
@@ -90,14 +93,18 @@ async function main(startedFrom: "snapshot" | "bundle"): Promise<void> {
   // The serial port has no connection boundaries the agent can always see: a host that reconnects
   // quickly starts its stream ids at 1 on what looks like the same connection.
   const server = new TtrpcServer({ logger, newClientOnStreamOne: true });
+  const reseedHelper = await access(guestReseedHelper).then(
+    () => new ClockSeedHelper(guestReseedHelper),
+    ignoreErrno("ENOENT"),
+  );
   registerAgentService(server, agent, await imageVersion(), {
     runPs: async () => (await runChecked(runner, "ps", ["-o", guestPsColumns])).stdout,
-    setTime: async (sec) => {
+    // One long-lived helper for both (guest/clock-seed-helper.ts): a clone's first calls fork no process.
+    setTime: async (sec, usec) => {
+      if (reseedHelper !== undefined) return reseedHelper.setTime(sec, usec);
       await runChecked(runner, "date", ["-s", `@${sec.toString()}`]);
     },
-    reseed: async (seed) => {
-      await runChecked(runner, "/usr/bin/kata-ts-reseed", [], { input: seed });
-    },
+    ...(reseedHelper === undefined ? {} : { reseed: (seed: Uint8Array) => reseedHelper.reseed(seed) }),
     onlineCpuMem: (req, signal) => onlineCpuMem(req, signal, { logger: logger.child({ subsystem: "hotplug" }) }),
     network: new GuestNetwork(new BusyboxNetPort(runner), logger.child({ subsystem: "network" })),
   });

@@ -14,6 +14,7 @@ import { ociToGrpcSpec } from "../protocol/oci-spec/convert.js";
 import { guestSpec } from "../sandbox/guest-spec.js";
 import { defaultShmSizeBytes } from "../sandbox/sandbox.js";
 import { planSandboxStorages } from "../storage/plan.js";
+import type { SharedDir } from "../storage/shared-dir.js";
 
 const containerId = "warmup";
 /** The host's static busybox (busybox-static, as the image build needs): the warm-up's whole rootfs. */
@@ -58,4 +59,30 @@ export async function warmupTemplate(
     await rm(path.join(shareDir, containerId), { recursive: true, force: true });
   }
   return "container: sh -c true";
+}
+
+/**
+ * The warm-up of a cached VM: its 9p export is a share's read-only view, so the container's rootfs is
+ * staged in `stagingDir` and bound read-write into the share, as a sandbox's rootfs is.
+ */
+export async function warmupCachedVm(
+  share: SharedDir,
+  stagingDir: string,
+  agent: AgentApi,
+  opts: WarmupOptions,
+  signal: AbortSignal,
+): Promise<string> {
+  const relative = path.join(containerId, "rootfs");
+  const staged = path.join(stagingDir, relative);
+  await mkdir(staged, { recursive: true, mode: 0o700 });
+  try {
+    await share.bindDir(staged, relative, false, signal);
+    try {
+      return await warmupTemplate(stagingDir, agent, opts, signal);
+    } finally {
+      await share.unbind(relative);
+    }
+  } finally {
+    await rm(stagingDir, { recursive: true, force: true });
+  }
 }

@@ -14,6 +14,7 @@ import { RealHostProbe, type HostProbe } from "../platform/probe.js";
 import type { SandboxDeps } from "../sandbox/sandbox.js";
 import type { TemplateDeps } from "../factory/template.js";
 import { TemplateVmFactory } from "../factory/vm-factory.js";
+import { CacheVmSource } from "../factory/cache-client.js";
 import { loadConfig, type LoadedConfig } from "../config/load.js";
 import { readSelfMountInfo } from "../storage/shared-dir.js";
 import { NetnsManager } from "../network/netns.js";
@@ -31,6 +32,8 @@ export { defaultRunDir, installRoot };
 
 /** native/kata-ts-exec as `npm run build` installs it: every child of the host side starts through it. */
 export const launcherPath = path.join(installRoot, launcherRelPath);
+/** native/kata-ts-vmguard: the VM cache's QEMU guard (src/platform/vm-guard.ts). */
+const vmGuardPath = path.join(installRoot, "dist", "native", "kata-ts-vmguard");
 
 export interface RuntimeContext {
   readonly flags: GlobalFlags;
@@ -73,7 +76,11 @@ export function makeContext(flags: GlobalFlags, opts: ContextOptions = {}): Runt
   const templateDeps = (): TemplateDeps => ({
     hypervisor: new QemuHypervisor(
       { runner, probe, logger },
-      { binary: "qemu-system-x86_64", confine: path.join(installRoot, "dist", "native", "kata-ts-confine") },
+      {
+        binary: "qemu-system-x86_64",
+        confine: path.join(installRoot, "dist", "native", "kata-ts-confine"),
+        vmGuard: vmGuardPath,
+      },
     ),
     accel: () => (probe.kvmUsable() ? "kvm" : "tcg"),
     mounter: new CommandMounter(runner),
@@ -110,7 +117,7 @@ export function makeContext(flags: GlobalFlags, opts: ContextOptions = {}): Runt
         readMountInfo: readSelfMountInfo,
         logger,
         now: () => performance.now(),
-        factory: new TemplateVmFactory(t),
+        factory: new TemplateVmFactory(t, new CacheVmSource({ ...t, runner, vmGuard: vmGuardPath })),
       };
     },
     templateDeps,

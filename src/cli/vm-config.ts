@@ -115,6 +115,7 @@ export async function resolveVmConfig(ctx: RuntimeContext, spec: Spec, configPat
       enableTemplate: cfg.factory.enableTemplate,
       templatePath: cfg.factory.templatePath,
       vmCacheNumber: cfg.factory.vmCacheNumber,
+      vmCacheEndpoint: cfg.factory.vmCacheEndpoint,
     },
     // Kata: the agent's logs reach the runtime's log when debugging; the console log has them always.
     guestLogs: cfg.agent.enableDebug || cfg.runtime.enableDebug || ctx.flags.debug === true,

@@ -226,7 +226,7 @@ async function templateTap(netns: NetnsPort, dir: string, undo: CleanupStack, si
  * Waits for the template's agent to answer, then closes the connection and gives the agent time to go
  * back to waiting for a host, so each clone's host finds it listening with no half-read request.
  */
-async function agentAnswersThenLetGo(
+export async function agentAnswersThenLetGo(
   vm: Vm,
   bootTimeoutMs: number,
   log: Logger,

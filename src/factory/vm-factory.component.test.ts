@@ -101,6 +101,37 @@ describe("VM factory seam (fake VM, real agent)", { timeout: 10_000 }, () => {
     assert.deepEqual(await h.leaks(), []);
   });
 
+  it("a clone's reseed and clock go alongside CreateSandbox, and are done before create returns", async () => {
+    // Each call held 400 ms in the guest: one after the other they would take 1.2 s.
+    for (const m of ["reseedRandomDev", "setGuestDateTime", "createSandbox"] as const) {
+      h.hypervisor.rpcFault(m, { kind: "delay", ms: 400 }, { times: 1 });
+    }
+    const t0 = performance.now();
+
+    const sandbox = await Sandbox.create({ ...h.sandboxDeps(), factory: new FakeFactory(true) }, config("sb1"), signal);
+
+    const took = performance.now() - t0;
+    assert.ok(took < 1100, `the three calls overlapped (create took ${Math.round(took)} ms)`);
+    assert.equal(h.hypervisor.vm.reseeds.length, 1);
+    assert.equal(h.hypervisor.vm.clockSets.length, 1);
+    await sandbox.destroy();
+    assert.deepEqual(await h.leaks(), []);
+  });
+
+  it("a reseed that fails while CreateSandbox is still in the guest fails the create and leaves nothing", async () => {
+    h.hypervisor.rpcFault("createSandbox", { kind: "delay", ms: 300 }, { times: 1 });
+    h.hypervisor.rpcFault("reseedRandomDev", {
+      kind: "error",
+      error: new KataError(Code.Internal, "reseed: RNDRESEEDCRNG: Operation not permitted"),
+    });
+
+    await assert.rejects(
+      Sandbox.create({ ...h.sandboxDeps(), factory: new FakeFactory(true) }, config("sb1"), signal),
+      kataErrorChain(Code.Internal, "create sandbox sb1", "RNDRESEEDCRNG"),
+    );
+    assert.deepEqual(await h.leaks(), []);
+  });
+
   it("nothing from the factory: a direct boot, with no reseed or clock call", async () => {
     const factory = new FakeFactory(false);
 

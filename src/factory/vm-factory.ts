@@ -1,12 +1,16 @@
 // Factory selection (Kata's HandleFactory): where a sandbox's VM comes from. Nothing unless the
 // configuration enables a factory; a factory is only ever fetched here, never built (that is `kata-ts
-// factory init`); any reason not to use it is a warning and the sandbox boots directly. A VM cache
-// (vm_cache_number) would be another source behind the same VmFactory interface.
+// factory init`); any reason not to use it is a warning and the sandbox boots directly. With
+// vm_cache_number > 0 the VM comes from the VM cache server (cache-client.ts) and the template is not
+// consulted (Kata's rule: the cache client replaces the template factory).
 
 import { randomBytes } from "node:crypto";
+import { concurrently } from "../base/async.js";
 import { errField } from "../base/log.js";
 import type { AgentApi } from "../agent-client/agent-client.js";
 import type { Vm, VmConfig } from "../hypervisor/hypervisor.js";
+import { defaultConfig } from "../config/defaults.js";
+import type { CacheVmSource } from "./cache-client.js";
 import { fetchTemplate, startClone, templateRequest, type TemplateDeps } from "./template.js";
 import { cloneNics, type NicMacChange } from "./template-plan.js";
 
@@ -15,13 +19,18 @@ export interface FactorySettings {
   readonly enableTemplate: boolean;
   readonly templatePath: string;
   readonly vmCacheNumber: number;
+  /** The VM cache server's socket (vm_cache_endpoint); absent: the default's. */
+  readonly vmCacheEndpoint?: string;
 }
 
 /** A VM a factory handed out: running, its agent not yet reached. */
 export interface FactoryVm {
   readonly vm: Vm;
-  /** What the sandbox still owes it once its agent answers (fresh randomness, the clock). */
-  readonly source: "template";
+  /**
+   * "template": the sandbox still owes it fresh randomness and the clock once its agent answers.
+   * "cache": a VM that booted on its own (its randomness is its own) and whose clock ran all along.
+   */
+  readonly source: "template" | "cache";
   /** MACs the guest must give its NICs (a clone keeps the template's NIC: docs/factory.md#nics). */
   readonly nicMacChanges?: readonly NicMacChange[];
 }
@@ -33,19 +42,28 @@ export interface VmFactory {
 
 export class TemplateVmFactory implements VmFactory {
   readonly #deps: TemplateDeps;
+  readonly #cache: CacheVmSource | undefined;
 
-  constructor(deps: TemplateDeps) {
+  constructor(deps: TemplateDeps, cache?: CacheVmSource) {
     this.#deps = deps;
+    this.#cache = cache;
   }
 
   async getVm(settings: FactorySettings, config: VmConfig, signal: AbortSignal): Promise<FactoryVm | undefined> {
     const log = this.#deps.logger.child({ sandboxId: config.id });
-    if (!settings.enableTemplate) {
-      if (settings.vmCacheNumber > 0) {
-        log.warn("vm factory: [factory] vm_cache_number is not supported yet; booting directly");
+    if (settings.vmCacheNumber > 0) {
+      if (this.#cache === undefined) {
+        log.warn("vm factory: the VM cache cannot be used here; booting directly");
+        return undefined;
       }
-      return undefined;
+      const vm = await this.#cache.getVm(
+        settings.vmCacheEndpoint ?? defaultConfig.factory.vmCacheEndpoint,
+        config,
+        signal,
+      );
+      return vm === undefined ? undefined : { vm, source: "cache" };
     }
+    if (!settings.enableTemplate) return undefined;
     if (config.binaryPath === undefined) return undefined;
     let fetched;
     try {
@@ -77,7 +95,16 @@ const reseedBytes = 512;
  * template's). Failing either fails the sandbox: an unreseeded clone is not safe to use.
  */
 export async function refreshClone(agent: AgentApi, opts: { signal: AbortSignal; timeoutMs: number }): Promise<void> {
-  await agent.reseedRandomDev({ data: randomBytes(reseedBytes) }, opts);
-  const now = Date.now();
-  await agent.setGuestDateTime({ Sec: BigInt(Math.floor(now / 1000)), Usec: BigInt((now % 1000) * 1000) }, opts);
+  // Independent of each other: sent together, the guest works on both at once.
+  await concurrently(
+    [
+      (signal) => agent.reseedRandomDev({ data: randomBytes(reseedBytes) }, { ...opts, signal }),
+      (signal) => {
+        const now = Date.now();
+        const t = { Sec: BigInt(Math.floor(now / 1000)), Usec: BigInt((now % 1000) * 1000) };
+        return agent.setGuestDateTime(t, { ...opts, signal });
+      },
+    ],
+    opts.signal,
+  );
 }

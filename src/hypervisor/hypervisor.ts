@@ -2,7 +2,7 @@
 // socket; what runs inside is the sandbox layer's business.
 
 import type { MachineType } from "../config/types.js";
-import type { ExitStatus } from "../platform/process.js";
+import type { Child, ExitStatus } from "../platform/process.js";
 
 /** A disk the guest may read but never write, such as the guest image's tools disk. */
 export interface ReadonlyDisk {
@@ -79,6 +79,22 @@ export interface VmConfig extends VmSpec {
    * into the host's when debugging. Must not throw or block.
    */
   readonly onConsoleLine?: (line: string) => void;
+  /**
+   * VM cache (docs/factory.md#vm-cache): QEMU runs under a guard that listens on `controlSocket` for a
+   * new owner, and dies with whoever owns it (src/platform/vm-guard.ts).
+   */
+  readonly guard?: { readonly controlSocket: string };
+}
+
+/** A running VM taken over from the process that started it (Hypervisor.adoptVm). */
+export interface AdoptedVmConfig {
+  readonly id: string;
+  /** Its sockets and console log (moved there by the adopter). */
+  readonly vmDir: string;
+  readonly machineType: MachineType;
+  /** Its QEMU as this process now owns it: the guard's lifeline (pid, exit, kill). */
+  readonly child: Child;
+  readonly onConsoleLine?: (line: string) => void;
 }
 
 export interface Vm {
@@ -109,6 +125,16 @@ export interface Vm {
   /** Clones (started with `incoming`): loads the device state saved by saveState, then runs the VM. */
   restoreState?(statePath: string, signal: AbortSignal): Promise<void>;
   /**
+   * VM cache: closes this process's connections to the VM (QMP, console) without stopping it, so the
+   * process that adopts it can connect. Its lifetime goes with its guard's lifeline, not with this.
+   */
+  release?(): Promise<void>;
+  /**
+   * VM cache: a guarded VM (VmConfig.guard) as its current owner holds it: `adopted` resolves once
+   * another process took it over; `letGo()` kills it (the guard SIGKILLs QEMU).
+   */
+  readonly owner?: { readonly adopted: Promise<void>; letGo(): void };
+  /**
    * q35 (VmSpec.hotplug room): plugs one vCPU into the first free slot; false when no slot is free.
    * The guest onlines it (the agent's OnlineCPUMem). Absent on a hypervisor that cannot.
    */
@@ -129,4 +155,6 @@ export interface Hypervisor {
   readonly name: string;
   /** Starts a VM; returns once the hypervisor answers its control socket (not when the guest is up). */
   startVm(config: VmConfig, signal: AbortSignal): Promise<Vm>;
+  /** Takes over a VM started by another process (VM cache); absent on a hypervisor that cannot. */
+  adoptVm?(config: AdoptedVmConfig, signal: AbortSignal): Promise<Vm>;
 }

@@ -4,7 +4,7 @@
 // guest that stops answering (or a VM that exits, or an agent that exits) marks the sandbox lost: calls
 // then fail at once.
 
-import { longLivedController } from "../base/async.js";
+import { concurrently, longLivedController } from "../base/async.js";
 import { CleanupStack } from "../base/cleanup.js";
 import { Code, KataError, firstFailure, isKataError, wrap } from "../base/errors.js";
 import type { Logger } from "../base/log.js";
@@ -27,6 +27,7 @@ import { vmDirOf } from "./persist.js";
 import { connectAgent } from "./boot-console.js";
 import { guestLogForwarder } from "./guest-log.js";
 import { noPodNetwork, type PodNetwork } from "./pod-network.js";
+import { configureGuestNetwork, vmSpecOf } from "./sandbox-vm.js";
 import { VmResizer, type VmResizerInit, type VmSize } from "./vm-resize-apply.js";
 
 export interface SandboxDeps {
@@ -222,16 +223,17 @@ export class Sandbox {
 
       const client = await connectAgent(
         vm,
-        { id: cfg.id, runDir: cfg.runDir, bootTimeoutMs: cfg.vm.bootTimeoutMs },
+        {
+          id: cfg.id,
+          runDir: cfg.runDir,
+          bootTimeoutMs: cfg.vm.bootTimeoutMs,
+          agentRunning: fromFactory !== undefined,
+        },
         log,
         signal,
       );
       undo.defer("close agent connection", () => client.close());
       mark("agentReady");
-      if (fromFactory !== undefined) {
-        await refreshClone(client.agent, { signal, timeoutMs: deadlines.requestMs });
-        mark("cloneRefreshed");
-      }
 
       undo.defer("destroy sandbox in guest", () =>
         client.agent
@@ -244,20 +246,31 @@ export class Sandbox {
             },
           ),
       );
-      // Kata's order: the network first, so the sandbox's hooks and containers find it up.
-      const macChanges = fromFactory?.nicMacChanges ?? [];
-      const guestNetwork = { ...network, interfaces: withCurrentMacs(network.interfaces, macChanges) };
-      await configureGuestNetwork(client.agent, guestNetwork, { signal, timeoutMs: deadlines.requestMs });
-      mark("networkReady");
-      await client.agent.createSandbox(
-        {
-          sandboxId: cfg.id,
-          hostname: cfg.hostname,
-          storages,
-          kernelModules: (cfg.vm.kernelModules ?? []).map((m) => ({ name: m.name, parameters: [...m.parameters] })),
-        },
-        { signal, timeoutMs: deadlines.requestMs },
-      );
+      const setUp = async (callSignal: AbortSignal): Promise<void> => {
+        // Kata's order: the network first, so the sandbox's hooks and containers find it up.
+        const macChanges = fromFactory?.nicMacChanges ?? [];
+        const guestNetwork = { ...network, interfaces: withCurrentMacs(network.interfaces, macChanges) };
+        await configureGuestNetwork(client.agent, guestNetwork, { signal: callSignal, timeoutMs: deadlines.requestMs });
+        mark("networkReady");
+        await client.agent.createSandbox(
+          {
+            sandboxId: cfg.id,
+            hostname: cfg.hostname,
+            storages,
+            kernelModules: (cfg.vm.kernelModules ?? []).map((m) => ({ name: m.name, parameters: [...m.parameters] })),
+          },
+          { signal: callSignal, timeoutMs: deadlines.requestMs },
+        );
+      };
+      // A clone's fresh randomness and clock are independent of the network and CreateSandbox, which
+      // run no container code: the guest does them meanwhile (docs/factory.md#where-a-clones-time-goes).
+      // Both are done before create returns, so before any container can start.
+      const refresh = async (callSignal: AbortSignal): Promise<void> => {
+        if (fromFactory?.source !== "template") return;
+        await refreshClone(client.agent, { signal: callSignal, timeoutMs: deadlines.requestMs });
+        mark("cloneRefreshed");
+      };
+      await concurrently([refresh, setUp], signal);
       mark("sandboxCreated");
       const cleanup = new CleanupStack();
       undo.transferTo(cleanup);
@@ -377,47 +390,5 @@ export class Sandbox {
     const reason = new KataError(Code.Unavailable, `sandbox ${this.id} is lost: ${why}`);
     if (!this.#destroyed) this.#log.warn("sandbox lost", { err: errField(reason) });
     this.#life.abort(reason);
-  }
-}
-
-/** The hypervisor's part of a sandbox's VM configuration. */
-function vmSpecOf(vm: SandboxVmConfig): VmSpec {
-  const { machineType, vcpus, memoryMiB, hotplug, kernelPath, initrdPath, readonlyDisks, kernelParams, binaryPath } =
-    vm;
-  return {
-    machineType,
-    vcpus,
-    memoryMiB,
-    ...(hotplug === undefined ? {} : { hotplug }),
-    kernelPath,
-    initrdPath,
-    kernelParams,
-    ...(readonlyDisks === undefined ? {} : { readonlyDisks }),
-    ...(binaryPath === undefined ? {} : { binaryPath }),
-    ...(vm.tcgTbSizeMiB === undefined ? {} : { tcgTbSizeMiB: vm.tcgTbSizeMiB }),
-    ...(vm.reclaimGuestFreedMemory === undefined ? {} : { reclaimGuestFreedMemory: vm.reclaimGuestFreedMemory }),
-  };
-}
-
-/** Tells the guest its interfaces (found by MAC), then its routes and static neighbours. */
-async function configureGuestNetwork(
-  agent: AgentApi,
-  network: PodNetwork,
-  opts: { signal: AbortSignal; timeoutMs: number },
-): Promise<void> {
-  for (const iface of network.interfaces) {
-    await agent.updateInterface({ interface: iface }, opts).catch((e: unknown) => {
-      throw wrap(e, `configure interface ${iface.name ?? "?"} (${iface.hwAddr ?? "?"}) in the guest`);
-    });
-  }
-  if (network.routes.length > 0) {
-    await agent.updateRoutes({ routes: { Routes: [...network.routes] } }, opts).catch((e: unknown) => {
-      throw wrap(e, "configure routes in the guest");
-    });
-  }
-  if (network.neighbors.length > 0) {
-    await agent.addARPNeighbors({ neighbors: { ARPNeighbors: [...network.neighbors] } }, opts).catch((e: unknown) => {
-      throw wrap(e, "add ARP neighbours in the guest");
-    });
   }
 }

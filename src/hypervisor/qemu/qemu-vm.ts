@@ -8,6 +8,7 @@ import { Code, KataError, describeError, isKataError } from "../../base/errors.j
 import type { Logger } from "../../base/log.js";
 import { describeExit, type Child, type ExitStatus } from "../../platform/process.js";
 import type { Vm } from "../hypervisor.js";
+import { Lifeline } from "../../platform/vm-guard.js";
 import { readLogTail, type CappedLog } from "./console-log.js";
 import { qemuIds } from "./args/plan.js";
 import { isRecord, type QmpClient } from "./qmp/client.js";
@@ -60,6 +61,7 @@ export class QemuVm implements Vm {
   readonly agentSocketPath: string;
   readonly consoleLogPath: string;
   readonly exited: Promise<ExitStatus>;
+  readonly owner?: { readonly adopted: Promise<void>; letGo(): void };
   readonly #parts: QemuVmParts;
   readonly #consoleClosed: Promise<void>;
   #hasExited = false;
@@ -74,6 +76,15 @@ export class QemuVm implements Vm {
     this.consoleLogPath = parts.console.log.path;
     this.exited = parts.child.exited;
     this.#parts = parts;
+    const { child } = parts;
+    if (child instanceof Lifeline) {
+      this.owner = {
+        adopted: child.adopted,
+        letGo: () => {
+          child.kill();
+        },
+      };
+    }
     this.#consoleClosed = new Promise((resolve) => {
       parts.console.socket.once("close", () => {
         resolve();
@@ -205,6 +216,14 @@ export class QemuVm implements Vm {
   stop(): Promise<void> {
     this.#stopping ??= this.#stop();
     return this.#stopping;
+  }
+
+  async release(): Promise<void> {
+    const { qmp, console: guestConsole } = this.#parts;
+    this.#stopping ??= Promise.resolve();
+    qmp.close();
+    guestConsole.socket.destroy();
+    await guestConsole.log.close();
   }
 
   async #qmpWithDeadline<T>(run: (signal: AbortSignal) => Promise<T>, signal?: AbortSignal): Promise<T> {

@@ -1,8 +1,10 @@
 // The QEMU driver: plans the command line (args/), starts QEMU, and holds its QMP connection.
 // KVM when /dev/kvm is usable, TCG software emulation otherwise.
 
+import { readFileSync } from "node:fs";
 import { mkdir, rm, stat } from "node:fs/promises";
 import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import path from "node:path";
 import { abortError, deadline, settlesWithin } from "../../base/async.js";
 import { Code, KataError, describeError, errnoOf, messageOf, wrap } from "../../base/errors.js";
@@ -10,8 +12,9 @@ import type { Logger } from "../../base/log.js";
 import type { HostProbe } from "../../platform/probe.js";
 import { describeExit, type Child, type ProcessRunner } from "../../platform/process.js";
 import { dialUnix, notReadyErrnos } from "../../platform/unix-socket.js";
+import { guardArgv, Lifeline } from "../../platform/vm-guard.js";
 import { sharedFsTag } from "../../protocol/guest-paths.js";
-import type { Hypervisor, Vm, VmConfig } from "../hypervisor.js";
+import type { AdoptedVmConfig, Hypervisor, Vm, VmConfig } from "../hypervisor.js";
 import { planQemuArgs } from "./args/plan.js";
 import type { Accel } from "./args/switches.js";
 import { CappedLog, defaultConsoleLogMaxBytes, relayConsole } from "./console-log.js";
@@ -39,6 +42,8 @@ export interface QemuOptions {
    * device nodes or file capabilities in the shared directories (see docs/security.md).
    */
   readonly confine?: string;
+  /** native/kata-ts-vmguard: runs a cached VM's QEMU (VmConfig.guard). */
+  readonly vmGuard?: string;
 }
 
 /** The unix sockets QEMU listens on, in the VM's directory. */
@@ -49,6 +54,19 @@ const exitGraceMs = 500;
 
 const stderrTailBytes = 8192;
 const defaultControlTimeoutMs = 10_000;
+
+/** A guarded QEMU's stderr, in its VM directory (the guard outlives whoever started it). */
+export const qemuStderrFile = "qemu.stderr";
+
+/** The last `max` bytes of a small file, "" when there is none. */
+function fileTail(p: string, max: number): string {
+  try {
+    const b = readFileSync(p);
+    return b.subarray(Math.max(0, b.length - max)).toString("utf8");
+  } catch {
+    return "";
+  }
+}
 
 /** What to run and how to say the file is missing: the image builder makes both files. */
 async function requireFile(what: string, p: string): Promise<void> {
@@ -90,6 +108,7 @@ export class QemuHypervisor implements Hypervisor {
       consoleSocket: path.join(config.vmDir, qemuSocketNames.console),
       consoleLog: path.join(config.vmDir, "console.log"),
       pid: path.join(config.vmDir, "qemu.pid"),
+      stderr: path.join(config.vmDir, qemuStderrFile),
     };
     const args = planQemuArgs({
       machineType: config.machineType,
@@ -118,6 +137,7 @@ export class QemuHypervisor implements Hypervisor {
     });
     await mkdir(config.vmDir, { recursive: true, mode: 0o700 });
     let child: Child;
+    let stderr = "";
     try {
       // setpriv --pdeathsig: QEMU dies with the process that holds it, even if that one is SIGKILLed;
       // nothing else could talk to the VM afterwards.
@@ -129,24 +149,110 @@ export class QemuHypervisor implements Hypervisor {
       const confined = this.#opts.confine === undefined ? guarded : [this.#opts.confine, "--", ...guarded];
       const argv =
         config.netnsPath === undefined ? confined : ["nsenter", `--net=${config.netnsPath}`, "--", ...confined];
-      const [file, ...rest] = argv;
-      // Its own session: a terminal's Ctrl-C (to `kata-ts run`, which may host the service) is for the
-      // CLI to forward to the container, not for QEMU to die of.
-      // CAST: argv always starts with the program.
-      child = await this.#deps.runner.spawn(file as string, rest, {
-        detached: true,
-        stdio: ["ignore", "ignore", "pipe"],
-      });
+      if (config.guard !== undefined) {
+        child = await this.#spawnGuarded(argv, config.guard.controlSocket, paths.stderr, signal);
+      } else {
+        const [file, ...rest] = argv;
+        // Its own session: a terminal's Ctrl-C (to `kata-ts run`, which may host the service) is for the
+        // CLI to forward to the container, not for QEMU to die of.
+        // CAST: argv always starts with the program.
+        child = await this.#deps.runner.spawn(file as string, rest, {
+          detached: true,
+          stdio: ["ignore", "ignore", "pipe"],
+        });
+        child.stderr?.on("data", (d: Buffer) => {
+          stderr = (stderr + d.toString("utf8")).slice(-stderrTailBytes);
+        });
+      }
     } catch (e) {
       await rm(config.vmDir, { recursive: true, force: true });
       throw e;
     }
-    let stderr = "";
-    child.stderr?.on("data", (d: Buffer) => {
-      stderr = (stderr + d.toString("utf8")).slice(-stderrTailBytes);
+    const stderrTail = config.guard === undefined ? () => stderr : () => fileTail(paths.stderr, stderrTailBytes);
+    return this.#connect(
+      { id: config.id, vmDir: config.vmDir, accel, machine: config.machineType, onConsoleLine: config.onConsoleLine },
+      child,
+      stderrTail,
+      signal,
+    );
+  }
+
+  /**
+   * VM cache: QEMU under kata-ts-vmguard (src/platform/vm-guard.ts). The returned Child is this
+   * process's lifeline: QEMU's pid, its exit, and letting go of it kills QEMU.
+   */
+  async #spawnGuarded(argv: string[], controlSocket: string, stderrFile: string, signal: AbortSignal): Promise<Child> {
+    if (this.#opts.vmGuard === undefined) {
+      throw new KataError(Code.Unimplemented, "the VM guard helper (kata-ts-vmguard) is not configured");
+    }
+    const [file, ...rest] = guardArgv(this.#opts.vmGuard, controlSocket, stderrFile, argv);
+    // CAST: guardArgv always starts with the helper.
+    const guard = await this.#deps.runner.spawn(file as string, rest, {
+      detached: true,
+      stdio: ["ignore", "ignore", "pipe", "pipe"],
     });
+    let early = "";
+    guard.stderr?.on("data", (d: Buffer) => {
+      early = (early + d.toString("utf8")).slice(-stderrTailBytes);
+    });
+    const d = deadline(this.#opts.controlTimeoutMs ?? defaultControlTimeoutMs, signal);
+    try {
+      // CAST: stdio[3] is a "pipe": Node's socketpair end.
+      const life = await Lifeline.from(guard.stdio[3] as Duplex, d.signal, "start the VM guard");
+      // From here the guard's own messages go to the stderr file; the VM is the lifeline's, not ours.
+      guard.stderr?.destroy();
+      guard.unref();
+      return life;
+    } catch (e) {
+      guard.kill("SIGKILL");
+      await guard.exited;
+      throw new KataError(Code.Internal, `start the VM guard: ${early.trim() || messageOf(e)}`, { cause: e });
+    } finally {
+      d.clear();
+    }
+  }
+
+  /**
+   * Takes over a running QEMU started elsewhere (a cached VM, with its lifeline in `config.child`):
+   * connects to its console and QMP sockets in `config.vmDir`.
+   */
+  async adoptVm(config: AdoptedVmConfig, signal: AbortSignal): Promise<Vm> {
+    const stderrFile = path.join(config.vmDir, qemuStderrFile);
+    return this.#connect(
+      {
+        id: config.id,
+        vmDir: config.vmDir,
+        accel: this.accel(),
+        machine: config.machineType,
+        onConsoleLine: config.onConsoleLine,
+      },
+      config.child,
+      () => fileTail(stderrFile, stderrTailBytes),
+      signal,
+    );
+  }
+
+  async #connect(
+    config: {
+      id: string;
+      vmDir: string;
+      accel: Accel;
+      machine: string;
+      onConsoleLine: ((line: string) => void) | undefined;
+    },
+    child: Child,
+    stderrTail: () => string,
+    signal: AbortSignal,
+  ): Promise<Vm> {
+    const paths = {
+      qmp: path.join(config.vmDir, qemuSocketNames.qmp),
+      agent: path.join(config.vmDir, qemuSocketNames.agent),
+      consoleSocket: path.join(config.vmDir, qemuSocketNames.console),
+      consoleLog: path.join(config.vmDir, "console.log"),
+    };
+    const accel = config.accel;
     const log = this.#deps.logger.child({ sandboxId: config.id, pid: child.pid });
-    log.info("qemu started", { accel, machine: config.machineType });
+    log.info("qemu started", { accel, machine: config.machine });
     const exitedEarly = new AbortController();
     void child.exited.then(() => {
       exitedEarly.abort(new KataError(Code.Unavailable, "qemu exited"));
@@ -188,7 +294,7 @@ export class QemuHypervisor implements Hypervisor {
       await consoleLog.close();
       await rm(config.vmDir, { recursive: true, force: true });
       if (diedByItself) {
-        throw new KataError(Code.Internal, `qemu failed to start (${describeExit(status)}): ${stderr.trim()}`);
+        throw new KataError(Code.Internal, `qemu failed to start (${describeExit(status)}): ${stderrTail().trim()}`);
       }
       if (signal.aborted) throw abortError(signal, "start qemu");
       throw wrap(e, "start qemu");
@@ -202,7 +308,7 @@ export class QemuHypervisor implements Hypervisor {
       console: { socket: consoleSocket, log: consoleLog },
       agentSocketPath: paths.agent,
       vmDir: config.vmDir,
-      stderr: () => stderr,
+      stderr: stderrTail,
       log,
     });
   }
