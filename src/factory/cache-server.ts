@@ -28,7 +28,7 @@ import { SharedDir, teardownShare } from "../storage/shared-dir.js";
 import { CachePool } from "./cache-pool.js";
 import { cacheDirOf, cacheVmPaths, encodeCachedVm, encodeCacheRecord, protoCodec } from "./cache-wire.js";
 import { agentAnswersThenLetGo, templateRequest, type TemplateDeps, type TemplateSpec } from "./template.js";
-import type { TemplateRecord } from "./template-plan.js";
+import { recordFor } from "./template-plan.js";
 
 export interface CacheServerDeps extends TemplateDeps {
   readonly binder: ShareBinder;
@@ -125,25 +125,12 @@ export async function serveVmCache(
   await mkdir(path.join(cacheDir, "share"), { mode: 0o700 });
 
   const request = await templateRequest(deps, spec);
-  const record: TemplateRecord = {
-    version: 1,
-    createdAt: new Date().toISOString(),
-    accel: request.accel,
-    binary: request.binary,
-    machineType: spec.machineType,
-    vcpus: spec.vcpus,
-    memoryMiB: spec.memoryMiB,
-    hotplug: spec.hotplug ?? null,
-    kernelParams: spec.kernelParams,
-    kernel: request.kernel,
-    initrd: request.initrd,
-    disks: request.disks,
-    taps: [],
+  // No NIC: a pre-booted VM's QEMU cannot open a tap in a pod's netns made later.
+  const record = recordFor(request, spec, {
     nics: [],
-    balloon: spec.reclaimGuestFreedMemory === true,
     stateBytes: 0,
     warmup: opts.warmup === undefined ? "none" : "container",
-  };
+  });
 
   const pool = new CachePool(opts.size);
   const entries = new Map<string, Entry>();

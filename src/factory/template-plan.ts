@@ -106,6 +106,36 @@ export interface TemplateRequest {
   readonly ownNetns: boolean;
 }
 
+/**
+ * The record of a VM made for a request (a template's, or a cached VM's): what later sandboxes' requests
+ * are matched against (templateMismatches).
+ */
+export function recordFor(
+  req: Pick<TemplateRequest, "accel" | "binary" | "kernel" | "initrd" | "disks">,
+  spec: VmSpec,
+  made: { readonly nics: readonly VmNic[]; readonly stateBytes: number; readonly warmup: string },
+): TemplateRecord {
+  return {
+    version: 1,
+    createdAt: new Date().toISOString(),
+    accel: req.accel,
+    binary: req.binary,
+    machineType: spec.machineType,
+    vcpus: spec.vcpus,
+    memoryMiB: spec.memoryMiB,
+    hotplug: spec.hotplug ?? null,
+    kernelParams: spec.kernelParams,
+    kernel: req.kernel,
+    initrd: req.initrd,
+    disks: req.disks,
+    taps: made.nics.map((n) => n.tapName),
+    nics: made.nics,
+    balloon: spec.reclaimGuestFreedMemory === true,
+    stateBytes: made.stateBytes,
+    warmup: made.warmup,
+  };
+}
+
 /** tmpfs size for a template of `memoryMiB` of guest RAM. */
 export function templateTmpfsMiB(memoryMiB: number): number {
   return memoryMiB + templateSlackMiB;

@@ -26,6 +26,7 @@ import {
   templateMismatches,
   templateMountSource,
   templateNetnsName,
+  recordFor,
   templateNic,
   templateTmpfsMiB,
   type FileIdentity,
@@ -170,25 +171,11 @@ export async function initTemplate(
     await vm.stop();
     // Its tap was only for the template's QEMU to open: clones open their own, in their pods' netns.
     if (deps.netns !== undefined) await deps.netns.remove(templateNetnsName(dir));
-    const record: TemplateRecord = {
-      version: 1,
-      createdAt: new Date().toISOString(),
-      accel: request.accel,
-      binary: request.binary,
-      machineType: spec.machineType,
-      vcpus: spec.vcpus,
-      memoryMiB: spec.memoryMiB,
-      hotplug: spec.hotplug ?? null,
-      kernelParams: spec.kernelParams,
-      kernel: request.kernel,
-      initrd: request.initrd,
-      disks: request.disks,
-      taps: nsPath === undefined ? [] : [templateNic.tapName],
+    const record = recordFor(request, spec, {
       nics: nsPath === undefined ? [] : [templateNic],
-      balloon: spec.reclaimGuestFreedMemory === true,
       stateBytes: (await stat(files.state)).size,
       warmup: warmed,
-    };
+    });
     // Written last, by rename: a template without its record is incomplete and never used.
     await writeFile(`${files.record}.tmp`, JSON.stringify(record, null, 2) + "\n", { mode: 0o600 });
     await rename(`${files.record}.tmp`, files.record);

@@ -10,15 +10,14 @@ import { mkdir, mkdtemp, readFile, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { delay } from "../../src/base/async.js";
 import { ignoreErrno } from "../../src/base/errors.js";
 import { templateNetnsName, templateNic } from "../../src/factory/template-plan.js";
 import { netnsRunDir } from "../../src/network/netns.js";
 import { NodeProcessRunner } from "../../src/platform/process.js";
-import type { Spec } from "../../src/oci/spec.js";
 import { cniPluginsInstalled, testCniNetwork, type PodNetns, type TestCniNetwork } from "../helpers/cni.js";
 import { leftovers, removeRunRoot } from "../helpers/cli.js";
 import { requires } from "../helpers/requires.js";
+import { fetchText, joinPod, waitForOutput } from "../helpers/pod-net.js";
 import { makeWorld, vmTimeoutMs, type VmWorld } from "../helpers/vm-world.js";
 
 const runner = new NodeProcessRunner();
@@ -34,50 +33,6 @@ async function snapshot(nsPath: string): Promise<string> {
     .map((l) => `${l.ifname} ${l.address ?? ""}`)
     .sort();
   return [...links, await run("tc", ["qdisc", "show"])].join("\n");
-}
-
-async function waitForOutput(file: string, marker: string, ms = 180_000): Promise<string> {
-  const end = Date.now() + ms;
-  let text = "";
-  while (Date.now() < end) {
-    text = (await readFile(file, "utf8").catch(ignoreErrno("ENOENT"))) ?? "";
-    if (text.includes(marker)) return text;
-    await delay(300);
-  }
-  assert.fail(`no "${marker}" in the container's output within ${ms} ms:\n${text}`);
-}
-
-async function fetchText(url: string, ms = 30_000): Promise<string> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  while (Date.now() < end) {
-    try {
-      const r = await fetch(url, { signal: AbortSignal.timeout(5000) });
-      return await r.text();
-    } catch (e) {
-      last = e;
-      await delay(500);
-    }
-  }
-  throw new Error(`GET ${url}: ${String(last)}`);
-}
-
-/** Joins the CNI namespace, and may ping (CAP_NET_RAW, as Docker's default set has). */
-function joinPod(pod: PodNetns): (s: Spec) => void {
-  return (s) => {
-    const namespaces = (s.linux?.namespaces ?? []).filter((n) => n.type !== "network");
-    s.linux = { ...s.linux, namespaces: [...namespaces, { type: "network", path: pod.nsPath }] };
-    const caps = s.process?.capabilities;
-    if (s.process !== undefined && caps !== undefined) {
-      const add = (l: string[] | undefined): string[] => [...(l ?? []), "CAP_NET_RAW"];
-      s.process.capabilities = {
-        ...caps,
-        bounding: add(caps.bounding),
-        effective: add(caps.effective),
-        permitted: add(caps.permitted),
-      };
-    }
-  };
 }
 
 /** Shows eth0 and the routes, serves HTTP on 8080 (from /dev/shm: the rootfs is read-only), pings the gateway. */
@@ -180,7 +135,7 @@ describe(
         );
         for (const c of created) assert.equal(c.code, 0, c.stderr);
         for (const id of ids) assert.equal((await world.piped(["start", id])).code, 0);
-        const outs = await Promise.all(created.map((c) => waitForOutput(c.out, "READY")));
+        const outs = await Promise.all(created.map((c) => waitForOutput(c.out, "READY", 180_000)));
 
         const log = await readFile(path.join(world.dir, "kata.log"), "utf8");
         for (const [i, pod] of both.entries()) {

@@ -4,18 +4,16 @@
 // The containers are busybox in real VMs.
 
 import assert from "node:assert/strict";
-import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { delay } from "../../src/base/async.js";
-import { ignoreErrno } from "../../src/base/errors.js";
 import { NodeProcessRunner } from "../../src/platform/process.js";
 import { cniPluginsInstalled, testCniNetwork, type PodNetns, type TestCniNetwork } from "../helpers/cni.js";
 import { leftovers, removeRunRoot } from "../helpers/cli.js";
 import { requires } from "../helpers/requires.js";
+import { fetchText, joinPod, waitForOutput } from "../helpers/pod-net.js";
 import { makeWorld, vmTimeoutMs, type VmWorld } from "../helpers/vm-world.js";
-import type { Spec } from "../../src/oci/spec.js";
 
 const runner = new NodeProcessRunner();
 
@@ -41,51 +39,6 @@ async function snapshot(nsPath: string): Promise<string> {
   const qdiscs = await run("tc", ["qdisc", "show"]);
   const filters = await run("tc", ["filter", "show", "dev", "eth0", "ingress"]);
   return [...links, ...addrs, routes, qdiscs, filters].join("\n");
-}
-
-/** Polls the container's output until it has `marker`; the output so far. */
-async function waitForOutput(file: string, marker: string, ms = 120_000): Promise<string> {
-  const end = Date.now() + ms;
-  let text = "";
-  while (Date.now() < end) {
-    text = (await readFile(file, "utf8").catch(ignoreErrno("ENOENT"))) ?? "";
-    if (text.includes(marker)) return text;
-    await delay(300);
-  }
-  assert.fail(`no "${marker}" in the container's output within ${ms} ms:\n${text}`);
-}
-
-async function fetchText(url: string, ms = 30_000): Promise<string> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  while (Date.now() < end) {
-    try {
-      const r = await fetch(url, { signal: AbortSignal.timeout(5000) });
-      return await r.text();
-    } catch (e) {
-      last = e;
-      await delay(500);
-    }
-  }
-  throw new Error(`GET ${url}: ${String(last)}`);
-}
-
-/** Joins the CNI namespace, and may ping (CAP_NET_RAW, as Docker's default set has). */
-function joinPod(pod: PodNetns): (s: Spec) => void {
-  return (s) => {
-    const namespaces = (s.linux?.namespaces ?? []).filter((n) => n.type !== "network");
-    s.linux = { ...s.linux, namespaces: [...namespaces, { type: "network", path: pod.nsPath }] };
-    const caps = s.process?.capabilities;
-    if (s.process !== undefined && caps !== undefined) {
-      const add = (l: string[] | undefined): string[] => [...(l ?? []), "CAP_NET_RAW"];
-      s.process.capabilities = {
-        ...caps,
-        bounding: add(caps.bounding),
-        effective: add(caps.effective),
-        permitted: add(caps.permitted),
-      };
-    }
-  };
 }
 
 /** A shell script: show the network, serve HTTP on 8080 (from /dev/shm: the rootfs is read-only), check loopback, then run `then`. */
