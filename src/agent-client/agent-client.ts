@@ -53,10 +53,9 @@ export class AgentClient {
    * none is abandoned: another is added every probeIntervalMs in case one was lost, and the first
    * SERVING answer from any of them wins. The probes do not watch `signal` themselves (a slow boot would
    * pile a listener per probe onto it); when it aborts, waiting stops, and the caller closes the
-   * connection, which ends them. `probeIntervalMs` shortens the pace where a lost probe is likely and
-   * few pile up: a restored VM's agent is already running (docs/factory.md#where-a-clones-time-goes).
+   * connection, which ends them.
    */
-  async waitReady(signal: AbortSignal, opts: { readonly probeIntervalMs?: number } = {}): Promise<void> {
+  async waitReady(signal: AbortSignal): Promise<void> {
     const ready = deferred<undefined>();
     let failure: unknown;
     const probe = (): void => {
@@ -77,7 +76,7 @@ export class AgentClient {
     };
     signal.addEventListener("abort", onAbort, { once: true });
     probe();
-    const timer = setInterval(probe, opts.probeIntervalMs ?? probeIntervalMs);
+    const timer = setInterval(probe, probeIntervalMs);
     try {
       await ready.promise;
     } finally {

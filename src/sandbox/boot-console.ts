@@ -75,17 +75,9 @@ export async function keepBootConsole(
 }
 
 /** Connects to the agent and waits for it to answer, within the boot deadline; names why it failed. */
-/**
- * A VM from the factory (restored from a template, or handed out by the VM cache) has its agent
- * running, reopening its port every 50 ms while no host is there (guest/serve-port.ts). A probe that lands just before the agent closes the port after a hang-up
- * is discarded with the port's buffer, and the next one came 2 s later (seen: agent ready 2.1 s after
- * the restore instead of 0.2 s). Few probes pile up at this pace: the agent answers within ~0.3 s.
- */
-const runningAgentProbeIntervalMs = 100;
-
 export async function connectAgent(
   vm: Vm,
-  cfg: { id: string; runDir: string; bootTimeoutMs: number; agentRunning?: boolean },
+  cfg: { id: string; runDir: string; bootTimeoutMs: number },
   log: Logger,
   signal: AbortSignal,
 ): Promise<AgentClient> {
@@ -98,7 +90,7 @@ export async function connectAgent(
   let client: AgentClient | undefined;
   try {
     client = await AgentClient.connect(vm.agentSocketPath, { signal: boot, logger: log });
-    await client.waitReady(boot, cfg.agentRunning === true ? { probeIntervalMs: runningAgentProbeIntervalMs } : {});
+    await client.waitReady(boot);
     return client;
   } catch (e) {
     await client?.close();

@@ -223,12 +223,7 @@ export class Sandbox {
 
       const client = await connectAgent(
         vm,
-        {
-          id: cfg.id,
-          runDir: cfg.runDir,
-          bootTimeoutMs: cfg.vm.bootTimeoutMs,
-          agentRunning: fromFactory !== undefined,
-        },
+        { id: cfg.id, runDir: cfg.runDir, bootTimeoutMs: cfg.vm.bootTimeoutMs },
         log,
         signal,
       );
