@@ -9,7 +9,7 @@ import v8 from "node:v8";
 import { JsonLogger } from "../base/log.js";
 import { Code, KataError, describeError, ignoreErrno } from "../base/errors.js";
 import { CommandMounter } from "../platform/mount.js";
-import { NodeProcessRunner, runChecked } from "../platform/process.js";
+import { NodeProcessRunner, describeExit, runChecked, type ProcessRunner } from "../platform/process.js";
 import { agentPortName, guestPsColumns } from "../protocol/guest-paths.js";
 import { TtrpcServer } from "../protocol/ttrpc/server.js";
 import { Agent } from "../guest/agent.js";
@@ -98,7 +98,7 @@ async function main(startedFrom: "snapshot" | "bundle"): Promise<void> {
     ignoreErrno("ENOENT"),
   );
   registerAgentService(server, agent, await imageVersion(), {
-    runPs: async () => (await runChecked(runner, "ps", ["-o", guestPsColumns])).stdout,
+    runPs: (args) => runGuestPs(runner, args),
     // One long-lived helper for both (guest/clock-seed-helper.ts): a clone's first calls fork no process.
     setTime: async (sec, usec) => {
       if (reseedHelper !== undefined) return reseedHelper.setTime(sec, usec);
@@ -131,4 +131,23 @@ if (v8.startupSnapshot.isBuildingSnapshot()) {
   });
 } else {
   run("bundle");
+}
+
+/** busybox ps, exec'd directly; a ps that refuses the user's options says why (its stderr) to the caller. */
+async function runGuestPs(runner: ProcessRunner, args: readonly string[]): Promise<string> {
+  const argv = args.length === 0 ? ["-o", guestPsColumns] : args;
+  const r = await runner.run("ps", argv, {});
+  if (r.code !== 0) {
+    const err = r.stderr
+      .split("\n")
+      .filter((l) => l.trim() !== "")
+      .slice(0, 2)
+      .join(" | ")
+      .slice(0, 1024);
+    throw new KataError(
+      Code.InvalidArgument,
+      `ps ${argv.join(" ")}: ${describeExit(r)}${err === "" ? "" : `: ${err}`}`,
+    );
+  }
+  return r.stdout;
 }

@@ -518,5 +518,22 @@ describe("Agent", () => {
 
       assert.equal(out, `PID   USER     STAT   RSS COMMAND\n${init.pid} root     S      200 sleep inf\n`);
     });
+
+    it("passes checked options to ps and filters on its PID column; refuses bad options before running ps", async () => {
+      await withSandbox();
+      const init = await running("c1");
+      const seen: (readonly string[])[] = [];
+      const runPs = (args: readonly string[]): Promise<string> => {
+        seen.push(args);
+        return Promise.resolve(`COMMAND    PID\ninit         1\nsleep  ${init.pid}\n`);
+      };
+
+      const out = Buffer.from(await agent.listProcesses("c1", "table", runPs, ["-o", "comm,pid"])).toString();
+      const bad = await agent.listProcesses("c1", "table", runPs, ["-o", "pid;reboot"]).catch((e: unknown) => e);
+
+      assert.equal(out, `COMMAND    PID\nsleep  ${init.pid}\n`);
+      assert.deepEqual(seen, [["-o", "comm,pid"]]);
+      assert.ok(bad instanceof KataError && bad.code === Code.InvalidArgument, String(bad));
+    });
   });
 });

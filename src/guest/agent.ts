@@ -21,6 +21,7 @@ import type { CrunPort } from "./crun.js";
 import { GuestProcess } from "./guest-process.js";
 import type { OomEvents } from "./oom.js";
 import type { StoragePort } from "./storage.js";
+import { checkPsArgs, keepPsRows } from "../protocol/ps-args.js";
 
 /** The sandbox's lock key; container ids cannot contain "/", so it never collides with one. */
 const sandboxLockKey = "/sandbox";
@@ -220,16 +221,19 @@ export class Agent {
     return oom.next(signal);
   }
 
-  /** Guest pids of the container, as JSON, or a `ps` table of them ("table"). */
-  async listProcesses(containerId: string, format: string, runPs: () => Promise<string>): Promise<Uint8Array> {
+  /** Guest pids of the container, as JSON, or a `ps` table of them ("table"; `args` go to ps, checked here). */
+  async listProcesses(
+    containerId: string,
+    format: string,
+    runPs: (args: readonly string[]) => Promise<string>,
+    args: readonly string[] = [],
+  ): Promise<Uint8Array> {
     const c = this.#container(containerId);
     const pids = c.state === "stopped" || c.state === "created" ? [] : await this.#deps.crun.ps(containerId);
     if (format === "json" || format === "") return Buffer.from(JSON.stringify(pids));
     if (format !== "table") throw new KataError(Code.InvalidArgument, `unknown ps format ${JSON.stringify(format)}`);
-    const lines = (await runPs()).split("\n");
-    const wanted = new Set(pids.map(String));
-    const rows = lines.slice(1).filter((l) => wanted.has(l.trim().split(/\s+/)[0] ?? ""));
-    return Buffer.from([lines[0] ?? "", ...rows].join("\n") + "\n");
+    checkPsArgs(args);
+    return Buffer.from(keepPsRows(await runPs(args), pids));
   }
 
   /** Resizes a process's terminal (TtyWinResize): the pty helper re-reads the size on SIGUSR1. */

@@ -24,7 +24,8 @@ export const maxReseedBytes = 4096;
 
 export interface ServiceDeps {
   /** `ps` output of the whole guest (header line first), for ListProcesses "table". */
-  readonly runPs: () => Promise<string>;
+  /** Runs the guest's ps with these (checked) options; without any, kata-ts's own columns. */
+  readonly runPs: (args: readonly string[]) => Promise<string>;
   /** Sets the guest clock (SetGuestDateTime): a VM restored from a template carries a stale one. */
   readonly setTime: (sec: bigint, usec: bigint) => Promise<void>;
   /** Mixes host seed into the guest CRNG and reseeds it (ReseedRandomDev); absent: UNIMPLEMENTED. */
@@ -88,7 +89,7 @@ export function registerAgentService(server: TtrpcServer, agent: Agent, version:
       return {};
     },
     listProcesses: async (req) => ({
-      processList: await agent.listProcesses(req.containerId, req.format, deps.runPs),
+      processList: await agent.listProcesses(req.containerId, req.format, deps.runPs, req.args),
     }),
     pauseContainer: async (req) => {
       await agent.pauseContainer(req.containerId);

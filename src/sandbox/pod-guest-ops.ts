@@ -7,10 +7,11 @@ import { errField } from "../base/log.js";
 import { ociVersion, type LinuxResources } from "../oci/spec.js";
 import type { StatsContainerResponse } from "../protocol/gen/agent_pb.js";
 import { ociToGrpcSpec } from "../protocol/oci-spec/convert.js";
+import { checkPsArgs, psPidColumn } from "../protocol/ps-args.js";
 import type { PodCore } from "./pod-core.js";
 import { updatedResources } from "./vm-resize.js";
 
-/** One row of `ps`: the guest pid first, then the rest of the guest's ps line. */
+/** One row of `ps`: the guest pid (from the PID column) and the guest's ps line split on blanks. */
 export interface PsRow {
   readonly pid: number;
   readonly fields: readonly string[];
@@ -96,16 +97,18 @@ export async function containerStats(core: PodCore, id: string, signal: AbortSig
   return core.agentCall(signal, (s) => core.requireSandbox().agent.statsContainer({ containerId: id }, { signal: s }));
 }
 
-/** The container's processes as the guest's ps shows them (header first); none unless it runs. */
+/** The container's processes as the guest's ps shows them (header first; `args` go to ps); none unless it runs. */
 export async function listProcesses(
   core: PodCore,
   id: string,
+  args: readonly string[],
   signal: AbortSignal,
 ): Promise<{ header: readonly string[]; rows: PsRow[] }> {
+  checkPsArgs(args);
   const c = core.container(id);
   if (c.init.status !== "running" && c.init.status !== "paused") return { header: [], rows: [] };
   const r = await core.agentCall(signal, (s) =>
-    core.requireSandbox().agent.listProcesses({ containerId: id, format: "table", args: [] }, { signal: s }),
+    core.requireSandbox().agent.listProcesses({ containerId: id, format: "table", args: [...args] }, { signal: s }),
   );
   return parsePsTable(Buffer.from(r.processList).toString("utf8"));
 }
@@ -155,13 +158,15 @@ export async function applyPendingSize(core: PodCore, id: string, execId: string
   });
 }
 
-/** Parses the guest's ps table (a header line, then one line per process, pid first). */
+/** Parses the guest's ps table (a header line with a PID column, then one line per process). */
 export function parsePsTable(text: string): { header: readonly string[]; rows: PsRow[] } {
   const [head = "", ...lines] = text.split("\n");
   const rows: PsRow[] = [];
+  if (lines.every((l) => l.trim() === "")) return { header: head.trim() === "" ? [] : head.trim().split(/\s+/), rows };
+  const col = psPidColumn(head);
   for (const line of lines) {
     const fields = line.trim().split(/\s+/);
-    const pid = Number(fields[0]);
+    const pid = Number(fields[col]);
     if (line.trim() === "" || !Number.isSafeInteger(pid) || pid <= 0) continue;
     rows.push({ pid, fields });
   }

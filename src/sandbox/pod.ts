@@ -244,8 +244,12 @@ export class Pod {
     return ops.containerStats(this.#core, id, signal);
   }
 
-  ps(id: string, signal: AbortSignal): Promise<{ header: readonly string[]; rows: ops.PsRow[] }> {
-    return ops.listProcesses(this.#core, id, signal);
+  ps(
+    id: string,
+    args: readonly string[],
+    signal: AbortSignal,
+  ): Promise<{ header: readonly string[]; rows: ops.PsRow[] }> {
+    return ops.listProcesses(this.#core, id, args, signal);
   }
 
   containerIds(): string[] {

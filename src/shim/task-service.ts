@@ -210,7 +210,7 @@ export function registerTaskService(server: TtrpcServer, pod: Pod, hooks: TaskSe
       return { stats: metricsAny(st) };
     },
     pids: async (req, ctx) => {
-      const { header, rows } = await pod.ps(req.id, ctx.signal);
+      const { header, rows } = await pod.ps(req.id, req.psArgs, ctx.signal);
       // containerd's clients decode each info with their type registry (`ctr task ps` fails on an unknown
       // type): they get the guest's pids alone, as from Kata.
       if (!wantsOwnFormat(ctx.metadata)) return { processes: rows.map((row) => ({ pid: row.pid })) };

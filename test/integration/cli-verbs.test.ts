@@ -90,6 +90,20 @@ describe("OCI CLI verbs (real VM)", { skip: requires("root", "qemu", "image", "n
       table.some((l) => /while true|sleep/.test(l)),
       table.join("\n"),
     );
+    // runc's ps options go to the guest's busybox ps; only the container's rows are kept.
+    const own = (await cli("ps", "verbs", "-o", "pid,comm")).out.trim().split("\n");
+    assert.match(own[0] ?? "", /^\s*PID\s+COMMAND$/);
+    assert.ok(
+      own.some((l) => /^\s*(\d+)\s+sh$/.exec(l) !== null && pids.includes(Number(l.trim().split(/\s+/)[0]))),
+      own.join("\n"),
+    );
+    assert.ok(!own.some((l) => /kata-ts-agent|init$/.test(l)), own.join("\n"));
+    const badOpt = await cli("ps", "verbs", "-Q");
+    assert.notEqual(badOpt.code, 0);
+    assert.match(badOpt.err, /ps -Q: exit code 1: .*(invalid|unrecognized) option/i);
+    const noPid = await cli("ps", "verbs", "-o", "comm");
+    assert.notEqual(noPid.code, 0);
+    assert.match(noPid.err, /no PID column/);
 
     assert.equal((await cli("pause", "verbs")).code, 0);
     assert.equal(await status("verbs"), "paused");

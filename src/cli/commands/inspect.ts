@@ -10,6 +10,7 @@ import { delay } from "../../base/async.js";
 import { defaultSpec } from "../../oci/default-spec.js";
 import { parseLinuxResources } from "../../oci/parse-spec.js";
 import { guestPsHeader } from "../../protocol/guest-paths.js";
+import { checkPsArgs } from "../../protocol/ps-args.js";
 import { StateStore } from "../../sandbox/persist.js";
 import { anyTypes, formatKey, fromJsonAny, jsonAny } from "../../shim/json-any.js";
 import type { RuntimeContext } from "../runtime-context.js";
@@ -104,27 +105,26 @@ export function registerInspect(program: Command, ctx: () => RuntimeContext): vo
     .command("ps")
     .description("list the processes of a container (guest pids)")
     .argument("<container-id>")
-    .argument("[ps-options...]", "runc passes these to ps: not supported (see docs/oci-cli.md)")
+    .argument("[ps-options...]", "options of the guest's busybox ps, e.g. -ef or -o pid,comm (see docs/oci-cli.md)")
     .option("-f, --format <format>", "table or json", "table")
     // runc's `ps ID -ef`: what follows the id is ps's.
     .passThroughOptions()
     .action(async (id: string, psOptions: string[], flags: { format: string }) => {
-      if (psOptions.length > 0) {
-        throw new KataError(
-          Code.InvalidArgument,
-          `ps options (${psOptions.join(" ")}) are not supported: the processes are in the VM, whose ps prints PID USER STAT RSS COMMAND`,
-        );
-      }
       if (flags.format !== "table" && flags.format !== "json") {
         throw new KataError(Code.InvalidArgument, `--format ${JSON.stringify(flags.format)}: table or json`);
       }
-      const r = await withTask(ctx(), id, (task) => task.pids({ id }, ownFormat));
+      // As runc: json is the pids alone, whatever the ps options.
+      const psArgs = flags.format === "json" ? [] : psOptions;
+      checkPsArgs(psArgs);
+      const r = await withTask(ctx(), id, (task) => task.pids({ id, psArgs }, ownFormat));
       if (flags.format === "json") {
         process.stdout.write(JSON.stringify(r.processes.map((p) => p.pid)) + "\n");
         return;
       }
       const rows = r.processes.map((p) => psRowOf(p.pid, p.info));
-      process.stdout.write(formatPsTable(rows[0]?.header ?? guestPsHeader.split(/\s+/), rows) + "\n");
+      // No row, no header from the guest: its default one, or just PID (which any options keep).
+      const header = rows[0]?.header ?? (psArgs.length === 0 ? guestPsHeader.split(/\s+/) : ["PID"]);
+      process.stdout.write(formatPsTable(header, rows) + "\n");
     });
 
   program
