@@ -17,7 +17,14 @@ import type { ProcessRunner } from "../platform/process.js";
 import { adoptGuardedVm, type Lifeline } from "../platform/vm-guard.js";
 import { CacheService, type GrpcStatus, type GrpcVM, type GrpcVMConfig } from "../protocol/gen/cache_pb.js";
 import { teardownShare } from "../storage/shared-dir.js";
-import { cacheDirOf, cacheMismatches, parseCachedVm, parseCacheRecord, protoCodec } from "./cache-wire.js";
+import {
+  cacheDirOf,
+  cacheMismatches,
+  parseCachedVm,
+  maxCacheMessageBytes,
+  parseCacheRecord,
+  protoCodec,
+} from "./cache-wire.js";
 import { templateRequest, type TemplateDeps } from "./template.js";
 
 /** How long Config may take: the server answers it from memory. */
@@ -38,7 +45,11 @@ export class CacheClient {
 
   private constructor(grpc: Grpc, endpoint: string) {
     this.#grpc = grpc;
-    this.#client = new grpc.Client(`unix://${endpoint}`, grpc.credentials.createInsecure());
+    // grpc-js would take 4 MiB before our decoder's 64 KiB check: the channel refuses more at once.
+    this.#client = new grpc.Client(`unix://${endpoint}`, grpc.credentials.createInsecure(), {
+      "grpc.max_receive_message_length": maxCacheMessageBytes,
+      "grpc.max_send_message_length": maxCacheMessageBytes,
+    });
   }
 
   /** grpc-js is loaded only when a VM cache is used: it is much of a short verb's start otherwise. */

@@ -26,7 +26,14 @@ import {
 } from "../protocol/gen/cache_pb.js";
 import { SharedDir, teardownShare } from "../storage/shared-dir.js";
 import { CachePool } from "./cache-pool.js";
-import { cacheDirOf, cacheVmPaths, encodeCachedVm, encodeCacheRecord, protoCodec } from "./cache-wire.js";
+import {
+  cacheDirOf,
+  cacheVmPaths,
+  encodeCachedVm,
+  encodeCacheRecord,
+  maxCacheMessageBytes,
+  protoCodec,
+} from "./cache-wire.js";
 import { agentAnswersThenLetGo, templateRequest, type TemplateDeps, type TemplateSpec } from "./template.js";
 import { recordFor } from "./template-plan.js";
 
@@ -278,7 +285,11 @@ export async function serveVmCache(
     }
   };
 
-  const server = new Server();
+  // Requests are Empty: nothing larger than our decoder's limit is read off the socket.
+  const server = new Server({
+    "grpc.max_receive_message_length": maxCacheMessageBytes,
+    "grpc.max_send_message_length": maxCacheMessageBytes,
+  });
   const empty = protoCodec(EmptySchema);
   const method = <O extends Parameters<typeof protoCodec>[0]>(name: string, output: O) => ({
     path: `/${CacheService.typeName}/${name}`,
