@@ -114,6 +114,29 @@ describe("VM cache: a pool of pre-booted VMs (real VMs)", { skip, concurrency: f
     assert.deepEqual(found, [], "leftovers");
   }
 
+  /** QEMUs the cache server started (their sockets are under the cache's directory). */
+  async function cacheQemus(): Promise<number[]> {
+    const pids: number[] = [];
+    for (const entry of await readdir("/proc")) {
+      if (!/^\d+$/.test(entry)) continue;
+      const argv = await readFile(`/proc/${entry}/cmdline`, "utf8").catch(ignoreErrno("ENOENT", "ESRCH"));
+      // By argv[0]: the guard's own arguments name QEMU too.
+      const exe = path.basename(argv?.split("\0")[0] ?? "");
+      if (exe.startsWith("qemu-system") && argv?.includes(`${endpoint}.d/`) === true) pids.push(Number(entry));
+    }
+    return pids;
+  }
+
+  async function waitFor<T>(probe: () => Promise<T | undefined>, what: string, timeoutMs = 30_000): Promise<T> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const v = await probe();
+      if (v !== undefined) return v;
+      if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
   before(async () => {
     work = await mkdtemp(path.join(tmpdir(), "kata-ts-cache-"));
     // On the same file system as the cache's directory: the VM's directories are renamed into it.
@@ -224,7 +247,10 @@ describe("VM cache: a pool of pre-booted VMs (real VMs)", { skip, concurrency: f
     "the cache server killed while a sandbox waits on it: the sandbox boots directly",
     { timeout: vmTimeout },
     async () => {
-      // The pool is refilling after the previous test took its VM: a sandbox now waits for the next one.
+      // The pool is refilling after the previous test took its VM. The refill's QEMU is stopped so that
+      // it cannot become ready (under load it once did, within the wait below): the sandbox must wait.
+      const refill = await waitFor(async () => (await cacheQemus())[0], "the refilling cached VM's QEMU");
+      process.kill(refill, "SIGSTOP");
       assert.match(await status(), /0 ready\)/);
       const dir = await bundle("cwait", ["echo", "booted anyway"]);
       const run = kata(["run", "--bundle", dir, "cwait"]);
