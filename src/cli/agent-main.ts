@@ -4,9 +4,9 @@
 // that skips loading and compiling the bundle at every boot. So: no top-level await (CommonJS has
 // none), and nothing may open a handle before main() runs (a snapshot cannot hold one).
 
-import { access, readFile, writeFile } from "node:fs/promises";
+import { access, readFile, realpath, writeFile } from "node:fs/promises";
 import v8 from "node:v8";
-import { JsonLogger } from "../base/log.js";
+import { JsonLogger, errField } from "../base/log.js";
 import { Code, KataError, describeError, ignoreErrno } from "../base/errors.js";
 import { CommandMounter } from "../platform/mount.js";
 import { NodeProcessRunner, describeExit, runChecked, type ProcessRunner } from "../platform/process.js";
@@ -15,6 +15,7 @@ import { TtrpcServer } from "../protocol/ttrpc/server.js";
 import { Agent } from "../guest/agent.js";
 import { catchesSignal } from "../guest/guest-process.js";
 import { Crun } from "../guest/crun.js";
+import { isOnReadOnlyMount, planCrunLauncher } from "../guest/crun-launcher.js";
 import { agentLogLevel } from "../guest/log-level.js";
 import { servePort } from "../guest/serve-port.js";
 import { OomEvents } from "../guest/oom.js";
@@ -53,8 +54,27 @@ async function loadKernelModule(runner: NodeProcessRunner, name: string, paramet
   if (r.code !== 0) throw new KataError(Code.FailedPrecondition, `insmod ${name}: ${r.stderr.trim()}`);
 }
 
+const crunBinary = "/usr/bin/crun";
 /** Runs crun from a sealed copy (native/kata-ts-sealed-exec.c); the image layout's guestPaths.sealedExec. */
 const sealedExec = "/usr/bin/kata-ts-sealed-exec";
+
+/** The sealed launcher and the verbs it runs, as planCrunLauncher decides from crun's mount and the image. */
+async function crunLauncher(logger: JsonLogger): Promise<{ launcher?: string; launcherVerbs?: ReadonlySet<"exec"> }> {
+  // Unknown (undefined) when either cannot be read: then the launcher runs every verb, as before.
+  const readOnly = await Promise.all([readFile("/proc/self/mountinfo", "utf8"), realpath(crunBinary)]).then(
+    ([mountinfo, file]) => isOnReadOnlyMount(mountinfo, file),
+    (e: unknown) => {
+      logger.warn("cannot tell whether crun is on a read-only mount", { err: errField(e) });
+      return undefined;
+    },
+  );
+  const inImage = await access(sealedExec).then(() => true, ignoreErrno("ENOENT"));
+  const plan = planCrunLauncher(readOnly, inImage === true);
+  if (plan.warning !== undefined) logger.warn(plan.warning);
+  if (!plan.viaLauncher) return {};
+  return plan.verbs === undefined ? { launcher: sealedExec } : { launcher: sealedExec, launcherVerbs: plan.verbs };
+}
+
 /** native/kata-ts-reseed.c, served long-lived (guest/clock-seed-helper.ts); absent: no ReseedRandomDev. */
 const guestReseedHelper = "/usr/bin/kata-ts-reseed";
 
@@ -73,15 +93,12 @@ async function main(startedFrom: "snapshot" | "bundle"): Promise<void> {
   });
   const runner = new NodeProcessRunner();
   const mounter = new CommandMounter(runner);
-  const launcher = await access(sealedExec).then(() => sealedExec, ignoreErrno("ENOENT"));
-  if (launcher === undefined)
-    logger.warn("no kata-ts-sealed-exec in the image: crun re-executes itself at every command");
   const agent = new Agent({
     crun: new Crun(runner, {
-      binary: "/usr/bin/crun",
+      binary: crunBinary,
       stateDir: "/run/crun",
       ttyHelper: "/usr/bin/kata-ts-tty",
-      ...(launcher === undefined ? {} : { launcher }),
+      ...(await crunLauncher(logger)),
     }),
     storage: new StorageManager({ mounter, logger }, guestStorageHandlers),
     logger,

@@ -117,6 +117,24 @@ describe("Crun", () => {
         ["/usr/bin/kata-ts-sealed-exec", "/usr/bin/crun", "--root", stateDir, "pause", "c1"],
       ]);
     });
+
+    it("runs only the launcherVerbs through the launcher, the rest direct", async () => {
+      const runner = new ScriptedRunner(() => ({}));
+      const crun = new Crun(runner, {
+        binary: "/usr/bin/crun",
+        launcher: "/usr/bin/kata-ts-sealed-exec",
+        launcherVerbs: new Set(["pause"]),
+        stateDir,
+      });
+
+      await crun.pause("c1");
+      await crun.kill("c1", 15, false);
+
+      assert.deepEqual(runner.argv, [
+        ["/usr/bin/kata-ts-sealed-exec", "/usr/bin/crun", "--root", stateDir, "pause", "c1"],
+        ["/usr/bin/crun", "--root", stateDir, "kill", "c1", "15"],
+      ]);
+    });
   });
 
   describe("deadlines", () => {
