@@ -5,12 +5,13 @@
  *
  * crun defends against CVE-2019-5736 (a container overwriting the runtime through /proc/<pid>/exe) by
  * re-executing itself from a read-only bind mount and then from a sealed memfd copy, at every command,
- * unless /proc/self/exe already is a memfd sealed with exactly F_SEAL_SEAL|SHRINK|GROW|WRITE. In the
- * guest each of those executions links crun's ten shared libraries again, which under TCG costs more
- * than the command itself. This makes that copy once, before crun starts: crun runs once, and the
- * defence holds (the memfd can be neither written nor resized, and the file it came from is on the
- * read-only tools disk). argv[0] stays PROG. Exit 125: bad arguments; 127: PROG cannot be opened;
- * 126: the copy or the exec failed (each with a line on stderr).
+ * unless /proc/self/exe already is a memfd sealed with exactly F_SEAL_SEAL|SHRINK|GROW|WRITE or lies on
+ * a read-only filesystem (then the agent runs crun direct, and this only for crun exec: see
+ * src/guest/crun-launcher.ts). Each of those executions links crun's ten shared libraries again, which
+ * under TCG costs more than the command itself. This makes that copy once, before crun starts: crun
+ * runs once, and the defence holds (the memfd can be neither written nor resized, and the file it came
+ * from is on the read-only tools disk). argv[0] stays PROG. Exit 125: bad arguments; 127: PROG cannot
+ * be opened; 126: the copy or the exec failed (each with a line on stderr).
  */
 #define _GNU_SOURCE
 #include <errno.h>
