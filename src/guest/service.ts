@@ -36,11 +36,21 @@ export interface ServiceDeps {
   readonly onlineCpuMem?: (req: { nbCpus: number; cpuOnly: boolean }, signal: AbortSignal) => Promise<unknown>;
 }
 
-export function registerAgentService(server: TtrpcServer, agent: Agent, version: string, deps: ServiceDeps): void {
+/**
+ * Health, as the host's readiness probe needs it: each answer names the port session (the server's
+ * connection) it came on, so the host can tell a session that lasts from one the agent is about to end
+ * (agent-client.ts waitReady).
+ */
+export function registerHealth(server: TtrpcServer, version: string): void {
   server.register(Health, {
-    check: () => Promise.resolve({ status: HealthCheckResponse_ServingStatus.SERVING }),
+    check: (_req, ctx) =>
+      Promise.resolve({ status: HealthCheckResponse_ServingStatus.SERVING, session: ctx.connection }),
     version: () => Promise.resolve({ grpcVersion: "ttrpc", agentVersion: version }),
   });
+}
+
+export function registerAgentService(server: TtrpcServer, agent: Agent, version: string, deps: ServiceDeps): void {
+  registerHealth(server, version);
   server.register(AgentService, {
     createSandbox: async (req) => {
       await agent.createSandbox(req);

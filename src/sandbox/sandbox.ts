@@ -223,7 +223,12 @@ export class Sandbox {
 
       const client = await connectAgent(
         vm,
-        { id: cfg.id, runDir: cfg.runDir, bootTimeoutMs: cfg.vm.bootTimeoutMs },
+        {
+          id: cfg.id,
+          runDir: cfg.runDir,
+          bootTimeoutMs: cfg.vm.bootTimeoutMs,
+          agentWasRunning: fromFactory !== undefined,
+        },
         log,
         signal,
       );
