@@ -31,9 +31,11 @@ export class AgentClient {
   readonly health: HealthApi;
   readonly closed: Promise<void>;
   readonly #conn: TtrpcConnection;
+  readonly #log: Logger;
 
-  private constructor(conn: TtrpcConnection) {
+  private constructor(conn: TtrpcConnection, log: Logger) {
     this.#conn = conn;
+    this.#log = log;
     this.agent = createClient(AgentService, conn);
     this.health = createClient(Health, conn);
     this.closed = conn.closed;
@@ -50,7 +52,8 @@ export class AgentClient {
       retryWhile: notReadyErrnos,
       backoffMs: connectBackoffMs,
     });
-    return new AgentClient(new TtrpcConnection(socket, { logger: opts.logger ?? nullLogger }));
+    const log = opts.logger ?? nullLogger;
+    return new AgentClient(new TtrpcConnection(socket, { logger: log }), log);
   }
 
   /**
@@ -78,11 +81,14 @@ export class AgentClient {
     let sent = 0;
     /** Session → how many probes had been sent when its first answer came. */
     const firstAnswer = new Map<number, number>();
+    const started = Date.now();
+    let firstAnswerMs: number | undefined;
     const probe = (): void => {
       const n = ++sent;
       this.health.check({}).then(
         (r) => {
           if (r.status !== HealthCheckResponse_ServingStatus.SERVING) return;
+          firstAnswerMs ??= Date.now() - started;
           if (r.session === 0) {
             ready.resolve(undefined);
             return;
@@ -118,6 +124,13 @@ export class AgentClient {
     // eslint-disable-next-line @typescript-eslint/only-throw-error -- a probe's own error, rethrown as is
     if (failure !== undefined) throw failure;
     if (signal.aborted) throw abortError(signal, "wait for the agent");
+    // Where readiness time went: a lost probe shows as sessions > 1 or many probes.
+    this.#log.debug("agent ready", {
+      probes: sent,
+      sessions: firstAnswer.size,
+      firstAnswerMs,
+      readyMs: Date.now() - started,
+    });
   }
 
   close(): Promise<void> {
