@@ -23,6 +23,8 @@ export type HealthApi = TtrpcClient<MethodsOf<typeof Health>>;
 const probeIntervalMs = 2000;
 /** The pace for a VM whose agent was running before the host connected (vm from the factory). */
 export const runningAgentProbeIntervalMs = 100;
+/** Sessions whose first answer gets a confirming probe; a real agent has a few during readiness. */
+const maxConfirmedSessions = 64;
 /** The socket appears when the hypervisor creates its chardev, some milliseconds after it starts. */
 const connectBackoffMs = { first: 5, max: 20 } as const;
 
@@ -83,6 +85,8 @@ export class AgentClient {
     const firstAnswer = new Map<number, number>();
     const started = Date.now();
     let firstAnswerMs: number | undefined;
+    /** Answers that come after this (probes piled up in the channel) send no more probes. */
+    let settled = false;
     const probe = (): void => {
       const n = ++sent;
       this.health.check({}).then(
@@ -95,6 +99,8 @@ export class AgentClient {
           }
           const after = firstAnswer.get(r.session);
           if (after === undefined) {
+            // A guest naming a new session in every answer gets no more confirming probes past this.
+            if (firstAnswer.size >= maxConfirmedSessions || settled) return;
             firstAnswer.set(r.session, sent);
             probe();
           } else if (n > after) {
@@ -118,6 +124,7 @@ export class AgentClient {
     try {
       await ready.promise;
     } finally {
+      settled = true;
       clearInterval(timer);
       signal.removeEventListener("abort", onAbort);
     }

@@ -13,6 +13,7 @@ import path from "node:path";
 import { Duplex } from "node:stream";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { delay } from "../base/async.js";
+import { Code, isKataError } from "../base/errors.js";
 import { registerHealth } from "../guest/service.js";
 import { AgentService } from "../protocol/gen/agent_pb.js";
 import { Health, HealthCheckResponse_ServingStatus } from "../protocol/gen/health_pb.js";
@@ -134,10 +135,20 @@ let client: AgentClient | undefined;
 /** The port session each ReseedRandomDev was handled on. */
 let reseededOn: number[];
 
-async function start(first: FirstSession, opts: { openAfterMs?: number; namesSessions?: boolean } = {}) {
+/** Health.Check calls a hostile agent answered, each naming a session never named before. */
+let hostileAnswers = 0;
+
+async function start(
+  first: FirstSession,
+  opts: { openAfterMs?: number; namesSessions?: boolean | "a new one every time" } = {},
+) {
   const server = new TtrpcServer({ newClientOnStreamOne: true });
   if (opts.namesSessions === false) {
     server.register(Health, { check: () => Promise.resolve({ status: HealthCheckResponse_ServingStatus.SERVING }) });
+  } else if (opts.namesSessions === "a new one every time") {
+    server.register(Health, {
+      check: () => Promise.resolve({ status: HealthCheckResponse_ServingStatus.SERVING, session: ++hostileAnswers }),
+    });
   } else {
     registerHealth(server, "test");
   }
@@ -214,5 +225,18 @@ describe("agent readiness over a scripted virtio-serial port (no VM)", { timeout
 
     assert.deepEqual(reseededOn, [1]);
     assert.equal(port.discarded.length, 0);
+  });
+
+  it("an agent naming a new session in every answer is never ready, and gets a bounded number of probes", async () => {
+    hostileAnswers = 0;
+    const { client } = await start("opens-later", { namesSessions: "a new one every time" });
+
+    await assert.rejects(
+      client.waitReady(AbortSignal.timeout(1500), { probeIntervalMs: runningAgentProbeIntervalMs }),
+      (e: unknown) => isKataError(e, Code.DeadlineExceeded),
+    );
+
+    // 64 confirming probes at most, plus the first and one every 100 ms.
+    assert.ok(hostileAnswers > 64 && hostileAnswers <= 64 + 1 + 20, `${hostileAnswers} probes answered`);
   });
 });
