@@ -6,7 +6,7 @@ import { delay } from "../base/async.js";
 import { Code, KataError, ignoreErrno, messageOf } from "../base/errors.js";
 import type { TemplateDeps } from "./template.js";
 import { CacheClient } from "./cache-client.js";
-import { claimEndpoint, removeCacheDir } from "./cache-server.js";
+import { claimEndpoint, removeCacheDir } from "./cache-endpoint.js";
 import { cacheDirOf } from "./cache-wire.js";
 
 export type CacheStatus =
