@@ -1,8 +1,9 @@
 // NICs in cached VMs (docs/factory.md#nics-in-cached-vms), with real parts only: `kata-ts factory init`
 // with vm_cache_number = 1 boots a real VM with one NIC on a tap in a netns of its own; a sandbox in a pod
 // netns made by Debian's CNI bridge plugin takes it over, moves that tap into the pod's netns, and its
-// guest gets the pod's MAC, address and routes. Then the server is killed -9 with its refill VM booting,
-// and `factory destroy` removes that VM's netns too. Two VM boots in all (the cached one, the refill).
+// guest gets the pod's MAC, address and routes. A second cached VM whose tap is deleted from outside
+// fails its sandbox's create, leaving nothing. Then the server is killed -9 with its third VM booting,
+// and `factory destroy` removes that VM's netns too. Three VM boots in all.
 
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
@@ -62,7 +63,15 @@ describe(
         const v = await probe();
         if (v !== undefined) return v;
         if (server !== undefined && server.child.exitCode !== null) assert.fail(`the server exited: ${server.out()}`);
-        if (Date.now() > until) assert.fail(`timed out waiting for ${what}: ${server?.out() ?? ""}`);
+        if (Date.now() > until) {
+          // The server's own account (boots that failed, and why) is in the log, not on its stdout.
+          const log =
+            w === undefined
+              ? ""
+              : ((await readFile(path.join(w.dir, "kata.log"), "utf8").catch(ignoreErrno("ENOENT"))) ?? "");
+          const lines = log.split("\n").filter((l) => l.includes("component=vm-cache"));
+          assert.fail(`timed out waiting for ${what}:\n${lines.slice(-15).join("\n")}`);
+        }
         await delay(500);
       }
     }
@@ -159,6 +168,49 @@ describe(
         );
         assert.deepEqual(found, []);
         assert.equal(await snapshot(pod.nsPath), nsBefore, "no tap or qdisc is left in the pod netns");
+      },
+    );
+
+    it(
+      "a cached VM whose tap cannot be moved: the create fails naming the command, and leaves no QEMU, tap, qdisc or netns",
+      { timeout: 2 * vmTimeoutMs },
+      async () => {
+        assert.ok(net !== undefined && w !== undefined);
+        const world = w;
+        const status = await waitFor(async () => {
+          const s = (await world.piped(["factory", "status"])).stdout.toString();
+          return s.includes("1 ready)") ? s : undefined;
+        }, "the refilled cached VM");
+        const vmPid = Number(/VM pid = (\d+)/.exec(status)?.[1]);
+        const vmNs = `${cacheNetnsPrefix(cacheDir)}cache-2`;
+        // The fault, from outside: the tap the sandbox would move is gone (QEMU keeps running without it).
+        const del = await runner.run("ip", ["-n", vmNs, "link", "del", "tap0_kata"]);
+        assert.equal(del.code, 0, del.stderr);
+        const faulty = await net.addPod("f");
+        const nsBefore = await snapshot(faulty.nsPath);
+        const fid = `cnetf${process.pid}`;
+
+        const r = await world.cli(["run", "--bundle", await world.bundle(fid, ["true"], joinPod(faulty)), fid]);
+
+        assert.notEqual(r.code, 0);
+        assert.match(r.stderr, /take over cached VM cache-2/);
+        assert.match(r.stderr, /ip link set tap0_kata netns \S+ \(interface tap0_kata\)/);
+        await waitFor(
+          () => Promise.resolve(processExists(vmPid) ? undefined : true),
+          "the cached VM's QEMU to exit",
+          30_000,
+        );
+        await waitFor(
+          async () => ((await cacheNetns()).includes(vmNs) ? undefined : true),
+          "cache-2's netns to go",
+          30_000,
+        );
+        const found = (await leftovers(root)).filter(
+          (f) => !f.startsWith("qemu process ") && !f.startsWith(`mount ${cacheDir}/`),
+        );
+        assert.deepEqual(found, []);
+        assert.equal(await snapshot(faulty.nsPath), nsBefore, "no tap or qdisc is left in the pod netns");
+        await faulty.release();
       },
     );
 
