@@ -183,8 +183,8 @@ async function runOnce(
   let firstOutput = NaN;
   await new Promise<void>((resolve, reject) => {
     const child = spawn(
-      process.execPath,
-      [cli, "--root", root, "run", "--bundle", bundle, "--timings-file", timingsFile, `bench-${n}`],
+      cli,
+      ["--root", root, "run", "--bundle", bundle, "--timings-file", timingsFile, `bench-${n}`],
       {
         stdio: ["ignore", "pipe", "inherit"],
       },
