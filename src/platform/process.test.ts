@@ -137,3 +137,26 @@ describe("NodeProcessRunner with the launcher", () => {
     );
   });
 });
+
+describe("NodeProcessRunner: output of a child that exits before anyone reads it", () => {
+  // Node resumes an unread output stream with no reader once its child exits, dropping what it held; the
+  // guest agent attaches its readers only after crun made the container, by which time a fast container
+  // may be gone (seen as a lost `echo` under load).
+  for (const [name, runner] of [
+    ["without a launcher (the guest agent's)", new NodeProcessRunner()],
+    ["with the launcher", new NodeProcessRunner({ launcher })],
+  ] as const) {
+    it(`keeps it for a late reader, ${name}`, { timeout }, async () => {
+      const child = await runner.spawn("sh", ["-c", "echo out; echo err >&2"], { stdio: ["pipe", "pipe", "pipe"] });
+      await child.exited;
+      // Past the exit handler's next tick, where Node drops unread output.
+      await new Promise((r) => setTimeout(r, 50));
+      const read = async (s: Readable | null): Promise<string> => {
+        let text = "";
+        for await (const d of s ?? []) text += String(d);
+        return text;
+      };
+      assert.deepEqual(await Promise.all([read(child.stdout), read(child.stderr)]), ["out\n", "err\n"]);
+    });
+  }
+});

@@ -144,20 +144,13 @@ interface ChildStreams {
   readonly stdio: readonly (Readable | Writable | null)[];
 }
 
-function rawStreams(cp: ChildProcess, count: number): ChildStreams {
-  return {
-    stdin: cp.stdin,
-    stdout: cp.stdout,
-    stderr: cp.stderr,
-    stdio: cp.stdio.slice(0, count).map((s) => s ?? null),
-  };
-}
-
 /**
  * The child's output streams, read from now on into buffers the caller drains when it likes. Node drops
- * what an unread output stream holds once the child exits, and a short-lived program may exit before the
- * launcher's report (and so the caller's listeners) arrives. A caller destroying one of these destroys
- * the pipe under it too (startService does, once the service said it is ready).
+ * what an unread output stream holds once the child exits (it resumes it with no reader), and a
+ * short-lived program may exit before the caller's listeners are attached: before the launcher's report
+ * arrives, or while the caller awaits something else first (the guest agent waits for crun to have made
+ * the container; a fast `echo` container then lost its output under load). A caller destroying one of
+ * these destroys the pipe under it too (startService does, once the service said it is ready).
  */
 function heldStreams(cp: ChildProcess, count: number): ChildStreams {
   const hold = (r: Readable | null): Readable | null => {
@@ -260,7 +253,7 @@ function startChild(
     cp.once("spawn", () => {
       const stdioCount = typeof stdio === "string" ? 3 : Math.max(3, stdio.length);
       if (plan === undefined) {
-        resolve(childOf(cp, exited, rawStreams(cp, stdioCount)));
+        resolve(childOf(cp, exited, heldStreams(cp, stdioCount)));
         return;
       }
       const streams = heldStreams(cp, stdioCount);
