@@ -27,6 +27,13 @@ const importMetaBanner = [
   ").href;",
 ].join("\n");
 
+/** What esbuild's metafile says of one import of an output file. */
+interface BundleImport {
+  readonly path: string;
+  readonly kind: string;
+  readonly external?: boolean;
+}
+
 export interface HostSnapshot {
   readonly blob: string;
   readonly sizeBytes: number;
@@ -54,12 +61,8 @@ export async function buildHostSnapshot(installRoot: string, node: string): Prom
       logLevel: "silent",
     });
     await checkImportMetaUsers(installRoot, Object.keys(result.metafile.inputs));
-    // A process started from a snapshot has no dynamic import(): esbuild keeps one for a module it
-    // leaves out of the bundle (a node: built-in), and that would fail only when run.
-    for (const out of Object.values(result.metafile.outputs)) {
-      const kept = out.imports.filter((i) => i.kind === "dynamic-import" && i.external === true);
-      if (kept.length > 0) throw new Error(`the bundle keeps dynamic imports of ${kept.map((i) => i.path).join(", ")}`);
-    }
+    const kept = keptDynamicImports(result.metafile);
+    if (kept.length > 0) throw new Error(`the bundle keeps dynamic imports of ${kept.join(", ")}`);
     const tmp = `${blob}.tmp`;
     await run(node, ["--snapshot-blob", tmp, "--build-snapshot", at(hostBundleRelPath)], {
       cwd: path.dirname(blob),
@@ -85,6 +88,19 @@ export async function buildHostSnapshot(installRoot: string, node: string): Prom
     await rm(blob, { force: true });
     throw new KataError(Code.Internal, "build the host's startup snapshot", { cause: e });
   }
+}
+
+/**
+ * What the bundle still imports with import(): esbuild keeps it for a module it leaves out (a node:
+ * built-in), and a process started from a snapshot has no dynamic import(), so it would fail only when
+ * that code runs.
+ */
+export function keptDynamicImports(metafile: {
+  readonly outputs: Readonly<Record<string, { readonly imports: readonly BundleImport[] }>>;
+}): string[] {
+  return Object.values(metafile.outputs).flatMap((out) =>
+    out.imports.filter((i) => i.kind === "dynamic-import" && i.external === true).map((i) => i.path),
+  );
 }
 
 /** Any other module using import.meta would be handed paths.js's URL: refuse rather than misplace it. */
