@@ -10,6 +10,7 @@ import { describeError } from "../base/errors.js";
 import { checkId } from "../base/ids.js";
 import { defaultRunDir, makeContext } from "./runtime-context.js";
 import { createEventPublisher } from "../shim/events.js";
+import { snapshotBlobOf } from "./host-snapshot.js";
 import { hostService } from "./service-host.js";
 import { LogFifo } from "../shim/log-fifo.js";
 
@@ -52,6 +53,8 @@ async function serve(argv: readonly string[]): Promise<void> {
   ctx.logger.info("service started", {
     sandboxId,
     pid: process.pid,
+    // Which way it started (host-snapshot.ts): a service slow to be ready may have missed the blob.
+    startedFrom: snapshotBlobOf(process.execArgv) === undefined ? "modules" : "snapshot",
     ...(fifoPath === undefined ? {} : { logFifo: fifoPath }),
   });
   const eventsAddress = values["events-address"];
