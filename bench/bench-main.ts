@@ -25,7 +25,8 @@ if (unknown.length > 0) {
   process.stderr.write(`bench: unknown benchmark ${unknown.join(", ")} (known: ${known.join(", ")})\n`);
   process.exit(2);
 }
-const cli = path.join(installRoot, "dist/src/cli/kata-ts-main.js");
+// What users run (bin/launch.sh): from the host's startup snapshot when the build made one.
+const cli = path.join(installRoot, "bin/kata-ts");
 const doc = path.join(installRoot, "docs/benchmarks.md");
 const raw = path.join(installRoot, "bench-results");
 const host = `${hostname()} (host kernel ${release()}, ${process.version})`;

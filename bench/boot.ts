@@ -182,13 +182,9 @@ async function runOnce(
   const t0 = performance.now();
   let firstOutput = NaN;
   await new Promise<void>((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      [cli, "--root", root, "run", "--bundle", bundle, "--timings-file", timingsFile, `bench-${n}`],
-      {
-        stdio: ["ignore", "pipe", "inherit"],
-      },
-    );
+    const child = spawn(cli, ["--root", root, "run", "--bundle", bundle, "--timings-file", timingsFile, `bench-${n}`], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
     child.stdout.once("data", () => {
       firstOutput = performance.now() - t0;
     });

@@ -56,8 +56,7 @@ export async function benchCli(opts: { runs: number; cli: string; imageDir: stri
   const runcRoot = path.join(work, "runc-root");
   const env = { ...process.env, KATA_TS_IMAGE_DIR: opts.imageDir };
   const id = "benchcli";
-  const kata = (args: readonly string[]): Promise<number> =>
-    timed(process.execPath, [opts.cli, "--root", kataRoot, ...args], env);
+  const kata = (args: readonly string[]): Promise<number> => timed(opts.cli, ["--root", kataRoot, ...args], env);
   const runc = (args: readonly string[]): Promise<number> => timed("runc", ["--root", runcRoot, ...args]);
   try {
     const bundle = await makeBusyboxBundle(

@@ -44,7 +44,7 @@ interface Setup {
 }
 
 function cliRun(s: Setup, cfg: string, args: readonly string[], stdout: "pipe" | "ignore"): ReturnType<typeof spawn> {
-  return spawn(process.execPath, [s.cli, "--root", s.root, "--config", cfg, ...args], {
+  return spawn(s.cli, ["--root", s.root, "--config", cfg, ...args], {
     stdio: ["ignore", stdout, "inherit"],
   });
 }
@@ -105,7 +105,7 @@ const cacheReadyTries = 300;
 /** Waits until the VM cache has its VM ready (`factory status`: "1 ready"). */
 async function cacheReady(s: Setup): Promise<void> {
   for (let waited = 0; waited < cacheReadyTries; waited++) {
-    const child = spawn(process.execPath, [s.cli, "--root", s.root, "--config", s.configs.cache, "factory", "status"], {
+    const child = spawn(s.cli, ["--root", s.root, "--config", s.configs.cache, "factory", "status"], {
       stdio: ["ignore", "pipe", "inherit"],
     });
     let out = "";

@@ -152,7 +152,7 @@ async function cli(cliPath: string, root: string, log: string, args: string[]): 
   const fh = await open(log, "a");
   try {
     const code = await new Promise<number | null>((resolve, reject) => {
-      const child = spawn(process.execPath, [cliPath, "--root", root, ...args], { stdio: ["ignore", fh.fd, fh.fd] });
+      const child = spawn(cliPath, ["--root", root, ...args], { stdio: ["ignore", fh.fd, fh.fd] });
       child.once("error", reject);
       child.once("exit", resolve);
     });
@@ -169,7 +169,7 @@ async function cli(cliPath: string, root: string, log: string, args: string[]): 
 async function stoppedWatch(cliPath: string, root: string, id: string, stop: AbortSignal): Promise<Error> {
   while (!stop.aborted) {
     await delay(1000);
-    const r = await runner.run(process.execPath, [cliPath, "--root", root, "state", id]);
+    const r = await runner.run(cliPath, ["--root", root, "state", id]);
     if (r.code === 0 && /"status":\s*"stopped"/.test(r.stdout)) {
       return new Error("the container's sender gave up: the VM never reached the host (no NIC or no route?)");
     }

@@ -9,6 +9,7 @@ import { qemuSocketNames } from "../hypervisor/qemu/socket-names.js";
 import { describeExit } from "../platform/process.js";
 import { dialUnix } from "../platform/unix-socket.js";
 import { checkSandboxSockets } from "../sandbox/socket-paths.js";
+import { serviceCommand } from "./host-snapshot.js";
 import { installRoot } from "./paths.js";
 import type { RuntimeContext } from "./runtime-context.js";
 
@@ -28,21 +29,16 @@ export async function startService(
   sandboxId: string,
   extraArgs: readonly string[] = [],
 ): Promise<string> {
-  const args = [
-    path.join(installRoot, "dist/src/cli/shim-main.js"),
-    "serve",
-    "--root",
-    ctx.flags.root,
-    "--id",
-    sandboxId,
-  ];
+  const args = ["serve", "--root", ctx.flags.root, "--id", sandboxId];
   if (ctx.flags.log !== undefined) args.push("--log", ctx.flags.log, "--log-format", ctx.flags.logFormat);
   if (ctx.flags.config !== undefined) args.push("--config", path.resolve(ctx.flags.config));
   if (ctx.flags.debug === true) args.push("--debug");
   args.push(...extraArgs);
   // The service outlives this command: its own session, no terminal, stderr into the log (or nowhere).
   const stderr = ctx.flags.log === undefined ? "ignore" : openSync(ctx.flags.log, "a");
-  const child = await ctx.runner.spawn(process.execPath, args, { detached: true, stdio: ["ignore", "pipe", stderr] });
+  // From this process's startup snapshot when it has one: the service then starts with everything loaded.
+  const argv = serviceCommand(installRoot, process.execArgv, args);
+  const child = await ctx.runner.spawn(process.execPath, argv, { detached: true, stdio: ["ignore", "pipe", stderr] });
   const stdout = child.stdout;
   if (stdout === null) throw new KataError(Code.Internal, "the sandbox service has no stdout pipe");
   return new Promise<string>((resolve, reject) => {

@@ -2,6 +2,7 @@
 // of the verb it runs (all of them for help). A verb missing here would be an unknown command: the
 // test registers every group and compares.
 
+import path from "node:path";
 import type { Command } from "commander";
 import { installRoot } from "./paths.js";
 import type { RuntimeContext } from "./runtime-context.js";
@@ -97,8 +98,7 @@ export const verbGroups: readonly VerbGroup[] = [
     verbs: ["image"],
     context: true,
     register: async (p, c) => {
-      const path = await import("node:path");
-      const { agentBundleRelPath } = await import("../image/bundle-agent.js");
+      const { agentBundleRelPath } = await import("../image/agent-paths.js");
       const { imageCommand } = await import("../image/image-command.js");
       const { NodeProcessRunner } = await import("../platform/process.js");
       const { launcherPath } = await import("./runtime-context.js");

@@ -6,7 +6,8 @@ import { delay } from "../base/async.js";
 import { Code, KataError, ignoreErrno, messageOf } from "../base/errors.js";
 import type { TemplateDeps } from "./template.js";
 import { CacheClient } from "./cache-client.js";
-import { claimEndpoint, removeCacheDir } from "./cache-server.js";
+import { claimEndpoint, removeCacheDir } from "./cache-endpoint.js";
+import { sweepCacheNetns } from "./cache-net.js";
 import { cacheDirOf } from "./cache-wire.js";
 
 export type CacheStatus =
@@ -43,12 +44,16 @@ const quitWaitMs = 20_000;
 
 /**
  * Stops a running server (Quit, then waits for its socket to go) or removes what a dead one left (its
- * socket, its VMs' share mounts and directory). Says which.
+ * socket, its VMs' share mounts, directory and network namespaces). Says which.
  */
 export async function destroyCache(deps: TemplateDeps, endpoint: string): Promise<"stopped" | "cleaned" | "none"> {
   const st = await lstat(endpoint).catch(ignoreErrno("ENOENT"));
   const dir = await lstat(cacheDirOf(endpoint)).catch(ignoreErrno("ENOENT"));
-  if (st === undefined && dir === undefined) return "none";
+  if (st === undefined && dir === undefined) {
+    // A directory removed by hand may still leave its VMs' namespaces.
+    const swept = deps.netns === undefined ? [] : await sweepCacheNetns(deps.netns, cacheDirOf(endpoint));
+    return swept.length > 0 ? "cleaned" : "none";
+  }
   let live = false;
   try {
     await claimEndpoint(endpoint);

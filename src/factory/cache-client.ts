@@ -11,13 +11,18 @@ import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
 import { EmptySchema } from "@bufbuild/protobuf/wkt";
 import { create } from "@bufbuild/protobuf";
 import { Code, KataError, ignoreErrno, wrap } from "../base/errors.js";
-import { errField } from "../base/log.js";
+import { errField, type Logger } from "../base/log.js";
 import type { Vm, VmConfig } from "../hypervisor/hypervisor.js";
 import type { ProcessRunner } from "../platform/process.js";
 import { adoptGuardedVm, type Lifeline } from "../platform/vm-guard.js";
 import { CacheService, type GrpcStatus, type GrpcVM, type GrpcVMConfig } from "../protocol/gen/cache_pb.js";
 import { teardownShare } from "../storage/shared-dir.js";
+import { holdVmNetns, moveCachedTap } from "./cache-net.js";
+import { cacheTapPlan, type CacheTapPlan, type PodLink } from "./cache-net-plan.js";
+import { cloneNics, type NicMacChange } from "./template-plan.js";
 import {
+  type CachedVmInfo,
+  type CacheVmPaths,
   cacheDirOf,
   cacheMismatches,
   parseCachedVm,
@@ -140,13 +145,17 @@ export class CacheVmSource {
     this.#deps = deps;
   }
 
-  async getVm(endpoint: string, config: VmConfig, signal: AbortSignal): Promise<Vm | undefined> {
+  /**
+   * `links`: the pod's interfaces and the taps its network setup made for them in `config.netnsPath`
+   * (config.nics, in the same order); a cached VM's tap takes the place of the first.
+   */
+  async getVm(
+    endpoint: string,
+    config: VmConfig,
+    signal: AbortSignal,
+    links: readonly PodLink[] = [],
+  ): Promise<{ readonly vm: Vm; readonly nicMacChanges: readonly NicMacChange[] } | undefined> {
     const log = this.#deps.logger.child({ sandboxId: config.id, endpoint });
-    if ((config.nics ?? []).length > 0) {
-      // microvm cannot hot-add a NIC, and q35 hot-add is not built: cached VMs boot without one.
-      log.warn("vm factory: cached VMs have no network interface and this pod has some; booting directly");
-      return undefined;
-    }
     const { hypervisor } = this.#deps;
     if (config.binaryPath === undefined || config.sharedDir === undefined || hypervisor.adoptVm === undefined) {
       log.warn("vm factory: this VM cannot come from the VM cache; booting directly");
@@ -164,10 +173,12 @@ export class CacheVmSource {
       return undefined;
     }
     const client = await CacheClient.open(endpoint);
-    let taken;
+    let taken, rec, held;
+    let tap: CacheTapPlan;
     try {
-      const rec = parseCacheRecord((await client.config({ timeoutMs: cacheConfigTimeoutMs, signal })).Data);
-      const req = await templateRequest(this.#deps, { ...config, binaryPath: config.binaryPath }, config.nics);
+      rec = parseCacheRecord((await client.config({ timeoutMs: cacheConfigTimeoutMs, signal })).Data);
+      // The cached VM's tap is in its own netns, never the sandbox's: whether the sandbox has one does not matter.
+      const req = await templateRequest(this.#deps, { ...config, binaryPath: config.binaryPath }, config.nics, true);
       const mismatches = cacheMismatches(rec, req);
       if (mismatches.length > 0) {
         log.warn("vm factory: the cached VMs do not match this sandbox; booting directly", {
@@ -175,7 +186,17 @@ export class CacheVmSource {
         });
         return undefined;
       }
+      tap = cacheTapPlan(rec.nics ?? [], links, config.netnsPath);
+      if (tap.kind === "move" && this.#deps.netns === undefined) {
+        tap = { kind: "refuse", reason: "network namespaces cannot be entered here" };
+      }
+      if (tap.kind === "refuse") {
+        log.warn("vm factory: a cached VM's NIC cannot serve this pod; booting directly", { reason: tap.reason });
+        return undefined;
+      }
       taken = parseCachedVm(await client.getBaseVM({ timeoutMs: cacheGetTimeoutMs, signal }), cacheDirOf(endpoint));
+      // Before the VM is ours: once it is, its server may remove the netns's name.
+      if (tap.kind === "move") held = await holdVmNetns(cacheDirOf(endpoint), taken.id);
     } catch (e) {
       if (signal.aborted) throw e;
       log.warn("vm factory: no VM from the VM cache; booting directly", { err: errField(e) });
@@ -183,7 +204,25 @@ export class CacheVmSource {
     } finally {
       client.close();
     }
+    try {
+      const vm = await this.#takeOver(taken, config, { tap, held, signal, log });
+      return vm === undefined
+        ? undefined
+        : { vm, nicMacChanges: tap.kind === "move" ? cloneNics(rec, config.nics ?? []).macChanges : [] };
+    } finally {
+      await held?.close();
+    }
+  }
+
+  /** Adopts the handed-out VM and moves it in (its tap, its directories); undefined: boot directly. */
+  async #takeOver(
+    taken: CachedVmInfo & CacheVmPaths,
+    config: VmConfig & { sharedDir?: string },
+    o: { tap: CacheTapPlan; held: { path: string } | undefined; signal: AbortSignal; log: Logger },
+  ): Promise<Vm | undefined> {
+    const { signal, log } = o;
     const sharedDir = config.sharedDir;
+    if (sharedDir === undefined) throw new KataError(Code.Internal, "a sandbox from the VM cache has no share");
     let life: Lifeline;
     try {
       life = await adoptGuardedVm(this.#deps.runner, this.#deps.vmGuard, taken.controlSocket, adoptTimeoutMs, signal);
@@ -193,6 +232,16 @@ export class CacheVmSource {
       return undefined;
     }
     try {
+      if (o.tap.kind === "move" && o.held !== undefined && this.#deps.netns !== undefined) {
+        // CAST: a "move" plan needs the sandbox's netns (cacheTapPlan).
+        const pod = config.netnsPath as string;
+        const t0 = performance.now();
+        await moveCachedTap(this.#deps.netns, { cache: o.held.path, pod }, o.tap.steps, signal);
+        log.info("vm factory: the cached VM's tap moved into the pod's netns", {
+          vm: taken.id,
+          ms: Math.round(performance.now() - t0),
+        });
+      }
       const vm = await this.#moveIn(taken, life, { ...config, sharedDir }, signal);
       log.info("vm factory: took a VM from the VM cache", { vm: taken.id, pid: vm.pid });
       return vm;

@@ -5,14 +5,13 @@
 // Runs in the foreground until SIGTERM/SIGINT (the caller's signal) or Quit; then it stops every VM it
 // still owns and removes its socket and directory.
 
-import { lstat, mkdir, readdir, rm, unlink, chmod } from "node:fs/promises";
-import { connect } from "node:net";
+import { mkdir, rm, unlink, chmod } from "node:fs/promises";
 import path from "node:path";
 import { Server, ServerCredentials, status, type ServiceDefinition } from "@grpc/grpc-js";
 import { create } from "@bufbuild/protobuf";
 import { EmptySchema } from "@bufbuild/protobuf/wkt";
 import { delay, deadline, deferred, longLivedController, settlesWithin } from "../base/async.js";
-import { Code, KataError, errnoOf, ignoreErrno, wrap } from "../base/errors.js";
+import { Code, KataError, ignoreErrno, wrap } from "../base/errors.js";
 import { errField } from "../base/log.js";
 import type { Vm } from "../hypervisor/hypervisor.js";
 import type { AgentApi } from "../agent-client/agent-client.js";
@@ -24,8 +23,10 @@ import {
   GrpcVMSchema,
   GrpcVMStatusSchema,
 } from "../protocol/gen/cache_pb.js";
-import { SharedDir, teardownShare } from "../storage/shared-dir.js";
+import { SharedDir } from "../storage/shared-dir.js";
 import { CachePool } from "./cache-pool.js";
+import { claimEndpoint, removeCacheDir } from "./cache-endpoint.js";
+import { makeVmNetns, removeVmNetns } from "./cache-net.js";
 import {
   cacheDirOf,
   cacheVmPaths,
@@ -35,7 +36,7 @@ import {
   protoCodec,
 } from "./cache-wire.js";
 import { agentAnswersThenLetGo, templateRequest, type TemplateDeps, type TemplateSpec } from "./template.js";
-import { recordFor } from "./template-plan.js";
+import { recordFor, templateNic } from "./template-plan.js";
 
 export interface CacheServerDeps extends TemplateDeps {
   readonly binder: ShareBinder;
@@ -69,53 +70,6 @@ interface Entry {
   readonly share: SharedDir;
 }
 
-const probeTimeoutMs = 1000;
-
-/** Refuses a live server's socket; removes a dead server's (connection refused: nobody listens). */
-export async function claimEndpoint(endpoint: string): Promise<void> {
-  const st = await lstat(endpoint).catch(ignoreErrno("ENOENT"));
-  if (st === undefined) return;
-  if (!st.isSocket()) {
-    throw new KataError(Code.FailedPrecondition, `[factory] vm_cache_endpoint ${endpoint} exists and is not a socket`);
-  }
-  const probe = await new Promise<Error | undefined>((resolve) => {
-    const sock = connect(endpoint);
-    const timer = setTimeout(() => {
-      sock.destroy();
-      // Someone holds it and does not even accept: as taken as a live server.
-      resolve(undefined);
-    }, probeTimeoutMs);
-    sock.once("connect", () => {
-      clearTimeout(timer);
-      sock.destroy();
-      resolve(undefined);
-    });
-    sock.once("error", (e) => {
-      clearTimeout(timer);
-      resolve(e);
-    });
-  });
-  if (probe !== undefined) {
-    if (errnoOf(probe) !== "ECONNREFUSED" && errnoOf(probe) !== "ENOENT") throw wrap(probe, `probe ${endpoint}`);
-    await unlink(endpoint).catch(ignoreErrno("ENOENT"));
-    return;
-  }
-  throw new KataError(
-    Code.AlreadyExists,
-    `[factory] vm_cache_endpoint ${endpoint}: a VM cache server already listens there`,
-  );
-}
-
-/** Removes what a dead server left in its directory (share mounts first: never delete through a bind). */
-export async function removeCacheDir(deps: CacheServerDeps | TemplateDeps, cacheDir: string): Promise<void> {
-  const shares = await readdir(path.join(cacheDir, "share")).catch(ignoreErrno("ENOENT"));
-  for (const id of shares ?? []) {
-    const root = path.join(cacheDir, "share", id);
-    await teardownShare(deps, { root, mounts: path.join(root, "mounts"), shared: path.join(root, "shared") });
-  }
-  await rm(cacheDir, { recursive: true, force: true });
-}
-
 /** Serves the VM cache until `signal` aborts or a client calls Quit; resolves once everything is stopped. */
 export async function serveVmCache(
   deps: CacheServerDeps,
@@ -132,9 +86,11 @@ export async function serveVmCache(
   await mkdir(path.join(cacheDir, "share"), { mode: 0o700 });
 
   const request = await templateRequest(deps, spec);
-  // No NIC: a pre-booted VM's QEMU cannot open a tap in a pod's netns made later.
+  // The template's NIC, on a tap in the VM's own netns: its new owner moves the tap into the pod's
+  // (docs/factory.md#nics-in-cached-vms). Without namespaces to make, no NIC.
+  const netns = deps.netns;
   const record = recordFor(request, spec, {
-    nics: [],
+    nics: netns === undefined ? [] : [templateNic],
     stateBytes: 0,
     warmup: opts.warmup === undefined ? "none" : "container",
   });
@@ -153,6 +109,12 @@ export async function serveVmCache(
     for (const w of [...waiters]) w();
   };
 
+  const dropNetns = async (id: string): Promise<void> => {
+    await (netns === undefined ? undefined : removeVmNetns(netns, cacheDir, id))?.catch((err: unknown) => {
+      log.warn("remove a cached VM's network namespace", { vm: id, err: errField(err) });
+    });
+  };
+
   const dropEntry = async (e: Entry, why: string): Promise<void> => {
     entries.delete(e.id);
     pool.forget(e.id);
@@ -163,6 +125,7 @@ export async function serveVmCache(
     await e.share.teardown().catch((err: unknown) => {
       log.warn("remove a cached VM's share", { vm: e.id, err: errField(err) });
     });
+    await dropNetns(e.id);
   };
 
   const boot = async (id: string): Promise<void> => {
@@ -173,6 +136,8 @@ export async function serveVmCache(
     const vlog = log.child({ vm: id });
     try {
       await share.setup();
+      // QEMU makes the tap itself (no `ip tuntap add`): it is QEMU's, and goes away with it.
+      const nsPath = netns === undefined ? undefined : await makeVmNetns(netns, cacheDir, id, life.signal);
       vm = await deps.hypervisor.startVm(
         {
           ...spec,
@@ -180,6 +145,7 @@ export async function serveVmCache(
           vmDir: paths.vmDir,
           sharedDir: share.paths.shared,
           guard: { controlSocket: paths.controlSocket },
+          ...(nsPath === undefined ? {} : { netnsPath: nsPath, nics: [templateNic] }),
         },
         life.signal,
       );
@@ -208,6 +174,7 @@ export async function serveVmCache(
       await share.teardown().catch((err: unknown) => {
         vlog.warn("remove a cached VM's share", { err: errField(err) });
       });
+      await dropNetns(id);
       if (life.signal.aborted) return;
       failures++;
       vlog.warn("a cached VM did not boot", { err: errField(e), failures });
@@ -257,6 +224,8 @@ export async function serveVmCache(
       entries.delete(e.id);
       pool.forget(e.id);
       log.info("cached VM taken over", { vm: e.id });
+      // Its tap is in the pod's netns by now, or stays in this one until its QEMU exits: only the name goes.
+      await dropNetns(e.id);
       return;
     }
     e.vm.owner?.letGo();

@@ -13,7 +13,7 @@ import {
   parseCacheRecord,
   protoCodec,
 } from "./cache-wire.js";
-import type { TemplateRecord, TemplateRequest } from "./template-plan.js";
+import { templateNic, type TemplateRecord, type TemplateRequest } from "./template-plan.js";
 
 const file = (p: string) => ({ path: p, sizeBytes: 10, mtimeMs: 1 });
 const record: TemplateRecord = {
@@ -133,5 +133,19 @@ describe("VM cache wire format", () => {
     assert.match(m.join("\n"), /^memory MiB: cached VM 2048, sandbox 4096$/m);
     assert.match(m.join("\n"), /^kernel: cached VM /m);
     assert.match(m.join("\n"), /^NICs: the cached VM has none, the sandbox 1$/m);
+  });
+
+  it("a cached VM with the template's NIC serves one pod interface or none, and names why not three", () => {
+    const withNic: TemplateRecord = { ...record, taps: [templateNic.tapName], nics: [templateNic] };
+    const pod = (n: number) => ({
+      ...request,
+      ownNetns: true,
+      nics: Array.from({ length: n }, (_, i) => ({ tapName: `tap${i}_kata`, mac: `02:00:00:00:00:0${i}` })),
+    });
+    assert.deepEqual(cacheMismatches(withNic, pod(0)), []);
+    assert.deepEqual(cacheMismatches(withNic, pod(1)), []);
+    assert.deepEqual(cacheMismatches(withNic, pod(3)), [
+      "NICs: the cached VM has one, the sandbox 3 (a cached VM cannot get more)",
+    ]);
   });
 });

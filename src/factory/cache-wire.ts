@@ -92,12 +92,16 @@ export function parseCacheRecord(data: Uint8Array): TemplateRecord {
 
 /**
  * Why a sandbox asking for `req` cannot take one of the cached VMs described by `rec` (empty: it can).
- * The template's rule (template-plan.ts): a cached VM cannot be resized (microvm has no hotplug) and has
- * no NIC, so everything the guest sees must be the same.
+ * The template's rule (template-plan.ts): a cached VM cannot be resized or given another NIC (microvm
+ * has no hotplug), so everything the guest sees must be the same; its one NIC serves a pod with one
+ * interface or none (cache-net-plan.ts).
  */
 export function cacheMismatches(rec: TemplateRecord, req: TemplateRequest): string[] {
   return templateMismatches(rec, req).map((m) =>
-    m.replace(": template ", ": cached VM ").replace("the template has", "the cached VM has"),
+    m
+      .replace(": template ", ": cached VM ")
+      .replace("the template has", "the cached VM has")
+      .replace("a clone cannot get more", "a cached VM cannot get more"),
   );
 }
 

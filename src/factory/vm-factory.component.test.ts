@@ -8,7 +8,10 @@ import type { VmConfig } from "../hypervisor/hypervisor.js";
 import { kataErrorChain } from "../../test/helpers/fakes.js";
 import { Harness } from "../../test/helpers/harness.js";
 import { Sandbox, type SandboxConfig } from "../sandbox/sandbox.js";
-import type { FactorySettings, FactoryVm, VmFactory } from "./vm-factory.js";
+import { vmDirOf } from "../sandbox/persist.js";
+import { vmSpecOf } from "../sandbox/sandbox-vm.js";
+import type { CacheVmSource } from "./cache-client.js";
+import { TemplateVmFactory, type FactorySettings, type FactoryVm, type VmFactory } from "./vm-factory.js";
 import { templateNic } from "./template-plan.js";
 
 let h: Harness;
@@ -164,5 +167,40 @@ describe("VM factory seam (fake VM, real agent)", { timeout: 10_000 }, () => {
       kataErrorChain(Code.Unimplemented, "create sandbox sb1", "reseed: no helper"),
     );
     assert.deepEqual(await h.leaks(), []);
+  });
+
+  it("with the VM cache: the pod's links go to the cache, its MAC changes come back, and no reseed is owed", async () => {
+    const asked: unknown[] = [];
+    const cache = {
+      getVm: async (endpoint: string, c: VmConfig, sig: AbortSignal, links: unknown) => {
+        asked.push({ endpoint, links });
+        return {
+          vm: await h.hypervisor.startVm(c, sig),
+          nicMacChanges: [{ mac: "02:42:0a:58:00:05", currentMac: templateNic.mac }],
+        };
+      },
+    } as unknown as CacheVmSource;
+    const factory = new TemplateVmFactory(
+      {
+        hypervisor: h.hypervisor,
+        accel: () => "tcg",
+        mounter: h.mounter,
+        readMountInfo: () => Promise.resolve(""),
+        logger: h.logger,
+      },
+      cache,
+    );
+    const links = [{ veth: "eth0", tap: "tap0_kata", mtu: 1500 }];
+    const cached = { ...settings, enableTemplate: false, vmCacheNumber: 1, vmCacheEndpoint: "/run/c.sock" };
+
+    const sc = h.sandboxConfig("sb1");
+    const vmConfig = { ...vmSpecOf(sc.vm), id: "sb1", vmDir: vmDirOf(sc.runDir, "sb1") };
+
+    const got = await factory.getVm(cached, vmConfig, signal, links);
+
+    assert.deepEqual(asked, [{ endpoint: "/run/c.sock", links }]);
+    assert.equal(got?.source, "cache");
+    assert.deepEqual(got.nicMacChanges, [{ mac: "02:42:0a:58:00:05", currentMac: templateNic.mac }]);
+    await got.vm.stop();
   });
 });

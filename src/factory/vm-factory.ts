@@ -11,6 +11,7 @@ import type { AgentApi } from "../agent-client/agent-client.js";
 import type { Vm, VmConfig } from "../hypervisor/hypervisor.js";
 import { defaultConfig } from "../config/defaults.js";
 import type { CacheVmSource } from "./cache-client.js";
+import type { PodLink } from "./cache-net-plan.js";
 import { fetchTemplate, startClone, templateRequest, type TemplateDeps } from "./template.js";
 import { cloneNics, type NicMacChange } from "./template-plan.js";
 
@@ -31,13 +32,22 @@ export interface FactoryVm {
    * "cache": a VM that booted on its own (its randomness is its own) and whose clock ran all along.
    */
   readonly source: "template" | "cache";
-  /** MACs the guest must give its NICs (a clone keeps the template's NIC: docs/factory.md#nics). */
+  /**
+   * MACs the guest must give its NICs (a clone keeps the template's NIC, a cached VM its own:
+   * docs/factory.md#nics).
+   */
   readonly nicMacChanges?: readonly NicMacChange[];
 }
 
 export interface VmFactory {
   /** A VM for `config`, or undefined: boot directly (the reason was logged as a warning). */
-  getVm(settings: FactorySettings, config: VmConfig, signal: AbortSignal): Promise<FactoryVm | undefined>;
+  /** `links`: the pod's interfaces and their taps in `config.netnsPath` (config.nics, in order). */
+  getVm(
+    settings: FactorySettings,
+    config: VmConfig,
+    signal: AbortSignal,
+    links?: readonly PodLink[],
+  ): Promise<FactoryVm | undefined>;
 }
 
 export class TemplateVmFactory implements VmFactory {
@@ -49,19 +59,25 @@ export class TemplateVmFactory implements VmFactory {
     this.#cache = cache;
   }
 
-  async getVm(settings: FactorySettings, config: VmConfig, signal: AbortSignal): Promise<FactoryVm | undefined> {
+  async getVm(
+    settings: FactorySettings,
+    config: VmConfig,
+    signal: AbortSignal,
+    links: readonly PodLink[] = [],
+  ): Promise<FactoryVm | undefined> {
     const log = this.#deps.logger.child({ sandboxId: config.id });
     if (settings.vmCacheNumber > 0) {
       if (this.#cache === undefined) {
         log.warn("vm factory: the VM cache cannot be used here; booting directly");
         return undefined;
       }
-      const vm = await this.#cache.getVm(
+      const got = await this.#cache.getVm(
         settings.vmCacheEndpoint ?? defaultConfig.factory.vmCacheEndpoint,
         config,
         signal,
+        links,
       );
-      return vm === undefined ? undefined : { vm, source: "cache" };
+      return got === undefined ? undefined : { vm: got.vm, source: "cache", nicMacChanges: got.nicMacChanges };
     }
     if (!settings.enableTemplate) return undefined;
     if (config.binaryPath === undefined) return undefined;

@@ -36,11 +36,30 @@ export interface ServiceDeps {
   readonly onlineCpuMem?: (req: { nbCpus: number; cpuOnly: boolean }, signal: AbortSignal) => Promise<unknown>;
 }
 
-export function registerAgentService(server: TtrpcServer, agent: Agent, version: string, deps: ServiceDeps): void {
+/**
+ * A session number as HealthCheckResponse.session carries it: a uint32, never 0 (an agent that does not
+ * say). It wraps after 2^32 - 1 sessions (the agent waiting for a host opens twenty a second: years),
+ * which no handshake spans.
+ */
+export function sessionOnWire(connection: number): number {
+  return ((connection - 1) % 0xffff_ffff) + 1;
+}
+
+/**
+ * Health, as the host's readiness probe needs it: each answer names the port session (the server's
+ * connection) it came on, so the host can tell a session that lasts from one the agent is about to end
+ * (agent-client.ts waitReady).
+ */
+export function registerHealth(server: TtrpcServer, version: string): void {
   server.register(Health, {
-    check: () => Promise.resolve({ status: HealthCheckResponse_ServingStatus.SERVING }),
+    check: (_req, ctx) =>
+      Promise.resolve({ status: HealthCheckResponse_ServingStatus.SERVING, session: sessionOnWire(ctx.connection) }),
     version: () => Promise.resolve({ grpcVersion: "ttrpc", agentVersion: version }),
   });
+}
+
+export function registerAgentService(server: TtrpcServer, agent: Agent, version: string, deps: ServiceDeps): void {
+  registerHealth(server, version);
   server.register(AgentService, {
     createSandbox: async (req) => {
       await agent.createSandbox(req);

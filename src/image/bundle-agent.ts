@@ -6,11 +6,7 @@ import { stat } from "node:fs/promises";
 import { build, type BuildOptions } from "esbuild";
 import { Code, KataError, errnoOf, wrap } from "../base/errors.js";
 
-/** Agent entry and bundle, relative to the package root. */
-export const agentEntryRelPath = "dist/src/cli/agent-main.js";
-export const agentBundleRelPath = "dist/agent/kata-ts-agent.mjs";
-/** The CommonJS bundle, next to the ESM one. */
-export const agentSnapshotEntryRelPath = "dist/agent/kata-ts-agent.cjs";
+export { agentBundleRelPath, agentEntryRelPath, agentSnapshotEntryRelPath } from "./agent-paths.js";
 
 // esbuild turns a dependency's CommonJS `require("x")` into a call that needs a global `require`, which
 // ESM lacks; this gives it one (harmless when nothing uses it).

@@ -6,7 +6,7 @@ import { basename, dirname, join } from "node:path";
 import { Command } from "commander";
 import type { Hypervisor } from "../hypervisor/hypervisor.js";
 import type { ProcessRunner } from "../platform/process.js";
-import { agentSnapshotEntryRelPath } from "./bundle-agent.js";
+import { agentSnapshotEntryRelPath } from "./agent-paths.js";
 import { buildGuestImage, defaultCacheDir, defaultImageDir } from "./guest-image.js";
 
 export interface ImageCommandDeps {

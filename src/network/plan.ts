@@ -129,6 +129,24 @@ function linkOps(e: Endpoint, tap: string): NetOp[] {
   ]; // prettier-ignore
 }
 
+/**
+ * Rewires a link whose tap was replaced by another device of the same name (a VM cache's tap, opened by
+ * a QEMU that booted before the pod existed and moved into its netns: docs/factory.md#nics-in-cached-vms).
+ * The moved tap is down and has no qdisc (a netns move takes a device down), and the veth's filter
+ * redirects to the deleted tap (mirred holds the device, not its name): both are made again. The veth's
+ * ingress qdisc stays, with its undo, as setup made it; the tap's own qdisc and filter go with the tap.
+ */
+export function retapOps(link: { readonly veth: string; readonly tap: string; readonly mtu: number }): NetOp[] {
+  const { veth, tap } = link;
+  return [
+    { file: "ip", args: ["link", "set", tap, "mtu", String(link.mtu), "up"], iface: tap },
+    { file: "tc", args: ["qdisc", "add", "dev", tap, "ingress"], iface: tap },
+    { file: "tc", args: redirect(tap, veth), iface: tap },
+    { file: "tc", args: ["filter", "del", "dev", veth, "parent", "ffff:"], iface: veth },
+    { file: "tc", args: redirect(veth, tap), iface: veth },
+  ];
+}
+
 function interfaceOf(e: Endpoint): InterfaceInit {
   const addresses: IPAddressInit[] = e.addresses.map((a) => ({
     family: family(a.family),

@@ -8,7 +8,7 @@ import path from "node:path";
 import { abortError, deadline } from "../base/async.js";
 import { Code, KataError, describeError, errnoOf, isKataError } from "../base/errors.js";
 import { errField, type Logger } from "../base/log.js";
-import { AgentClient } from "../agent-client/agent-client.js";
+import { AgentClient, runningAgentProbeIntervalMs } from "../agent-client/agent-client.js";
 import type { Vm } from "../hypervisor/hypervisor.js";
 
 export const failedBootsDirName = "failed-boots";
@@ -77,7 +77,7 @@ export async function keepBootConsole(
 /** Connects to the agent and waits for it to answer, within the boot deadline; names why it failed. */
 export async function connectAgent(
   vm: Vm,
-  cfg: { id: string; runDir: string; bootTimeoutMs: number },
+  cfg: { id: string; runDir: string; bootTimeoutMs: number; agentWasRunning?: boolean },
   log: Logger,
   signal: AbortSignal,
 ): Promise<AgentClient> {
@@ -90,7 +90,8 @@ export async function connectAgent(
   let client: AgentClient | undefined;
   try {
     client = await AgentClient.connect(vm.agentSocketPath, { signal: boot, logger: log });
-    await client.waitReady(boot);
+    // A VM from the factory: its agent waits for a host, reopening its port (agent-client.ts waitReady).
+    await client.waitReady(boot, cfg.agentWasRunning === true ? { probeIntervalMs: runningAgentProbeIntervalMs } : {});
     return client;
   } catch (e) {
     await client?.close();

@@ -11,6 +11,8 @@ import type { ARPNeighborSchema, InterfaceSchema, RouteSchema } from "../protoco
 export interface NetworkLink {
   readonly veth: string;
   readonly tap: string;
+  /** The veth's MTU, which its tap has too (a VM cache's tap is set to it: docs/factory.md). */
+  readonly mtu?: number;
 }
 
 /** The pod's network as wired: what QEMU gets (NICs) and what the guest agent is told. */

@@ -216,14 +216,19 @@ export class Sandbox {
       const fromFactory =
         cfg.vm.factory === undefined || deps.factory === undefined
           ? undefined
-          : await deps.factory.getVm(cfg.vm.factory, vmConfig, signal);
+          : await deps.factory.getVm(cfg.vm.factory, vmConfig, signal, network.links);
       const vm = fromFactory?.vm ?? (await deps.hypervisor.startVm(vmConfig, signal));
       undo.defer("stop vm", () => vm.stop());
       mark("vmStarted");
 
       const client = await connectAgent(
         vm,
-        { id: cfg.id, runDir: cfg.runDir, bootTimeoutMs: cfg.vm.bootTimeoutMs },
+        {
+          id: cfg.id,
+          runDir: cfg.runDir,
+          bootTimeoutMs: cfg.vm.bootTimeoutMs,
+          agentWasRunning: fromFactory !== undefined,
+        },
         log,
         signal,
       );

@@ -10,6 +10,18 @@ import { mountsUnder, parseMountInfo } from "../../src/platform/mountinfo.js";
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 export const cliPath = path.join(repoRoot, "dist", "src", "cli", "kata-ts-main.js");
+/**
+ * What users run (package.json's bin, `kata-ts install`'s link): from the host's startup snapshot when
+ * the build made one (bin/launch.sh). runCli uses it; tests that spawn cliPath run the ES modules.
+ */
+export const cliLauncherPath = path.join(repoRoot, "bin", "kata-ts");
+
+/** A per-sandbox service's command line: shim-main.js, or the startup snapshot's shim-service entry. */
+export function isServiceArgv(argv: readonly string[]): boolean {
+  return (
+    argv.some((a) => a.endsWith("shim-main.js")) || (argv.includes("--snapshot-blob") && argv.includes("shim-service"))
+  );
+}
 
 export interface CliResult {
   readonly code: number | null;
@@ -51,7 +63,7 @@ function cliStdio(opts: CliOptions): StdioOptions {
 
 export function runCli(args: readonly string[], opts: CliOptions = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cliPath, ...args], {
+    const child = spawn(cliLauncherPath, args, {
       env: opts.env ?? process.env,
       stdio: cliStdio(opts),
     });
@@ -107,7 +119,7 @@ async function processesUsing(dir: string): Promise<string[]> {
       found.push(`process stand-in ${pid}`);
     }
     const at = argv.indexOf("--root");
-    if (argv.some((a) => a.endsWith("shim-main.js")) && at >= 0 && argv[at + 1] === dir) {
+    if (isServiceArgv(argv) && at >= 0 && argv[at + 1] === dir) {
       found.push(`sandbox service ${pid} (${argv.slice(at).join(" ")})`);
     }
   }

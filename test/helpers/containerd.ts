@@ -116,7 +116,8 @@ export async function startContainerd(opts: { cri?: boolean; debug?: boolean } =
   const shim = path.join(bin, shimBinaryName);
   await writeFile(
     shim,
-    `#!/bin/sh\nexec ${process.execPath} ${path.join(repoRoot, "dist/src/cli/containerd-shim-main.js")} "$@"\n`,
+    // The launcher a real install links: from the host's startup snapshot when the build made one.
+    `#!/bin/sh\nexec ${path.join(repoRoot, "bin", shimBinaryName)} "$@"\n`,
   );
   await chmod(shim, 0o755);
   const address = path.join(dir, "containerd.sock");

@@ -20,7 +20,7 @@ import {
   type KubeContainer,
   type KubePod,
 } from "../../src/tools/cri-pod.js";
-import { leftovers } from "../helpers/cli.js";
+import { isServiceArgv, leftovers } from "../helpers/cli.js";
 import {
   kataHandler,
   runcHandler,
@@ -66,7 +66,7 @@ async function cgroupChildren(controller: string, cg: string): Promise<string[]>
 async function podProcesses(kataRoot: string): Promise<{ services: number[]; qemus: number[] }> {
   const all = await processArgs();
   const services = all
-    .filter(({ argv }) => argv.some((a) => a.endsWith("shim-main.js")) && argv[argv.indexOf("--root") + 1] === kataRoot)
+    .filter(({ argv }) => isServiceArgv(argv) && argv[argv.indexOf("--root") + 1] === kataRoot)
     .map((p) => p.pid);
   const qemus = all
     .filter(

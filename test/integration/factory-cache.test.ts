@@ -12,6 +12,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ignoreErrno } from "../../src/base/errors.js";
+import { cacheNetnsPrefix } from "../../src/factory/cache-net-plan.js";
+import { netnsRunDir } from "../../src/network/netns.js";
 import { NodeProcessRunner, processExists } from "../../src/platform/process.js";
 import { makeBusyboxBundle } from "../../src/tools/busybox-bundle.js";
 import {
@@ -93,7 +95,7 @@ describe("VM cache: a pool of pre-booted VMs (real VMs)", { skip, concurrency: f
   /**
    * What a sandbox leaves: its QEMU (by pid: while the server runs, its cached VMs' QEMUs and share
    * mounts are under --root too), mounts, state and services under --root; without a server, also
-   * every QEMU, guard, mount, the cache's socket and its directory.
+   * every QEMU, guard, mount, the cache's socket, its directory and its VMs' network namespaces.
    */
   async function noLeaks(opts: { cache: boolean; vmPids?: readonly number[] }): Promise<void> {
     const cacheDir = `${endpoint}.d`;
@@ -109,6 +111,9 @@ describe("VM cache: a pool of pre-booted VMs (real VMs)", { skip, concurrency: f
       for (const p of [endpoint, cacheDir]) {
         if ((await lstat(p).catch(ignoreErrno("ENOENT"))) !== undefined) found.push(p);
       }
+      // Each cached VM's own netns (docs/factory.md#nics-in-cached-vms).
+      const names = (await readdir(netnsRunDir).catch(ignoreErrno("ENOENT"))) ?? [];
+      found.push(...names.filter((n) => n.startsWith(cacheNetnsPrefix(cacheDir))).map((n) => `netns ${n}`));
     }
     for (const pid of opts.vmPids ?? []) if (processExists(pid)) found.push(`the sandbox's QEMU ${pid}`);
     assert.deepEqual(found, [], "leftovers");

@@ -27,7 +27,7 @@ import { ignoreErrno } from "../../src/base/errors.js";
 import { NodeProcessRunner, type RunResult } from "../../src/platform/process.js";
 import { makeBusyboxBundle } from "../../src/tools/busybox-bundle.js";
 import { writeOciImage } from "../../src/tools/oci-image.js";
-import { cliPath, leftovers, repoRoot, runCli } from "../helpers/cli.js";
+import { cliLauncherPath, leftovers, repoRoot, runCli } from "../helpers/cli.js";
 import { requires, testImageDir } from "../helpers/requires.js";
 import { vmTimeoutMs } from "../helpers/vm-world.js";
 
@@ -107,9 +107,9 @@ describe("kata-ts install --write into a real containerd's config", { skip: requ
     assert.match(r.stderr, /restart containerd/);
     assert.equal(
       await readlink(path.join(dir, "bin", "containerd-shim-kata-ts-v2")),
-      path.join(repoRoot, "dist/src/cli/containerd-shim-main.js"),
+      path.join(repoRoot, "bin/containerd-shim-kata-ts-v2"),
     );
-    assert.equal(await readlink(path.join(dir, "bin", "kata-ts")), cliPath);
+    assert.equal(await readlink(path.join(dir, "bin", "kata-ts")), cliLauncherPath);
     const merged = await readFile(config, "utf8");
     assert.ok(merged.startsWith(original), "the original text comes first, unchanged");
     assert.match(merged, /# BEGIN kata-ts[^]*runtimes\.kata-ts\][^]*# END kata-ts\n$/);

@@ -49,9 +49,9 @@ async function rejectsWith(p: Promise<unknown>, re: RegExp): Promise<void> {
 beforeEach(async () => {
   dir = await mkdtemp(path.join(tmpdir(), "kata-ts-install-"));
   const root = path.join(dir, "kata-ts");
-  await mkdir(path.join(root, "dist/src/cli"), { recursive: true });
-  await writeFile(path.join(root, "dist/src/cli/containerd-shim-main.js"), "");
-  await writeFile(path.join(root, "dist/src/cli/kata-ts-main.js"), "");
+  await mkdir(path.join(root, "bin"), { recursive: true });
+  await writeFile(path.join(root, "bin/containerd-shim-kata-ts-v2"), "");
+  await writeFile(path.join(root, "bin/kata-ts"), "");
   await mkdir(path.join(dir, "bin"));
   await mkdir(path.join(dir, "etc"));
   opts = {
@@ -78,12 +78,9 @@ describe("install and uninstall on a temp dir", () => {
     );
     assert.equal(
       await readlink(path.join(dir, "bin/containerd-shim-kata-ts-v2")),
-      path.join(opts.installRoot, "dist/src/cli/containerd-shim-main.js"),
+      path.join(opts.installRoot, "bin/containerd-shim-kata-ts-v2"),
     );
-    assert.equal(
-      await readlink(path.join(dir, "bin/kata-ts")),
-      path.join(opts.installRoot, "dist/src/cli/kata-ts-main.js"),
-    );
+    assert.equal(await readlink(path.join(dir, "bin/kata-ts")), path.join(opts.installRoot, "bin/kata-ts"));
     const merged = await readFile(opts.containerdConfig, "utf8");
     assert.ok(merged.startsWith(v2));
     assert.match(merged, /ConfigPath = "\/etc\/kata-ts\/c\.toml"/);
@@ -133,7 +130,7 @@ describe("install and uninstall on a temp dir", () => {
 
   it("replaces the link of another kata-ts install, and links a release's wrappers when it has them", async () => {
     await symlink("/old/kata-ts/dist/src/cli/kata-ts-main.js", path.join(dir, "bin/kata-ts"));
-    await mkdir(path.join(opts.installRoot, "dist/bin"));
+    await mkdir(path.join(opts.installRoot, "dist/bin"), { recursive: true });
     for (const n of ["containerd-shim-kata-ts-v2", "kata-ts"])
       await writeFile(path.join(opts.installRoot, "dist/bin", n), "");
     const r = await install(fs, { ...opts, write: false });

@@ -69,7 +69,7 @@ async function checkLinks(fs: InstallFs, links: readonly LinkPlan[], force: bool
     }
     const k = await fs.inspect(l.path);
     if (k.kind === "dir") throw new KataError(Code.FailedPrecondition, `${l.path} is a directory`);
-    const ours = k.kind === "symlink" && isKataTsLinkTarget(l.name, k.target);
+    const ours = k.kind === "symlink" && (k.target === l.target || isKataTsLinkTarget(l.name, k.target));
     if (k.kind !== "missing" && !ours && !force) {
       throw new KataError(
         Code.FailedPrecondition,
@@ -181,7 +181,7 @@ export async function uninstall(
   for (const l of planLinks(opts.installRoot, opts.binDir, false)) {
     const k = await fs.inspect(l.path);
     if (k.kind === "missing") continue;
-    if (k.kind === "symlink" && isKataTsLinkTarget(l.name, k.target)) {
+    if (k.kind === "symlink" && (k.target === l.target || isKataTsLinkTarget(l.name, k.target))) {
       await fs.remove(l.path);
       actions.push(`removed ${l.path} (a link to ${k.target})`);
     } else {

@@ -179,14 +179,14 @@ describe("runtimeEntries and containerdConfigFacts", () => {
 });
 
 describe("planLinks", () => {
-  it("links the shim and the CLI to the dist scripts, or to a release's wrappers", () => {
+  it("links the shim and the CLI to their launchers, or to a release's wrappers", () => {
     assert.deepEqual(planLinks("/src/kata-ts", "/usr/local/bin", false), [
       {
         name: "containerd-shim-kata-ts-v2",
         path: "/usr/local/bin/containerd-shim-kata-ts-v2",
-        target: "/src/kata-ts/dist/src/cli/containerd-shim-main.js",
+        target: "/src/kata-ts/bin/containerd-shim-kata-ts-v2",
       },
-      { name: "kata-ts", path: "/usr/local/bin/kata-ts", target: "/src/kata-ts/dist/src/cli/kata-ts-main.js" },
+      { name: "kata-ts", path: "/usr/local/bin/kata-ts", target: "/src/kata-ts/bin/kata-ts" },
     ]);
     assert.deepEqual(
       planLinks("/opt/kata-ts", "/usr/local/bin", true).map((l) => l.target),
@@ -199,6 +199,7 @@ describe("planLinks", () => {
     assert.equal(isKataTsLinkTarget(shim, "/old/kata-ts/dist/src/cli/containerd-shim-main.js"), true);
     assert.equal(isKataTsLinkTarget(shim, "../lib/node_modules/kata-ts/dist/src/cli/containerd-shim-main.js"), true);
     assert.equal(isKataTsLinkTarget(shim, "/opt/kata-ts/dist/bin/containerd-shim-kata-ts-v2"), true);
+    assert.equal(isKataTsLinkTarget("kata-ts", "/usr/bin/kata-ts"), false, "a launcher's path alone proves nothing");
     assert.equal(isKataTsLinkTarget(shim, "/usr/bin/containerd-shim-kata-ts-v2"), false);
     assert.equal(isKataTsLinkTarget(shim, "/x/dist/src/cli/kata-ts-main.js"), false, "the CLI is not the shim");
     assert.equal(isKataTsLinkTarget("kata-ts", "/x/dist/src/cli/kata-ts-main.js"), true);

@@ -20,8 +20,16 @@ export const blockBegin = "# BEGIN kata-ts";
 export const blockEnd = "# END kata-ts";
 const createdMarker = "# kata-ts install created this file; --uninstall removes it when nothing else is left";
 
-/** What each link on PATH runs, relative to the install root (a checkout or a release). */
+/**
+ * What each link on PATH runs, relative to the install root (a checkout): the launcher that starts it
+ * from the host's startup snapshot when it fits (bin/launch.sh).
+ */
 const entryPoints: Readonly<Record<string, string>> = {
+  [shimName]: `bin/${shimName}`,
+  [cliName]: `bin/${cliName}`,
+};
+/** What older installs linked: the ES module entries. Still ours, to replace or remove. */
+const oldEntryPoints: Readonly<Record<string, string>> = {
   [shimName]: "dist/src/cli/containerd-shim-main.js",
   [cliName]: "dist/src/cli/kata-ts-main.js",
 };
@@ -44,9 +52,13 @@ export function planLinks(installRoot: string, binDir: string, hasReleaseWrapper
   }));
 }
 
-/** A link that some kata-ts install made (this one, an older one, npm's global link): ours to replace or remove. */
+/**
+ * A link that some kata-ts install made (an older one, npm's global link, a release's): ours to replace
+ * or remove. A launcher's path (`<root>/bin/<name>`) says too little on its own (/usr/bin/<name> ends
+ * the same): install-apply.ts also takes a link to this install's own launcher as its own.
+ */
 export function isKataTsLinkTarget(name: string, target: string): boolean {
-  const entry = entryPoints[name];
+  const entry = oldEntryPoints[name];
   return entry !== undefined && (target.endsWith(`/${entry}`) || target.endsWith(`/${releaseWrapperDir}/${name}`));
 }
 

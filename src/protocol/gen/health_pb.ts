@@ -12,7 +12,7 @@ import type { Message, UnknownEnum } from "@bufbuild/protobuf";
  * Describes the file health.proto.
  */
 export const file_health: GenFile = /*@__PURE__*/
-  fileDesc("CgxoZWFsdGgucHJvdG8SBGdycGMiHwoMQ2hlY2tSZXF1ZXN0Eg8KB3NlcnZpY2UYASABKAkiigEKE0hlYWx0aENoZWNrUmVzcG9uc2USNwoGc3RhdHVzGAEgASgOMicuZ3JwYy5IZWFsdGhDaGVja1Jlc3BvbnNlLlNlcnZpbmdTdGF0dXMiOgoNU2VydmluZ1N0YXR1cxILCgdVTktOT1dOEAASCwoHU0VSVklORxABEg8KC05PVF9TRVJWSU5HEAIiQwoUVmVyc2lvbkNoZWNrUmVzcG9uc2USFAoMZ3JwY192ZXJzaW9uGAEgASgJEhUKDWFnZW50X3ZlcnNpb24YAiABKAkyewoGSGVhbHRoEjYKBUNoZWNrEhIuZ3JwYy5DaGVja1JlcXVlc3QaGS5ncnBjLkhlYWx0aENoZWNrUmVzcG9uc2USOQoHVmVyc2lvbhISLmdycGMuQ2hlY2tSZXF1ZXN0GhouZ3JwYy5WZXJzaW9uQ2hlY2tSZXNwb25zZWIGcHJvdG8z");
+  fileDesc("CgxoZWFsdGgucHJvdG8SBGdycGMiHwoMQ2hlY2tSZXF1ZXN0Eg8KB3NlcnZpY2UYASABKAkimwEKE0hlYWx0aENoZWNrUmVzcG9uc2USNwoGc3RhdHVzGAEgASgOMicuZ3JwYy5IZWFsdGhDaGVja1Jlc3BvbnNlLlNlcnZpbmdTdGF0dXMSDwoHc2Vzc2lvbhhkIAEoDSI6Cg1TZXJ2aW5nU3RhdHVzEgsKB1VOS05PV04QABILCgdTRVJWSU5HEAESDwoLTk9UX1NFUlZJTkcQAiJDChRWZXJzaW9uQ2hlY2tSZXNwb25zZRIUCgxncnBjX3ZlcnNpb24YASABKAkSFQoNYWdlbnRfdmVyc2lvbhgCIAEoCTJ7CgZIZWFsdGgSNgoFQ2hlY2sSEi5ncnBjLkNoZWNrUmVxdWVzdBoZLmdycGMuSGVhbHRoQ2hlY2tSZXNwb25zZRI5CgdWZXJzaW9uEhIuZ3JwYy5DaGVja1JlcXVlc3QaGi5ncnBjLlZlcnNpb25DaGVja1Jlc3BvbnNlYgZwcm90bzM");
 
 /**
  * @generated from message grpc.CheckRequest
@@ -39,6 +39,16 @@ export type HealthCheckResponse = Message<"grpc.HealthCheckResponse"> & {
    * @generated from field: grpc.HealthCheckResponse.ServingStatus status = 1;
    */
   status: HealthCheckResponse_ServingStatus;
+
+  /**
+   * kata-ts: which session of the agent's port answered (1, 2, ... since the agent started; 0 from an
+   * agent that does not say). The guest ends a session when it sees the host away and opens a new one,
+   * discarding what the host sent to the old one; the host trusts a session that answered twice
+   * (docs/factory.md#the-agents-port-sessions). Kata's host ignores the field.
+   *
+   * @generated from field: uint32 session = 100;
+   */
+  session: number;
 };
 
 /**

@@ -23,6 +23,8 @@ export interface CallContext {
   readonly signal: AbortSignal;
   /** Request metadata; a key the client repeated has several values, in order. */
   readonly metadata: ReadonlyMap<string, string[]>;
+  /** Which serve() call of this server the request came on: 1, 2, ... in the order they started. */
+  readonly connection: number;
 }
 
 export type Handler<I extends DescMessage, O extends DescMessage> = (
@@ -82,6 +84,7 @@ export class TtrpcServer {
   readonly #services = new Set<string>();
   /** Handlers running on any connection, and who waits for there to be none. */
   readonly #busy = { count: 0, waiters: [] as (() => void)[] };
+  #connections = 0;
 
   constructor(opts: TtrpcServerOptions = {}) {
     this.#maxFrameBytes = opts.maxFrameBytes ?? defaultMaxFrameBytes;
@@ -124,6 +127,7 @@ export class TtrpcServer {
       newClientOnStreamOne: this.#newClientOnStreamOne,
       maxInFlight: this.#maxInFlight,
       busy: this.#busy,
+      connection: ++this.#connections,
     }).done;
   }
 
@@ -145,6 +149,7 @@ interface ConnectionLimits {
   readonly newClientOnStreamOne: boolean;
   readonly maxInFlight: number;
   readonly busy: { count: number; waiters: (() => void)[] };
+  readonly connection: number;
 }
 
 class ServerConnection {
@@ -161,6 +166,7 @@ class ServerConnection {
   readonly #maxInFlight: number;
   #inFlight = 0;
   readonly #busy: ConnectionLimits["busy"];
+  readonly #connection: number;
   /** Reading is paused until the client reads the responses queued for it. */
   #waitingForDrain = false;
 
@@ -168,6 +174,7 @@ class ServerConnection {
     this.#newClientOnStreamOne = limits.newClientOnStreamOne;
     this.#maxInFlight = limits.maxInFlight;
     this.#busy = limits.busy;
+    this.#connection = limits.connection;
     this.#stream = stream;
     this.#routes = routes;
     this.#maxFrameBytes = limits.maxFrameBytes;
@@ -284,7 +291,7 @@ class ServerConnection {
     this.#inFlight++;
     this.#busy.count++;
     try {
-      const init = await route.call(input, { signal, metadata });
+      const init = await route.call(input, { signal, metadata, connection: this.#connection });
       let payload: Uint8Array;
       try {
         // CAST: the handler's type (Handler<I, O>) guarantees an init shape of route.method.output.
