@@ -1,11 +1,12 @@
-// What the pod-network and factory-net tests share: waiting for a container's output, fetching from a
-// pod IP, and a spec edit that joins a CNI pod's network namespace.
+// What the pod-network and factory tests share: waiting for a container's output, fetching from a pod
+// IP, a spec edit that joins a CNI pod's network namespace, and what a namespace holds.
 
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { delay } from "../../src/base/async.js";
 import { ignoreErrno } from "../../src/base/errors.js";
 import type { Spec } from "../../src/oci/spec.js";
+import { NodeProcessRunner } from "../../src/platform/process.js";
 import type { PodNetns } from "./cni.js";
 
 /** Polls the container's output until it has `marker`; the output so far. */
@@ -51,4 +52,18 @@ export function joinPod(pod: PodNetns): (s: Spec) => void {
       };
     }
   };
+}
+
+/** The netns's links (name and MAC) and qdiscs: the sandbox's tap and tc must be gone after delete. */
+export async function linksAndQdiscs(nsPath: string): Promise<string> {
+  const runner = new NodeProcessRunner();
+  const run = async (file: string, args: string[]): Promise<string> => {
+    const r = await runner.run("nsenter", [`--net=${nsPath}`, "--", file, ...args]);
+    assert.equal(r.code, 0, `${file} ${args.join(" ")}: ${r.stderr}`);
+    return r.stdout;
+  };
+  const links = (JSON.parse(await run("ip", ["-j", "link", "show"])) as { ifname: string; address?: string }[])
+    .map((l) => `${l.ifname} ${l.address ?? ""}`)
+    .sort();
+  return [...links, await run("tc", ["qdisc", "show"])].join("\n");
 }

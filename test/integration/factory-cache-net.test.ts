@@ -19,24 +19,11 @@ import { netnsRunDir } from "../../src/network/netns.js";
 import { NodeProcessRunner, processExists } from "../../src/platform/process.js";
 import { cniPluginsInstalled, testCniNetwork, type PodNetns, type TestCniNetwork } from "../helpers/cni.js";
 import { cliPath, leftovers, makeRunRoot, removeRunRoot } from "../helpers/cli.js";
-import { fetchText, joinPod, waitForOutput } from "../helpers/pod-net.js";
+import { fetchText, joinPod, linksAndQdiscs, waitForOutput } from "../helpers/pod-net.js";
 import { requires } from "../helpers/requires.js";
 import { makeWorld, vmEnv, vmTimeoutMs, type VmWorld } from "../helpers/vm-world.js";
 
 const runner = new NodeProcessRunner();
-
-/** The netns's links (name and MAC) and qdiscs: the sandbox's tap and tc must be gone after delete. */
-async function snapshot(nsPath: string): Promise<string> {
-  const run = async (file: string, args: string[]): Promise<string> => {
-    const r = await runner.run("nsenter", [`--net=${nsPath}`, "--", file, ...args]);
-    assert.equal(r.code, 0, `${file} ${args.join(" ")}: ${r.stderr}`);
-    return r.stdout;
-  };
-  const links = (JSON.parse(await run("ip", ["-j", "link", "show"])) as { ifname: string; address?: string }[])
-    .map((l) => `${l.ifname} ${l.address ?? ""}`)
-    .sort();
-  return [...links, await run("tc", ["qdisc", "show"])].join("\n");
-}
 
 describe(
   "VM cache: a cached VM serves a pod with a network (real VMs, CNI bridge)",
@@ -126,7 +113,7 @@ describe(
         }, "a ready cached VM");
         assert.deepEqual(await cacheNetns(), [`${cacheNetnsPrefix(cacheDir)}cache-1`], "the cached VM's own netns");
         pod = await net.addPod("p");
-        const nsBefore = await snapshot(pod.nsPath);
+        const nsBefore = await linksAndQdiscs(pod.nsPath);
         const script = [
           "ip addr show eth0",
           "ip route",
@@ -167,7 +154,7 @@ describe(
           (f) => !f.startsWith("qemu process ") && !f.startsWith(`mount ${cacheDir}/`),
         );
         assert.deepEqual(found, []);
-        assert.equal(await snapshot(pod.nsPath), nsBefore, "no tap or qdisc is left in the pod netns");
+        assert.equal(await linksAndQdiscs(pod.nsPath), nsBefore, "no tap or qdisc is left in the pod netns");
       },
     );
 
@@ -187,7 +174,7 @@ describe(
         const del = await runner.run("ip", ["-n", vmNs, "link", "del", "tap0_kata"]);
         assert.equal(del.code, 0, del.stderr);
         const faulty = await net.addPod("f");
-        const nsBefore = await snapshot(faulty.nsPath);
+        const nsBefore = await linksAndQdiscs(faulty.nsPath);
         const fid = `cnetf${process.pid}`;
 
         const r = await world.cli(["run", "--bundle", await world.bundle(fid, ["true"], joinPod(faulty)), fid]);
@@ -209,7 +196,7 @@ describe(
           (f) => !f.startsWith("qemu process ") && !f.startsWith(`mount ${cacheDir}/`),
         );
         assert.deepEqual(found, []);
-        assert.equal(await snapshot(faulty.nsPath), nsBefore, "no tap or qdisc is left in the pod netns");
+        assert.equal(await linksAndQdiscs(faulty.nsPath), nsBefore, "no tap or qdisc is left in the pod netns");
         await faulty.release();
       },
     );

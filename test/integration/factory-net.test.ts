@@ -17,23 +17,10 @@ import { NodeProcessRunner } from "../../src/platform/process.js";
 import { cniPluginsInstalled, testCniNetwork, type PodNetns, type TestCniNetwork } from "../helpers/cni.js";
 import { leftovers, removeRunRoot } from "../helpers/cli.js";
 import { requires } from "../helpers/requires.js";
-import { fetchText, joinPod, waitForOutput } from "../helpers/pod-net.js";
+import { fetchText, joinPod, linksAndQdiscs, waitForOutput } from "../helpers/pod-net.js";
 import { makeWorld, vmTimeoutMs, type VmWorld } from "../helpers/vm-world.js";
 
 const runner = new NodeProcessRunner();
-
-/** The netns's links (name and MAC) and qdiscs: kata-ts's tap and tc must be gone after delete. */
-async function snapshot(nsPath: string): Promise<string> {
-  const run = async (file: string, args: string[]): Promise<string> => {
-    const r = await runner.run("nsenter", [`--net=${nsPath}`, "--", file, ...args]);
-    assert.equal(r.code, 0, `${file} ${args.join(" ")}: ${r.stderr}`);
-    return r.stdout;
-  };
-  const links = (JSON.parse(await run("ip", ["-j", "link", "show"])) as { ifname: string; address?: string }[])
-    .map((l) => `${l.ifname} ${l.address ?? ""}`)
-    .sort();
-  return [...links, await run("tc", ["qdisc", "show"])].join("\n");
-}
 
 /** Shows eth0 and the routes, serves HTTP on 8080 (from /dev/shm: the rootfs is read-only), pings the gateway. */
 function serverScript(name: string, gateway: string): string[] {
@@ -123,7 +110,7 @@ describe(
         const gateway = net.gateway;
         const both = [await net.addPod("c1"), await net.addPod("c2")];
         pods.push(...both);
-        const before = await Promise.all(both.map((p) => snapshot(p.nsPath)));
+        const before = await Promise.all(both.map((p) => linksAndQdiscs(p.nsPath)));
         const ids = both.map((_, i) => `fnet${i + 1}${process.pid}`);
         sandboxes.push(...ids);
 
@@ -163,7 +150,7 @@ describe(
         }
         assert.deepEqual(await leftovers(world.root), []);
         for (const [i, pod] of both.entries()) {
-          assert.equal(await snapshot(pod.nsPath), before[i], "no tap or qdisc is left in the joined netns");
+          assert.equal(await linksAndQdiscs(pod.nsPath), before[i], "no tap or qdisc is left in the joined netns");
         }
         for (const p of both) {
           await p.release();
