@@ -29,6 +29,7 @@ import { Sandbox } from "../../src/sandbox/sandbox.js";
 import { readSelfMountInfo } from "../../src/storage/shared-dir.js";
 import { makeBusyboxBundle } from "../../src/tools/busybox-bundle.js";
 import { requires, testImageDir } from "../helpers/requires.js";
+import { eventually } from "../helpers/vm-world.js";
 
 const runner = new NodeProcessRunner();
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
@@ -99,9 +100,14 @@ describe(
       await sh("ip", ["netns", "del", ns]).catch((e: unknown) => {
         process.stderr.write(`cleanup: ip netns del ${ns}: ${String(e)}\n`);
       });
-      // Deleting the netns destroys the veth pair with it; a leftover host end means it did not.
-      const left = await sh("ip", ["-o", "link", "show"]);
-      assert.ok(!left.includes(`${hostVeth}@`) && !left.includes(`${hostVeth}:`), `${hostVeth} left on the host`);
+      // Deleting the netns destroys the veth pair with it, but the kernel tears a namespace down in a
+      // work queue after its last user is gone: the host end may outlive `ip netns del` briefly (a CI
+      // run saw it), so the leak check waits a bounded while for it.
+      const gone = await eventually(async () => {
+        const left = await sh("ip", ["-o", "link", "show"]);
+        return !left.includes(`${hostVeth}@`) && !left.includes(`${hostVeth}:`);
+      }, 10_000);
+      assert.ok(gone, `${hostVeth} left on the host`);
       assert.ok(!(await sh("ip", ["netns", "list"])).includes(ns), `netns ${ns} left`);
       await rm(work, { recursive: true, force: true });
     });
