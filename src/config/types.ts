@@ -55,7 +55,7 @@ export interface HypervisorConfig {
   readonly msize9p: number;
   /** reclaim_guest_freed_memory: a free-page-reporting balloon gives the guest's freed memory back. */
   readonly reclaimGuestFreedMemory: boolean;
-  /** tcg_tb_size (kata-ts): TCG's translated-code buffer in MiB; 0 = QEMU's default (1 GiB). */
+  /** tcg_tb_size (kata-ts): TCG's translated-code buffer in MiB (default 256); 0 = QEMU's default (1 GiB). */
   readonly tcgTbSizeMiB: number;
   readonly enableDebug: boolean;
   readonly disableNestingChecks: boolean;
