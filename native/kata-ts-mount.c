@@ -27,6 +27,13 @@
  *       Unmounts what is mounted at RELATIVE below ROOT (resolved as above; lazily when busy), removes
  *       the mount point and the parents it leaves empty. A RELATIVE that does not exist is not an error.
  *
+ *   kata-ts-mount views MOUNTS SHARED
+ *       The share's two views of one directory, in one run instead of five mount(8) spawns (~40 ms from
+ *       the runtime's Node process): MOUNTS bound on itself with shared propagation (where the runtime
+ *       binds), and SHARED a read-only slave bind of it (what QEMU serves: copies of MOUNTS' binds appear
+ *       there, and nothing the guest does reaches MOUNTS). Both paths are the runtime's own directories
+ *       (mode 0700 under its state dir), not a guest's. On failure what it made is unmounted again.
+ *
  * Exit status: 0 done; 2 bad usage; 3 refused (a symlink, an escape, a kernel file system, a wrong
  * kind: the message names it); 1 any other failure. Messages go to stderr, one line.
  */
@@ -42,6 +49,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -324,10 +332,55 @@ static int make_dir(int argc, char **argv) {
   return 0;
 }
 
+/* The read-only remount of a bind keeps the mount's other flags (a bind made below a nosuid,nodev /run
+ * has them): MS_REMOUNT sets the flags given, so they are read first, as mount(8) does. */
+static unsigned long kept_flags(const char *path) {
+  struct statvfs st;
+  if (statvfs(path, &st) != 0) return 0;
+  unsigned long f = 0;
+  if (st.f_flag & ST_NOSUID) f |= MS_NOSUID;
+  if (st.f_flag & ST_NODEV) f |= MS_NODEV;
+  if (st.f_flag & ST_NOEXEC) f |= MS_NOEXEC;
+  if (st.f_flag & ST_NOATIME) f |= MS_NOATIME;
+  if (st.f_flag & ST_NODIRATIME) f |= MS_NODIRATIME;
+  if (st.f_flag & ST_RELATIME) f |= MS_RELATIME;
+  return f;
+}
+
+static int views(int argc, char **argv) {
+  if (argc != 2) fail(EXIT_USAGE, "usage: kata-ts-mount views MOUNTS SHARED");
+  const char *mounts = argv[0], *shared = argv[1];
+  if (mounts[0] != '/' || shared[0] != '/') fail(EXIT_USAGE, "views: MOUNTS and SHARED must be absolute paths");
+  if (mount(mounts, mounts, NULL, MS_BIND, NULL) != 0) fail(EXIT_FAIL, "bind %s on itself: %s", mounts, strerror(errno));
+  const char *step = "make %s shared";
+  const char *at = mounts;
+  int shared_made = 0;
+  if (mount(NULL, mounts, NULL, MS_SHARED, NULL) != 0) goto undo;
+  step = "bind %s";
+  at = shared;
+  if (mount(mounts, shared, NULL, MS_BIND, NULL) != 0) goto undo;
+  shared_made = 1;
+  step = "make %s a slave";
+  if (mount(NULL, shared, NULL, MS_SLAVE, NULL) != 0) goto undo;
+  step = "remount %s read-only";
+  if (mount(NULL, shared, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | kept_flags(shared), NULL) != 0) goto undo;
+  return 0;
+undo:;
+  int e = errno;
+  if (shared_made) umount2(shared, MNT_DETACH);
+  umount2(mounts, MNT_DETACH);
+  char what[4096];
+  snprintf(what, sizeof what, step, at);
+  fail(EXIT_FAIL, "%s: %s", what, strerror(e));
+  return EXIT_FAIL;
+}
+
 int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "bind") == 0) return bind_all(argc - 2, argv + 2);
   if (argc >= 2 && strcmp(argv[1], "unbind") == 0) return unbind(argc - 2, argv + 2);
   if (argc >= 2 && strcmp(argv[1], "mkdir") == 0) return make_dir(argc - 2, argv + 2);
-  fail(EXIT_USAGE, "usage: kata-ts-mount bind [--ro] --kind dir|file SOURCE ROOT RELATIVE | unbind ROOT RELATIVE");
+  if (argc >= 2 && strcmp(argv[1], "views") == 0) return views(argc - 2, argv + 2);
+  fail(EXIT_USAGE, "usage: kata-ts-mount bind [--ro] --kind dir|file SOURCE ROOT RELATIVE | unbind ROOT RELATIVE | "
+                   "mkdir --mode OCTAL [--gid GID] ROOT RELATIVE | views MOUNTS SHARED");
   return EXIT_USAGE;
 }

@@ -41,6 +41,11 @@ export interface ShareBinder {
   unbind(root: string, relative: string, signal?: AbortSignal): Promise<void>;
   /** Makes root/relative a directory with that group, then that mode (setgid kept), made or found. */
   makeDir(d: ShareDir, signal?: AbortSignal): Promise<void>;
+  /**
+   * The share's two views: `mounts` bound on itself with shared propagation, `shared` a read-only slave
+   * bind of it. Both or neither: on failure nothing of them stays mounted.
+   */
+  makeViews(mounts: string, shared: string, signal?: AbortSignal): Promise<void>;
 }
 
 /** The helper's exit statuses (native/kata-ts-mount.c). */
@@ -88,6 +93,10 @@ export class HelperShareBinder implements ShareBinder {
   async makeDir(d: ShareDir, signal?: AbortSignal): Promise<void> {
     const args = ["mkdir", "--mode", d.mode.toString(8), ...(d.gid === undefined ? [] : ["--gid", String(d.gid)])];
     await this.#run([...args, d.root, d.relative], () => `make ${d.relative} in ${d.root}`, signal);
+  }
+
+  async makeViews(mounts: string, shared: string, signal?: AbortSignal): Promise<void> {
+    await this.#run(["views", mounts, shared], () => `make the share's views ${mounts} and ${shared}`, signal);
   }
 
   async #run(

@@ -42,6 +42,10 @@ class RecordingBinder implements ShareBinder {
   makeDir(): Promise<void> {
     return Promise.reject(new Error("unexpected makeDir"));
   }
+
+  makeViews(): Promise<void> {
+    return Promise.reject(new Error("unexpected makeViews"));
+  }
 }
 
 describe("inspectSources", () => {

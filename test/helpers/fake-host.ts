@@ -334,6 +334,26 @@ export class FakeShareBinder implements ShareBinder {
     }
   }
 
+  /** As the helper: the mount calls SharedDir made one by one before it had one run for them. */
+  async makeViews(mounts: string, shared: string): Promise<void> {
+    await this.#mounter.bind(mounts, mounts);
+    try {
+      await this.#mounter.setPropagation(mounts, "shared");
+      await this.#mounter.bind(mounts, shared);
+    } catch (e) {
+      await this.#mounter.unmount(mounts);
+      throw e;
+    }
+    try {
+      await this.#mounter.setPropagation(shared, "slave");
+      await this.#mounter.remountReadonly(shared);
+    } catch (e) {
+      await this.#mounter.unmount(shared);
+      await this.#mounter.unmount(mounts);
+      throw e;
+    }
+  }
+
   /** Every directory makeDir made (with its asked mode and group, which the fake does not set). */
   readonly dirs: ShareDir[] = [];
 

@@ -2,6 +2,7 @@
 // under mounts/ must appear in the read-only shared/ view, read-only volumes must be read-only there.
 
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { mkdtemp, mkdir, readFile, rm, writeFile, readdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -119,6 +120,36 @@ describe("SharedDir (real mounts, the kata-ts-mount helper)", { skip: requires("
       assert.equal(await readFile(path.join(rootfs, "precious"), "utf8"), "keep me");
       assert.deepEqual(mountsUnder(parseMountInfo(await readSelfMountInfo()), run), []);
     } finally {
+      await rm(run, { recursive: true, force: true });
+    }
+  });
+  it("the helper's views: shared and a read-only slave keeping its flags; a failure part way leaves neither", async () => {
+    const run = await mkdtemp(path.join(tmpdir(), "kata-ts-views-"));
+    const runner = new NodeProcessRunner();
+    const mounter = new CommandMounter(runner);
+    const binder = new HelperShareBinder(runner, path.join(repoRoot, "dist", "native", "kata-ts-mount"));
+    // A state directory on a nosuid,nodev file system, as /run is.
+    await mounter.mount({ fstype: "tmpfs", source: "tmpfs", target: run, options: ["nosuid", "nodev", "size=1m"] });
+    try {
+      const [mounts, shared] = [path.join(run, "mounts"), path.join(run, "shared")];
+      await mkdir(mounts);
+      await mkdir(shared);
+      await binder.makeViews(mounts, shared);
+      const line = (p: string): string =>
+        readFileSync("/proc/self/mountinfo", "utf8")
+          .split("\n")
+          .find((l) => l.split(" ")[4] === p) ?? "";
+      assert.match(line(mounts), / rw,nosuid,nodev[^ ]* shared:\d+/);
+      assert.match(line(shared), / ro,nosuid,nodev[^ ]* master:\d+/, "read-only, flags kept, a slave of mounts/");
+      assert.equal(await errnoOfWrite(path.join(shared, "x")), "EROFS");
+      await mounter.unmount(shared);
+      await mounter.unmount(mounts);
+
+      await assert.rejects(binder.makeViews(mounts, path.join(run, "missing")), /missing: No such file or directory/);
+      const left = mountsUnder(parseMountInfo(await readSelfMountInfo()), run).filter((m) => m !== run);
+      assert.deepEqual(left, [], "nothing of a failed makeViews stays mounted");
+    } finally {
+      await mounter.unmount(run, { detach: true });
       await rm(run, { recursive: true, force: true });
     }
   });
