@@ -85,10 +85,11 @@ test("ClockSeedHelper (fake helper): one process serves every call; a refusal ke
 
 test("ClockSeedHelper (fake helper): a call with no answer misses its deadline, and the next call gets a new helper", async () => {
   const f = fakeSpawner();
-  // Long enough for a fake helper (a Node process) to start on a loaded machine.
-  const h = new ClockSeedHelper("/fake", { spawn: f.spawn, deadlineMs: 1500 });
+  // Long enough for a fake helper (a Node process) to start on a loaded machine: the call after the
+  // silent one starts a new one within it (1500 ms failed once at load 8-12).
+  const h = new ClockSeedHelper("/fake", { spawn: f.spawn, deadlineMs: 4000 });
   try {
-    await assert.rejects(h.setTime(77n, 0n), /set the clock: no answer from kata-ts-reseed --serve in 1500 ms/);
+    await assert.rejects(h.setTime(77n, 0n), /set the clock: no answer from kata-ts-reseed --serve in 4000 ms/);
     await h.setTime(1n, 0n);
     assert.equal(f.count(), 2, "the silent helper was replaced");
   } finally {
