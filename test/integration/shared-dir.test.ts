@@ -2,7 +2,6 @@
 // under mounts/ must appear in the read-only shared/ view, read-only volumes must be read-only there.
 
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { mkdtemp, mkdir, readFile, rm, writeFile, readdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -123,6 +122,7 @@ describe("SharedDir (real mounts, the kata-ts-mount helper)", { skip: requires("
       await rm(run, { recursive: true, force: true });
     }
   });
+
   it("the helper's views: shared and a read-only slave keeping its flags; a failure part way leaves neither", async () => {
     const run = await mkdtemp(path.join(tmpdir(), "kata-ts-views-"));
     const runner = new NodeProcessRunner();
@@ -135,12 +135,14 @@ describe("SharedDir (real mounts, the kata-ts-mount helper)", { skip: requires("
       await mkdir(mounts);
       await mkdir(shared);
       await binder.makeViews(mounts, shared);
-      const line = (p: string): string =>
-        readFileSync("/proc/self/mountinfo", "utf8")
-          .split("\n")
-          .find((l) => l.split(" ")[4] === p) ?? "";
-      assert.match(line(mounts), / rw,nosuid,nodev[^ ]* shared:\d+/);
-      assert.match(line(shared), / ro,nosuid,nodev[^ ]* master:\d+/, "read-only, flags kept, a slave of mounts/");
+      const entries = parseMountInfo(await readSelfMountInfo());
+      const entry = (p: string): { options: readonly string[]; propagation: readonly string[] } | undefined =>
+        entries.find((e) => e.mountPoint === p);
+      // The mount's own options come first (the superblock's follow them).
+      assert.deepEqual(entry(mounts)?.options.slice(0, 3), ["rw", "nosuid", "nodev"]);
+      assert.match(entry(mounts)?.propagation.join(" ") ?? "", /^shared:\d+$/);
+      assert.deepEqual(entry(shared)?.options.slice(0, 3), ["ro", "nosuid", "nodev"], "read-only, flags kept");
+      assert.match(entry(shared)?.propagation.join(" ") ?? "", /^master:\d+$/, "a slave of mounts/");
       assert.equal(await errnoOfWrite(path.join(shared, "x")), "EROFS");
       await mounter.unmount(shared);
       await mounter.unmount(mounts);
