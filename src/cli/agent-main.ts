@@ -130,7 +130,8 @@ async function main(startedFrom: "snapshot" | "bundle"): Promise<void> {
     stop.abort();
   });
   // The "serving" line says how the agent started: the boot benchmark reads it.
-  await servePort(server, agentPortName, logger.child({ startedFrom }), stop.signal);
+  const jitless = process.execArgv.includes("--jitless");
+  await servePort(server, agentPortName, logger.child({ startedFrom, jitless }), stop.signal);
 }
 
 function run(startedFrom: "snapshot" | "bundle"): void {

@@ -174,9 +174,10 @@ describe("planInitrd: how the agent starts", () => {
       "/work/agent.blob",
     );
     const launcher = text(m.get(guestPaths.agentStartScript));
-    assert.match(launcher, /\/usr\/bin\/node --snapshot-blob \/opt\/kata-ts\/agent.blob\n/);
+    // The same V8 flags as the snapshot's build (below), or the snapshot would not load.
+    assert.match(launcher, /\/usr\/bin\/node --jitless --no-expose-wasm --snapshot-blob \/opt\/kata-ts\/agent.blob\n/);
     assert.match(launcher, /\[ "\$rc" != 14 \] && exit "\$rc"/);
-    assert.match(launcher, /exec \/usr\/bin\/node \/opt\/kata-ts\/kata-ts-agent.mjs\n/);
+    assert.match(launcher, /exec \/usr\/bin\/node --jitless --no-expose-wasm \/opt\/kata-ts\/kata-ts-agent.mjs\n/);
     assert.match(text(m.get("/etc/inittab")), /^::respawn:\/bin\/sh \/opt\/kata-ts\/start-agent$/m);
     assert.ok(m.has(guestPaths.agent), "the bundle stays, as the fallback");
   });
@@ -185,7 +186,10 @@ describe("planInitrd: how the agent starts", () => {
     const m = byPath(planInitrd(inputs({ agent: { start: "build-snapshot", snapshotEntry: host("/repo/a.cjs") } })));
 
     assert.equal(m.get(guestPaths.agentSnapshotEntry)?.kind, "file");
-    assert.match(text(m.get(guestPaths.snapshotBuildScript)), /--build-snapshot \/opt\/kata-ts\/kata-ts-agent.cjs/);
+    assert.match(
+      text(m.get(guestPaths.snapshotBuildScript)),
+      /node --jitless --no-expose-wasm --snapshot-blob \/mnt\/agent.blob --build-snapshot \/opt\/kata-ts\/kata-ts-agent.cjs/,
+    );
     assert.match(text(m.get("/etc/inittab")), /^::once:\/bin\/sh \/opt\/kata-ts\/build-snapshot$/m);
     assert.doesNotMatch(text(m.get("/etc/inittab")), /respawn/);
   });

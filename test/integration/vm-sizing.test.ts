@@ -151,6 +151,12 @@ describe("VM sizing and guest logs (real VM)", { skip }, () => {
         agent.some((l) => l["guestLevel"] === "debug"),
         "no debug line from the agent",
       );
+      // The agent started from the image's snapshot, interpreted only (guest-init.ts agentNodeFlags).
+      const serving = agent.find((l) => l["msg"] === "serving");
+      assert.ok(serving, `no agent "serving" line among ${agent.length} agent lines`);
+      // The guest's own fields, which the host keeps apart from its own (guest-log.ts).
+      const guest = serving["guest"] as Record<string, unknown> | undefined;
+      assert.deepEqual([guest?.["startedFrom"], guest?.["jitless"]], ["snapshot", true]);
       // The kernel's own console lines come too.
       assert.ok(lines.some((l) => l["source"] === "console" && l["sandboxId"] === id));
       assert.deepEqual(await leftovers(root), []);
