@@ -94,7 +94,7 @@ ${first}
  * The V8 flags of every node that runs the agent, and of the one that builds its snapshot (a snapshot
  * loads only under the flags it was built with). `--jitless`: V8 interprets and never writes machine
  * code, so under TCG no freshly generated code has to be translated again (measured: a template clone's
- * start 12 % faster, a cold boot 4 %, a 30 MB stdout relay 20 %, docs/benchmarks.md), and the agent has
+ * start 12 % faster, a cold boot 4 %, a 30 MB stdout relay 20 %, docs/factory.md), and the agent has
  * no writable and executable memory for a guest attacker to use. It turns WebAssembly off, which the
  * agent does not use; `--no-expose-wasm` says so, instead of V8's warning on the console at every start.
  */
