@@ -14,6 +14,7 @@ import { NodeProcessRunner } from "../src/platform/process.js";
 import { makeBusyboxBundle } from "../src/tools/busybox-bundle.js";
 import { bridgeConflist, createPodNetns, removeBridgeNetwork, type CniConflist } from "../src/tools/cni-netns.js";
 import { floorOnce, median } from "./boot.js";
+import { ksmRunning, withKsmMerged } from "./ksm.js";
 import { benchDate, pssKiB, writeRaw, writeSection } from "./report.js";
 
 const runner = new NodeProcessRunner();
@@ -34,13 +35,35 @@ export interface FactoryResults {
   readonly floorMs: readonly number[];
   readonly runs: readonly FactoryRun[];
   readonly sandboxes: number;
-  readonly pssMiB: { readonly cold: number; readonly clone: number };
+  /** Sum of the idle sandboxes' QEMU PSS, each way. */
+  readonly pssMiB: Readonly<Record<IdleKind, number>>;
+  /** Whether the host's ksmd was merging when the bench started (then pssMiB is after merging too). */
+  readonly ksmOnHost: boolean | undefined;
+  /** With --ksm: the same idle sandboxes after ksmd merged them, and how much it shared. */
+  readonly ksm?: {
+    readonly pssMiB: Readonly<Record<IdleKind, number>>;
+    readonly sharingMiB: Readonly<Record<IdleKind, number>>;
+  };
+}
+
+/** Idle sandboxes measured: cold boots, template clones, and cold boots with `densitySettings`. */
+type IdleKind = "cold" | "clone" | "dense";
+
+/**
+ * The smallest settings a user has for a cold pod (docs/factory.md#memory-per-pod): guest RAM for
+ * the guest itself (a container's limit is added to it), TCG's code cap, the free-page balloon.
+ */
+export const densitySettings = "default_memory = 512\ntcg_tb_size = 32\nreclaim_guest_freed_memory = true\n";
+
+interface IdleMemory {
+  readonly pssMiB: number;
+  readonly ksm?: { readonly pssMiB: number; readonly sharingMiB: number };
 }
 
 interface Setup {
   readonly cli: string;
   readonly root: string;
-  readonly configs: { readonly cold: string; readonly clone: string; readonly cache: string };
+  readonly configs: Readonly<Record<IdleKind | "cache", string>>;
 }
 
 function cliRun(s: Setup, cfg: string, args: readonly string[], stdout: "pipe" | "ignore"): ReturnType<typeof spawn> {
@@ -130,18 +153,28 @@ async function qemuPidsUsing(dir: string): Promise<number[]> {
   return pids;
 }
 
-/** Starts `n` idle sandboxes, lets them settle, sums their QEMUs' PSS, and deletes them. */
-async function idlePss(s: Setup, kind: "cold" | "clone", bundle: string, n: number): Promise<number> {
+/**
+ * Starts `n` idle sandboxes, lets them settle, sums their QEMUs' PSS (and again after the host's KSM
+ * merged them, with `ksm`), and deletes them.
+ */
+async function idlePss(s: Setup, kind: IdleKind, bundle: string, n: number, ksm: boolean): Promise<IdleMemory> {
   const ids = Array.from({ length: n }, (_, i) => `fbench-idle-${kind}-${i}`);
-  try {
-    for (const id of ids) await cliOk(s, s.configs[kind], ["run", "-d", "--bundle", bundle, id]);
-    // Settle: the last guest finishes its start, pages the host has not yet seen are counted once.
-    await new Promise((r) => setTimeout(r, 10_000));
+  const sum = async (): Promise<number> => {
     const pids = await qemuPidsUsing(s.root);
     if (pids.length !== n) throw new Error(`expected ${n} QEMU processes, found ${pids.length}`);
     let kib = 0;
     for (const pid of pids) kib += await pssKiB(pid);
     return kib / 1024;
+  };
+  try {
+    for (const id of ids) await cliOk(s, s.configs[kind], ["run", "-d", "--bundle", bundle, id]);
+    // Settle: the last guest finishes its start, pages the host has not yet seen are counted once.
+    await new Promise((r) => setTimeout(r, 10_000));
+    const pssMiB = await sum();
+    if (!ksm) return { pssMiB };
+    const merged = await withKsmMerged(sum);
+    if (merged === undefined) throw new Error("--ksm: this host's kernel has no KSM (/sys/kernel/mm/ksm)");
+    return { pssMiB, ksm: { pssMiB: merged.value, sharingMiB: merged.sharingMiB } };
   } finally {
     for (const id of ids) {
       await cliOk(s, s.configs[kind], ["delete", "--force", id]).catch((e: unknown) => {
@@ -154,9 +187,12 @@ async function idlePss(s: Setup, kind: "cold" | "clone", bundle: string, n: numb
 export async function benchFactory(opts: {
   runs: number;
   sandboxes: number;
+  ksm: boolean;
   cli: string;
   imageDir: string;
 }): Promise<FactoryResults> {
+  const ksmOnHost = await ksmRunning();
+  if (opts.ksm && ksmOnHost === undefined) throw new Error("--ksm: this host's kernel has no KSM (/sys/kernel/mm/ksm)");
   const image = await readGuestImage(opts.imageDir);
   if (image === undefined) throw new Error(`no guest image in ${opts.imageDir}: run kata-ts image build`);
   const work = path.join(tmpdir(), `kata-ts-bench-factory-${process.pid}`);
@@ -170,7 +206,9 @@ export async function benchFactory(opts: {
   await writeFile(cache, `[factory]\nvm_cache_number = 1\nvm_cache_endpoint = "${path.join(work, "cache.sock")}"\n`);
   await writeFile(cold, `[factory]\nenable_template = false\ntemplate_path = "${templatePath}"\n`);
   await writeFile(clone, `[factory]\nenable_template = true\ntemplate_path = "${templatePath}"\n`);
-  const s: Setup = { cli: opts.cli, root, configs: { cold, clone, cache } };
+  const dense = path.join(work, "dense.toml");
+  await writeFile(dense, `[factory]\nenable_template = false\n[hypervisor.qemu]\n${densitySettings}`);
+  const s: Setup = { cli: opts.cli, root, configs: { cold, clone, cache, dense } };
   let server: ReturnType<typeof spawn> | undefined;
   const stopCache = async (): Promise<void> => {
     if (server === undefined) return;
@@ -186,7 +224,7 @@ export async function benchFactory(opts: {
   try {
     const floorInitrd = await buildFloorInitrd({ runner }, work);
     const bundle = await makeBusyboxBundle({ runner }, { dir: path.join(work, "bundle"), args: ["echo", "ready"] });
-    const idle = await makeBusyboxBundle({ runner }, { dir: path.join(work, "idle"), args: ["sleep", "3600"] });
+    const idleBundle = await makeBusyboxBundle({ runner }, { dir: path.join(work, "idle"), args: ["sleep", "3600"] });
     const t0 = performance.now();
     await cliOk(s, clone, ["factory", "init"]);
     const initMs = performance.now() - t0;
@@ -214,11 +252,22 @@ export async function benchFactory(opts: {
     }
     // Its idle VM would share the CPUs with the idle sandboxes measured next.
     await stopCache();
-    const pssMiB = {
-      cold: await idlePss(s, "cold", idle, opts.sandboxes),
-      clone: await idlePss(s, "clone", idle, opts.sandboxes),
+    // One kind after another: sandboxes of two kinds would share the CPUs while settling.
+    const idle: Record<IdleKind, IdleMemory> = {
+      cold: await idlePss(s, "cold", idleBundle, opts.sandboxes, opts.ksm),
+      clone: await idlePss(s, "clone", idleBundle, opts.sandboxes, opts.ksm),
+      dense: await idlePss(s, "dense", idleBundle, opts.sandboxes, opts.ksm),
     };
-    return { initMs, floorMs, runs, sandboxes: opts.sandboxes, pssMiB };
+    const byKind = <T>(f: (m: IdleMemory) => T): Record<IdleKind, T> => ({
+      cold: f(idle.cold),
+      clone: f(idle.clone),
+      dense: f(idle.dense),
+    });
+    const pssMiB = byKind((m) => m.pssMiB);
+    const ksm = opts.ksm
+      ? { pssMiB: byKind((m) => m.ksm?.pssMiB ?? NaN), sharingMiB: byKind((m) => m.ksm?.sharingMiB ?? NaN) }
+      : undefined;
+    return { initMs, floorMs, runs, sandboxes: opts.sandboxes, pssMiB, ksmOnHost, ...(ksm && { ksm }) };
   } finally {
     await stopCache();
     await cliOk(s, clone, ["factory", "destroy"]).catch((e: unknown) => {
@@ -279,10 +328,30 @@ export function renderFactoryReport(r: FactoryResults, env: { date: string; host
     "",
     `Start → first output, against the cold boot: clone **${(cloneFirst / coldFirst).toFixed(2)}×**, cache hit **${(cacheFirst / coldFirst).toFixed(2)}×**.`,
     "",
-    `Host memory, ${r.sandboxes} idle sandboxes (\`sleep\`), sum of QEMU PSS after 10 s: cold **${r.pssMiB.cold.toFixed(0)} MiB**, ` +
-      `clones **${r.pssMiB.clone.toFixed(0)} MiB** (${((100 * r.pssMiB.clone) / r.pssMiB.cold).toFixed(0)} %).`,
+    ...memoryTable(r),
   ];
   return lines.join("\n");
+}
+
+function memoryTable(r: FactoryResults): string[] {
+  const cell = (mib: number): string => `${mib.toFixed(0)} MiB (${(mib / r.sandboxes).toFixed(0)} a pod)`;
+  const row = (name: string, pss: Readonly<Record<IdleKind, number>>): string =>
+    `| ${name} | ${cell(pss.cold)} | ${cell(pss.clone)} (${((100 * pss.clone) / pss.cold).toFixed(0)} % of cold) | ${cell(pss.dense)} |`;
+  return [
+    `Host memory of ${r.sandboxes} idle sandboxes (\`sleep\`), sum of their QEMUs' PSS 10 s after the last start` +
+      `${r.ksmOnHost === true ? " (the host's KSM was on throughout)" : ""}. The density settings: ` +
+      `\`${densitySettings.trim().split("\n").join("`, `")}\` ([factory.md](factory.md#memory-per-pod)).`,
+    "",
+    "| | cold boots | template clones | cold boots, density settings |",
+    "|---|---|---|---|",
+    row("as started", r.pssMiB),
+    ...(r.ksm === undefined
+      ? []
+      : [
+          row("after the host's KSM merged them (`--ksm`)", r.ksm.pssMiB),
+          `| ksmd's pages_sharing | ${r.ksm.sharingMiB.cold.toFixed(0)} MiB | ${r.ksm.sharingMiB.clone.toFixed(0)} MiB | ${r.ksm.sharingMiB.dense.toFixed(0)} MiB |`,
+        ]),
+  ];
 }
 
 export async function writeFactoryResults(r: FactoryResults, doc: string, raw: string, host: string): Promise<string> {

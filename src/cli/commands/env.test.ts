@@ -6,7 +6,10 @@ import { defaultConfig } from "../../config/defaults.js";
 import type { HostProbe } from "../../platform/probe.js";
 import { ScriptedRunner } from "../../../test/helpers/fakes.js";
 import type { RuntimeContext } from "../runtime-context.js";
-import { envReport } from "./env.js";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { envReport, ksmState } from "./env.js";
 
 function context(runtime: Partial<typeof defaultConfig.runtime>): RuntimeContext {
   const probe: HostProbe = {
@@ -65,5 +68,20 @@ describe("envReport", () => {
     assert.deepEqual([runtime(none)["InternetworkingModel"], runtime(none)["DisableNewNetNs"]], ["none", true]);
     const toml = parse(stringify(none)) as { Runtime: { InternetworkingModel: string } };
     assert.equal(toml.Runtime.InternetworkingModel, "none");
+  });
+
+  it("reports the host's KSM as on with what it shares, off, or absent where the kernel has none", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "kata-ts-ksm-"));
+    try {
+      await writeFile(path.join(dir, "run"), "1\n");
+      await writeFile(path.join(dir, "pages_sharing"), "2560\n");
+      assert.deepEqual(await ksmState(dir), { Run: "on", SharingMiB: 10 });
+      await writeFile(path.join(dir, "run"), "0\n");
+      await writeFile(path.join(dir, "pages_sharing"), "0\n");
+      assert.deepEqual(await ksmState(dir), { Run: "off", SharingMiB: 0 });
+      assert.deepEqual(await ksmState(path.join(dir, "missing")), { Run: "absent", SharingMiB: 0 });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -25,6 +25,19 @@ function cpu(cpuinfo: string): { Vendor: string; Model: string } {
   return { Vendor: get("vendor_id"), Model: get("model name") };
 }
 
+/**
+ * The host's kernel samepage merging: QEMU marks guest RAM mergeable, so where ksmd runs, identical
+ * pages of pods are kept once (density; and a page-deduplication side channel: docs/factory.md#ksm).
+ */
+export async function ksmState(dir = "/sys/kernel/mm/ksm"): Promise<{ Run: string; SharingMiB: number }> {
+  const read = async (name: string): Promise<string | undefined> =>
+    (await readFile(path.join(dir, name), "utf8").catch(ignoreErrno("ENOENT")))?.trim();
+  const run = await read("run");
+  if (run === undefined) return { Run: "absent", SharingMiB: 0 };
+  const sharing = Number((await read("pages_sharing")) ?? "0");
+  return { Run: run === "1" ? "on" : "off", SharingMiB: Math.round((sharing * 4096) / 2 ** 20) };
+}
+
 export async function envReport(ctx: RuntimeContext): Promise<Record<string, unknown>> {
   const loaded = await ctx.config();
   const cfg = loaded.config;
@@ -74,6 +87,7 @@ export async function envReport(ctx: RuntimeContext): Promise<Record<string, unk
       VMContainerCapable: true,
       KVM: kvmProblem ?? "usable",
       SupportVSocks: false,
+      KSM: await ksmState(),
     },
   };
 }
