@@ -2,6 +2,8 @@
 // mergeable (its mem-merge default), so on a host where ksmd runs, identical pages of idle pods (the
 // guest kernel, node's text, the initramfs) are kept once. KSM is the host's choice, not kata-ts's
 // (docs/factory.md#ksm): the bench turns it on only for its own measurement and puts back what it found.
+// A bench killed meanwhile leaves ksmd on (as it leaves its VMs): `echo 2 > /sys/kernel/mm/ksm/run`
+// unmerges and stops it, then `echo 0` as it was.
 
 import { readFile, writeFile } from "node:fs/promises";
 import { ignoreErrno } from "../src/base/errors.js";
