@@ -7,6 +7,7 @@
 
 import { readFile, writeFile } from "node:fs/promises";
 import { ignoreErrno } from "../src/base/errors.js";
+import { ksmState } from "../src/cli/commands/env.js";
 
 const dir = "/sys/kernel/mm/ksm";
 const knobs = ["run", "pages_to_scan", "sleep_millisecs"] as const;
@@ -18,12 +19,8 @@ async function read(name: string): Promise<string | undefined> {
 
 /** Whether ksmd is merging on this host now (`run` = 1); undefined where the kernel has no KSM. */
 export async function ksmRunning(): Promise<boolean | undefined> {
-  const run = await read("run");
-  return run === undefined ? undefined : run === "1";
-}
-
-async function pagesSharing(): Promise<number> {
-  return Number((await read("pages_sharing")) ?? "0");
+  const { Run } = await ksmState(dir);
+  return Run === "absent" ? undefined : Run === "on";
 }
 
 /**
@@ -48,12 +45,11 @@ export async function withKsmMerged<T>(
     let last = -1;
     for (let waited = 0; waited < maxWaitMs; waited += 5000) {
       await new Promise((r) => setTimeout(r, 5000));
-      const now = await pagesSharing();
+      const now = (await ksmState(dir)).SharingMiB;
       if (now === last && now > 0) break;
       last = now;
     }
-    const sharingMiB = ((await pagesSharing()) * 4096) / 2 ** 20;
-    return { value: await measure(), sharingMiB };
+    return { value: await measure(), sharingMiB: (await ksmState(dir)).SharingMiB };
   } finally {
     // `run` = 2 unmerges every page, so a host that had KSM off gets its memory back as it was.
     if (saved.run !== "1") await writeFile(`${dir}/run`, "2");
